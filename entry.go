@@ -1,0 +1,147 @@
+package journal
+
+import (
+	"context"
+	"time"
+	"unicode/utf8"
+)
+
+// Entry is one journal entry. Version starts at 1 and is incremented by every
+// update; strong ETags derive from it.
+type Entry struct {
+	ID        string
+	UserID    string
+	Title     string
+	Body      string
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Entry limits (DESIGN.md section 3.2).
+const (
+	MaxTitleChars = 200       // Unicode characters
+	MaxBodyBytes  = 64 * 1024 // bytes
+)
+
+// ValidateTitle checks a title: 1-200 Unicode characters of valid UTF-8.
+func ValidateTitle(title string) error {
+	switch {
+	case !utf8.ValidString(title):
+		return Invalid("title", "must be valid UTF-8")
+	case title == "":
+		return Invalid("title", "is required")
+	case utf8.RuneCountInString(title) > MaxTitleChars:
+		return Invalid("title", "must be at most 200 characters")
+	}
+	return nil
+}
+
+// ValidateBody checks a body: valid UTF-8, at most 65,536 bytes.
+func ValidateBody(body string) error {
+	switch {
+	case !utf8.ValidString(body):
+		return Invalid("body", "must be valid UTF-8")
+	case len(body) > MaxBodyBytes:
+		return Invalid("body", "must be at most 65536 bytes")
+	}
+	return nil
+}
+
+// EntryPatch is a partial update; nil fields are left unchanged.
+type EntryPatch struct {
+	Title *string
+	Body  *string
+}
+
+// Validate checks the fields present and that at least one is.
+func (p EntryPatch) Validate() error {
+	var v ValidationError
+	if p.Title == nil && p.Body == nil {
+		v.add("", "at least one of title, body is required")
+		return v.err()
+	}
+	if p.Title != nil {
+		if err := ValidateTitle(*p.Title); err != nil {
+			v.Errors = append(v.Errors, err.(*ValidationError).Errors...)
+		}
+	}
+	if p.Body != nil {
+		if err := ValidateBody(*p.Body); err != nil {
+			v.Errors = append(v.Errors, err.(*ValidationError).Errors...)
+		}
+	}
+	return v.err()
+}
+
+// Apply returns e with the patch applied (version and times untouched).
+func (p EntryPatch) Apply(e Entry) Entry {
+	if p.Title != nil {
+		e.Title = *p.Title
+	}
+	if p.Body != nil {
+		e.Body = *p.Body
+	}
+	return e
+}
+
+// AnyVersion, passed as the expected version of an update or delete, makes it
+// unconditional.
+const AnyVersion int64 = 0
+
+// EntryStore persists entries, always scoped by user: another user's entry is
+// ErrNotFound, exactly like a missing one or a malformed id. Implementations are
+// safe for concurrent use. Every committed write also records a Change in the
+// outbox in the same transaction (see Outbox).
+type EntryStore interface {
+	// CreateEntry stores e (ID, UserID, Title, Body, CreatedAt and UpdatedAt
+	// set by the caller; Version is set to 1) and returns the stored entry.
+	CreateEntry(ctx context.Context, e Entry) (Entry, error)
+	// Entry returns one entry of the user or ErrNotFound.
+	Entry(ctx context.Context, userID, id string) (Entry, error)
+	// ListEntries returns a page of the user's entries, newest first
+	// (created_at descending, ties by id descending).
+	ListEntries(ctx context.Context, userID string, req PageRequest) (Page, error)
+	// UpdateEntry applies p at now and increments the version. With
+	// ifVersion != AnyVersion it fails with ErrVersionMismatch unless the entry
+	// has that version. Returns ErrNotFound for a missing entry.
+	UpdateEntry(ctx context.Context, userID, id string, p EntryPatch, ifVersion int64, now time.Time) (Entry, error)
+	// DeleteEntry removes the entry, conditionally like UpdateEntry.
+	DeleteEntry(ctx context.Context, userID, id string, ifVersion int64) error
+}
+
+// Change is one committed write recorded in the outbox table in the same
+// transaction as the write, so the cache invalidation it requires survives a
+// Redis outage or a crash between commit and invalidation (DESIGN.md 5.2).
+type Change struct {
+	Seq       int64  // outbox sequence number
+	UserID    string // whose data changed
+	EntryID   string // the entry written, or "" for a token change
+	TokenHash string // the token revoked, or ""
+}
+
+// Outbox gives access to pending changes.
+type Outbox interface {
+	// ApplyChanges claims up to limit pending changes, calls apply with them and
+	// deletes them when apply returns nil, all in one transaction; on error they
+	// stay pending. With userID != "" it claims only that user's changes and
+	// waits for rows other callers hold, so on return every change of that user
+	// committed before the call has been applied. With userID == "" it claims
+	// any user's changes, skipping rows other callers hold (FOR UPDATE SKIP
+	// LOCKED). It returns the number of changes applied.
+	ApplyChanges(ctx context.Context, userID string, limit int, apply func(context.Context, []Change) error) (int, error)
+	// PendingChanges returns the number of changes not yet applied.
+	PendingChanges(ctx context.Context) (int64, error)
+}
+
+// Store is everything a database adapter provides.
+type Store interface {
+	UserStore
+	TokenStore
+	EntryStore
+	Outbox
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the database; the store must not be used afterwards.
+	Close() error
+}
