@@ -1,0 +1,431 @@
+// Package ratelimit is the vocabulary of the journal rate limiter: rates,
+// policies, algorithms, fail modes, decisions and the [Limiter] contract that
+// every backend implements.
+//
+// Three algorithms are offered, all counting only admitted requests:
+//
+//   - [GCRA] (the default): rate N per D with burst B admits at most
+//     B + N*t/D requests in any interval of length t, smoothly after the burst.
+//   - [Sliding]: Cloudflare's sliding-window counter: the previous aligned
+//     window's count weighted by its overlap plus the current window's count;
+//     never more than 2N in any interval of length D.
+//   - [Fixed]: at most N per aligned window (so 2N across a boundary).
+//
+// The algorithms are pure functions of (state, now, cost) ([Policy.Eval]), so
+// the in-process backend (memorylimit) and the Redis backend (redislimit, whose
+// Lua script implements the same integer arithmetic) make the same decisions
+// for the same calls at the same instants. GCRA works in microseconds; the
+// window algorithms work in milliseconds on windows aligned to the Unix epoch.
+//
+// A decision covers several policies of one subject atomically and
+// all-or-nothing: if any enforced policy denies, nothing is consumed, every
+// violated policy is reported, and [Decision.RetryAfter] is the latest of their
+// retry times. Shadow policies are evaluated and reported but never block.
+//
+// This package depends on the standard library only.
+package ratelimit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sentinel errors. Check them with errors.Is.
+var (
+	// ErrUnavailable is returned (wrapped) by [Limiter.Decide] and
+	// [Limiter.Peek] when a policy with Fail == [FailClosed] cannot be decided
+	// because the backend's store is unavailable.
+	ErrUnavailable = errors.New("ratelimit: store unavailable")
+	// ErrInvalid is returned (wrapped, with the reason) for a malformed rate,
+	// algorithm, fail mode or policy, and by Decide for invalid items (negative
+	// cost, a cost larger than the policy's limit, no items, or two items with
+	// the same policy name).
+	ErrInvalid = errors.New("ratelimit: invalid")
+)
+
+// Algorithm selects how a [Policy] counts. The zero value is [GCRA].
+type Algorithm uint8
+
+// The algorithms.
+const (
+	GCRA    Algorithm = iota // generic cell rate algorithm (default)
+	Sliding                  // sliding-window counter
+	Fixed                    // fixed, epoch-aligned windows
+)
+
+// ParseAlgorithm parses "gcra", "sliding" or "fixed" (case-insensitive). Any
+// other string returns an error wrapping [ErrInvalid].
+func ParseAlgorithm(s string) (Algorithm, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "gcra":
+		return GCRA, nil
+	case "sliding":
+		return Sliding, nil
+	case "fixed":
+		return Fixed, nil
+	}
+	return 0, fmt.Errorf("%w algorithm %q (want gcra, sliding or fixed)", ErrInvalid, s)
+}
+
+// String returns "gcra", "sliding" or "fixed" (or "algorithm(N)" if unknown).
+func (a Algorithm) String() string {
+	switch a {
+	case GCRA:
+		return "gcra"
+	case Sliding:
+		return "sliding"
+	case Fixed:
+		return "fixed"
+	}
+	return "algorithm(" + strconv.Itoa(int(a)) + ")"
+}
+
+// FailMode says what a backend does for a policy when its shared store is
+// unavailable. The zero value is [FailLocal].
+type FailMode uint8
+
+// The fail modes.
+const (
+	// FailLocal decides with an in-process limiter at ceil(N / N_live), where
+	// N_live is the number of live instances seen before the outage. Results
+	// are marked Degraded.
+	FailLocal FailMode = iota
+	// FailOpen admits; results are marked Degraded.
+	FailOpen
+	// FailClosed makes Decide return an error wrapping [ErrUnavailable].
+	FailClosed
+)
+
+// ParseFailMode parses "local", "open" or "closed" (case-insensitive). Any
+// other string returns an error wrapping [ErrInvalid].
+func ParseFailMode(s string) (FailMode, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "local":
+		return FailLocal, nil
+	case "open":
+		return FailOpen, nil
+	case "closed":
+		return FailClosed, nil
+	}
+	return 0, fmt.Errorf("%w fail mode %q (want local, open or closed)", ErrInvalid, s)
+}
+
+// String returns "local", "open" or "closed" (or "failmode(N)" if unknown).
+func (f FailMode) String() string {
+	switch f {
+	case FailLocal:
+		return "local"
+	case FailOpen:
+		return "open"
+	case FailClosed:
+		return "closed"
+	}
+	return "failmode(" + strconv.Itoa(int(f)) + ")"
+}
+
+// MinPer is the shortest period a [Rate] may have.
+const MinPer = time.Second
+
+// maxExact bounds the integer products the algorithms compute so that they
+// stay exact in the Redis script, whose Lua numbers are IEEE doubles (exact up
+// to 2^53).
+const maxExact = 1 << 52
+
+// Rate is N events per Per, with N >= 1 and Per >= 1s (a whole number of
+// milliseconds). The zero value is not a valid rate.
+type Rate struct {
+	N   int64
+	Per time.Duration
+}
+
+// ParseRate parses "N/DURATION" where N >= 1 and DURATION is a Go duration of
+// at least 1s ("100/1m", "5/1s", "2000/1h", "50000/24h"). The word "off" is
+// not a rate: callers that accept it handle it before calling ParseRate.
+// Errors wrap [ErrInvalid].
+func ParseRate(s string) (Rate, error) {
+	ns, ds, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		return Rate{}, fmt.Errorf("%w rate %q: want N/DURATION, e.g. 100/1m", ErrInvalid, s)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(ns), 10, 64)
+	if err != nil {
+		return Rate{}, fmt.Errorf("%w rate %q: N is not an integer", ErrInvalid, s)
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(ds))
+	if err != nil {
+		return Rate{}, fmt.Errorf("%w rate %q: %q is not a duration", ErrInvalid, s, ds)
+	}
+	r := Rate{N: n, Per: d}
+	if err := r.validate(); err != nil {
+		return Rate{}, fmt.Errorf("%w rate %q: %s", ErrInvalid, s, err.Error())
+	}
+	return r, nil
+}
+
+func (r Rate) validate() error {
+	switch {
+	case r.N < 1:
+		return errors.New("N must be at least 1")
+	case r.Per < MinPer:
+		return errors.New("the period must be at least 1s")
+	case r.Per%time.Millisecond != 0:
+		return errors.New("the period must be a whole number of milliseconds")
+	case r.N > maxExact/r.Per.Milliseconds():
+		return errors.New("N times the period in milliseconds must not exceed 2^52")
+	}
+	return nil
+}
+
+// String formats r as ParseRate accepts it, e.g. "100/1m0s".
+func (r Rate) String() string {
+	return strconv.FormatInt(r.N, 10) + "/" + r.Per.String()
+}
+
+// Policy is one named limit. The zero value is not valid; see [Policy.Validate].
+type Policy struct {
+	// Name identifies the policy: [a-z0-9-]{1,32}. It is the header token
+	// and the key suffix, so within one decision names must be unique.
+	Name string
+	// Rate is the sustained rate (and, for the window algorithms, the limit
+	// per window).
+	Rate Rate
+	// Burst is the GCRA burst: how many requests may arrive at once. 0 means
+	// Rate.N. The window algorithms ignore it (their limit is Rate.N).
+	Burst int64
+	// Algorithm selects the counting algorithm; zero is GCRA.
+	Algorithm Algorithm
+	// Fail is what a backend does when its store is unavailable; zero is
+	// FailLocal.
+	Fail FailMode
+	// Shadow policies are evaluated, counted and reported but never block.
+	Shadow bool
+}
+
+// Validate reports whether p is usable: a name of 1 to 32 characters from
+// [a-z0-9-], a valid rate, a burst >= 0, and a known algorithm and fail mode.
+// Errors wrap [ErrInvalid] and name the policy.
+func (p Policy) Validate() error {
+	if err := validName(p.Name); err != nil {
+		return fmt.Errorf("%w policy %q: %s", ErrInvalid, p.Name, err.Error())
+	}
+	if err := p.Rate.validate(); err != nil {
+		return fmt.Errorf("%w policy %q: rate %s: %s", ErrInvalid, p.Name, p.Rate, err.Error())
+	}
+	if p.Burst < 0 {
+		return fmt.Errorf("%w policy %q: burst must not be negative", ErrInvalid, p.Name)
+	}
+	if p.Algorithm > Fixed {
+		return fmt.Errorf("%w policy %q: unknown %s", ErrInvalid, p.Name, p.Algorithm)
+	}
+	if p.Fail > FailClosed {
+		return fmt.Errorf("%w policy %q: unknown %s", ErrInvalid, p.Name, p.Fail)
+	}
+	if p.Algorithm == GCRA && p.burst() > maxExact/p.emissionMicros() {
+		return fmt.Errorf("%w policy %q: burst times the emission interval must not exceed 2^52 µs", ErrInvalid, p.Name)
+	}
+	return nil
+}
+
+func validName(s string) error {
+	if len(s) < 1 || len(s) > 32 {
+		return errors.New("name must have 1 to 32 characters")
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return errors.New("name may only contain a-z, 0-9 and -")
+		}
+	}
+	return nil
+}
+
+// Limit is the number of requests the policy admits at once: the burst for
+// GCRA (Rate.N when Burst is 0), Rate.N for the window algorithms. It is the
+// `q` of the RateLimit-Policy header.
+func (p Policy) Limit() int64 {
+	if p.Algorithm == GCRA {
+		return p.burst()
+	}
+	return p.Rate.N
+}
+
+func (p Policy) burst() int64 {
+	if p.Burst > 0 {
+		return p.Burst
+	}
+	return p.Rate.N
+}
+
+// Item is one policy checked in a decision, with its cost (0 means 1).
+type Item struct {
+	Policy Policy
+	Cost   int64
+}
+
+// cost returns the effective cost of it.
+func (it Item) cost() int64 {
+	if it.Cost == 0 {
+		return 1
+	}
+	return it.Cost
+}
+
+// Result is the outcome of one policy within a decision.
+type Result struct {
+	Policy Policy
+	// Allowed reports whether this policy admitted (for shadow policies:
+	// what it would have decided).
+	Allowed bool
+	// Remaining is the quota left after this decision (0 when denied).
+	Remaining int64
+	// RetryAfter is, when denied, the time until the request would be
+	// admitted by this policy; 0 when allowed.
+	RetryAfter time.Duration
+	// ResetAfter is the draft-10 `t`: the time until more quota is available
+	// (GCRA: at most one emission interval; windows: until the window's end).
+	ResetAfter time.Duration
+	// Degraded reports that the result was decided without the shared store
+	// (local fallback or fail-open).
+	Degraded bool
+}
+
+// Decision is the all-or-nothing outcome of checking several policies of ONE
+// subject atomically.
+type Decision struct {
+	// Allowed is false iff a non-shadow policy denied; then nothing was
+	// consumed.
+	Allowed bool
+	// Results has one Result per Item, in the same order.
+	Results []Result
+	// RetryAfter is, when !Allowed, the LATEST RetryAfter of the violated
+	// (non-shadow) policies; 0 when allowed.
+	RetryAfter time.Duration
+}
+
+// Violated returns the non-shadow results that denied, in item order.
+func (d Decision) Violated() []Result {
+	var v []Result
+	for _, r := range d.Results {
+		if !r.Allowed && !r.Policy.Shadow {
+			v = append(v, r)
+		}
+	}
+	return v
+}
+
+// Degraded reports whether any result was decided without the shared store.
+func (d Decision) Degraded() bool {
+	for _, r := range d.Results {
+		if r.Degraded {
+			return true
+		}
+	}
+	return false
+}
+
+// Limiter is the contract every backend implements. Implementations are safe
+// for concurrent use.
+//
+// subject is the identity the policies are keyed by (e.g. "ip:203.0.113.7",
+// "user:0190...", "login:<ip>:<sha256hex>"); all keys of one call share it (as
+// a Redis hash tag, so one call is one slot and one round trip). Items must
+// have valid policies with distinct names, a cost >= 0 (0 means 1) and a cost
+// no larger than the policy's [Policy.Limit]; otherwise Decide and Peek return
+// an error wrapping [ErrInvalid].
+type Limiter interface {
+	// Decide checks every item and consumes their costs if and only if
+	// every non-shadow policy admits.
+	Decide(ctx context.Context, subject string, items ...Item) (Decision, error)
+	// Peek returns the Decision that Decide would return now, consuming
+	// nothing.
+	Peek(ctx context.Context, subject string, items ...Item) (Decision, error)
+	// Reset forgets the state of the named policy for subject, so its next
+	// request starts with a full quota.
+	Reset(ctx context.Context, subject string, policy string) error
+}
+
+// Allow decides one request of cost 1 under p for subject. It returns the
+// policy's Result; Result.Allowed is true for a shadow policy's denial only in
+// the sense that the request may proceed: check [Result.Allowed] together with
+// [Policy.Shadow] (or use Decide) when that matters.
+func Allow(ctx context.Context, l Limiter, subject string, p Policy) (Result, error) {
+	return AllowN(ctx, l, subject, p, 1)
+}
+
+// AllowN is like [Allow] with cost n.
+func AllowN(ctx context.Context, l Limiter, subject string, p Policy, n int64) (Result, error) {
+	d, err := l.Decide(ctx, subject, Item{Policy: p, Cost: n})
+	if err != nil {
+		return Result{}, err
+	}
+	return d.Results[0], nil
+}
+
+// ValidateItems checks the items of one decision as every backend must:
+// at least one, valid policies, distinct names, 0 <= cost <= limit. Errors wrap
+// [ErrInvalid]. Backends call it; users need not.
+func ValidateItems(items []Item) error {
+	if len(items) == 0 {
+		return fmt.Errorf("%w decision: no items", ErrInvalid)
+	}
+	for i, it := range items {
+		if err := it.Policy.Validate(); err != nil {
+			return err
+		}
+		if it.Cost < 0 || it.cost() > it.Policy.Limit() {
+			return fmt.Errorf("%w decision: cost %d of policy %q is outside 0..%d", ErrInvalid, it.Cost, it.Policy.Name, it.Policy.Limit())
+		}
+		for _, prev := range items[:i] {
+			if prev.Policy.Name == it.Policy.Name {
+				return fmt.Errorf("%w decision: policy %q appears twice", ErrInvalid, it.Policy.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// maxRawSubject is the longest subject Key embeds verbatim.
+const maxRawSubject = 128
+
+// Key returns the storage key of policy for subject: prefix + "rl:{" + tag +
+// "}:" + policy, e.g. Key("journal:", "ip:203.0.113.7", "ip") ==
+// "journal:rl:{ip:203.0.113.7}:ip". The braces make tag the Redis Cluster hash
+// tag, so all keys of one subject live in one slot.
+//
+// tag is the subject itself when it has 1 to 128 bytes of printable ASCII
+// other than '{', '}' and '~'. Any other subject (empty, long, with braces,
+// spaces, '~' or non-ASCII bytes) is replaced by "~" followed by the hex
+// SHA-256 of the subject truncated to 128 bits, so a user-controlled subject
+// can neither break the hash tag nor collide with a verbatim one. prefix must
+// not contain '{'.
+func Key(prefix, subject, policy string) string {
+	return prefix + "rl:{" + SubjectTag(subject) + "}:" + policy
+}
+
+// SubjectTag returns the hash-tag form of subject used by [Key].
+func SubjectTag(subject string) string {
+	if rawSubject(subject) {
+		return subject
+	}
+	sum := sha256.Sum256([]byte(subject))
+	return "~" + hex.EncodeToString(sum[:16])
+}
+
+func rawSubject(s string) bool {
+	if len(s) == 0 || len(s) > maxRawSubject {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == '{' || c == '}' || c == '~' {
+			return false
+		}
+	}
+	return true
+}
