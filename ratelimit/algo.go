@@ -98,7 +98,7 @@ func (p Policy) evalWindow(st State, now, cost int64, r Result) (State, Result, 
 	}
 	r.ResetAfter = millis(w - elapsed)
 	weighted := ceilDiv(prev*(w-elapsed), w) // previous window's weighted count
-	k := n - curr - cost                      // room left for the previous window's share
+	k := n - curr - cost                     // room left for the previous window's share
 	if weighted <= k {
 		r.Allowed = true
 		r.Remaining = k - weighted
