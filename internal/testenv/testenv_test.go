@@ -1,0 +1,188 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func TestRedisAddr(t *testing.T) {
+	t.Parallel()
+	addr := RedisAddr(t)
+	if err := ping(addr, time.Second); err != nil {
+		t.Fatalf("PING %s: %v", addr, err)
+	}
+}
+
+func TestRedisAddrEnv(t *testing.T) {
+	r := StartRedis(t)
+	t.Setenv("JOURNAL_TEST_REDIS_ADDR", r.Addr())
+	if got, want := RedisAddr(t), r.Addr(); got != want {
+		t.Errorf("RedisAddr() = %q, want %q", got, want)
+	}
+}
+
+func TestStartRedisLifecycle(t *testing.T) {
+	t.Parallel()
+	r := StartRedis(t, "--maxmemory", "10mb")
+	if got, want := r.URL(), "redis://127.0.0.1:"+strconv.Itoa(r.Port()); got != want {
+		t.Errorf("URL() = %q, want %q", got, want)
+	}
+	if err := ping(r.Addr(), time.Second); err != nil {
+		t.Fatalf("PING after start: %v", err)
+	}
+	// Extra args reach the server.
+	if v, err := redisDo(r.Addr(), time.Second, "CONFIG", "GET", "maxmemory"); err != nil {
+		t.Fatalf("CONFIG GET maxmemory: %v", err)
+	} else if got, ok := v.([]any); !ok || len(got) != 2 || got[1] != "10485760" {
+		t.Errorf("CONFIG GET maxmemory = %v, want [maxmemory 10485760]", v)
+	}
+	// Persistence is off.
+	if v, err := redisDo(r.Addr(), time.Second, "CONFIG", "GET", "save"); err != nil {
+		t.Fatalf("CONFIG GET save: %v", err)
+	} else if got, ok := v.([]any); !ok || len(got) != 2 || got[1] != "" {
+		t.Errorf("CONFIG GET save = %v, want [save \"\"]", v)
+	}
+	if _, err := redisString(r.Addr(), time.Second, "SET", "k", "v"); err != nil {
+		t.Fatalf("SET: %v", err)
+	}
+
+	// Paused: the connection is accepted by the kernel but nothing answers.
+	r.Pause(t)
+	start := time.Now()
+	if err := ping(r.Addr(), 200*time.Millisecond); err == nil {
+		t.Fatal("PING of a paused server succeeded")
+	} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Errorf("PING of a paused server: %v, want a timeout", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("PING of a paused server took %v", d)
+	}
+	r.Resume(t)
+	if got, err := redisString(r.Addr(), time.Second, "GET", "k"); err != nil || got != "v" {
+		t.Fatalf("GET k after Resume = %q, %v; want v", got, err)
+	}
+
+	// Killed: the port refuses connections.
+	r.Kill(t)
+	if err := ping(r.Addr(), time.Second); err == nil {
+		t.Fatal("PING of a killed server succeeded")
+	}
+	r.Kill(t) // killing a stopped server does nothing
+
+	// Restarted on the same port, empty.
+	port := r.Port()
+	r.Restart(t)
+	if got := r.Port(); got != port {
+		t.Errorf("Port() after Restart = %d, want %d", got, port)
+	}
+	if err := ping(r.Addr(), time.Second); err != nil {
+		t.Fatalf("PING after Restart: %v", err)
+	}
+	if got, err := redisDo(r.Addr(), time.Second, "GET", "k"); err != nil || got != nil {
+		t.Errorf("GET k after Restart = %v, %v; want nil (no persistence)", got, err)
+	}
+
+	// Restart of a paused server kills it first.
+	r.Pause(t)
+	r.Restart(t)
+	if err := ping(r.Addr(), time.Second); err != nil {
+		t.Fatalf("PING after Restart of a paused server: %v", err)
+	}
+	// Left paused on purpose: cleanup must still stop it.
+	r.Pause(t)
+}
+
+func TestStartRedisBadArgs(t *testing.T) {
+	t.Parallel()
+	ft := &fatalRecorder{TB: t}
+	func() {
+		defer func() { _ = recover() }()
+		StartRedis(ft, "--no-such-option", "1")
+	}()
+	if !strings.Contains(ft.msg, "exited at start") || !strings.Contains(ft.msg, "no-such-option") {
+		t.Errorf("StartRedis with a bad option failed with %q, want the exit and the log tail", ft.msg)
+	}
+}
+
+// fatalRecorder records the first Fatalf and stops the helper with a panic
+// instead of failing the enclosing test.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalRecorder) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	panic(f)
+}
+
+func TestPostgresURL(t *testing.T) {
+	t.Parallel()
+	u1, u2 := PostgresURL(t), PostgresURL(t)
+	if u1 == u2 {
+		t.Fatalf("two calls gave the same database %s", u1)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, u1)
+	if err != nil {
+		t.Fatalf("connect %s: %v", u1, err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("new database has %d tables, want 0", n)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY, s text)"); err != nil {
+		t.Fatalf("CREATE TABLE: %v", err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO t VALUES (1, 'é')"); err != nil {
+		t.Fatalf("INSERT: %v", err)
+	}
+	var s string
+	if err := conn.QueryRow(ctx, "SELECT s FROM t WHERE id = 1").Scan(&s); err != nil || s != "é" {
+		t.Errorf("SELECT = %q, %v; want é", s, err)
+	}
+	// The other database does not see the table.
+	conn2, err := pgx.Connect(ctx, u2)
+	if err != nil {
+		t.Fatalf("connect %s: %v", u2, err)
+	}
+	defer conn2.Close(ctx)
+	if err := conn2.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE tablename = 't'").Scan(&n); err != nil || n != 0 {
+		t.Errorf("second database sees %d tables named t (%v), want 0", n, err)
+	}
+}
+
+func TestPostgresURLDropped(t *testing.T) {
+	t.Parallel()
+	outer := t
+	var dbURL string
+	t.Run("create", func(t *testing.T) {
+		dbURL = PostgresURL(t)
+		// Left open until after the subtest's cleanup on purpose: the drop
+		// must force it closed.
+		conn, err := pgx.Connect(context.Background(), dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outer.Cleanup(func() { conn.Close(context.Background()) })
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if conn, err := pgx.Connect(ctx, dbURL); err == nil {
+		conn.Close(ctx)
+		t.Fatalf("database %s still exists after its test ended", dbURL)
+	} else if !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("connect to dropped database: %v, want \"does not exist\"", err)
+	}
+}
