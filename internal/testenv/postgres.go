@@ -78,15 +78,17 @@ func PostgresURL(tb testing.TB) string {
 // redact returns u without its password, for messages.
 func redact(u *url.URL) string { return u.Redacted() }
 
-// pgPing connects to the PostgreSQL server at connURL and runs SELECT 1.
-func pgPing(ctx context.Context, connURL string) error {
+// pgShow returns the value of the setting name of the PostgreSQL server at
+// connURL, with a short timeout.
+func pgShow(ctx context.Context, connURL, name string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, connURL)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer conn.Close(context.Background())
-	var one int
-	return conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+	var v string
+	err = conn.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v)
+	return v, err
 }

@@ -186,3 +186,77 @@ func TestPostgresURLDropped(t *testing.T) {
 		t.Errorf("connect to dropped database: %v, want \"does not exist\"", err)
 	}
 }
+
+func TestStartPostgresLifecycle(t *testing.T) {
+	t.Parallel()
+	t0 := time.Now()
+	pg := StartPostgres(t)
+	t.Logf("StartPostgres: %v", time.Since(t0))
+	if got, want := pg.URL(), "postgres://postgres@127.0.0.1:"+strconv.Itoa(pg.Port())+"/postgres?sslmode=disable"; got != want {
+		t.Errorf("URL() = %q, want %q", got, want)
+	}
+	ctx := context.Background()
+	exec := func(sql string) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, pg.URL())
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	if err := exec("CREATE TABLE t (id int); INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatalf("CREATE TABLE: %v", err)
+	}
+	if got, err := pgShow(ctx, pg.URL(), "fsync"); err != nil || got != "off" {
+		t.Errorf("fsync = %q, %v; want off", got, err)
+	}
+
+	// Paused: a query on an open connection hangs until Resume.
+	conn, err := pgx.Connect(ctx, pg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	pg.Pause(t)
+	qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	var n int
+	err = conn.QueryRow(qctx, "SELECT count(*) FROM t").Scan(&n)
+	cancel()
+	if err == nil {
+		t.Fatal("query on a paused server succeeded")
+	}
+	t.Logf("paused query: %v", time.Since(t0))
+	pg.Resume(t)
+	if err := exec("SELECT 1"); err != nil {
+		t.Fatalf("query after Resume: %v", err)
+	}
+
+	// Killed: connections are refused.
+	pg.Kill(t)
+	if err := exec("SELECT 1"); err == nil {
+		t.Fatal("query on a killed server succeeded")
+	}
+
+	// Restarted on the same port and data: the table survived the crash.
+	t.Logf("killed: %v", time.Since(t0))
+	port := pg.Port()
+	pg.Restart(t)
+	t.Logf("restarted: %v", time.Since(t0))
+	if pg.Port() != port {
+		t.Errorf("Port() after Restart = %d, want %d", pg.Port(), port)
+	}
+	if err := exec("INSERT INTO t VALUES (2)"); err != nil {
+		t.Fatalf("INSERT after Restart: %v", err)
+	}
+
+	// Restart of a paused server, and cleanup of a paused server.
+	pg.Pause(t)
+	pg.Restart(t)
+	if err := exec("SELECT 1"); err != nil {
+		t.Fatalf("query after Restart of a paused server: %v", err)
+	}
+	pg.Pause(t)
+}

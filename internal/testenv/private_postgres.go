@@ -1,0 +1,323 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// initdbTimeout bounds initdb, which writes a whole cluster and is slower
+// than a server start on a loaded machine.
+const initdbTimeout = 60 * time.Second
+
+// Postgres is a private PostgreSQL server started by [StartPostgres]. It
+// listens on 127.0.0.1 on a port that stays the same across
+// [Postgres.Restart], with trust authentication for the role postgres, and
+// is stopped at the end of the test that started it. Its methods are safe for
+// concurrent use; the ones that take a tb must be called from the test
+// goroutine.
+type Postgres struct {
+	binDir string
+	dir    string // owned by the server's OS user; holds data/, the socket and logs
+	data   string
+	log    string
+	cred   *syscall.Credential // nil: run as the current user
+	port   int                 // fixed once StartPostgres returns
+
+	mu     sync.Mutex
+	p      *proc // the postmaster; nil before the first start
+	paused bool
+}
+
+// StartPostgres creates a PostgreSQL cluster with initdb in a new temporary
+// directory and starts its server on a free loopback port with fsync off,
+// its Unix socket in that directory and trust authentication. When the test
+// runs as root, initdb and the server run as the OS user postgres (initdb
+// refuses root) and the directory is owned by that user. It returns once the
+// server accepts connections (a few seconds: meant for fault tests; other
+// tests use [PostgresURL]) and kills the server and removes the directory at
+// tb.Cleanup. It fails the test with an actionable message if PostgreSQL is
+// not installed or the server does not start within [StartTimeout].
+func StartPostgres(tb testing.TB) *Postgres {
+	tb.Helper()
+	binDir := postgresBinDir()
+	if binDir == "" {
+		tb.Fatalf("testenv: StartPostgres: initdb and postgres not found on PATH nor in /usr/lib/postgresql/*/bin: " +
+			"install PostgreSQL (Debian/Ubuntu: apt-get install postgresql)")
+	}
+	// Not tb.TempDir: the server's user must be able to reach the directory
+	// (tb.TempDir's parents are private to us), and a Unix socket path must
+	// stay under about 100 bytes.
+	dir, err := os.MkdirTemp("", "testenv-pg-")
+	if err != nil {
+		tb.Fatalf("testenv: StartPostgres: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			tb.Errorf("testenv: remove %s: %v", dir, err)
+		}
+	})
+	pg := &Postgres{
+		binDir: binDir,
+		dir:    dir,
+		data:   filepath.Join(dir, "data"),
+		log:    filepath.Join(dir, "postgres.log"),
+	}
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			tb.Fatalf("testenv: StartPostgres runs as root, and initdb refuses root, but there is no OS user postgres to run it as (%v): "+
+				"install PostgreSQL from the distribution (Debian/Ubuntu: apt-get install postgresql creates the user), or run the tests as another user", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		pg.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			tb.Fatalf("testenv: StartPostgres: %v", err)
+		}
+	}
+	if err := pg.initdb(); err != nil {
+		tb.Fatalf("testenv: StartPostgres: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := pg.stop(); err != nil {
+			tb.Errorf("testenv: stop postgres on port %d: %v", pg.port, err)
+		}
+	})
+	for attempt := 0; attempt < 5; attempt++ {
+		if pg.port, err = freePort(); err != nil {
+			break
+		}
+		if err = pg.start(); !errors.Is(err, errPortInUse) {
+			break
+		}
+	}
+	if err != nil {
+		tb.Fatalf("testenv: StartPostgres: %v", err)
+	}
+	return pg
+}
+
+// URL returns "postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable".
+func (pg *Postgres) URL() string {
+	return "postgres://postgres@127.0.0.1:" + strconv.Itoa(pg.port) + "/postgres?sslmode=disable"
+}
+
+// Port returns the server's TCP port.
+func (pg *Postgres) Port() int { return pg.port }
+
+// Dir returns the directory that holds the data directory (data/), the Unix
+// socket and the server's log (postgres.log).
+func (pg *Postgres) Dir() string { return pg.dir }
+
+// Kill ends the server like a crash: SIGKILL to the postmaster and its
+// backends, and waits until they are gone. Killing a stopped
+// server does nothing. [Postgres.Restart] recovers the data directory.
+func (pg *Postgres) Kill(tb testing.TB) {
+	tb.Helper()
+	if err := pg.stop(); err != nil {
+		tb.Fatalf("testenv: Kill: %v", err)
+	}
+}
+
+// Pause stops the postmaster and all its processes with SIGSTOP: connections
+// stay open but nothing answers, like a hung server, until [Postgres.Resume].
+func (pg *Postgres) Pause(tb testing.TB) {
+	tb.Helper()
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	if pg.p == nil || pg.p.exited() {
+		tb.Fatalf("testenv: Pause: postgres on port %d is not running", pg.port)
+	}
+	if err := signalFamily(pg.p, syscall.SIGSTOP); err != nil {
+		tb.Fatalf("testenv: Pause: %v", err)
+	}
+	pg.paused = true
+}
+
+// Resume continues a server stopped by [Postgres.Pause] with SIGCONT.
+// Resuming a running server does nothing.
+func (pg *Postgres) Resume(tb testing.TB) {
+	tb.Helper()
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	if pg.p == nil || pg.p.exited() {
+		tb.Fatalf("testenv: Resume: postgres on port %d is not running", pg.port)
+	}
+	if err := signalFamily(pg.p, syscall.SIGCONT); err != nil {
+		tb.Fatalf("testenv: Resume: %v", err)
+	}
+	pg.paused = false
+}
+
+// Restart starts the server again on the same port and data directory,
+// killing it first if it still runs (paused or not), and returns once it
+// accepts connections. Committed data survives (after a Kill, through crash
+// recovery), except what fsync=off lost if the machine itself crashed.
+func (pg *Postgres) Restart(tb testing.TB) {
+	tb.Helper()
+	if err := pg.stop(); err != nil {
+		tb.Fatalf("testenv: Restart: %v", err)
+	}
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		if err = pg.start(); !errors.Is(err, errPortInUse) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		tb.Fatalf("testenv: Restart: %v", err)
+	}
+}
+
+// command returns a command running the PostgreSQL program name as the
+// server's OS user, in pg.dir.
+func (pg *Postgres) command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(pg.binDir, name), args...)
+	cmd.Dir = pg.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: pg.cred}
+	return cmd
+}
+
+// initdb creates the cluster in pg.data.
+func (pg *Postgres) initdb() error {
+	logPath := filepath.Join(pg.dir, "initdb.log")
+	cmd := pg.command("initdb", "-D", pg.data, "-U", "postgres", "-A", "trust",
+		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+	p, err := startProc(cmd, logPath)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-p.done:
+	case <-time.After(initdbTimeout):
+		_ = p.kill()
+		return fmt.Errorf("initdb did not finish within %v: %s", initdbTimeout, logTail(logPath))
+	}
+	if p.err != nil {
+		return fmt.Errorf("initdb failed (%v): %s", p.err, logTail(logPath))
+	}
+	return nil
+}
+
+// start starts the postmaster on pg.port and waits until it accepts
+// connections.
+func (pg *Postgres) start() error {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	if pg.p != nil && !pg.p.exited() {
+		return fmt.Errorf("testenv: postgres on port %d already runs", pg.port)
+	}
+	cmd := pg.command("postgres", "-D", pg.data, "-p", strconv.Itoa(pg.port),
+		"-c", "listen_addresses=127.0.0.1",
+		"-c", "unix_socket_directories="+pg.dir,
+		"-c", "fsync=off",
+		"-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off",
+		"-c", "logging_collector=off",
+	)
+	// Its own process group, out of the way of a terminal's Ctrl-C.
+	cmd.SysProcAttr.Setpgid = true
+	logStart := fileSize(pg.log)
+	p, err := startProc(cmd, pg.log)
+	if err != nil {
+		return err
+	}
+	pg.p, pg.paused = p, false
+	deadline := time.Now().Add(StartTimeout)
+	for {
+		if p.exited() {
+			_ = killFamily(p) // backends, if any got that far
+			if strings.Contains(readFrom(pg.log, logStart), "Address already in use") {
+				return fmt.Errorf("%w: postgres could not bind 127.0.0.1:%d", errPortInUse, pg.port)
+			}
+			return fmt.Errorf("postgres on 127.0.0.1:%d exited at start (%v): %s", pg.port, p.err, logTail(pg.log))
+		}
+		// The server answering must be ours, not one that won the race for
+		// the port.
+		if dataDir, err := pgShow(context.Background(), pg.URL(), "data_directory"); err == nil && dataDir == pg.data {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			_ = killFamily(p)
+			return fmt.Errorf("postgres on 127.0.0.1:%d did not accept connections within %v: %s", pg.port, StartTimeout, logTail(pg.log))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop kills the postmaster and its processes if they run and waits for them.
+func (pg *Postgres) stop() error {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	if pg.p == nil {
+		return nil
+	}
+	pg.paused = false
+	return killFamily(pg.p)
+}
+
+// signalFamily sends sig to the postmaster p and to its children. The
+// backends are not in the postmaster's process group (each calls setsid), so
+// they are found by parent PID. For SIGSTOP the postmaster is stopped first,
+// so that it cannot fork a child that escapes; for SIGCONT it is continued
+// last.
+func signalFamily(p *proc, sig syscall.Signal) error {
+	if p.exited() {
+		return nil
+	}
+	pid := p.cmd.Process.Pid
+	if sig == syscall.SIGSTOP {
+		if err := p.signal(sig); err != nil {
+			return err
+		}
+	}
+	for _, c := range childPIDs(pid) {
+		if err := syscall.Kill(c, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("testenv: send %v to pid %d: %w", sig, c, err)
+		}
+	}
+	if sig != syscall.SIGSTOP {
+		return p.signal(sig)
+	}
+	return nil
+}
+
+// killFamily kills the postmaster p and its children and waits (bounded)
+// until they are all gone, so a restarted server finds no old backend
+// attached to its shared memory.
+func killFamily(p *proc) error {
+	if p.exited() {
+		return nil
+	}
+	// Stopped, the postmaster forks nothing while its children are listed.
+	_ = p.signal(syscall.SIGSTOP)
+	children := childPIDs(p.cmd.Process.Pid)
+	for _, c := range children {
+		_ = syscall.Kill(c, syscall.SIGKILL)
+	}
+	if err := p.kill(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(stopTimeout)
+	for _, c := range children {
+		for processRunning(c) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("testenv: postgres process %d still runs %v after SIGKILL", c, stopTimeout)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return nil
+}
