@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// waitFor polls cond every 10ms until it is true or timeout passes.
+func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// get returns the status and body of GET url on a new connection, or an error.
+func get(url string) (int, string, error) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// refused reports whether a new TCP connection to addr is refused.
+func refused(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// TestServeGracefulShutdown drives serve with a minimal handler: it checks the
+// order of DESIGN.md 6 independently of httpapi (the end-to-end test checks
+// it again through run and the real handler).
+func TestServeGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	var draining atomic.Bool
+	started, release := make(chan struct{}), make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready")
+	})
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "live") })
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+		io.WriteString(w, "done")
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const drain = 300 * time.Millisecond
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, logger, newHTTPServer(mux, logger), ln, &draining, drain, 10*time.Second)
+	}()
+
+	if code, _, err := get("http://" + addr + "/readyz"); err != nil || code != 200 {
+		t.Fatalf("GET /readyz before shutdown = %d, %v; want 200", code, err)
+	}
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	slow := make(chan result, 1)
+	go func() {
+		code, body, err := get("http://" + addr + "/slow")
+		slow <- result{code, body, err}
+	}()
+	<-started
+	cancel()
+
+	waitFor(t, 3*drain, "readiness 503", func() bool {
+		code, _, _ := get("http://" + addr + "/readyz")
+		return code == http.StatusServiceUnavailable
+	})
+	if code, _, err := get("http://" + addr + "/livez"); err != nil || code != 200 {
+		t.Errorf("GET /livez while draining = %d, %v; want 200", code, err)
+	}
+	waitFor(t, 10*drain, "the listener to close", func() bool { return refused(addr) })
+	select {
+	case err := <-done:
+		t.Fatalf("serve returned %v with a request in flight", err)
+	default:
+	}
+	close(release)
+	if r := <-slow; r.err != nil || r.code != 200 || r.body != "done" {
+		t.Errorf("in-flight request = %d %q, %v; want 200 done", r.code, r.body, r.err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not return after the last request finished")
+	}
+}
+
+// TestServeShutdownTimeout checks that a request that outlives the shutdown
+// timeout is cut off and reported.
+func TestServeShutdownTimeout(t *testing.T) {
+	t.Parallel()
+	var draining atomic.Bool
+	started := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-r.Context().Done() // the connection is closed by srv.Close
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, logger, newHTTPServer(h, logger), ln, &draining, 0, 100*time.Millisecond) }()
+	go get("http://" + ln.Addr().String() + "/")
+	<-started
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "JOURNAL_SHUTDOWN_TIMEOUT") {
+			t.Errorf("serve = %v, want an error naming JOURNAL_SHUTDOWN_TIMEOUT", err)
+		}
+		if got := time.Since(start); got > 3*time.Second {
+			t.Errorf("serve took %s to give up, want about 100ms", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not return after the shutdown timeout")
+	}
+}
