@@ -50,6 +50,7 @@ type Redis struct {
 	log  string
 	args []string
 	port int // fixed once StartRedis returns
+	bus  int // cluster bus port (--cluster-port), 0 outside a cluster
 
 	mu     sync.Mutex
 	p      *proc // nil before the first start
@@ -65,19 +66,34 @@ type Redis struct {
 func StartRedis(tb testing.TB, args ...string) *Redis {
 	tb.Helper()
 	r := newRedis(tb, args)
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		if r.port, err = freePort(); err != nil {
-			break
-		}
-		if err = r.start(); !errors.Is(err, errPortInUse) {
-			break
-		}
-	}
-	if err != nil {
+	if err := r.startFree(false); err != nil {
 		tb.Fatalf("testenv: StartRedis: %v", err)
 	}
 	return r
+}
+
+// startFree starts r on free ports (and a free cluster bus port if
+// clusterBus), retrying with other ports when it loses a race for one.
+func (r *Redis) startFree(clusterBus bool) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if r.port, err = freePort(); err != nil {
+			return err
+		}
+		if clusterBus {
+			// Not the default port+10000, which may be taken or above 65535.
+			if r.bus, err = freePort(); err != nil {
+				return err
+			}
+			if r.bus == r.port {
+				continue
+			}
+		}
+		if err = r.start(); !errors.Is(err, errPortInUse) {
+			return err
+		}
+	}
+	return err
 }
 
 // newRedis prepares a Redis (binary, directory, cleanup) without starting it.
@@ -191,6 +207,9 @@ func (r *Redis) start() error {
 		"--dir", r.dir,
 		"--daemonize", "no",
 		"--logfile", "",
+	}
+	if r.bus != 0 {
+		argv = append(argv, "--cluster-port", strconv.Itoa(r.bus))
 	}
 	argv = append(argv, r.args...)
 	cmd := exec.Command(r.bin, argv...)

@@ -260,3 +260,68 @@ func TestStartPostgresLifecycle(t *testing.T) {
 	}
 	pg.Pause(t)
 }
+
+func TestRedisCluster(t *testing.T) {
+	t.Parallel()
+	t0 := time.Now()
+	c := RedisCluster(t)
+	t.Logf("RedisCluster: %v", time.Since(t0))
+	addrs := c.Addrs()
+	if len(addrs) != 6 {
+		t.Fatalf("Addrs() = %v, want 6 nodes", addrs)
+	}
+	if got, want := c.URL(), "redis://"+strings.Join(addrs, ","); got != want {
+		t.Errorf("URL() = %q, want %q", got, want)
+	}
+	for i, a := range addrs {
+		if c.Node(i).Addr() != a {
+			t.Errorf("Node(%d).Addr() = %s, want %s", i, c.Node(i).Addr(), a)
+		}
+		info, err := redisString(a, time.Second, "CLUSTER", "INFO")
+		if err != nil || !strings.Contains(info, "cluster_state:ok\r\n") {
+			t.Errorf("CLUSTER INFO on %s = %q, %v; want cluster_state:ok", a, info, err)
+		}
+	}
+	if got := c.MasterAddrs(); len(got) != 3 {
+		t.Errorf("MasterAddrs() = %v, want 3 masters", got)
+	}
+	// KeySlot agrees with CLUSTER KEYSLOT, hash tags included.
+	for _, key := range []string{"", "a", "foo", "123456789", "{user1000}.following", "{user1000}.followers",
+		"foo{}{bar}", "foo{{bar}}zap", "foo{bar}{zap}", "{", "}{", "\xe9{\xfc}"} {
+		want, err := redisDo(addrs[0], time.Second, "CLUSTER", "KEYSLOT", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := int64(KeySlot(key)); got != want {
+			t.Errorf("KeySlot(%q) = %d, want %v (CLUSTER KEYSLOT)", key, got, want)
+		}
+	}
+	if got, want := KeySlot("123456789"), 0x31c3%16384; got != want {
+		t.Errorf("KeySlot(123456789) = %d, want %d (CRC-16/XMODEM check value)", got, want)
+	}
+	// MasterFor agrees with the server: a SET on the returned node succeeds
+	// (any other node answers MOVED).
+	for _, key := range []string{"a", "b", "user:{42}:x", "{}", "zzz"} {
+		n := c.MasterFor(t, key)
+		if got, err := redisString(n.Addr(), time.Second, "SET", key, "v"); err != nil || got != "OK" {
+			t.Errorf("SET %q on MasterFor's node %s = %q, %v; want OK", key, n.Addr(), got, err)
+		}
+	}
+
+	// Failover: kill the master of "a"; its replica takes over; the killed
+	// node restarts and rejoins.
+	old := c.MasterFor(t, "a")
+	old.Kill(t)
+	start := time.Now()
+	promoted := c.WaitMasterFor(t, "a", old)
+	t.Logf("failover took %v", time.Since(start))
+	if got, err := redisString(promoted.Addr(), time.Second, "SET", "a", "v2"); err != nil || got != "OK" {
+		t.Errorf("SET a on the promoted master %s = %q, %v; want OK", promoted.Addr(), got, err)
+	}
+	old.Restart(t)
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
+	if err := c.waitReady(ctx); err != nil {
+		t.Errorf("cluster after the old master restarted: %v", err)
+	}
+}
