@@ -1,0 +1,310 @@
+// Package memorylimit is the in-process backend of [ratelimit.Limiter]: exact
+// for one process (a single instance, or the local fallback of redislimit),
+// sharded, bounded, and with the same decisions as every other backend for the
+// same calls at the same instants (it applies [ratelimit.Policy.Eval]).
+//
+// Keys are (subject, policy name) pairs, stored as a 64-bit hash keyed with a
+// random per-Limiter seed (so a client cannot craft collisions; the chance of
+// an accidental one among a million keys is about 3e-8), in 64 shards chosen by
+// the subject, so all policies of one decision share one shard and one lock: a
+// decision over several items is atomic and all-or-nothing. Expired keys are
+// reclaimed lazily, by a periodic sweep, and when a shard is full. A full
+// shard evicts expired keys first, then keys that are not blocking anyone,
+// and only then the blocked keys nearest their expiry, so flooding the limiter
+// with new keys cannot clear a block.
+package memorylimit
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"github.com/journalsvc/journal/ratelimit"
+)
+
+const numShards = 64
+
+// Default option values.
+const (
+	DefaultMaxKeys       = 1 << 20
+	DefaultSweepInterval = time.Minute
+)
+
+// Options configures a [Limiter]. The zero value is usable.
+type Options struct {
+	// Now returns the current time. Default time.Now. Tests pass a fake
+	// clock.
+	Now func() time.Time
+	// MaxKeys bounds the number of (subject, policy) keys held; 0 means
+	// DefaultMaxKeys (1,048,576). It is enforced per shard (MaxKeys/64,
+	// at least 1), so the total may stay a little under MaxKeys.
+	MaxKeys int
+	// SweepInterval is the period of the background sweep that drops
+	// expired keys and shrinks emptied shards. 0 means
+	// DefaultSweepInterval; a negative value disables the sweep (call
+	// [Limiter.Sweep] yourself).
+	SweepInterval time.Duration
+}
+
+// Limiter is an in-process [ratelimit.Limiter]. It is safe for concurrent use.
+// Create it with [New]; call [Limiter.Close] to stop its sweeper.
+type Limiter struct {
+	now      func() time.Time
+	seed     maphash.Seed
+	perShard int
+	shards   [numShards]shard
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+var _ ratelimit.Limiter = (*Limiter)(nil)
+
+// key is the seeded hash of (subject, policy name).
+type key uint64
+
+type entry struct {
+	st           ratelimit.State
+	expires      int64 // Unix µs after which st is the zero state
+	blockedUntil int64 // Unix µs until which a request of cost 1 is denied
+}
+
+type shard struct {
+	mu   sync.Mutex
+	m    map[key]entry
+	peak int // the largest len(m) since the map was last rebuilt
+	_    [40]byte
+}
+
+// New returns a Limiter configured by opts. Its sweeper runs until Close.
+func New(opts Options) *Limiter {
+	l := &Limiter{
+		now:  opts.Now,
+		seed: maphash.MakeSeed(),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	maxKeys := opts.MaxKeys
+	if maxKeys <= 0 {
+		maxKeys = DefaultMaxKeys
+	}
+	l.perShard = max(1, maxKeys/numShards)
+	for i := range l.shards {
+		l.shards[i].m = make(map[key]entry)
+	}
+	interval := opts.SweepInterval
+	if interval == 0 {
+		interval = DefaultSweepInterval
+	}
+	if interval > 0 {
+		go l.sweeper(interval)
+	} else {
+		close(l.done)
+	}
+	return l
+}
+
+// Close stops the background sweeper. It is idempotent. The Limiter still
+// answers after Close, without the periodic sweep.
+func (l *Limiter) Close() error {
+	l.stopOnce.Do(func() { close(l.stop) })
+	<-l.done
+	return nil
+}
+
+func (l *Limiter) sweeper(interval time.Duration) {
+	defer close(l.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			l.Sweep()
+		}
+	}
+}
+
+// Sweep drops every expired key now and rebuilds shards that shrank to a
+// quarter of their peak, returning their memory to the runtime.
+func (l *Limiter) Sweep() {
+	now := l.now().UnixMicro()
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		for k, e := range s.m {
+			if e.expires <= now {
+				delete(s.m, k)
+			}
+		}
+		s.maybeShrink()
+		s.mu.Unlock()
+	}
+}
+
+// maybeShrink rebuilds s.m when it holds under a quarter of its peak: Go maps
+// never release buckets on delete.
+func (s *shard) maybeShrink() {
+	if n := len(s.m); n < s.peak/4 {
+		m := make(map[key]entry, n)
+		for k, e := range s.m {
+			m[k] = e
+		}
+		s.m = m
+		s.peak = n
+	}
+}
+
+// Len returns the number of keys held, expired or not.
+func (l *Limiter) Len() int {
+	n := 0
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		n += len(s.m)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// Decide implements [ratelimit.Limiter]: it consumes the items' costs if and
+// only if every non-shadow policy admits. It fails only for invalid items
+// (errors wrapping [ratelimit.ErrInvalid]); ctx is not consulted.
+func (l *Limiter) Decide(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
+	return l.decide(subject, items, false)
+}
+
+// Peek implements [ratelimit.Limiter]: the Decision Decide would return now,
+// consuming nothing.
+func (l *Limiter) Peek(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
+	return l.decide(subject, items, true)
+}
+
+// Reset implements [ratelimit.Limiter]; it never fails.
+func (l *Limiter) Reset(ctx context.Context, subject, policy string) error {
+	h := l.hash(subject)
+	s := &l.shards[h%numShards]
+	s.mu.Lock()
+	delete(s.m, keyOf(h, policy))
+	s.mu.Unlock()
+	return nil
+}
+
+func (l *Limiter) hash(subject string) uint64 { return maphash.String(l.seed, subject) }
+
+// keyOf combines the subject's hash with the policy name (FNV-1a steps
+// over the name, then a 64-bit finalizer).
+func keyOf(h uint64, policy string) key {
+	for i := 0; i < len(policy); i++ {
+		h ^= uint64(policy[i])
+		h *= 1099511628211
+	}
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	return key(h)
+}
+
+func (l *Limiter) decide(subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, error) {
+	if err := ratelimit.ValidateItems(items); err != nil {
+		return ratelimit.Decision{}, err
+	}
+	results := make([]ratelimit.Result, len(items))
+	var buf [4]entry
+	prev := buf[:0]
+	if len(items) > len(buf) {
+		prev = make([]entry, 0, len(items))
+	}
+	h := l.hash(subject)
+	s := &l.shards[h%numShards]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := l.now().UnixMicro() // under the lock: decisions of one subject are ordered in time
+	for i, it := range items {
+		e, ok := s.m[keyOf(h, it.Policy.Name)]
+		if !ok || e.expires <= now {
+			e = entry{}
+		}
+		prev = append(prev, e)
+		_, results[i], _ = it.Policy.Eval(e.st, now, cost(it))
+	}
+	d := ratelimit.Combine(results)
+	if !d.Allowed {
+		// Nothing is consumed: admitting policies report their quota as is.
+		for i, it := range items {
+			if results[i].Allowed {
+				_, results[i], _ = it.Policy.Eval(prev[i].st, now, 0)
+			}
+		}
+		return d, nil
+	}
+	if peek {
+		return d, nil
+	}
+	for i, it := range items {
+		if !results[i].Allowed {
+			continue // a shadow policy that would deny consumes nothing
+		}
+		next, r, exp := it.Policy.Eval(prev[i].st, now, cost(it))
+		e := entry{st: next, expires: exp}
+		if r.Remaining == 0 {
+			_, r1, _ := it.Policy.Eval(next, now, 1)
+			e.blockedUntil = now + r1.RetryAfter.Microseconds()
+		}
+		k := keyOf(h, it.Policy.Name)
+		if _, ok := s.m[k]; !ok && len(s.m) >= l.perShard {
+			s.evict(now, l.perShard)
+		}
+		s.m[k] = e
+		s.peak = max(s.peak, len(s.m))
+	}
+	return d, nil
+}
+
+func cost(it ratelimit.Item) int64 {
+	if it.Cost == 0 {
+		return 1
+	}
+	return it.Cost
+}
+
+// evict makes room for at least one key in a full shard: expired keys first,
+// then unblocked keys (up to an eighth of the shard, to amortize the scan),
+// and only if every key is blocking, the blocked key nearest its expiry.
+func (s *shard) evict(now int64, limit int) {
+	for k, e := range s.m {
+		if e.expires <= now {
+			delete(s.m, k)
+		}
+	}
+	target := limit - max(1, limit/8)
+	if len(s.m) < limit {
+		return
+	}
+	for k, e := range s.m {
+		if len(s.m) <= target {
+			return
+		}
+		if e.blockedUntil <= now {
+			delete(s.m, k)
+		}
+	}
+	if len(s.m) < limit {
+		return
+	}
+	var victim key
+	first := true
+	var soonest int64
+	for k, e := range s.m {
+		if first || e.expires < soonest {
+			victim, soonest, first = k, e.expires, false
+		}
+	}
+	delete(s.m, victim)
+}

@@ -1,0 +1,186 @@
+package memorylimit_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/memorylimit"
+	"github.com/journalsvc/journal/ratelimit/ratelimittest"
+)
+
+func newLimiter(t *testing.T, clock *ratelimittest.Clock) ratelimit.Limiter {
+	l := memorylimit.New(memorylimit.Options{Now: clock.Now})
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func TestConformance(t *testing.T) {
+	ratelimittest.Run(t, newLimiter)
+}
+
+var hourly = ratelimit.Policy{Name: "h", Rate: ratelimit.Rate{N: 2, Per: time.Hour}}
+
+func TestFloodOfNewKeysCannotClearABlock(t *testing.T) {
+	clock := ratelimittest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	l := memorylimit.New(memorylimit.Options{Now: clock.Now, MaxKeys: 64 * 16, SweepInterval: -1})
+	ctx := context.Background()
+	// Block a victim's attacker key: 2 of 2 used.
+	for i := 0; i < 2; i++ {
+		if d, _ := l.Decide(ctx, "attacker", ratelimit.Item{Policy: hourly}); !d.Allowed {
+			t.Fatalf("decision %d denied", i)
+		}
+	}
+	// Flood 100x the capacity with fresh keys.
+	for i := 0; i < 100*64*16; i++ {
+		l.Decide(ctx, "flood:"+strconv.Itoa(i), ratelimit.Item{Policy: hourly})
+	}
+	if got, limit := l.Len(), 64*16; got > limit {
+		t.Errorf("Len() = %d, want <= MaxKeys %d", got, limit)
+	}
+	if d, _ := l.Decide(ctx, "attacker", ratelimit.Item{Policy: hourly}); d.Allowed {
+		t.Fatal("a flood of new keys evicted a blocked key")
+	}
+}
+
+func TestEvictsBlockedNearestExpiryWhenAllBlocked(t *testing.T) {
+	clock := ratelimittest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	l := memorylimit.New(memorylimit.Options{Now: clock.Now, MaxKeys: 2 * 64, SweepInterval: -1}) // 2 keys per shard
+	ctx := context.Background()
+	pol := func(name string, per time.Duration) ratelimit.Item {
+		return ratelimit.Item{Policy: ratelimit.Policy{Name: name, Rate: ratelimit.Rate{N: 1, Per: per}}}
+	}
+	// One subject, so one shard; every key is blocked after its first request.
+	l.Decide(ctx, "s", pol("long", 10*time.Hour))
+	l.Decide(ctx, "s", pol("short", time.Hour))
+	l.Decide(ctx, "s", pol("new", 5*time.Hour)) // full and all blocked: evicts "short"
+	if got := l.Len(); got != 2 {
+		t.Errorf("Len() = %d, want 2", got)
+	}
+	for _, tc := range []struct {
+		name    string
+		per     time.Duration
+		allowed bool
+	}{{"long", 10 * time.Hour, false}, {"new", 5 * time.Hour, false}, {"short", time.Hour, true}} {
+		d, _ := l.Peek(ctx, "s", pol(tc.name, tc.per))
+		if d.Allowed != tc.allowed {
+			t.Errorf("policy %s: Allowed = %v, want %v (only the blocked key nearest expiry is evicted)", tc.name, d.Allowed, tc.allowed)
+		}
+	}
+}
+
+func TestExpiredKeysAreReclaimed(t *testing.T) {
+	clock := ratelimittest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	l := memorylimit.New(memorylimit.Options{Now: clock.Now, SweepInterval: -1})
+	ctx := context.Background()
+	for _, a := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
+		p := ratelimit.Policy{Name: a.String(), Rate: ratelimit.Rate{N: 10, Per: time.Minute}, Algorithm: a}
+		for i := 0; i < 100; i++ {
+			l.Decide(ctx, "k"+strconv.Itoa(i), ratelimit.Item{Policy: p})
+		}
+	}
+	clock.Advance(time.Minute + time.Second) // GCRA and fixed expired; sliding's count still weighs
+	l.Sweep()
+	if got := l.Len(); got != 100 {
+		t.Errorf("after 61s: Len() = %d, want 100 (sliding keys only)", got)
+	}
+	clock.Advance(time.Minute)
+	l.Sweep()
+	if got := l.Len(); got != 0 {
+		t.Errorf("after 121s: Len() = %d, want 0", got)
+	}
+}
+
+// TestMillionKeysMemory measures heap in use for 1,000,000 distinct keys and
+// after they expire. DESIGN 8: under 200 MB, returned after expiry.
+func TestMillionKeysMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates ~100 MB")
+	}
+	clock := ratelimittest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapInuse
+	}
+	before := heap()
+	l := memorylimit.New(memorylimit.Options{Now: clock.Now, MaxKeys: 2_000_000, SweepInterval: -1})
+	ctx := context.Background()
+	p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 100, Per: time.Minute}}
+	for i := 0; i < 1_000_000; i++ {
+		l.Decide(ctx, "ip:10."+strconv.Itoa(i>>16)+"."+strconv.Itoa(i>>8&255)+"."+strconv.Itoa(i&255), ratelimit.Item{Policy: p})
+	}
+	full := heap()
+	if got := l.Len(); got != 1_000_000 {
+		t.Fatalf("Len() = %d, want 1,000,000", got)
+	}
+	clock.Advance(time.Minute)
+	l.Sweep()
+	after := heap()
+	mb := func(b uint64) float64 { return float64(b) / (1 << 20) }
+	t.Logf("heap in use: before %.1f MB, 1M keys %.1f MB (+%.1f), after expiry+sweep %.1f MB", mb(before), mb(full), mb(full-before), mb(after))
+	if grown := full - before; grown > 200<<20 {
+		t.Errorf("1M keys use %.1f MB, want < 200 MB", mb(grown))
+	}
+	if after > before+(10<<20) {
+		t.Errorf("after expiry the heap is %.1f MB, want it back near %.1f MB", mb(after), mb(before))
+	}
+	runtime.KeepAlive(l)
+}
+
+func TestCloseIsIdempotent(t *testing.T) {
+	l := memorylimit.New(memorylimit.Options{SweepInterval: time.Millisecond})
+	time.Sleep(5 * time.Millisecond)
+	l.Close()
+	l.Close()
+	if d, err := l.Decide(context.Background(), "x", ratelimit.Item{Policy: hourly}); err != nil || !d.Allowed {
+		t.Errorf("Decide after Close = %+v, %v", d, err)
+	}
+}
+
+func BenchmarkDecide(b *testing.B) {
+	for _, a := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
+		b.Run(a.String()+"/10000keys", func(b *testing.B) {
+			l := memorylimit.New(memorylimit.Options{})
+			defer l.Close()
+			p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 1 << 30, Per: time.Second}, Algorithm: a}
+			keys := make([]string, 10000)
+			for i := range keys {
+				keys[i] = fmt.Sprintf("ip:10.0.%d.%d", i>>8, i&255)
+			}
+			var ctr atomic.Uint64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(ctr.Add(7919))
+				ctx := context.Background()
+				for pb.Next() {
+					i++
+					d, _ := l.Decide(ctx, keys[i%len(keys)], ratelimit.Item{Policy: p})
+					if !d.Allowed {
+						b.Fatal("denied")
+					}
+				}
+			})
+		})
+	}
+	b.Run("gcra/flooded", func(b *testing.B) {
+		l := memorylimit.New(memorylimit.Options{})
+		defer l.Close()
+		p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 10, Per: time.Hour}}
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			ctx := context.Background()
+			for pb.Next() {
+				l.Decide(ctx, "ip:flood", ratelimit.Item{Policy: p})
+			}
+		})
+	})
+}
