@@ -1,0 +1,220 @@
+package httplimit
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/journalsvc/journal/ratelimit"
+)
+
+// Header field names written by this package.
+const (
+	HeaderRateLimitPolicy = "RateLimit-Policy"
+	HeaderRateLimit       = "RateLimit"
+	HeaderLegacyLimit     = "X-RateLimit-Limit"
+	HeaderLegacyRemaining = "X-RateLimit-Remaining"
+	HeaderLegacyReset     = "X-RateLimit-Reset"
+	HeaderRetryAfter      = "Retry-After"
+)
+
+// Boolean Structured Field parameters marking a shadow policy and a result
+// decided without the shared store.
+const (
+	ParamShadow   = "journal-shadow"
+	ParamDegraded = "journal-degraded"
+)
+
+// SetHeaders adds to h one list member per result of d to the draft-10
+// (draft-ietf-httpapi-ratelimit-headers-10) fields
+//
+//	RateLimit-Policy: "ip";q=100;w=60
+//	RateLimit: "ip";r=42;t=1
+//
+// where q is [ratelimit.Policy.Limit], w the policy period in whole seconds
+// (rounded up), r the remaining quota (0 for a result that denied) and t the
+// time until more quota is available in whole seconds, rounded up (for a
+// result that denied, at least its RetryAfter). Shadow policies add the
+// boolean parameter ;journal-shadow and degraded results ;journal-degraded,
+// to the members of both fields. Members are appended to those already in h
+// (an earlier middleware's), in one comma-separated field line.
+//
+// SetHeaders also sets the legacy X-RateLimit-Limit, X-RateLimit-Remaining
+// and X-RateLimit-Reset (delta seconds, like t). When d denies they describe
+// the violated policy with the latest retry. Otherwise they describe the
+// enforced (non-shadow) policy with the lowest remaining quota (ties: the
+// later reset), unless h already describes one with a remaining quota as low
+// or lower (set by an earlier middleware), which is kept. Shadow policies
+// never appear in the legacy fields, since nothing marks them there.
+func SetHeaders(h http.Header, d ratelimit.Decision) {
+	if len(d.Results) == 0 {
+		return
+	}
+	buf := make([]byte, 0, 64*len(d.Results))
+	for i, res := range d.Results {
+		if i > 0 {
+			buf = append(buf, ", "...)
+		}
+		buf = appendPolicyMember(buf, res)
+	}
+	appendMembers(h, HeaderRateLimitPolicy, string(buf))
+	buf = buf[:0]
+	for i, res := range d.Results {
+		if i > 0 {
+			buf = append(buf, ", "...)
+		}
+		buf = appendLimitMember(buf, res)
+	}
+	appendMembers(h, HeaderRateLimit, string(buf))
+	setLegacy(h, d)
+}
+
+// appendMembers appends the list members to the field key of h, keeping a
+// single field line.
+func appendMembers(h http.Header, key, members string) {
+	prev := h.Values(key)
+	switch len(prev) {
+	case 0:
+		h.Set(key, members)
+	case 1:
+		h.Set(key, prev[0]+", "+members)
+	default:
+		h.Set(key, strings.Join(prev, ", ")+", "+members)
+	}
+}
+
+func appendPolicyMember(b []byte, res ratelimit.Result) []byte {
+	b = appendSFString(b, res.Policy.Name)
+	b = append(b, ";q="...)
+	b = strconv.AppendInt(b, res.Policy.Limit(), 10)
+	b = append(b, ";w="...)
+	b = strconv.AppendInt(b, ceilSeconds(res.Policy.Rate.Per), 10)
+	return appendFlags(b, res)
+}
+
+func appendLimitMember(b []byte, res ratelimit.Result) []byte {
+	b = appendSFString(b, res.Policy.Name)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, remaining(res), 10)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, resetSeconds(res), 10)
+	return appendFlags(b, res)
+}
+
+func appendFlags(b []byte, res ratelimit.Result) []byte {
+	if res.Policy.Shadow {
+		b = append(b, ';')
+		b = append(b, ParamShadow...)
+	}
+	if res.Degraded {
+		b = append(b, ';')
+		b = append(b, ParamDegraded...)
+	}
+	return b
+}
+
+// appendSFString appends s as an RFC 8941 sf-string. Bytes that an sf-string
+// cannot hold (controls, non-ASCII) become '?'; policy names never contain
+// them.
+func appendSFString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c > 0x7e:
+			b = append(b, '?')
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// remaining is the r of res: 0 when it denied.
+func remaining(res ratelimit.Result) int64 {
+	if !res.Allowed || res.Remaining < 0 {
+		return 0
+	}
+	return res.Remaining
+}
+
+// resetSeconds is the t of res: ResetAfter (for a denial at least RetryAfter)
+// in whole seconds, rounded up.
+func resetSeconds(res ratelimit.Result) int64 {
+	d := res.ResetAfter
+	if !res.Allowed && res.RetryAfter > d {
+		d = res.RetryAfter
+	}
+	return ceilSeconds(d)
+}
+
+// ceilSeconds rounds d up to whole seconds; 0 for d <= 0.
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	s := int64(d / time.Second)
+	if d%time.Second != 0 {
+		s++
+	}
+	return s
+}
+
+// RetryAfterSeconds returns the Retry-After of a denied decision: the latest
+// retry of its violated policies (and at least d.RetryAfter) in whole
+// seconds, rounded up, and never less than 1.
+func RetryAfterSeconds(d ratelimit.Decision) int64 {
+	latest := d.RetryAfter
+	for _, res := range d.Results {
+		if !res.Allowed && !res.Policy.Shadow && res.RetryAfter > latest {
+			latest = res.RetryAfter
+		}
+	}
+	return max(ceilSeconds(latest), 1)
+}
+
+// legacyResult picks the result the legacy headers describe (see
+// SetHeaders); ok is false when there is none.
+func legacyResult(d ratelimit.Decision) (res ratelimit.Result, ok bool) {
+	if !d.Allowed {
+		for _, r := range d.Results {
+			if r.Allowed || r.Policy.Shadow {
+				continue
+			}
+			if !ok || r.RetryAfter > res.RetryAfter {
+				res, ok = r, true
+			}
+		}
+		if ok {
+			return res, true
+		}
+	}
+	for _, r := range d.Results {
+		if r.Policy.Shadow {
+			continue
+		}
+		if !ok || remaining(r) < remaining(res) ||
+			remaining(r) == remaining(res) && resetSeconds(r) > resetSeconds(res) {
+			res, ok = r, true
+		}
+	}
+	return res, ok
+}
+
+func setLegacy(h http.Header, d ratelimit.Decision) {
+	res, ok := legacyResult(d)
+	if !ok {
+		return
+	}
+	rem := remaining(res)
+	if d.Allowed {
+		if prev, err := strconv.ParseInt(h.Get(HeaderLegacyRemaining), 10, 64); err == nil && prev <= rem {
+			return
+		}
+	}
+	h.Set(HeaderLegacyLimit, strconv.FormatInt(res.Policy.Limit(), 10))
+	h.Set(HeaderLegacyRemaining, strconv.FormatInt(rem, 10))
+	h.Set(HeaderLegacyReset, strconv.FormatInt(resetSeconds(res), 10))
+}
