@@ -182,7 +182,10 @@ func (pg *Postgres) Restart(tb testing.TB) {
 }
 
 // command returns a command running the PostgreSQL program name as the
-// server's OS user, in pg.dir.
+// server's OS user, in pg.dir. It switches user with SysProcAttr.Credential
+// rather than `runuser -u postgres --`: the effect for initdb is the same, and
+// the postmaster stays our direct child, so Pdeathsig, Wait and the signals
+// of Kill and Pause reach it without a runuser process in between.
 func (pg *Postgres) command(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(pg.binDir, name), args...)
 	cmd.Dir = pg.dir

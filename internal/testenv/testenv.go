@@ -8,7 +8,8 @@
 // or server is missing; nothing is skipped silently. Private servers listen on
 // a free loopback port, keep their files in a temporary directory, and are
 // stopped (killed and waited for) by tb.Cleanup. On Linux they also receive
-// SIGKILL if the test binary dies, so a crashed test does not leak servers.
+// SIGKILL if the test binary dies, so a crashed test does not leak servers
+// (only, then, their temporary directories).
 //
 // Helpers and methods that take a tb must be called from the test's own
 // goroutine (they may call tb.Fatalf). The returned types are safe for
