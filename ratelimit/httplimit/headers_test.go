@@ -1,0 +1,268 @@
+package httplimit
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/journalsvc/journal/ratelimit"
+)
+
+var (
+	ipPolicy     = ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 100, Per: time.Minute}}
+	signupPolicy = ratelimit.Policy{Name: "signup", Rate: ratelimit.Rate{N: 10, Per: time.Hour}, Algorithm: ratelimit.Fixed}
+	userPolicy   = ratelimit.Policy{Name: "user", Rate: ratelimit.Rate{N: 1000, Per: time.Hour}}
+	loginPolicy  = ratelimit.Policy{Name: "login", Rate: ratelimit.Rate{N: 10, Per: time.Minute}, Fail: ratelimit.FailClosed}
+	hourPolicy   = ratelimit.Policy{Name: "ip-hour", Rate: ratelimit.Rate{N: 2000, Per: time.Hour}, Burst: 200, Shadow: true}
+)
+
+// allowed returns an admitting result of p.
+func allowed(p ratelimit.Policy, remaining int64, reset time.Duration) ratelimit.Result {
+	return ratelimit.Result{Policy: p, Allowed: true, Remaining: remaining, ResetAfter: reset}
+}
+
+// denied returns a denying result of p.
+func denied(p ratelimit.Policy, retry, reset time.Duration) ratelimit.Result {
+	return ratelimit.Result{Policy: p, RetryAfter: retry, ResetAfter: reset}
+}
+
+// decision assembles a Decision as a backend would.
+func decision(results ...ratelimit.Result) ratelimit.Decision {
+	d := ratelimit.Decision{Allowed: true, Results: results}
+	for _, r := range results {
+		if !r.Allowed && !r.Policy.Shadow {
+			d.Allowed = false
+			d.RetryAfter = max(d.RetryAfter, r.RetryAfter)
+		}
+	}
+	return d
+}
+
+func degraded(r ratelimit.Result) ratelimit.Result { r.Degraded = true; return r }
+
+// rateHeaders extracts the rate-limit fields of h; a field absent is "".
+func rateHeaders(h http.Header) map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{HeaderRateLimitPolicy, HeaderRateLimit, HeaderLegacyLimit, HeaderLegacyRemaining, HeaderLegacyReset, HeaderRetryAfter} {
+		if vs := h.Values(k); len(vs) > 0 {
+			if len(vs) != 1 {
+				m[http.CanonicalHeaderKey(k)] = "MULTIPLE LINES"
+				continue
+			}
+			m[http.CanonicalHeaderKey(k)] = vs[0]
+		}
+	}
+	return m
+}
+
+func TestSetHeaders(t *testing.T) {
+	tests := []struct {
+		name string
+		pre  http.Header // headers set by an earlier middleware
+		d    ratelimit.Decision
+		want map[string]string
+	}{
+		{
+			name: "one policy",
+			d:    decision(allowed(ipPolicy, 42, 600*time.Millisecond)),
+			want: map[string]string{
+				"RateLimit-Policy":      `"ip";q=100;w=60`,
+				"RateLimit":             `"ip";r=42;t=1`,
+				"X-Ratelimit-Limit":     "100",
+				"X-Ratelimit-Remaining": "42",
+				"X-Ratelimit-Reset":     "1",
+			},
+		},
+		{
+			name: "several policies, legacy has the lowest remaining",
+			d:    decision(allowed(ipPolicy, 42, 600*time.Millisecond), allowed(signupPolicy, 3, 1800*time.Second+time.Millisecond)),
+			want: map[string]string{
+				"RateLimit-Policy":      `"ip";q=100;w=60, "signup";q=10;w=3600`,
+				"RateLimit":             `"ip";r=42;t=1, "signup";r=3;t=1801`,
+				"X-Ratelimit-Limit":     "10",
+				"X-Ratelimit-Remaining": "3",
+				"X-Ratelimit-Reset":     "1801",
+			},
+		},
+		{
+			name: "equal remaining, legacy has the later reset",
+			d:    decision(allowed(ipPolicy, 5, time.Second), allowed(signupPolicy, 5, 9*time.Second)),
+			want: map[string]string{
+				"RateLimit-Policy":      `"ip";q=100;w=60, "signup";q=10;w=3600`,
+				"RateLimit":             `"ip";r=5;t=1, "signup";r=5;t=9`,
+				"X-Ratelimit-Limit":     "10",
+				"X-Ratelimit-Remaining": "5",
+				"X-Ratelimit-Reset":     "9",
+			},
+		},
+		{
+			name: "shadow and degraded parameters; shadow not in legacy",
+			d:    decision(degraded(allowed(ipPolicy, 7, 0)), denied(hourPolicy, 90*time.Second, 90*time.Second)),
+			want: map[string]string{
+				"RateLimit-Policy":      `"ip";q=100;w=60;journal-degraded, "ip-hour";q=200;w=3600;journal-shadow`,
+				"RateLimit":             `"ip";r=7;t=0;journal-degraded, "ip-hour";r=0;t=90;journal-shadow`,
+				"X-Ratelimit-Limit":     "100",
+				"X-Ratelimit-Remaining": "7",
+				"X-Ratelimit-Reset":     "0",
+			},
+		},
+		{
+			name: "shadow and degraded together",
+			d:    decision(degraded(allowed(hourPolicy, 150, 18*time.Second))),
+			want: map[string]string{
+				"RateLimit-Policy": `"ip-hour";q=200;w=3600;journal-shadow;journal-degraded`,
+				"RateLimit":        `"ip-hour";r=150;t=18;journal-shadow;journal-degraded`,
+			},
+		},
+		{
+			name: "rounding of t: 0.2s is 1, exact seconds stay",
+			d: decision(
+				allowed(ratelimit.Policy{Name: "a", Rate: ratelimit.Rate{N: 5, Per: time.Second}}, 4, 200*time.Millisecond),
+				allowed(ratelimit.Policy{Name: "b", Rate: ratelimit.Rate{N: 5, Per: 1500 * time.Millisecond}}, 4, time.Second),
+				allowed(ratelimit.Policy{Name: "c", Rate: ratelimit.Rate{N: 5, Per: 2 * time.Second}}, 4, time.Second+time.Nanosecond),
+				allowed(ratelimit.Policy{Name: "d", Rate: ratelimit.Rate{N: 5, Per: 2 * time.Second}}, 4, 0),
+			),
+			want: map[string]string{
+				"RateLimit-Policy":      `"a";q=5;w=1, "b";q=5;w=2, "c";q=5;w=2, "d";q=5;w=2`,
+				"RateLimit":             `"a";r=4;t=1, "b";r=4;t=1, "c";r=4;t=2, "d";r=4;t=0`,
+				"X-Ratelimit-Limit":     "5",
+				"X-Ratelimit-Remaining": "4",
+				"X-Ratelimit-Reset":     "2",
+			},
+		},
+		{
+			name: "denied: r=0, t at least the retry, legacy is the violated policy",
+			d:    decision(denied(ipPolicy, 1200*time.Millisecond, 600*time.Millisecond), allowed(signupPolicy, 1, time.Hour)),
+			want: map[string]string{
+				"RateLimit-Policy":      `"ip";q=100;w=60, "signup";q=10;w=3600`,
+				"RateLimit":             `"ip";r=0;t=2, "signup";r=1;t=3600`,
+				"X-Ratelimit-Limit":     "100",
+				"X-Ratelimit-Remaining": "0",
+				"X-Ratelimit-Reset":     "2",
+			},
+		},
+		{
+			name: "denied by two: legacy is the violated policy with the latest retry",
+			d:    decision(denied(ipPolicy, 2*time.Second, time.Second), denied(signupPolicy, 1700*time.Second, 1700*time.Second)),
+			want: map[string]string{
+				"RateLimit-Policy":      `"ip";q=100;w=60, "signup";q=10;w=3600`,
+				"RateLimit":             `"ip";r=0;t=2, "signup";r=0;t=1700`,
+				"X-Ratelimit-Limit":     "10",
+				"X-Ratelimit-Remaining": "0",
+				"X-Ratelimit-Reset":     "1700",
+			},
+		},
+		{
+			name: "appended to an earlier middleware's members; lower legacy kept",
+			pre: http.Header{
+				"Ratelimit-Policy":      {`"ip";q=100;w=60`},
+				"Ratelimit":             {`"ip";r=42;t=1`},
+				"X-Ratelimit-Limit":     {"100"},
+				"X-Ratelimit-Remaining": {"42"},
+				"X-Ratelimit-Reset":     {"1"},
+			},
+			d: decision(allowed(userPolicy, 999, 4*time.Second)),
+			want: map[string]string{
+				"RateLimit-Policy":      `"ip";q=100;w=60, "user";q=1000;w=3600`,
+				"RateLimit":             `"ip";r=42;t=1, "user";r=999;t=4`,
+				"X-Ratelimit-Limit":     "100",
+				"X-Ratelimit-Remaining": "42",
+				"X-Ratelimit-Reset":     "1",
+			},
+		},
+		{
+			name: "appended; lower remaining replaces legacy; several earlier lines joined",
+			pre: http.Header{
+				"Ratelimit-Policy":      {`"ip";q=100;w=60`, `"x";q=1;w=1`},
+				"Ratelimit":             {`"ip";r=42;t=1`, `"x";r=1;t=0`},
+				"X-Ratelimit-Limit":     {"100"},
+				"X-Ratelimit-Remaining": {"42"},
+				"X-Ratelimit-Reset":     {"1"},
+			},
+			d: decision(allowed(userPolicy, 2, 4*time.Second)),
+			want: map[string]string{
+				"RateLimit-Policy":      `"ip";q=100;w=60, "x";q=1;w=1, "user";q=1000;w=3600`,
+				"RateLimit":             `"ip";r=42;t=1, "x";r=1;t=0, "user";r=2;t=4`,
+				"X-Ratelimit-Limit":     "1000",
+				"X-Ratelimit-Remaining": "2",
+				"X-Ratelimit-Reset":     "4",
+			},
+		},
+		{
+			name: "appended denial replaces a lower legacy remaining",
+			pre: http.Header{
+				"Ratelimit-Policy":      {`"ip";q=100;w=60`},
+				"Ratelimit":             {`"ip";r=0;t=1`},
+				"X-Ratelimit-Limit":     {"100"},
+				"X-Ratelimit-Remaining": {"0"},
+				"X-Ratelimit-Reset":     {"1"},
+			},
+			d: decision(denied(userPolicy, 3*time.Second+time.Millisecond, 0)),
+			want: map[string]string{
+				"RateLimit-Policy":      `"ip";q=100;w=60, "user";q=1000;w=3600`,
+				"RateLimit":             `"ip";r=0;t=1, "user";r=0;t=4`,
+				"X-Ratelimit-Limit":     "1000",
+				"X-Ratelimit-Remaining": "0",
+				"X-Ratelimit-Reset":     "4",
+			},
+		},
+		{
+			name: "no results: nothing",
+			d:    ratelimit.Decision{Allowed: true},
+			want: map[string]string{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := tt.pre.Clone()
+			if h == nil {
+				h = http.Header{}
+			}
+			SetHeaders(h, tt.d)
+			want := map[string]string{}
+			for k, v := range tt.want {
+				want[http.CanonicalHeaderKey(k)] = v
+			}
+			if diff := cmp.Diff(want, rateHeaders(h)); diff != "" {
+				t.Errorf("SetHeaders headers mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestRetryAfterSeconds(t *testing.T) {
+	tests := []struct {
+		name string
+		d    ratelimit.Decision
+		want int64
+	}{
+		{"0.2s rounds up to 1", decision(denied(ipPolicy, 200*time.Millisecond, 0)), 1},
+		{"1ns rounds up to 1", decision(denied(ipPolicy, time.Nanosecond, 0)), 1},
+		{"zero is never 0", decision(denied(ipPolicy, 0, 0)), 1},
+		{"exact seconds", decision(denied(ipPolicy, 3*time.Second, 0)), 3},
+		{"just over", decision(denied(ipPolicy, 3*time.Second+time.Microsecond, 0)), 4},
+		{"latest of the violated", decision(denied(ipPolicy, 2*time.Second, 0), denied(signupPolicy, 59*time.Minute+100*time.Millisecond, 0)), 3541},
+		{"shadow retries ignored", decision(denied(ipPolicy, 2*time.Second, 0), denied(hourPolicy, time.Hour, 0)), 2},
+		{"decision's own RetryAfter counts", ratelimit.Decision{Results: []ratelimit.Result{denied(ipPolicy, time.Second, 0)}, RetryAfter: 5 * time.Second}, 5},
+	}
+	for _, tt := range tests {
+		if got := RetryAfterSeconds(tt.d); got != tt.want {
+			t.Errorf("%s: RetryAfterSeconds = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestAppendSFString(t *testing.T) {
+	tests := map[string]string{
+		"ip":       `"ip"`,
+		`a"b\c`:    `"a\"b\\c"`,
+		"x\ny\xff": `"x?y?"`,
+		"":         `""`,
+	}
+	for in, want := range tests {
+		if got := string(appendSFString(nil, in)); got != want {
+			t.Errorf("appendSFString(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,726 @@
+package httplimit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/memorylimit"
+)
+
+// fakeLimiter is a scripted ratelimit.Limiter: decide answers every call and
+// every call is recorded.
+type fakeLimiter struct {
+	decide func(subject string, items []ratelimit.Item) (ratelimit.Decision, error)
+
+	mu    sync.Mutex
+	calls []fakeCall
+}
+
+type fakeCall struct {
+	Subject  string
+	Policies []string
+}
+
+var _ ratelimit.Limiter = (*fakeLimiter)(nil)
+
+func (f *fakeLimiter) Decide(_ context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, fakeCall{Subject: subject, Policies: policyNames(items)})
+	f.mu.Unlock()
+	return f.decide(subject, items)
+}
+
+func (f *fakeLimiter) Peek(_ context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
+	return f.decide(subject, items)
+}
+
+func (f *fakeLimiter) Reset(context.Context, string, string) error { return nil }
+
+func (f *fakeLimiter) Calls() []fakeCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]fakeCall(nil), f.calls...)
+}
+
+// answer returns a fakeLimiter that always returns d, err.
+func answer(d ratelimit.Decision, err error) *fakeLimiter {
+	return &fakeLimiter{decide: func(string, []ratelimit.Item) (ratelimit.Decision, error) { return d, err }}
+}
+
+// okHandler answers 200 "ok" and counts its calls.
+type okHandler struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (h *okHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	h.n++
+	h.mu.Unlock()
+	io.WriteString(w, "ok")
+}
+
+func (h *okHandler) Calls() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n
+}
+
+func mustNew(tb testing.TB, l ratelimit.Limiter, opts Options) *Middleware {
+	tb.Helper()
+	m, err := New(l, opts)
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	return m
+}
+
+// serve runs one request through h with an outcome record and returns the
+// recorder and the outcome.
+func serve(h http.Handler, r *http.Request) (*httptest.ResponseRecorder, Outcome) {
+	r = r.WithContext(WithOutcome(r.Context()))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w, OutcomeFromContext(r.Context())
+}
+
+func get(remote string, hdr ...string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "/v1/entries", nil)
+	r.RemoteAddr = remote
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Add(hdr[i], hdr[i+1])
+	}
+	return r
+}
+
+// decodeProblem checks that body is one valid JSON object and decodes it.
+func decodeProblem(tb testing.TB, w *httptest.ResponseRecorder) map[string]any {
+	tb.Helper()
+	if got, want := w.Header().Get("Content-Type"), "application/problem+json"; got != want {
+		tb.Errorf("Content-Type = %q, want %q", got, want)
+	}
+	dec := json.NewDecoder(bytes.NewReader(w.Body.Bytes()))
+	var p map[string]any
+	if err := dec.Decode(&p); err != nil {
+		tb.Fatalf("problem body %q is not JSON: %v", w.Body.String(), err)
+	}
+	if dec.More() {
+		tb.Fatalf("problem body %q has data after the object", w.Body.String())
+	}
+	return p
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	items := StaticItems(ratelimit.Item{Policy: ipPolicy})
+	tests := []struct {
+		name string
+		l    ratelimit.Limiter
+		opts Options
+	}{
+		{"nil limiter", nil, Options{Items: items}},
+		{"nil Items", answer(ratelimit.Decision{}, nil), Options{}},
+		{"negative retry", answer(ratelimit.Decision{}, nil), Options{Items: items, UnavailableRetryAfter: -time.Second}},
+	}
+	for _, tt := range tests {
+		if _, err := New(tt.l, tt.opts); !errors.Is(err, ErrOptions) {
+			t.Errorf("%s: New error = %v, want ErrOptions", tt.name, err)
+		}
+	}
+}
+
+func TestMiddlewareAllowed(t *testing.T) {
+	l := answer(decision(allowed(ipPolicy, 99, 600*time.Millisecond)), nil)
+	next := &okHandler{}
+	m := mustNew(t, l, Options{Items: StaticItems(ratelimit.Item{Policy: ipPolicy})})
+	w, o := serve(m.Handler(next), get("203.0.113.7:1234"))
+	if w.Code != http.StatusOK || next.Calls() != 1 {
+		t.Fatalf("status %d, next called %d times; want 200 and 1", w.Code, next.Calls())
+	}
+	want := map[string]string{
+		"Ratelimit-Policy":      `"ip";q=100;w=60`,
+		"Ratelimit":             `"ip";r=99;t=1`,
+		"X-Ratelimit-Limit":     "100",
+		"X-Ratelimit-Remaining": "99",
+		"X-Ratelimit-Reset":     "1",
+	}
+	if diff := cmp.Diff(want, rateHeaders(w.Header())); diff != "" {
+		t.Errorf("headers (-want +got):\n%s", diff)
+	}
+	if o != OutcomeAllowed {
+		t.Errorf("outcome = %v, want allowed", o)
+	}
+	if diff := cmp.Diff([]fakeCall{{Subject: "ip:203.0.113.7", Policies: []string{"ip"}}}, l.Calls()); diff != "" {
+		t.Errorf("limiter calls (-want +got):\n%s", diff)
+	}
+}
+
+func TestMiddlewareDenied(t *testing.T) {
+	l := answer(decision(denied(ipPolicy, 17200*time.Millisecond, 600*time.Millisecond), allowed(signupPolicy, 9, time.Hour)), nil)
+	next := &okHandler{}
+	var hooked []string
+	m := mustNew(t, l, Options{
+		Items: StaticItems(ratelimit.Item{Policy: ipPolicy}, ratelimit.Item{Policy: signupPolicy}),
+		OnDecision: func(r *http.Request, o Outcome, d ratelimit.Decision, err error) {
+			hooked = append(hooked, fmt.Sprintf("%s %v %v", o, d.Allowed, err))
+		},
+	})
+	w, o := serve(m.Handler(next), get("203.0.113.7:1234"))
+	if w.Code != http.StatusTooManyRequests {
+		t.Fatalf("status = %d, want 429", w.Code)
+	}
+	if next.Calls() != 0 {
+		t.Errorf("next handler called on a denial")
+	}
+	want := map[string]string{
+		"Ratelimit-Policy":      `"ip";q=100;w=60, "signup";q=10;w=3600`,
+		"Ratelimit":             `"ip";r=0;t=18, "signup";r=9;t=3600`,
+		"X-Ratelimit-Limit":     "100",
+		"X-Ratelimit-Remaining": "0",
+		"X-Ratelimit-Reset":     "18",
+		"Retry-After":           "18",
+	}
+	if diff := cmp.Diff(want, rateHeaders(w.Header())); diff != "" {
+		t.Errorf("headers (-want +got):\n%s", diff)
+	}
+	gotBody := decodeProblem(t, w)
+	wantBody := map[string]any{
+		"type":              "https://iana.org/assignments/http-problem-types#quota-exceeded",
+		"title":             "Too Many Requests",
+		"status":            float64(429),
+		"detail":            "Quota exceeded for policy ip; retry after 18 seconds.",
+		"violated-policies": []any{"ip"},
+	}
+	if diff := cmp.Diff(wantBody, gotBody); diff != "" {
+		t.Errorf("problem body (-want +got):\n%s", diff)
+	}
+	if o != OutcomeDenied {
+		t.Errorf("outcome = %v, want denied", o)
+	}
+	if diff := cmp.Diff([]string{"denied false <nil>"}, hooked); diff != "" {
+		t.Errorf("OnDecision calls (-want +got):\n%s", diff)
+	}
+}
+
+func TestMiddlewareDeniedBySeveral(t *testing.T) {
+	// Retry-After is the LATEST retry of the violated policies.
+	l := answer(decision(denied(ipPolicy, 200*time.Millisecond, 0), denied(signupPolicy, 1800*time.Second+time.Millisecond, 0), denied(hourPolicy, 2*time.Hour, 0)), nil)
+	m := mustNew(t, l, Options{Items: StaticItems(ratelimit.Item{Policy: ipPolicy})})
+	w, _ := serve(m.Handler(&okHandler{}), get("203.0.113.7:1234"))
+	if got, want := w.Header().Get("Retry-After"), "1801"; got != want {
+		t.Errorf("Retry-After = %q, want %q", got, want)
+	}
+	p := decodeProblem(t, w)
+	if diff := cmp.Diff([]any{"ip", "signup"}, p["violated-policies"]); diff != "" {
+		t.Errorf("violated-policies (-want +got):\n%s", diff)
+	}
+	if got, want := p["detail"], "Quota exceeded for policies ip, signup; retry after 1801 seconds."; got != want {
+		t.Errorf("detail = %q, want %q", got, want)
+	}
+}
+
+func TestMiddlewareRetryAfterNeverZero(t *testing.T) {
+	for _, retry := range []time.Duration{0, time.Nanosecond, 200 * time.Millisecond, time.Second} {
+		l := answer(decision(denied(ipPolicy, retry, 0)), nil)
+		m := mustNew(t, l, Options{Items: StaticItems(ratelimit.Item{Policy: ipPolicy})})
+		w, _ := serve(m.Handler(&okHandler{}), get("203.0.113.7:1234"))
+		if got := w.Header().Get("Retry-After"); got != "1" {
+			t.Errorf("retry %v: Retry-After = %q, want \"1\"", retry, got)
+		}
+		if got, want := w.Header().Get("RateLimit"), `"ip";r=0;t=1`; retry > 0 && got != want {
+			t.Errorf("retry %v: RateLimit = %q, want %q", retry, got, want)
+		}
+	}
+}
+
+func TestMiddlewareUnavailable(t *testing.T) {
+	err := fmt.Errorf("redislimit: login: %w", ratelimit.ErrUnavailable)
+	l := answer(ratelimit.Decision{}, err)
+	next := &okHandler{}
+	var logs bytes.Buffer
+	var hookErr error
+	m := mustNew(t, l, Options{
+		Items:      StaticItems(ratelimit.Item{Policy: loginPolicy}),
+		Logger:     slog.New(slog.NewJSONHandler(&logs, nil)),
+		OnDecision: func(_ *http.Request, _ Outcome, _ ratelimit.Decision, err error) { hookErr = err },
+	})
+	w, o := serve(m.Handler(next), get("203.0.113.7:1234"))
+	if w.Code != http.StatusServiceUnavailable || next.Calls() != 0 {
+		t.Fatalf("status %d, next called %d times; want 503 and 0", w.Code, next.Calls())
+	}
+	if got, want := w.Header().Get("Retry-After"), "1"; got != want {
+		t.Errorf("Retry-After = %q, want %q", got, want)
+	}
+	if h := rateHeaders(w.Header()); h["Ratelimit"] != "" || h["X-Ratelimit-Remaining"] != "" {
+		t.Errorf("503 carries rate-limit headers of an undecided request: %v", h)
+	}
+	p := decodeProblem(t, w)
+	if got, want := p["type"], "https://iana.org/assignments/http-problem-types#temporary-reduced-capacity"; got != want {
+		t.Errorf("type = %v, want %v", got, want)
+	}
+	if got, want := p["status"], float64(503); got != want {
+		t.Errorf("status member = %v, want %v", got, want)
+	}
+	if _, ok := p["violated-policies"]; ok {
+		t.Errorf("503 body names violated policies: %v", p)
+	}
+	if o != OutcomeUnavailable {
+		t.Errorf("outcome = %v, want unavailable", o)
+	}
+	if !errors.Is(hookErr, ratelimit.ErrUnavailable) {
+		t.Errorf("OnDecision err = %v, want ErrUnavailable", hookErr)
+	}
+	if !strings.Contains(logs.String(), "failing closed") || !strings.Contains(logs.String(), `"level":"WARN"`) {
+		t.Errorf("log = %q, want a WARN line about failing closed", logs.String())
+	}
+
+	// A configured Retry-After is rounded up to whole seconds.
+	m = mustNew(t, l, Options{Items: StaticItems(ratelimit.Item{Policy: loginPolicy}), UnavailableRetryAfter: 2500 * time.Millisecond})
+	w, _ = serve(m.Handler(next), get("203.0.113.7:1234"))
+	if got, want := w.Header().Get("Retry-After"), "3"; got != want {
+		t.Errorf("Retry-After with UnavailableRetryAfter 2.5s = %q, want %q", got, want)
+	}
+}
+
+func TestMiddlewareOtherErrors(t *testing.T) {
+	boom := errors.New("boom")
+	tests := []struct {
+		name       string
+		items      []ratelimit.Item
+		wantStatus int
+		wantO      Outcome
+		wantLog    string
+	}{
+		{"open policy fails open", []ratelimit.Item{{Policy: ipPolicy}}, http.StatusOK, OutcomeDegraded, "failing open"},
+		{"closed policy fails closed", []ratelimit.Item{{Policy: ipPolicy}, {Policy: loginPolicy}}, http.StatusServiceUnavailable, OutcomeUnavailable, "failing closed"},
+		{"shadow closed policy does not close", []ratelimit.Item{{Policy: ipPolicy}, {Policy: ratelimit.Policy{Name: "s", Rate: ipPolicy.Rate, Fail: ratelimit.FailClosed, Shadow: true}}}, http.StatusOK, OutcomeDegraded, "failing open"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			next := &okHandler{}
+			m := mustNew(t, answer(ratelimit.Decision{}, boom), Options{
+				Items:  StaticItems(tt.items...),
+				Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+			})
+			w, o := serve(m.Handler(next), get("203.0.113.7:1234"))
+			if w.Code != tt.wantStatus {
+				t.Errorf("status = %d, want %d", w.Code, tt.wantStatus)
+			}
+			if got, want := next.Calls(), map[bool]int{true: 1, false: 0}[tt.wantStatus == 200]; got != want {
+				t.Errorf("next called %d times, want %d", got, want)
+			}
+			if o != tt.wantO {
+				t.Errorf("outcome = %v, want %v", o, tt.wantO)
+			}
+			if !strings.Contains(logs.String(), tt.wantLog) || !strings.Contains(logs.String(), `"error":"boom"`) {
+				t.Errorf("log = %q, want %q with the error", logs.String(), tt.wantLog)
+			}
+			if h := rateHeaders(w.Header()); h["Ratelimit"] != "" {
+				t.Errorf("undecided request carries RateLimit %q", h["Ratelimit"])
+			}
+		})
+	}
+}
+
+func TestMiddlewareShadowNeverBlocks(t *testing.T) {
+	l := answer(decision(allowed(ipPolicy, 50, time.Second), denied(hourPolicy, time.Hour, time.Hour)), nil)
+	next := &okHandler{}
+	m := mustNew(t, l, Options{Items: StaticItems(ratelimit.Item{Policy: ipPolicy}, ratelimit.Item{Policy: hourPolicy})})
+	w, o := serve(m.Handler(next), get("203.0.113.7:1234"))
+	if w.Code != http.StatusOK || next.Calls() != 1 {
+		t.Fatalf("status %d, next called %d times; want 200 and 1", w.Code, next.Calls())
+	}
+	if got, want := w.Header().Get("RateLimit"), `"ip";r=50;t=1, "ip-hour";r=0;t=3600;journal-shadow`; got != want {
+		t.Errorf("RateLimit = %q, want %q", got, want)
+	}
+	if got := w.Header().Get("Retry-After"); got != "" {
+		t.Errorf("Retry-After = %q on an admitted request", got)
+	}
+	if o != OutcomeShadowDenied {
+		t.Errorf("outcome = %v, want shadow-denied", o)
+	}
+}
+
+func TestMiddlewareDegradedResults(t *testing.T) {
+	l := answer(decision(degraded(allowed(ipPolicy, 20, time.Second))), nil)
+	m := mustNew(t, l, Options{Items: StaticItems(ratelimit.Item{Policy: ipPolicy})})
+	w, o := serve(m.Handler(&okHandler{}), get("203.0.113.7:1234"))
+	if got, want := w.Header().Get("RateLimit"), `"ip";r=20;t=1;journal-degraded`; got != want {
+		t.Errorf("RateLimit = %q, want %q", got, want)
+	}
+	if o != OutcomeDegraded {
+		t.Errorf("outcome = %v, want degraded", o)
+	}
+}
+
+func TestMiddlewareNotEvaluated(t *testing.T) {
+	l := answer(decision(denied(ipPolicy, time.Second, 0)), nil)
+	tests := []struct {
+		name string
+		opts Options
+		path string
+	}{
+		{"skipped route", Options{Items: StaticItems(ratelimit.Item{Policy: ipPolicy}), Skip: func(r *http.Request) bool { return r.URL.Path == "/livez" }}, "/livez"},
+		{"no subject", Options{Items: StaticItems(ratelimit.Item{Policy: ipPolicy}), Subject: func(*http.Request) (string, bool) { return "", false }}, "/"},
+		{"no items", Options{Items: func(*http.Request) []ratelimit.Item { return nil }}, "/"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			next := &okHandler{}
+			var hooked int
+			tt.opts.OnDecision = func(*http.Request, Outcome, ratelimit.Decision, error) { hooked++ }
+			m := mustNew(t, l, tt.opts)
+			r := httptest.NewRequest(http.MethodGet, tt.path, nil)
+			w, o := serve(m.Handler(next), r)
+			if w.Code != http.StatusOK || next.Calls() != 1 {
+				t.Fatalf("status %d, next called %d times; want 200 and 1", w.Code, next.Calls())
+			}
+			if h := rateHeaders(w.Header()); len(h) != 0 {
+				t.Errorf("headers on a request not evaluated: %v", h)
+			}
+			if o != OutcomeNone || hooked != 0 {
+				t.Errorf("outcome %v, OnDecision called %d times; want none and 0", o, hooked)
+			}
+		})
+	}
+	if n := len(l.Calls()); n != 0 {
+		t.Errorf("limiter called %d times, want 0", n)
+	}
+}
+
+func TestMiddlewareIgnoresSpoofedForwarding(t *testing.T) {
+	trusted := mustTrusted(t, "10.0.0.0/8")
+	l := answer(decision(allowed(ipPolicy, 1, 0)), nil)
+	m := mustNew(t, l, Options{Subject: IPSubject(trusted), Items: StaticItems(ratelimit.Item{Policy: ipPolicy})})
+	h := m.Handler(&okHandler{})
+	reqs := []*http.Request{
+		// Untrusted peers: headers ignored.
+		get("203.0.113.7:1", "X-Forwarded-For", "198.51.100.1"),
+		get("203.0.113.7:1", "X-Forwarded-For", "10.0.0.5"),
+		get("203.0.113.7:1", "Forwarded", "for=198.51.100.1"),
+		get("[::ffff:203.0.113.7]:1", "X-Real-IP", "198.51.100.1"),
+		// A trusted proxy: right-most untrusted wins over the client's prefix.
+		get("10.0.0.2:1", "X-Forwarded-For", "198.51.100.1, 203.0.113.9"),
+		// IPv6 clients are keyed by their /64.
+		get("10.0.0.2:1", "X-Forwarded-For", "2001:db8:1:2:aaaa::1"),
+		get("[2001:db8:1:2:bbbb::2]:1"),
+	}
+	for _, r := range reqs {
+		serve(h, r)
+	}
+	want := []fakeCall{
+		{"ip:203.0.113.7", []string{"ip"}},
+		{"ip:203.0.113.7", []string{"ip"}},
+		{"ip:203.0.113.7", []string{"ip"}},
+		{"ip:203.0.113.7", []string{"ip"}},
+		{"ip:203.0.113.9", []string{"ip"}},
+		{"ip:2001:db8:1:2::/64", []string{"ip"}},
+		{"ip:2001:db8:1:2::/64", []string{"ip"}},
+	}
+	if diff := cmp.Diff(want, l.Calls()); diff != "" {
+		t.Errorf("subjects (-want +got):\n%s", diff)
+	}
+}
+
+// userKey is the context key of the authenticated user in the chaining tests.
+type userKey struct{}
+
+// fakeAuth stands for the service's auth middleware: "Authorization: u1"
+// authenticates user u1.
+func fakeAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u := r.Header.Get("Authorization"); u != "" {
+			r = r.WithContext(context.WithValue(r.Context(), userKey{}, u))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func userSubject(r *http.Request) (string, bool) {
+	u, ok := r.Context().Value(userKey{}).(string)
+	return "user:" + u, ok
+}
+
+// chain builds ip limit -> auth -> user limit -> next, as the service does.
+func chain(tb testing.TB, l ratelimit.Limiter, next http.Handler) http.Handler {
+	tb.Helper()
+	ipm := mustNew(tb, l, Options{
+		Items: func(r *http.Request) []ratelimit.Item {
+			if r.Method == http.MethodPost && r.URL.Path == "/v1/users" {
+				return []ratelimit.Item{{Policy: ipPolicy}, {Policy: signupPolicy}}
+			}
+			return []ratelimit.Item{{Policy: ipPolicy}}
+		},
+		Skip: func(r *http.Request) bool { return r.URL.Path == "/livez" },
+	})
+	um := mustNew(tb, l, Options{Subject: userSubject, Items: StaticItems(ratelimit.Item{Policy: userPolicy})})
+	return ipm.Handler(fakeAuth(um.Handler(next)))
+}
+
+func TestMiddlewareChainFake(t *testing.T) {
+	l := &fakeLimiter{decide: func(subject string, items []ratelimit.Item) (ratelimit.Decision, error) {
+		if strings.HasPrefix(subject, "user:") {
+			return decision(denied(userPolicy, 3*time.Second, 3*time.Second)), nil
+		}
+		return decision(allowed(ipPolicy, 42, 600*time.Millisecond)), nil
+	}}
+	next := &okHandler{}
+	h := chain(t, l, next)
+
+	// Anonymous: only ip.
+	w, o := serve(h, get("203.0.113.7:1"))
+	if got, want := w.Header().Get("RateLimit"), `"ip";r=42;t=1`; got != want || o != OutcomeAllowed {
+		t.Errorf("anonymous: RateLimit = %q, outcome %v; want %q, allowed", got, o, want)
+	}
+	// Authenticated and denied by user: 429 carrying both members; legacy
+	// describes the violated policy.
+	w, o = serve(h, get("203.0.113.7:1", "Authorization", "u1"))
+	if w.Code != http.StatusTooManyRequests || o != OutcomeDenied {
+		t.Fatalf("user over limit: status %d, outcome %v; want 429, denied", w.Code, o)
+	}
+	want := map[string]string{
+		"Ratelimit-Policy":      `"ip";q=100;w=60, "user";q=1000;w=3600`,
+		"Ratelimit":             `"ip";r=42;t=1, "user";r=0;t=3`,
+		"X-Ratelimit-Limit":     "1000",
+		"X-Ratelimit-Remaining": "0",
+		"X-Ratelimit-Reset":     "3",
+		"Retry-After":           "3",
+	}
+	if diff := cmp.Diff(want, rateHeaders(w.Header())); diff != "" {
+		t.Errorf("headers (-want +got):\n%s", diff)
+	}
+	if p := decodeProblem(t, w); !cmp.Equal(p["violated-policies"], []any{"user"}) {
+		t.Errorf("violated-policies = %v, want [user]", p["violated-policies"])
+	}
+	if next.Calls() != 1 {
+		t.Errorf("next called %d times, want 1", next.Calls())
+	}
+	wantCalls := []fakeCall{
+		{"ip:203.0.113.7", []string{"ip"}},
+		{"ip:203.0.113.7", []string{"ip"}},
+		{"user:u1", []string{"user"}},
+	}
+	if diff := cmp.Diff(wantCalls, l.Calls()); diff != "" {
+		t.Errorf("limiter calls (-want +got):\n%s", diff)
+	}
+}
+
+// fakeClock is a settable clock for memorylimit.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func newMemoryLimiter(tb testing.TB) (*memorylimit.Limiter, *fakeClock) {
+	tb.Helper()
+	clock := &fakeClock{now: time.Unix(1_750_000_000, 0)}
+	l := memorylimit.New(memorylimit.Options{Now: clock.Now, SweepInterval: -1})
+	tb.Cleanup(func() { l.Close() })
+	return l, clock
+}
+
+func TestMiddlewareChainMemory(t *testing.T) {
+	l, _ := newMemoryLimiter(t)
+	next := &okHandler{}
+	h := chain(t, l, next)
+
+	w, o := serve(h, get("203.0.113.7:1", "Authorization", "u1"))
+	if w.Code != http.StatusOK || o != OutcomeAllowed {
+		t.Fatalf("status %d, outcome %v; want 200, allowed", w.Code, o)
+	}
+	want := map[string]string{
+		"Ratelimit-Policy":      `"ip";q=100;w=60, "user";q=1000;w=3600`,
+		"Ratelimit":             `"ip";r=99;t=1, "user";r=999;t=4`,
+		"X-Ratelimit-Limit":     "100",
+		"X-Ratelimit-Remaining": "99",
+		"X-Ratelimit-Reset":     "1",
+	}
+	if diff := cmp.Diff(want, rateHeaders(w.Header())); diff != "" {
+		t.Errorf("ip then user headers (-want +got):\n%s", diff)
+	}
+
+	// Signup route: ip and signup in one decision, then user is absent.
+	r := httptest.NewRequest(http.MethodPost, "/v1/users", nil)
+	r.RemoteAddr = "203.0.113.7:1"
+	w, _ = serve(h, r)
+	if got, want := w.Header().Get("RateLimit"), `"ip";r=98;t=1, "signup";r=9;t=`; !strings.HasPrefix(got, want) {
+		t.Errorf("signup RateLimit = %q, want prefix %q", got, want)
+	}
+}
+
+func TestMiddlewareIPv6Slash64(t *testing.T) {
+	l, _ := newMemoryLimiter(t)
+	two := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 2, Per: time.Minute}}
+	m := mustNew(t, l, Options{Items: StaticItems(ratelimit.Item{Policy: two})})
+	h := m.Handler(&okHandler{})
+	for i, tc := range []struct {
+		remote string
+		want   int
+	}{
+		{"[2001:db8:1:2::1]:1", 200},
+		{"[2001:db8:1:2:ffff::2]:1", 200},
+		{"[2001:db8:1:2:1234:5678:9abc:def0]:1", 429}, // rotating inside the /64 does not help
+		{"[2001:db8:1:3::1]:1", 200},                  // another /64 has its own quota
+		{"203.0.113.7:1", 200},
+		{"203.0.113.7:2", 200},
+		{"[::ffff:203.0.113.7]:3", 429}, // IPv4-mapped is the same IPv4 client
+	} {
+		w, _ := serve(h, get(tc.remote))
+		if w.Code != tc.want {
+			t.Errorf("request %d from %s: status %d, want %d", i, tc.remote, w.Code, tc.want)
+		}
+	}
+}
+
+func TestOutcomeRecordKeepsMostSevere(t *testing.T) {
+	ctx := WithOutcome(context.Background())
+	rec := recordFrom(ctx)
+	for _, o := range []Outcome{OutcomeAllowed, OutcomeShadowDenied, OutcomeDegraded, OutcomeAllowed} {
+		rec.raise(o)
+	}
+	if got := OutcomeFromContext(ctx); got != OutcomeShadowDenied {
+		t.Errorf("OutcomeFromContext = %v, want shadow-denied", got)
+	}
+	if got := OutcomeFromContext(context.Background()); got != OutcomeNone {
+		t.Errorf("OutcomeFromContext(no record) = %v, want none", got)
+	}
+	names := map[Outcome]string{OutcomeNone: "none", OutcomeAllowed: "allowed", OutcomeDegraded: "degraded",
+		OutcomeShadowDenied: "shadow-denied", OutcomeUnavailable: "unavailable", OutcomeDenied: "denied", 42: "outcome(42)"}
+	for o, want := range names {
+		if got := o.String(); got != want {
+			t.Errorf("Outcome(%d).String() = %q, want %q", o, got, want)
+		}
+	}
+	b, _ := json.Marshal(map[string]Outcome{"ratelimit": OutcomeShadowDenied})
+	if got, want := string(b), `{"ratelimit":"shadow-denied"}`; got != want {
+		t.Errorf("json = %s, want %s", got, want)
+	}
+}
+
+// TestMiddlewareInstallsOutcome checks that without an outer record the
+// middleware installs one for the handlers after it.
+func TestMiddlewareInstallsOutcome(t *testing.T) {
+	l := answer(decision(allowed(ipPolicy, 1, 0)), nil)
+	m := mustNew(t, l, Options{Items: StaticItems(ratelimit.Item{Policy: ipPolicy})})
+	var seen Outcome
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = OutcomeFromContext(r.Context()) }))
+	h.ServeHTTP(httptest.NewRecorder(), get("203.0.113.7:1"))
+	if seen != OutcomeAllowed {
+		t.Errorf("inner handler sees outcome %v, want allowed", seen)
+	}
+}
+
+// TestEndToEnd is the seed's scenario through a real HTTP server and the
+// memory backend: 100 requests per minute per IP; the 101st gets 429.
+func TestEndToEnd(t *testing.T) {
+	l, clock := newMemoryLimiter(t)
+	trusted := mustTrusted(t, "127.0.0.1/32, ::1")
+	m := mustNew(t, l, Options{
+		Subject: IPSubject(trusted),
+		Items:   StaticItems(ratelimit.Item{Policy: ipPolicy}),
+		Skip:    func(r *http.Request) bool { return r.URL.Path == "/livez" },
+	})
+	srv := httptest.NewServer(m.Handler(&okHandler{}))
+	t.Cleanup(srv.Close)
+	client := srv.Client()
+
+	do := func(path, xff string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+
+	for i := 1; i <= 100; i++ {
+		resp := do("/v1/entries", "203.0.113.7")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: status %d, want 200", i, resp.StatusCode)
+		}
+		if got, want := resp.Header.Get("RateLimit"), fmt.Sprintf(`"ip";r=%d;t=1`, 100-i); got != want {
+			t.Fatalf("request %d: RateLimit = %q, want %q", i, got, want)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/entries", nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.7")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("request 101: status %d, want 429", resp.StatusCode)
+	}
+	want := map[string]string{
+		"Ratelimit-Policy":      `"ip";q=100;w=60`,
+		"Ratelimit":             `"ip";r=0;t=1`,
+		"X-Ratelimit-Limit":     "100",
+		"X-Ratelimit-Remaining": "0",
+		"X-Ratelimit-Reset":     "1",
+		"Retry-After":           "1", // GCRA 100/1m: one emission interval, 0.6s, rounded up
+	}
+	if diff := cmp.Diff(want, rateHeaders(resp.Header)); diff != "" {
+		t.Errorf("429 headers (-want +got):\n%s", diff)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Fatalf("429 body %q: %v", body, err)
+	}
+	if p["type"] != ProblemQuotaExceeded || !cmp.Equal(p["violated-policies"], []any{"ip"}) {
+		t.Errorf("429 body = %s", body)
+	}
+
+	// Other clients behind the same proxy, operational routes and a spoofed
+	// prefix are unaffected; the limited client is still limited.
+	if resp := do("/v1/entries", "198.51.100.1"); resp.StatusCode != http.StatusOK {
+		t.Errorf("another client: status %d, want 200", resp.StatusCode)
+	}
+	if resp := do("/v1/entries", "1.2.3.4, 203.0.113.7"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("spoofed prefix: status %d, want 429", resp.StatusCode)
+	}
+	if resp := do("/livez", "203.0.113.7"); resp.StatusCode != http.StatusOK || resp.Header.Get("RateLimit") != "" {
+		t.Errorf("/livez: status %d, RateLimit %q; want 200 and none", resp.StatusCode, resp.Header.Get("RateLimit"))
+	}
+
+	// Honouring Retry-After gets the client in again.
+	clock.Advance(time.Second)
+	if resp := do("/v1/entries", "203.0.113.7"); resp.StatusCode != http.StatusOK {
+		t.Errorf("after Retry-After: status %d, want 200", resp.StatusCode)
+	}
+}
