@@ -1,0 +1,390 @@
+package rediscache_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/journalsvc/journal/cache"
+	"github.com/journalsvc/journal/cache/cachetest"
+	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/internal/testenv"
+	"github.com/redis/rueidis"
+)
+
+// instance is one "service instance": its own rueidis client and Store.
+type instance struct {
+	client rueidis.Client
+	store  *rediscache.Store
+	cache  *cache.Cache
+}
+
+func newInstance(tb testing.TB, addr string, opts rediscache.Options, cfg rediscache.ClientConfig) *instance {
+	tb.Helper()
+	client, near, err := rediscache.NewClient(rediscache.ClientOptions([]string{addr}, cfg))
+	if err != nil {
+		tb.Fatalf("NewClient(%s): %v", addr, err)
+	}
+	if !near {
+		tb.Fatalf("NewClient(%s): no client-side caching", addr)
+	}
+	tb.Cleanup(client.Close)
+	s, err := rediscache.New(client, opts)
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	tb.Cleanup(s.Close)
+	c, err := cache.New(s, cache.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &instance{client: client, store: s, cache: c}
+}
+
+func TestConformance(t *testing.T) {
+	addr := testenv.RedisAddr(t)
+	cachetest.Run(t, func(tb testing.TB) cache.Store {
+		return newInstance(tb, addr, rediscache.Options{}, rediscache.ClientConfig{}).store
+	})
+}
+
+func get(tb testing.TB, s cache.Store, key string) cache.Entry {
+	tb.Helper()
+	e, err := s.Get(context.Background(), key)
+	if err != nil {
+		tb.Fatalf("Get(%q): %v", key, err)
+	}
+	return e
+}
+
+func set(tb testing.TB, s cache.Store, key, value string) {
+	tb.Helper()
+	if err := s.Set(context.Background(), key, cache.Entry{Status: cache.Hit, Value: []byte(value)}, time.Minute); err != nil {
+		tb.Fatalf("Set(%q): %v", key, err)
+	}
+}
+
+func TestReadYourWrites(t *testing.T) {
+	t.Parallel()
+	a := newInstance(t, testenv.RedisAddr(t), rediscache.Options{}, rediscache.ClientConfig{})
+	k := cachetest.Key(t, "ryw")
+	set(t, a.store, k, "init")
+	get(t, a.store, k) // now in the near cache, tracked
+	stale, near := 0, 0
+	for i := range 1000 {
+		want := strconv.Itoa(i)
+		set(t, a.store, k, want)
+		e := get(t, a.store, k)
+		if string(e.Value) != want {
+			stale++
+		}
+		if e2 := get(t, a.store, k); e2.Tier == "near" {
+			near++
+		}
+	}
+	if stale != 0 {
+		t.Errorf("%d of 1000 reads right after a write on the same instance were stale", stale)
+	}
+	if near == 0 {
+		t.Errorf("no read was served by the near cache")
+	}
+	// Delete and fills are writes too.
+	if err := a.store.Delete(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	if e := get(t, a.store, k); e.Status != cache.Miss {
+		t.Errorf("Get after Delete = %v, want miss", e.Status)
+	}
+}
+
+// lagBound is the longest a test lets an invalidation take to reach another
+// instance. Measured lags on one host are microseconds when the process has
+// an idle core; under -race on 2 busy cores, tens of milliseconds.
+const lagBound = time.Second
+
+// converge reads key on s until it returns want, failing on any other value
+// than old or want, or if want is not seen within lagBound. It returns how
+// long the old value was still served. An empty old stands for a miss.
+func converge(tb testing.TB, s cache.Store, key, old, want string) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	for {
+		e := get(tb, s, key)
+		switch got := string(e.Value); {
+		case e.Status == cache.Hit && got == want:
+			return time.Since(start)
+		case e.Status == cache.Hit && got == old:
+		case e.Status == cache.Miss && old == "":
+		default:
+			tb.Fatalf("read %v %q, want %q or %q", e.Status, got, old, want)
+		}
+		if time.Since(start) > lagBound {
+			tb.Fatalf("still reading %q %v after the write of %q", old, lagBound, want)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+func TestCoherenceAcrossInstances(t *testing.T) {
+	t.Parallel()
+	addr := testenv.RedisAddr(t)
+	a := newInstance(t, addr, rediscache.Options{}, rediscache.ClientConfig{})
+	b := newInstance(t, addr, rediscache.Options{}, rediscache.ClientConfig{})
+	k := cachetest.Key(t, "coherent")
+	set(t, a.store, k, "init")
+	get(t, b.store, k)
+	stale, near := 0, 0
+	var maxLag time.Duration
+	old := "init"
+	for i := range 1000 {
+		want := strconv.Itoa(i)
+		set(t, a.store, k, want)
+		if e := get(t, b.store, k); string(e.Value) != want {
+			stale++
+			maxLag = max(maxLag, converge(t, b.store, k, old, want))
+		}
+		if e := get(t, b.store, k); e.Tier == "near" {
+			near++
+		}
+		old = want
+	}
+	// A read on B in the same instant as the write on A may precede the
+	// invalidation's arrival; it must never outlast lagBound (converge).
+	t.Logf("1000 write-on-A/read-on-B pairs: %d immediate reads still old, longest lag %v", stale, maxLag)
+	if near == 0 {
+		t.Errorf("B served no read from its near cache")
+	}
+	if err := a.cache.Delete(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, lagBound, "B sees the delete on A", func() bool {
+		r, err := b.cache.Get(context.Background(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Status == cache.Miss
+	})
+}
+
+func TestStampedeAcrossInstances(t *testing.T) {
+	t.Parallel()
+	addr := testenv.RedisAddr(t)
+	var insts []*instance
+	for range 3 {
+		insts = append(insts, newInstance(t, addr, rediscache.Options{}, rediscache.ClientConfig{}))
+	}
+	k := cachetest.Key(t, "stampede")
+	var loads atomic.Int32
+	load := func(ctx context.Context) ([]byte, error) {
+		loads.Add(1)
+		time.Sleep(100 * time.Millisecond)
+		return []byte("row"), nil
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	var failures atomic.Int32
+	for i := range 200 {
+		inst := insts[i%len(insts)]
+		wg.Go(func() {
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			v, err := inst.cache.GetOrLoad(ctx, k, time.Minute, load)
+			if err != nil || string(v) != "row" {
+				failures.Add(1)
+				t.Errorf("GetOrLoad = %q, %v", v, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if got := loads.Load(); got != 1 {
+		t.Errorf("200 misses over 3 instances ran %d loads, want 1", got)
+	}
+}
+
+func TestNearMaxAge(t *testing.T) {
+	t.Parallel()
+	a := newInstance(t, testenv.RedisAddr(t), rediscache.Options{NearMaxAge: 300 * time.Millisecond}, rediscache.ClientConfig{})
+	k := cachetest.Key(t, "maxage")
+	set(t, a.store, k, "v")
+	get(t, a.store, k)
+	if e := get(t, a.store, k); e.Tier != "near" {
+		t.Fatalf("second read tier = %q, want near", e.Tier)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if e := get(t, a.store, k); e.Tier != "redis" {
+		t.Errorf("read after NearMaxAge tier = %q, want redis", e.Tier)
+	}
+}
+
+func TestMalformedIsError(t *testing.T) {
+	t.Parallel()
+	a := newInstance(t, testenv.RedisAddr(t), rediscache.Options{}, rediscache.ClientConfig{})
+	k := cachetest.Key(t, "foreign")
+	ctx := context.Background()
+	if err := a.client.Do(ctx, a.client.B().Set().Key(k).Value("raw").Ex(time.Minute).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.store.Get(ctx, k); !errors.Is(err, rediscache.ErrMalformed) {
+		t.Errorf("Get of a foreign value = %v, want ErrMalformed", err)
+	}
+}
+
+// waitFor polls cond every 10ms until it is true or limit passes.
+func waitFor(tb testing.TB, limit time.Duration, what string, cond func() bool) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			tb.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestPausedRedis(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	a := newInstance(t, r.Addr(), rediscache.Options{}, rediscache.ClientConfig{})
+	b := newInstance(t, r.Addr(), rediscache.Options{}, rediscache.ClientConfig{})
+	ctx := context.Background()
+	k, k2 := cachetest.Key(t, "paused"), cachetest.Key(t, "paused-miss")
+	set(t, a.store, k, "before")
+	if e := get(t, b.store, k); string(e.Value) != "before" {
+		t.Fatalf("B reads %q", e.Value)
+	}
+	get(t, b.store, k2)
+	r.Pause(t)
+	paused := time.Now()
+	// Until the outage is detected B may serve its (still correct) copy; then
+	// every read is an error: never a miss, never another value.
+	took := waitFor(t, 3*time.Second, "reads fail after SIGSTOP", func() bool {
+		e, err := b.store.Get(ctx, k)
+		if err != nil {
+			return true
+		}
+		if e.Status != cache.Hit || string(e.Value) != "before" {
+			t.Fatalf("read during pause = %v %q, want the old hit or an error", e.Status, e.Value)
+		}
+		return false
+	})
+	t.Logf("reads failed %v after the pause", took)
+	if e, err := b.store.Get(ctx, k2); err == nil {
+		t.Errorf("Get of a cached miss during the pause = %v, want an error", e.Status)
+	}
+	// Writes fail within the call timeout.
+	start := time.Now()
+	if err := a.store.Set(ctx, k, cache.Entry{Status: cache.Hit, Value: []byte("during")}, time.Minute); err == nil {
+		t.Errorf("Set during the pause succeeded")
+	}
+	if el := time.Since(start); el > 3*50*time.Millisecond+100*time.Millisecond {
+		t.Errorf("Set during the pause took %v", el)
+	}
+	// GetOrLoad answers from the loader and writes nothing back.
+	v, err := b.cache.GetOrLoad(ctx, k2, time.Minute, func(context.Context) ([]byte, error) { return []byte("db"), nil })
+	if err != nil || string(v) != "db" {
+		t.Errorf("GetOrLoad during the pause = %q, %v; want db", v, err)
+	}
+	r.Resume(t)
+	t.Logf("paused for %v", time.Since(paused))
+	waitFor(t, 5*time.Second, "reads recover after SIGCONT", func() bool {
+		_, err := b.store.Get(ctx, k)
+		return err == nil
+	})
+	if e := get(t, b.store, k2); e.Status != cache.Miss {
+		t.Errorf("after the outage k2 = %v %q, want miss (nothing written back)", e.Status, e.Value)
+	}
+	// Coherence is back: a write on A is seen on B.
+	waitFor(t, 5*time.Second, "writes work after SIGCONT", func() bool {
+		return a.store.Set(ctx, k, cache.Entry{Status: cache.Hit, Value: []byte("after")}, time.Minute) == nil
+	})
+	converge(t, b.store, k, "before", "after")
+}
+
+func TestKilledRedis(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	a := newInstance(t, r.Addr(), rediscache.Options{}, rediscache.ClientConfig{})
+	b := newInstance(t, r.Addr(), rediscache.Options{}, rediscache.ClientConfig{})
+	ctx := context.Background()
+	k := cachetest.Key(t, "killed")
+	set(t, a.store, k, "before")
+	get(t, b.store, k)
+	r.Kill(t)
+	waitFor(t, 3*time.Second, "reads fail after SIGKILL", func() bool {
+		e, err := b.store.Get(ctx, k)
+		if err != nil {
+			return true
+		}
+		if e.Status != cache.Hit || string(e.Value) != "before" {
+			t.Fatalf("read after kill = %v %q, want the old hit or an error", e.Status, e.Value)
+		}
+		return false
+	})
+	r.Restart(t)
+	// The restarted server is empty: B must not serve its old copy.
+	waitFor(t, 5*time.Second, "reads recover after restart", func() bool {
+		e, err := b.store.Get(ctx, k)
+		if err == nil && e.Status != cache.Miss {
+			t.Fatalf("after restart B reads %v %q, want miss (server is empty)", e.Status, e.Value)
+		}
+		return err == nil
+	})
+	waitFor(t, 5*time.Second, "writes work after restart", func() bool {
+		return a.store.Set(ctx, k, cache.Entry{Status: cache.Hit, Value: []byte("after")}, time.Minute) == nil
+	})
+	converge(t, b.store, k, "", "after")
+	old := "after"
+	for i := range 100 {
+		want := fmt.Sprint("after", i)
+		set(t, a.store, k, want)
+		converge(t, b.store, k, old, want)
+		old = want
+	}
+}
+
+func TestNoCacheFallback(t *testing.T) {
+	t.Parallel()
+	// A server that refuses RESP3 (HELLO renamed away) cannot track keys.
+	r := testenv.StartRedis(t, "--rename-command", "HELLO", "")
+	client, near, err := rediscache.NewClient(rediscache.ClientOptions([]string{r.Addr()}, rediscache.ClientConfig{}))
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	defer client.Close()
+	if near {
+		t.Fatalf("NewClient reports a near cache on a server without RESP3")
+	}
+	s, err := rediscache.New(client, rediscache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := cachetest.Key(t, "nocache")
+	set(t, s, k, "v")
+	for range 3 {
+		if e := get(t, s, k); string(e.Value) != "v" || e.Tier != "redis" {
+			t.Fatalf("Get = %q from %q, want v from redis", e.Value, e.Tier)
+		}
+	}
+}
+
+func TestInvalidationsHook(t *testing.T) {
+	t.Parallel()
+	addr := testenv.RedisAddr(t)
+	var n atomic.Int64
+	a := newInstance(t, addr, rediscache.Options{}, rediscache.ClientConfig{})
+	b := newInstance(t, addr, rediscache.Options{}, rediscache.ClientConfig{OnInvalidations: func(keys int) { n.Add(int64(keys)) }})
+	k := cachetest.Key(t, "inv")
+	set(t, a.store, k, "1")
+	get(t, b.store, k)
+	set(t, a.store, k, "2")
+	waitFor(t, 3*time.Second, "B counts the invalidation", func() bool { return n.Load() >= 1 })
+}
