@@ -1,0 +1,584 @@
+package redislimit_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/journalsvc/journal/internal/testenv"
+	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/ratelimittest"
+	"github.com/journalsvc/journal/ratelimit/redislimit"
+)
+
+// newClient returns a rueidis client configured as the limiter expects: no
+// retries, a short write timeout and keep-alive, no client-side cache.
+func newClient(tb testing.TB, addr string) rueidis.Client {
+	tb.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{
+		InitAddress:      []string{addr},
+		DisableRetry:     true,
+		DisableCache:     true,
+		ConnWriteTimeout: 500 * time.Millisecond,
+		Dialer:           net.Dialer{KeepAlive: 200 * time.Millisecond, Timeout: 500 * time.Millisecond},
+	})
+	if err != nil {
+		tb.Fatalf("rueidis.NewClient(%s): %v", addr, err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
+
+func randomPrefix(tb testing.TB) string {
+	tb.Helper()
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		tb.Fatal(err)
+	}
+	return "test:" + hex.EncodeToString(b[:]) + ":"
+}
+
+func newLimiter(tb testing.TB, c rueidis.Client, opts redislimit.Options) *redislimit.Limiter {
+	tb.Helper()
+	l, err := redislimit.New(c, opts)
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	return l
+}
+
+// assertAllKeysHaveTTL scans prefix and fails for any key without a TTL.
+func assertAllKeysHaveTTL(tb testing.TB, c rueidis.Client, prefix string) int {
+	tb.Helper()
+	ctx := context.Background()
+	var cursor uint64
+	n := 0
+	for {
+		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			tb.Fatalf("SCAN: %v", err)
+		}
+		for _, k := range e.Elements {
+			n++
+			ttl, err := c.Do(ctx, c.B().Pttl().Key(k).Build()).AsInt64()
+			if err != nil {
+				tb.Fatalf("PTTL %s: %v", k, err)
+			}
+			if ttl == -1 {
+				tb.Errorf("key %s has no TTL", k)
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			return n
+		}
+	}
+}
+
+func TestConformance(t *testing.T) {
+	c := newClient(t, testenv.RedisAddr(t))
+	for _, denyCache := range []bool{false, true} {
+		t.Run("denycache="+strconv.FormatBool(denyCache), func(t *testing.T) {
+			ratelimittest.Run(t, func(t *testing.T, clock *ratelimittest.Clock) ratelimit.Limiter {
+				prefix := randomPrefix(t)
+				opts := redislimit.Options{Prefix: prefix, HeartbeatInterval: -1, Timeout: time.Second, Now: clock.Now}
+				if !denyCache {
+					opts.DenyCacheSize = -1
+				}
+				l := newLimiter(t, c, opts)
+				redislimit.SetScriptNow(l, clock.Now)
+				t.Cleanup(func() {
+					if t.Failed() {
+						return
+					}
+					assertAllKeysHaveTTL(t, c, prefix)
+					if s := l.Stats(); s.Degraded != 0 || s.RedisErrors != 0 {
+						t.Errorf("stats %+v: a conformance run must not degrade", s)
+					}
+				})
+				return l
+			})
+		})
+	}
+}
+
+// TestKeysWithoutTTLAreRepaired writes a key without TTL as an old client
+// would, and checks that any decision touching it, even a denied one or a
+// peek, gives it a TTL.
+func TestKeysWithoutTTLAreRepaired(t *testing.T) {
+	c := newClient(t, testenv.RedisAddr(t))
+	prefix := randomPrefix(t)
+	l := newLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1, DenyCacheSize: -1})
+	ctx := context.Background()
+	small := ratelimit.Policy{Name: "small", Rate: ratelimit.Rate{N: 1, Per: time.Hour}}
+	other := ratelimit.Policy{Name: "other", Rate: ratelimit.Rate{N: 5, Per: time.Hour}, Algorithm: ratelimit.Fixed}
+	subject := "ip:198.51.100.1"
+	if d, err := l.Decide(ctx, subject, ratelimit.Item{Policy: small}); err != nil || !d.Allowed {
+		t.Fatalf("Decide = %+v, %v", d, err)
+	}
+	otherKey := ratelimit.Key(prefix, subject, "other")
+	smallKey := ratelimit.Key(prefix, subject, "small")
+	for _, k := range []string{otherKey, smallKey} {
+		if err := c.Do(ctx, c.B().Persist().Key(k).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Do(ctx, c.B().Set().Key(otherKey).Value("garbage-without-ttl").Build())
+	// Denied by small: nothing is written, both keys are repaired.
+	d, err := l.Decide(ctx, subject, ratelimit.Item{Policy: other}, ratelimit.Item{Policy: small})
+	if err != nil || d.Allowed {
+		t.Fatalf("Decide = %+v, %v; want denied by small", d, err)
+	}
+	if n := assertAllKeysHaveTTL(t, c, prefix); n != 2 {
+		t.Errorf("found %d keys, want 2", n)
+	}
+}
+
+// TestExactAcrossInstances: 3 limiters with their own clients share one key;
+// 1,000 concurrent decisions admit exactly L, for each algorithm.
+func TestExactAcrossInstances(t *testing.T) {
+	addr := testenv.RedisAddr(t)
+	for _, a := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
+		t.Run(a.String(), func(t *testing.T) {
+			const limit = 50
+			prefix := randomPrefix(t)
+			per := time.Hour
+			if a == ratelimit.Fixed {
+				per = 24 * time.Hour // aligned to UTC days: a boundary during the test is very unlikely
+			}
+			p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: limit, Per: per}, Algorithm: a}
+			admitted, denied := runInstances(t, addr, prefix, p, nil)
+			if admitted != limit || denied != 1000-limit {
+				t.Errorf("admitted %d, denied %d of 1000 across 3 instances; want exactly %d admitted", admitted, denied, limit)
+			}
+		})
+	}
+}
+
+// TestClockSkewCannotMatter gives the 3 instances local clocks an hour apart:
+// Redis TIME is the only clock of a decision, so the limit stays exact.
+func TestClockSkewCannotMatter(t *testing.T) {
+	addr := testenv.RedisAddr(t)
+	skews := []time.Duration{-time.Hour, 0, 37 * time.Minute}
+	for _, a := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding} {
+		t.Run(a.String(), func(t *testing.T) {
+			p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 30, Per: time.Hour}, Algorithm: a}
+			admitted, _ := runInstances(t, addr, randomPrefix(t), p, skews)
+			if admitted != 30 {
+				t.Errorf("admitted %d with skewed instance clocks, want exactly 30", admitted)
+			}
+		})
+	}
+}
+
+// runInstances runs 1,000 concurrent decisions on one subject spread over 3
+// limiters (separate clients), optionally with skewed local clocks.
+func runInstances(t *testing.T, addr, prefix string, p ratelimit.Policy, skews []time.Duration) (admitted, denied int) {
+	t.Helper()
+	var limiters []*redislimit.Limiter
+	for i := 0; i < 3; i++ {
+		opts := redislimit.Options{Prefix: prefix, InstanceID: "i" + strconv.Itoa(i), Timeout: 5 * time.Second, HeartbeatInterval: -1}
+		if skews != nil {
+			skew := skews[i]
+			opts.Now = func() time.Time { return time.Now().Add(skew) }
+		}
+		limiters = append(limiters, newLimiter(t, newClient(t, addr), opts))
+	}
+	var ok, no, failed atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(l *redislimit.Limiter) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			d, err := l.Decide(context.Background(), "ip:203.0.113.7", ratelimit.Item{Policy: p})
+			switch {
+			case err != nil:
+				failed.Add(1)
+			case d.Degraded():
+				failed.Add(1)
+			case d.Allowed:
+				ok.Add(1)
+			default:
+				no.Add(1)
+			}
+		}(limiters[i%3])
+	}
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d decisions failed or degraded", failed.Load())
+	}
+	return int(ok.Load()), int(no.Load())
+}
+
+func evalCalls(tb testing.TB, c rueidis.Client) int64 {
+	tb.Helper()
+	info, err := c.Do(context.Background(), c.B().Info().Section("commandstats").Build()).ToString()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var n int64
+	for _, line := range strings.Split(info, "\n") {
+		for _, cmd := range []string{"cmdstat_evalsha:", "cmdstat_eval:"} {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), cmd); ok {
+				calls, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
+				v, _ := strconv.ParseInt(calls, 10, 64)
+				n += v
+			}
+		}
+	}
+	return n
+}
+
+// TestFloodedKeyCostsNoRoundTrips floods one key and counts the scripts Redis
+// ran (INFO commandstats) on a private server.
+func TestFloodedKeyCostsNoRoundTrips(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	c := newClient(t, srv.Addr())
+	l := newLimiter(t, c, redislimit.Options{HeartbeatInterval: -1})
+	p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 10, Per: time.Hour}}
+	before := evalCalls(t, c)
+	admitted := 0
+	for i := 0; i < 10_000; i++ {
+		d, err := l.Decide(context.Background(), "ip:192.0.2.1", ratelimit.Item{Policy: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allowed {
+			admitted++
+		}
+		if !d.Allowed && (d.RetryAfter <= 0 || d.RetryAfter > 6*time.Minute) {
+			t.Fatalf("denied with RetryAfter %v, want (0, 6m]", d.RetryAfter)
+		}
+	}
+	scripts := evalCalls(t, c) - before
+	t.Logf("10,000 decisions on a flooded key: %d admitted, %d scripts run in Redis, %d deny-cache hits", admitted, scripts, l.Stats().DenyCacheHits)
+	if admitted != 10 {
+		t.Errorf("admitted %d, want 10", admitted)
+	}
+	if scripts > 12 {
+		t.Errorf("Redis ran %d scripts for 10,000 decisions, want <= 12 (10 admitted + the first denial, + NOSCRIPT)", scripts)
+	}
+}
+
+// TestResetClearsEveryInstance: a Reset on one instance clears the deny
+// cache of another through PUBLISH.
+func TestResetClearsEveryInstance(t *testing.T) {
+	addr := testenv.RedisAddr(t)
+	prefix := randomPrefix(t)
+	a := newLimiter(t, newClient(t, addr), redislimit.Options{Prefix: prefix, HeartbeatInterval: -1})
+	b := newLimiter(t, newClient(t, addr), redislimit.Options{Prefix: prefix, HeartbeatInterval: -1})
+	p := ratelimit.Policy{Name: "login", Rate: ratelimit.Rate{N: 2, Per: time.Hour}, Fail: ratelimit.FailClosed}
+	ctx := context.Background()
+	subject := "login:198.51.100.9:abc"
+	for i := 0; i < 3; i++ {
+		b.Decide(ctx, subject, ratelimit.Item{Policy: p})
+	}
+	if s := b.Stats(); s.DenyCacheItems != 1 {
+		t.Fatalf("b's deny cache holds %d entries, want 1", s.DenyCacheItems)
+	}
+	time.Sleep(100 * time.Millisecond) // let both subscriptions start
+	if err := a.Reset(ctx, subject, "login"); err != nil {
+		t.Fatalf("Reset: %v", err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for b.Stats().DenyCacheItems != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("b's deny cache was not cleared within 3s of a Reset on a")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d, err := b.Decide(ctx, subject, ratelimit.Item{Policy: p}); err != nil || !d.Allowed {
+		t.Errorf("after Reset: %+v, %v; want admitted", d, err)
+	}
+}
+
+func TestEvictionPolicyIsReported(t *testing.T) {
+	for _, tc := range []struct {
+		policy    string
+		evictable bool
+	}{{"allkeys-lru", true}, {"volatile-ttl", true}, {"noeviction", false}} {
+		srv := testenv.StartRedis(t, "--maxmemory-policy", tc.policy)
+		l := newLimiter(t, newClient(t, srv.Addr()), redislimit.Options{HeartbeatInterval: -1})
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			got, evictable := l.EvictionPolicy()
+			if got != "" {
+				if got != tc.policy || evictable != tc.evictable {
+					t.Errorf("EvictionPolicy() = %q, %v; want %q, %v", got, evictable, tc.policy, tc.evictable)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("EvictionPolicy() still unknown after 3s")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	if _, err := redislimit.New(nil, redislimit.Options{}); err == nil {
+		t.Error("New(nil client) succeeded")
+	}
+	c := newClient(t, testenv.RedisAddr(t))
+	if _, err := redislimit.New(c, redislimit.Options{Prefix: "a{b}:"}); err == nil {
+		t.Error("New with a braced prefix succeeded")
+	}
+}
+
+// faultPolicies are one policy per fail mode.
+var (
+	openP   = ratelimit.Policy{Name: "open", Rate: ratelimit.Rate{N: 1000, Per: time.Hour}, Fail: ratelimit.FailOpen}
+	closedP = ratelimit.Policy{Name: "closed", Rate: ratelimit.Rate{N: 1000, Per: time.Hour}, Fail: ratelimit.FailClosed}
+	localP  = ratelimit.Policy{Name: "local", Rate: ratelimit.Rate{N: 30, Per: time.Hour}}
+)
+
+type faultRun struct {
+	maxWait                time.Duration
+	open, closed, local    int // decisions per mode that behaved as configured
+	localAdmitted          int
+	wrongOpen, wrongClosed int
+}
+
+// load runs decisions of the three fail modes from 8 goroutines for d and
+// records the longest wait and how each mode answered.
+func load(l *redislimit.Limiter, d time.Duration, subject string) faultRun {
+	var mu sync.Mutex
+	var r faultRun
+	var wg sync.WaitGroup
+	stop := time.Now().Add(d)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; time.Now().Before(stop); i++ {
+				var item ratelimit.Item
+				switch (i + g) % 3 {
+				case 0:
+					item = ratelimit.Item{Policy: openP}
+				case 1:
+					item = ratelimit.Item{Policy: closedP}
+				default:
+					item = ratelimit.Item{Policy: localP}
+				}
+				start := time.Now()
+				dec, err := l.Decide(context.Background(), subject, item)
+				waited := time.Since(start)
+				mu.Lock()
+				r.maxWait = max(r.maxWait, waited)
+				switch item.Policy.Fail {
+				case ratelimit.FailOpen:
+					if err == nil && dec.Allowed && dec.Degraded() {
+						r.open++
+					} else if err != nil || !dec.Allowed {
+						r.wrongOpen++
+					}
+				case ratelimit.FailClosed:
+					if errors.Is(err, ratelimit.ErrUnavailable) {
+						r.closed++
+					} else if err != nil || dec.Degraded() {
+						r.wrongClosed++
+					}
+				default:
+					if err == nil && dec.Degraded() {
+						r.local++
+						if dec.Allowed {
+							r.localAdmitted++
+						}
+					}
+				}
+				mu.Unlock()
+				time.Sleep(time.Millisecond)
+			}
+		}(g)
+	}
+	wg.Wait()
+	return r
+}
+
+func waitBreaker(t *testing.T, l *redislimit.Limiter, open bool, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for l.BreakerOpen() != open {
+		if time.Since(start) > within {
+			t.Fatalf("breaker open=%v not reached within %v", open, within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// TestFaults pauses (SIGSTOP) and then kills the Redis under load: no
+// decision waits much past the timeout, each fail mode behaves as
+// configured, the breaker opens and closes soon after Redis returns.
+func TestFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault injection takes a few seconds")
+	}
+	// 100ms rather than the production 50ms: under -race on 2 busy cores a
+	// healthy call now and then exceeds 50ms.
+	const timeout = 100 * time.Millisecond
+	for _, fault := range []string{"pause", "kill"} {
+		t.Run(fault, func(t *testing.T) {
+			srv := testenv.StartRedis(t)
+			var transitions atomic.Int64
+			var firstErr atomic.Pointer[error]
+			l := newLimiter(t, newClient(t, srv.Addr()), redislimit.Options{
+				Timeout: timeout, HeartbeatInterval: -1,
+				OnBreaker: func(bool) { transitions.Add(1) },
+				OnRedisCall: func(d time.Duration, err error) {
+					if err != nil && firstErr.CompareAndSwap(nil, &err) {
+						t.Logf("first Redis error after %v: %v", d, err)
+					}
+				},
+			})
+			subject := "ip:" + fault
+			// Healthy phase. On a loaded machine under -race a call may
+			// exceed 50ms (and fall back); only most must go to Redis.
+			if r := load(l, 200*time.Millisecond, subject); r.wrongOpen+r.wrongClosed != 0 {
+				t.Fatalf("healthy Redis: fail modes misbehaved: %+v", r)
+			} else if n := r.open + r.closed + r.local; n > 0 {
+				t.Logf("healthy phase: %d decisions degraded (machine load)", n)
+			}
+			waitBreaker(t, l, false, 3*time.Second)
+			opensBefore := l.Stats().BreakerOpens
+			transitionsBefore := transitions.Load()
+			if fault == "pause" {
+				srv.Pause(t)
+			} else {
+				srv.Kill(t)
+			}
+			r := load(l, time.Second, subject+"-outage") // a fresh subject: no cached denials
+			t.Logf("%s: longest wait %v (timeout %v); open %d, closed %d, local %d (admitted %d)", fault, r.maxWait, timeout, r.open, r.closed, r.local, r.localAdmitted)
+			if r.maxWait > 3*timeout {
+				t.Errorf("a decision waited %v, want < 3x the %v timeout", r.maxWait, timeout)
+			}
+			if r.wrongOpen != 0 || r.wrongClosed != 0 {
+				t.Errorf("fail modes misbehaved: %d fail-open denials/errors, %d fail-closed non-errors", r.wrongOpen, r.wrongClosed)
+			}
+			if r.open == 0 || r.closed == 0 || r.local == 0 {
+				t.Errorf("every fail mode should have answered degraded: %+v", r)
+			}
+			if r.localAdmitted > int(localP.Rate.N) {
+				t.Errorf("local fallback admitted %d, want <= %d (N_live = 1)", r.localAdmitted, localP.Rate.N)
+			}
+			if !l.BreakerOpen() {
+				t.Fatal("breaker did not open")
+			}
+			if fault == "pause" {
+				srv.Resume(t)
+			} else {
+				srv.Restart(t)
+			}
+			took := waitBreaker(t, l, false, 3*time.Second)
+			t.Logf("%s: breaker closed %v after Redis returned", fault, took)
+			// The first call after a restart also reloads the script
+			// (NOSCRIPT, then EVAL): allow a few attempts within 1s.
+			var d ratelimit.Decision
+			var err error
+			for start := time.Now(); time.Since(start) < time.Second; time.Sleep(20 * time.Millisecond) {
+				if d, err = l.Decide(context.Background(), "ip:after", ratelimit.Item{Policy: closedP}); err == nil {
+					break
+				}
+			}
+			if err != nil || !d.Allowed || d.Degraded() {
+				t.Errorf("after recovery: %+v, %v; want an admitted, non-degraded decision", d, err)
+			}
+			if opens, tr := l.Stats().BreakerOpens-opensBefore, transitions.Load()-transitionsBefore; opens != 1 || tr != 2 {
+				t.Errorf("during the fault the breaker opened %d times with %d transitions, want 1 and 2", opens, tr)
+			}
+		})
+	}
+}
+
+// TestLocalFallbackSharesTheLimit: with 3 live instances, an instance that
+// loses Redis admits ceil(L/3) on its own.
+func TestLocalFallbackSharesTheLimit(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	var ls []*redislimit.Limiter
+	for i := 0; i < 3; i++ {
+		ls = append(ls, newLimiter(t, newClient(t, srv.Addr()), redislimit.Options{
+			InstanceID: "inst-" + strconv.Itoa(i), HeartbeatInterval: 100 * time.Millisecond,
+		}))
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for ls[0].LiveInstances() != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("LiveInstances() = %d after 3s, want 3", ls[0].LiveInstances())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	srv.Kill(t)
+	p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 31, Per: time.Hour}}
+	admitted := 0
+	for i := 0; i < 100; i++ {
+		d, err := ls[0].Decide(context.Background(), "ip:203.0.113.50", ratelimit.Item{Policy: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.Degraded() {
+			t.Fatal("decision without Redis is not marked Degraded")
+		}
+		if d.Allowed {
+			admitted++
+		}
+	}
+	if admitted != 11 {
+		t.Errorf("local fallback admitted %d, want ceil(31/3) = 11", admitted)
+	}
+	if got := ls[0].LiveInstances(); got != 3 {
+		t.Errorf("LiveInstances() = %d during the outage, want the 3 remembered", got)
+	}
+}
+
+func BenchmarkDecide(b *testing.B) {
+	c := newClient(b, testenv.RedisAddr(b))
+	b.Run("10000keys", func(b *testing.B) {
+		l := newLimiter(b, c, redislimit.Options{Prefix: randomPrefix(b), HeartbeatInterval: -1, Timeout: time.Second})
+		p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 1 << 30, Per: time.Hour}}
+		keys := make([]string, 10000)
+		for i := range keys {
+			keys[i] = "ip:10.1." + strconv.Itoa(i>>8) + "." + strconv.Itoa(i&255)
+		}
+		var ctr atomic.Int64
+		b.SetParallelism(32) // 64 goroutines on 2 CPUs
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(ctr.Add(7919))
+			for pb.Next() {
+				i++
+				d, err := l.Decide(context.Background(), keys[i%len(keys)], ratelimit.Item{Policy: p})
+				if err != nil || !d.Allowed {
+					b.Errorf("Decide: %+v, %v", d, err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("flooded", func(b *testing.B) {
+		l := newLimiter(b, c, redislimit.Options{Prefix: randomPrefix(b), HeartbeatInterval: -1, Timeout: time.Second})
+		p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 10, Per: time.Hour}}
+		b.SetParallelism(32)
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				l.Decide(context.Background(), "ip:flood", ratelimit.Item{Policy: p})
+			}
+		})
+	})
+}
