@@ -149,8 +149,9 @@ func TestEarlyRefresh(t *testing.T) {
 	refreshed := make(chan struct{}, 10)
 	load := func(ctx context.Context) ([]byte, error) {
 		n := loads.Add(1)
-		advance(time.Second) // the load takes 1s by the fake clock: delta = 1s
-		if n > 1 {
+		if n == 1 {
+			advance(time.Second) // the first load takes 1s by the fake clock: delta = 1s
+		} else {
 			refreshed <- struct{}{}
 		}
 		return []byte{byte('0' + n)}, nil
