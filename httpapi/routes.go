@@ -1,0 +1,47 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// access says which per-route middleware a route gets.
+type access int
+
+const (
+	accessPublic      access = iota // IP limit
+	accessAuth                      // IP limit, auth, user limit
+	accessOperational               // nothing: never limited nor authenticated
+)
+
+// route is one row of the API table.
+type route struct {
+	Pattern string // ServeMux pattern with method
+	Access  access
+	Handler http.Handler
+}
+
+// routes is the whole API surface (DESIGN.md 3.2), in one place. The
+// OpenAPI document (openapi.json) describes exactly these routes; a test
+// keeps the two equal.
+func routes(o Options) []route {
+	lg := o.Logger
+	return []route{
+		{"POST /v1/users", accessPublic, handleUserCreate(lg, o.Users, o.Passwords, o.Now)},
+		{"GET /v1/users/me", accessAuth, handleUserMe(lg, o.Users)},
+		{"POST /v1/tokens", accessPublic, handleTokenCreate(lg, o.Users, o.Tokens, o.Passwords, o.TokenTTL, o.Now)},
+		{"DELETE /v1/tokens/current", accessAuth, handleTokenRevoke(lg, o.Tokens)},
+
+		{"GET /v1/entries", accessAuth, handleEntryList(lg, o.Entries)},
+		{"POST /v1/entries", accessAuth, handleEntryCreate(lg, o.Entries, o.Now)},
+		{"GET /v1/entries/{id}", accessAuth, handleEntryGet(lg, o.Entries)},
+		{"PATCH /v1/entries/{id}", accessAuth, handleEntryPatch(lg, o.Entries, o.Now)},
+		{"DELETE /v1/entries/{id}", accessAuth, handleEntryDelete(lg, o.Entries)},
+
+		{"GET /livez", accessOperational, handleLivez(lg)},
+		{"GET /readyz", accessOperational, handleReadyz(lg, o.Database, o.Redis, o.Draining, o.ReadyTimeout)},
+		{"GET /metrics", accessOperational, promhttp.HandlerFor(o.Metrics, promhttp.HandlerOpts{})},
+		{"GET /openapi.json", accessOperational, handleOpenAPI()},
+	}
+}

@@ -1,0 +1,166 @@
+// Package httpapi is the HTTP layer of the journal service: the routes of
+// DESIGN.md section 3.2 on a net/http ServeMux, handlers, authentication,
+// middleware, problem+json errors (RFC 9457), health endpoints, metrics and
+// the OpenAPI document.
+//
+// NewServer builds the whole handler from explicit dependencies; nothing is
+// global. The middleware order is fixed (DESIGN.md 3.3):
+//
+//	recover -> request ID -> access log -> IP limit -> auth -> user limit -> handler
+//
+// The four operational routes (/livez, /readyz, /metrics, /openapi.json) are
+// never rate limited nor authenticated.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/password"
+)
+
+// Metrics is a Prometheus registry: where the server registers its
+// collectors and what /metrics serves. *prometheus.Registry implements it.
+type Metrics interface {
+	prometheus.Registerer
+	prometheus.Gatherer
+}
+
+// Check reports whether a dependency answers; a nil error means up. It
+// should honour ctx, which carries the readiness timeout.
+type Check func(ctx context.Context) error
+
+// Options are the dependencies and settings of NewServer. Fields marked
+// required must be set; the others have the stated defaults.
+type Options struct {
+	// Logger receives one JSON access-log line per request and the details
+	// of internal errors and panics. Required.
+	Logger *slog.Logger
+	// Users, Tokens and Entries are the stores. Required. Tokens.TokenByHash
+	// is called once per authenticated request and may be a cache.
+	Users   journal.UserStore
+	Tokens  journal.TokenStore
+	Entries journal.EntryStore
+	// Passwords hashes and verifies passwords under its concurrency bound.
+	// Required.
+	Passwords *password.Hasher
+	// Metrics is the registry the server registers its collectors in and
+	// serves on /metrics. Required; registering twice in one registry fails.
+	Metrics Metrics
+	// InstanceID is sent as X-Instance on every response and logged on every
+	// line. Required.
+	InstanceID string
+	// TokenTTL is the lifetime of a token made by POST /v1/tokens.
+	// Zero: 720h.
+	TokenTTL time.Duration
+	// Now is the clock. Nil: time.Now.
+	Now func() time.Time
+
+	// Database checks the database for /readyz: down means 503 "unready".
+	// Required.
+	Database Check
+	// Redis checks Redis for /readyz: down means 200 "degraded". Nil: Redis
+	// is not configured and /readyz omits it.
+	Redis Check
+	// Draining reports that the process is shutting down: /readyz answers
+	// 503 "draining". Nil: never.
+	Draining func() bool
+	// ReadyTimeout bounds each readiness check. Zero: 2s.
+	ReadyTimeout time.Duration
+
+	// IPLimit, when set, wraps every non-operational route before
+	// authentication (and the problem answer of unmatched requests). It sees
+	// r.Pattern set and may call SetLogAttr. Nil: no limit.
+	IPLimit func(http.Handler) http.Handler
+	// UserLimit, when set, wraps every authenticated route after
+	// authentication; journal.UserFromContext(r.Context()) holds the user.
+	// Nil: no limit.
+	UserLimit func(http.Handler) http.Handler
+}
+
+// Defaults of Options.
+const (
+	DefaultTokenTTL     = 720 * time.Hour
+	DefaultReadyTimeout = 2 * time.Second
+)
+
+// NewServer returns the HTTP handler of the whole API. It returns an error
+// naming the first missing required dependency, or the error of registering
+// the metrics collectors.
+func NewServer(opts Options) (http.Handler, error) {
+	switch {
+	case opts.Logger == nil:
+		return nil, errors.New("httpapi: Options.Logger is required")
+	case opts.Users == nil:
+		return nil, errors.New("httpapi: Options.Users is required")
+	case opts.Tokens == nil:
+		return nil, errors.New("httpapi: Options.Tokens is required")
+	case opts.Entries == nil:
+		return nil, errors.New("httpapi: Options.Entries is required")
+	case opts.Passwords == nil:
+		return nil, errors.New("httpapi: Options.Passwords is required")
+	case opts.Metrics == nil:
+		return nil, errors.New("httpapi: Options.Metrics is required")
+	case opts.InstanceID == "":
+		return nil, errors.New("httpapi: Options.InstanceID is required")
+	case opts.Database == nil:
+		return nil, errors.New("httpapi: Options.Database is required")
+	case opts.TokenTTL < 0:
+		return nil, errors.New("httpapi: Options.TokenTTL must not be negative")
+	}
+	if opts.TokenTTL == 0 {
+		opts.TokenTTL = DefaultTokenTTL
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = DefaultReadyTimeout
+	}
+	if opts.Draining == nil {
+		opts.Draining = func() bool { return false }
+	}
+	m, err := newMetrics(opts.Metrics)
+	if err != nil {
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	for _, rt := range routes(opts) {
+		mux.Handle(rt.Pattern, routeChain(rt, opts))
+	}
+	notFound := handleUnmatched(opts.Logger, errNoRoute)
+	notAllowed := handleUnmatched(opts.Logger, errMethodNotAllowed)
+	if opts.IPLimit != nil {
+		notFound, notAllowed = opts.IPLimit(notFound), opts.IPLimit(notAllowed)
+	}
+
+	// The outer chain, outermost first.
+	var h http.Handler = problemMux(mux, notFound, notAllowed)
+	h = accessLog(opts.Logger, opts.InstanceID, m)(h)
+	h = requestID(opts.InstanceID)(h)
+	h = recoverer(opts.Logger)(h)
+	return h, nil
+}
+
+// routeChain wraps one route's handler in the per-route middleware, outermost
+// first: route label capture, IP limit, auth, user limit.
+func routeChain(rt route, opts Options) http.Handler {
+	h := rt.Handler
+	if rt.Access == accessAuth {
+		if opts.UserLimit != nil {
+			h = opts.UserLimit(h)
+		}
+		h = authenticate(opts.Tokens, opts.Logger, opts.Now)(h)
+	}
+	if rt.Access != accessOperational && opts.IPLimit != nil {
+		h = opts.IPLimit(h)
+	}
+	return capturePattern(h)
+}
