@@ -19,6 +19,16 @@ const (
 	HeaderRetryAfter      = "Retry-After"
 )
 
+// Canonical (net/textproto) forms of the header keys, used to index
+// http.Header without re-canonicalising (and allocating) on every request.
+const (
+	keyRateLimitPolicy = "Ratelimit-Policy"
+	keyRateLimit       = "Ratelimit"
+	keyLegacyLimit     = "X-Ratelimit-Limit"
+	keyLegacyRemaining = "X-Ratelimit-Remaining"
+	keyLegacyReset     = "X-Ratelimit-Reset"
+)
+
 // Boolean Structured Field parameters marking a shadow policy and a result
 // decided without the shared store.
 const (
@@ -58,7 +68,7 @@ func SetHeaders(h http.Header, d ratelimit.Decision) {
 		}
 		buf = appendPolicyMember(buf, res)
 	}
-	appendMembers(h, HeaderRateLimitPolicy, string(buf))
+	appendMembers(h, keyRateLimitPolicy, string(buf))
 	buf = buf[:0]
 	for i, res := range d.Results {
 		if i > 0 {
@@ -66,21 +76,21 @@ func SetHeaders(h http.Header, d ratelimit.Decision) {
 		}
 		buf = appendLimitMember(buf, res)
 	}
-	appendMembers(h, HeaderRateLimit, string(buf))
+	appendMembers(h, keyRateLimit, string(buf))
 	setLegacy(h, d)
 }
 
-// appendMembers appends the list members to the field key of h, keeping a
-// single field line.
+// appendMembers appends the list members to the field key (canonical) of h,
+// keeping a single field line.
 func appendMembers(h http.Header, key, members string) {
-	prev := h.Values(key)
+	prev := h[key]
 	switch len(prev) {
 	case 0:
-		h.Set(key, members)
+		h[key] = []string{members}
 	case 1:
-		h.Set(key, prev[0]+", "+members)
+		h[key] = []string{prev[0] + ", " + members}
 	default:
-		h.Set(key, strings.Join(prev, ", ")+", "+members)
+		h[key] = []string{strings.Join(prev, ", ") + ", " + members}
 	}
 }
 
@@ -209,12 +219,12 @@ func setLegacy(h http.Header, d ratelimit.Decision) {
 		return
 	}
 	rem := remaining(res)
-	if d.Allowed {
-		if prev, err := strconv.ParseInt(h.Get(HeaderLegacyRemaining), 10, 64); err == nil && prev <= rem {
+	if prev := h[keyLegacyRemaining]; d.Allowed && len(prev) > 0 {
+		if n, err := strconv.ParseInt(prev[0], 10, 64); err == nil && n <= rem {
 			return
 		}
 	}
-	h.Set(HeaderLegacyLimit, strconv.FormatInt(res.Policy.Limit(), 10))
-	h.Set(HeaderLegacyRemaining, strconv.FormatInt(rem, 10))
-	h.Set(HeaderLegacyReset, strconv.FormatInt(resetSeconds(res), 10))
+	h[keyLegacyLimit] = []string{strconv.FormatInt(res.Policy.Limit(), 10)}
+	h[keyLegacyRemaining] = []string{strconv.FormatInt(rem, 10)}
+	h[keyLegacyReset] = []string{strconv.FormatInt(resetSeconds(res), 10)}
 }
