@@ -221,7 +221,8 @@ func (s *Store) Entry(ctx context.Context, userID, id string) (journal.Entry, er
 // ListEntries returns a page of the user's entries, newest first (created_at
 // descending, ties by id descending), strictly after req.After. Next is nil
 // only when no entry follows the page. A req.Limit outside
-// 1..[journal.MaxPageLimit] is a *journal.ValidationError.
+// 1..[journal.MaxPageLimit] is a *journal.ValidationError; a cursor with a
+// malformed id is [journal.ErrInvalidCursor].
 func (s *Store) ListEntries(ctx context.Context, userID string, req journal.PageRequest) (journal.Page, error) {
 	if req.Limit < 1 || req.Limit > journal.MaxPageLimit {
 		return journal.Page{}, journal.Invalid("limit", fmt.Sprintf("must be an integer from 1 to %d", journal.MaxPageLimit))
@@ -236,6 +237,9 @@ func (s *Store) ListEntries(ctx context.Context, userID string, req journal.Page
 			"SELECT "+entryColumns+" FROM entries WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
 			userID, req.Limit+1)
 	} else {
+		if !journal.ValidID(req.After.ID) {
+			return journal.Page{}, journal.ErrInvalidCursor
+		}
 		rows, err = s.r.QueryContext(ctx,
 			"SELECT "+entryColumns+" FROM entries WHERE user_id = ? AND (created_at, id) < (?, ?)"+
 				" ORDER BY created_at DESC, id DESC LIMIT ?",

@@ -627,6 +627,10 @@ func testPaginationLimits(t *testing.T, s journal.Store) {
 			t.Errorf("ListEntries(limit %d) = %v, want a *journal.ValidationError", limit, err)
 		}
 	}
+	_, err := s.ListEntries(ctxT(t), u.ID, journal.PageRequest{Limit: 10, After: &journal.Cursor{CreatedAt: base, ID: "not-an-id"}})
+	if !errors.Is(err, journal.ErrInvalidCursor) {
+		t.Errorf("ListEntries(cursor with a malformed id) = %v, want ErrInvalidCursor", err)
+	}
 }
 
 func testPaginationConcurrentInserts(t *testing.T, s journal.Store) {

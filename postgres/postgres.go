@@ -1,0 +1,235 @@
+// Package postgres implements [journal.Store] on PostgreSQL with pgx v5
+// (pgxpool).
+//
+// Every query is bounded by the caller's context, and the pool sets a
+// server-side statement_timeout default ([DefaultStatementTimeout]) unless
+// the URL sets one, so nothing waits forever. Times are timestamptz
+// (microseconds), ids uuid. Schema migrations are embedded and applied by
+// [Open] under a PostgreSQL advisory lock, so several instances may start at
+// once against one database.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/journalsvc/journal"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// DefaultStatementTimeout is the statement_timeout of every pooled
+// connection unless the URL sets statement_timeout (as a runtime parameter,
+// e.g. ?statement_timeout=2000 or options=-c%20statement_timeout=2s).
+const DefaultStatementTimeout = 5 * time.Second
+
+// migrationLockKey is the pg_advisory_lock key that serializes migration runs
+// of every instance on one database ("journal" in ASCII).
+const migrationLockKey int64 = 0x6a6f75726e616c
+
+// Store is a [journal.Store] on a PostgreSQL connection pool. It is safe for
+// concurrent use and must not be used after Close.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ journal.Store = (*Store)(nil)
+
+// Open connects to the PostgreSQL database at url (a postgres:// URL or a
+// key=value connection string), with at most maxConns connections (0 means
+// pgxpool's default), applies the pending schema migrations and returns the
+// store. ctx bounds the connection and the migrations.
+func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// The error may quote the URL; do not repeat it.
+		return nil, fmt.Errorf("postgres: parse url: %w", err)
+	}
+	if maxConns < 0 {
+		return nil, fmt.Errorf("postgres: maxConns %d < 0", maxConns)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = int32(maxConns)
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["statement_timeout"]; !ok && !strings.Contains(cfg.ConnConfig.RuntimeParams["options"], "statement_timeout") {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(DefaultStatementTimeout.Milliseconds(), 10)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Pool returns the underlying pool, for metrics and tests. Its connections
+// must not be used after Close.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Ping checks that the database answers a query.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.pool.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("postgres: ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes the pool, waiting for acquired connections to be released.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// migration is one numbered schema change.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// loadMigrations returns the embedded migrations ordered by version. The file
+// names start with the version number: 0001_init.sql.
+func loadMigrations(fsys fs.FS) ([]migration, error) {
+	names, err := fs.Glob(fsys, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	seen := map[int]string{}
+	for _, name := range names {
+		base := strings.TrimPrefix(name, "migrations/")
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %s: name must start with a positive number and '_'", base)
+		}
+		if prev, dup := seen[v]; dup {
+			return nil, fmt.Errorf("migrations %s and %s have the same version", prev, base)
+		}
+		seen[v] = base
+		b, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: base, sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	return ms, nil
+}
+
+// migrate applies every embedded migration not yet recorded in
+// schema_migrations, each in its own transaction, while holding
+// pg_advisory_lock(migrationLockKey) on one connection, so instances starting
+// at once run them one after the other and each version is applied once. The
+// lock wait and the migrations are bounded by ctx only (statement_timeout is
+// lifted on that connection).
+func migrate(ctx context.Context, pool *pgxpool.Pool) (err error) {
+	ms, err := loadMigrations(migrationFS)
+	if err != nil {
+		return err
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			// The session may still hold the lock or a changed setting:
+			// close it rather than return it to the pool.
+			c := conn.Hijack()
+			_ = c.Close(context.Background())
+			return
+		}
+		conn.Release()
+	}()
+	if _, err := conn.Exec(ctx, "SET statement_timeout = 0"); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationLockKey); err != nil {
+		return fmt.Errorf("migrate: lock: %w", err)
+	}
+	if err := runMigrations(ctx, conn.Conn(), ms); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", migrationLockKey); err != nil {
+		return fmt.Errorf("migrate: unlock: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "RESET statement_timeout"); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+func runMigrations(ctx context.Context, conn *pgx.Conn, ms []migration) error {
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    integer     PRIMARY KEY,
+		name       text        NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now()
+	)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	applied := map[int]bool{}
+	for _, v := range versions {
+		applied[int(v)] = true
+	}
+	for _, m := range ms {
+		if applied[m.version] {
+			continue
+		}
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			// No arguments: pgx sends it with the simple protocol, so a
+			// file may hold several statements.
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// PostgreSQL error codes (SQLSTATE) the store maps to domain errors.
+const (
+	codeUniqueViolation     = "23505"
+	codeForeignKeyViolation = "23503"
+)
+
+func pgCode(err error) (code, constraint string) {
+	var e *pgconn.PgError
+	if errors.As(err, &e) {
+		return e.Code, e.ConstraintName
+	}
+	return "", ""
+}
+
+func isDomainError(err error) bool {
+	return errors.Is(err, journal.ErrNotFound) || errors.Is(err, journal.ErrVersionMismatch) ||
+		errors.Is(err, journal.ErrUsernameTaken)
+}

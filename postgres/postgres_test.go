@@ -1,0 +1,252 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/internal/storetest"
+	"github.com/journalsvc/journal/internal/testenv"
+	"github.com/journalsvc/journal/postgres"
+)
+
+func openStore(tb testing.TB, url string) *postgres.Store {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := postgres.Open(ctx, url, 8)
+	if err != nil {
+		tb.Fatalf("Open = %v", err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestConformance gives each subtest a schema of its own in one fresh
+// database (creating a database per subtest costs about a second each).
+func TestConformance(t *testing.T) {
+	base := testenv.PostgresURL(t)
+	storetest.Run(t, func(t *testing.T) journal.Store {
+		return openStore(t, schemaURL(t, base))
+	})
+}
+
+// schemaURL creates a new schema in the database at base and returns a URL
+// whose connections use it as their search_path.
+func schemaURL(tb testing.TB, base string) string {
+	tb.Helper()
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		tb.Fatal(err)
+	}
+	schema := "t_" + hex.EncodeToString(b[:])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		tb.Fatal(err)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// migrationVersions returns the versions in schema_migrations, in order, read
+// on a connection of its own.
+func migrationVersions(tb testing.TB, url string) []int32 {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations ORDER BY version")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	vs, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return vs
+}
+
+func TestMigrationsTwice(t *testing.T) {
+	t.Parallel()
+	url := testenv.PostgresURL(t)
+	ctx := context.Background()
+	s1, err := postgres.Open(ctx, url, 2)
+	if err != nil {
+		t.Fatalf("first Open = %v", err)
+	}
+	u := journal.User{ID: journal.NewID(time.Now()), Username: "alice", PasswordHash: "h", CreatedAt: journal.Now(time.Now())}
+	if err := s1.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	s1.Close()
+	s2 := openStore(t, url)
+	if got, err := s2.UserByID(ctx, u.ID); err != nil || got != u {
+		t.Errorf("after reopening, UserByID = %+v, %v; want %+v", got, err, u)
+	}
+	openStore(t, url) // while s2 is open
+	if got := migrationVersions(t, url); len(got) != 1 || got[0] != 1 {
+		t.Errorf("schema_migrations versions = %v, want [1]", got)
+	}
+}
+
+func TestMigrationsConcurrent(t *testing.T) {
+	t.Parallel()
+	url := testenv.PostgresURL(t)
+	const n = 5
+	var wg sync.WaitGroup
+	stores := make([]*postgres.Store, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			stores[i], errs[i] = postgres.Open(ctx, url, 2)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Open %d = %v", i, err)
+			continue
+		}
+		if err := stores[i].Ping(context.Background()); err != nil {
+			t.Errorf("Ping %d = %v", i, err)
+		}
+		stores[i].Close()
+	}
+	if got := migrationVersions(t, url); len(got) != 1 || got[0] != 1 {
+		t.Errorf("schema_migrations versions = %v, want [1]", got)
+	}
+}
+
+func TestStatementTimeoutDefault(t *testing.T) {
+	t.Parallel()
+	url := testenv.PostgresURL(t)
+	s := openStore(t, url)
+	var got string
+	if err := s.Pool().QueryRow(context.Background(), "SHOW statement_timeout").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "5s"; got != want {
+		t.Errorf("statement_timeout = %q, want %q", got, want)
+	}
+	// A URL that sets it wins.
+	s2 := openStore(t, url+"&statement_timeout=1500")
+	if err := s2.Pool().QueryRow(context.Background(), "SHOW statement_timeout").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "1500ms"; got != want {
+		t.Errorf("statement_timeout with URL override = %q, want %q", got, want)
+	}
+}
+
+func TestContextBoundsQueries(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, testenv.PostgresURL(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := s.Pool().Exec(ctx, "SELECT pg_sleep(10)")
+	if err == nil {
+		t.Fatal("pg_sleep(10) with a 200ms deadline = nil error")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("canceled query returned after %v", d)
+	}
+	if err := s.Ping(context.Background()); err != nil {
+		t.Errorf("Ping after a canceled query = %v", err)
+	}
+}
+
+func TestOpenBadURL(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, url := range []string{"postgres://postgres@127.0.0.1:1/nope?connect_timeout=2", "::not a url"} {
+		if s, err := postgres.Open(ctx, url, 1); err == nil {
+			s.Close()
+			t.Errorf("Open(%q) = nil error", url)
+		}
+	}
+}
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, openStore(b, testenv.PostgresURL(b)))
+}
+
+// TestApplyChangesSkipsLockedRows checks that ApplyChanges("") does not wait
+// for rows another call holds (FOR UPDATE SKIP LOCKED) but claims the others.
+func TestApplyChangesSkipsLockedRows(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, testenv.PostgresURL(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	now := journal.Now(time.Now())
+	u := journal.User{ID: journal.NewID(now), Username: "alice", PasswordHash: "h", CreatedAt: now}
+	if err := s.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		if _, err := s.CreateEntry(ctx, journal.Entry{ID: journal.NewID(now), UserID: u.ID, Title: "t", CreatedAt: now, UpdatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claimed, release := make(chan []journal.Change, 1), make(chan struct{})
+	firstDone := make(chan error, 1)
+	go func() {
+		_, err := s.ApplyChanges(ctx, "", 3, func(_ context.Context, cs []journal.Change) error {
+			claimed <- cs
+			<-release
+			return nil
+		})
+		firstDone <- err
+	}()
+	held := <-claimed
+	var second []journal.Change
+	n, err := s.ApplyChanges(ctx, "", 100, func(_ context.Context, cs []journal.Change) error {
+		second = cs
+		return nil
+	})
+	close(release)
+	if err != nil || n != 3 {
+		t.Fatalf("ApplyChanges while 3 rows are held = %d, %v; want 3, nil", n, err)
+	}
+	for _, c := range second {
+		for _, h := range held {
+			if c.Seq == h.Seq {
+				t.Errorf("change %d claimed by both calls", c.Seq)
+			}
+		}
+	}
+	if err := <-firstDone; err != nil {
+		t.Fatalf("first ApplyChanges = %v", err)
+	}
+	if n, err := s.PendingChanges(ctx); err != nil || n != 0 {
+		t.Errorf("PendingChanges = %d, %v; want 0", n, err)
+	}
+}
