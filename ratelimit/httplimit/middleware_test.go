@@ -724,3 +724,41 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("after Retry-After: status %d, want 200", resp.StatusCode)
 	}
 }
+
+// TestLimitFromHandler covers a policy whose subject is only known inside the
+// handler (login: IP + username), after the ip middleware.
+func TestLimitFromHandler(t *testing.T) {
+	l, _ := newMemoryLimiter(t)
+	ipm := mustNew(t, l, Options{Items: StaticItems(ratelimit.Item{Policy: ipPolicy})})
+	login := ratelimit.Policy{Name: "login", Rate: ratelimit.Rate{N: 2, Per: time.Minute}, Fail: ratelimit.FailClosed}
+	var served int
+	h := ipm.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		subject := "login:" + SubjectForIP(ClientIP(r, nil)) + ":alice"
+		if !ipm.Limit(w, r, subject, ratelimit.Item{Policy: login}) {
+			return
+		}
+		served++
+	}))
+	var w *httptest.ResponseRecorder
+	var o Outcome
+	for range 3 {
+		w, o = serve(h, get("203.0.113.7:1"))
+	}
+	if served != 2 || w.Code != http.StatusTooManyRequests || o != OutcomeDenied {
+		t.Fatalf("served %d, last status %d, outcome %v; want 2, 429, denied", served, w.Code, o)
+	}
+	want := map[string]string{
+		"Ratelimit-Policy":      `"ip";q=100;w=60, "login";q=2;w=60`,
+		"Ratelimit":             `"ip";r=97;t=1, "login";r=0;t=30`,
+		"X-Ratelimit-Limit":     "2",
+		"X-Ratelimit-Remaining": "0",
+		"X-Ratelimit-Reset":     "30",
+		"Retry-After":           "30",
+	}
+	if diff := cmp.Diff(want, rateHeaders(w.Header())); diff != "" {
+		t.Errorf("headers (-want +got):\n%s", diff)
+	}
+	if p := decodeProblem(t, w); !cmp.Equal(p["violated-policies"], []any{"login"}) {
+		t.Errorf("violated-policies = %v, want [login]", p["violated-policies"])
+	}
+}
