@@ -171,13 +171,13 @@ func ParseRate(s string) (Rate, error) {
 func (r Rate) validate() error {
 	switch {
 	case r.N < 1:
-		return errors.New("N must be at least 1")
+		return errors.New("the count must be at least 1")
 	case r.Per < MinPer:
 		return errors.New("the period must be at least 1s")
 	case r.Per%time.Millisecond != 0:
 		return errors.New("the period must be a whole number of milliseconds")
 	case r.N > maxExact/r.Per.Milliseconds():
-		return errors.New("N times the period in milliseconds must not exceed 2^52")
+		return errors.New("the count times the period in milliseconds must not exceed 2^52")
 	}
 	return nil
 }

@@ -794,9 +794,7 @@ func (d *denials) latest() time.Time {
 func (c *denyCache) clear(subject string) {
 	s, sh := c.shard(subject)
 	s.mu.Lock()
-	if _, ok := s.m[sh]; ok {
-		delete(s.m, sh)
-	}
+	delete(s.m, sh)
 	s.mu.Unlock()
 }
 

@@ -1,0 +1,5 @@
+//go:build race
+
+package memorylimit_test
+
+const raceEnabled = true

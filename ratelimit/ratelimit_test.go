@@ -1,0 +1,183 @@
+package ratelimit_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/journalsvc/journal/ratelimit"
+)
+
+func TestParseRate(t *testing.T) {
+	tests := []struct {
+		in   string
+		want ratelimit.Rate
+		ok   bool
+	}{
+		{"100/1m", ratelimit.Rate{N: 100, Per: time.Minute}, true},
+		{"5/1s", ratelimit.Rate{N: 5, Per: time.Second}, true},
+		{" 2000/1h ", ratelimit.Rate{N: 2000, Per: time.Hour}, true},
+		{"50000/24h", ratelimit.Rate{N: 50000, Per: 24 * time.Hour}, true},
+		{"1/1500ms", ratelimit.Rate{N: 1, Per: 1500 * time.Millisecond}, true},
+		{"off", ratelimit.Rate{}, false},
+		{"0/1m", ratelimit.Rate{}, false},
+		{"-1/1m", ratelimit.Rate{}, false},
+		{"10/999ms", ratelimit.Rate{}, false},
+		{"10/1m500us", ratelimit.Rate{}, false},
+		{"10", ratelimit.Rate{}, false},
+		{"x/1m", ratelimit.Rate{}, false},
+		{"10/soon", ratelimit.Rate{}, false},
+		{"100000000/24h", ratelimit.Rate{}, false}, // N*period(ms) > 2^52: not exact in Lua
+	}
+	for _, tc := range tests {
+		got, err := ratelimit.ParseRate(tc.in)
+		if tc.ok {
+			if err != nil || got != tc.want {
+				t.Errorf("ParseRate(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+			}
+			if again, err := ratelimit.ParseRate(got.String()); err != nil || again != got {
+				t.Errorf("ParseRate(%q.String()) = %v, %v; want a round trip", tc.in, again, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ratelimit.ErrInvalid) {
+			t.Errorf("ParseRate(%q) = %v, %v; want ErrInvalid", tc.in, got, err)
+		}
+	}
+}
+
+func TestParseAlgorithmAndFailMode(t *testing.T) {
+	for _, a := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
+		if got, err := ratelimit.ParseAlgorithm(strings.ToUpper(a.String())); err != nil || got != a {
+			t.Errorf("ParseAlgorithm(%q) = %v, %v", a, got, err)
+		}
+	}
+	if _, err := ratelimit.ParseAlgorithm("leaky"); !errors.Is(err, ratelimit.ErrInvalid) {
+		t.Errorf("ParseAlgorithm(leaky): err = %v, want ErrInvalid", err)
+	}
+	var zero ratelimit.Algorithm
+	if zero != ratelimit.GCRA {
+		t.Error("the zero Algorithm is not GCRA")
+	}
+	for _, f := range []ratelimit.FailMode{ratelimit.FailLocal, ratelimit.FailOpen, ratelimit.FailClosed} {
+		if got, err := ratelimit.ParseFailMode(f.String()); err != nil || got != f {
+			t.Errorf("ParseFailMode(%q) = %v, %v", f, got, err)
+		}
+	}
+	if _, err := ratelimit.ParseFailMode("maybe"); !errors.Is(err, ratelimit.ErrInvalid) {
+		t.Errorf("ParseFailMode(maybe): err = %v, want ErrInvalid", err)
+	}
+	var zf ratelimit.FailMode
+	if zf != ratelimit.FailLocal {
+		t.Error("the zero FailMode is not FailLocal")
+	}
+}
+
+func TestPolicyValidate(t *testing.T) {
+	ok := ratelimit.Policy{Name: "ip-hour", Rate: ratelimit.Rate{N: 100, Per: time.Minute}}
+	tests := []struct {
+		name string
+		edit func(*ratelimit.Policy)
+		ok   bool
+	}{
+		{"valid", func(*ratelimit.Policy) {}, true},
+		{"burst", func(p *ratelimit.Policy) { p.Burst = 10 }, true},
+		{"32 chars", func(p *ratelimit.Policy) { p.Name = strings.Repeat("a", 32) }, true},
+		{"empty name", func(p *ratelimit.Policy) { p.Name = "" }, false},
+		{"33 chars", func(p *ratelimit.Policy) { p.Name = strings.Repeat("a", 33) }, false},
+		{"upper case", func(p *ratelimit.Policy) { p.Name = "IP" }, false},
+		{"brace", func(p *ratelimit.Policy) { p.Name = "a}b" }, false},
+		{"zero rate", func(p *ratelimit.Policy) { p.Rate = ratelimit.Rate{} }, false},
+		{"negative burst", func(p *ratelimit.Policy) { p.Burst = -1 }, false},
+		{"unknown algorithm", func(p *ratelimit.Policy) { p.Algorithm = 9 }, false},
+		{"unknown fail mode", func(p *ratelimit.Policy) { p.Fail = 9 }, false},
+		{"huge burst", func(p *ratelimit.Policy) { p.Burst = 1 << 40 }, false},
+	}
+	for _, tc := range tests {
+		p := ok
+		tc.edit(&p)
+		err := p.Validate()
+		if tc.ok && err != nil {
+			t.Errorf("%s: Validate() = %v, want nil", tc.name, err)
+		}
+		if !tc.ok && !errors.Is(err, ratelimit.ErrInvalid) {
+			t.Errorf("%s: Validate() = %v, want ErrInvalid", tc.name, err)
+		}
+	}
+}
+
+func TestPolicyLimit(t *testing.T) {
+	r := ratelimit.Rate{N: 100, Per: time.Minute}
+	tests := []struct {
+		p    ratelimit.Policy
+		want int64
+	}{
+		{ratelimit.Policy{Rate: r}, 100},
+		{ratelimit.Policy{Rate: r, Burst: 10}, 10},
+		{ratelimit.Policy{Rate: r, Burst: 10, Algorithm: ratelimit.Sliding}, 100},
+		{ratelimit.Policy{Rate: r, Algorithm: ratelimit.Fixed}, 100},
+	}
+	for _, tc := range tests {
+		if got := tc.p.Limit(); got != tc.want {
+			t.Errorf("%+v.Limit() = %d, want %d", tc.p, got, tc.want)
+		}
+	}
+	if got, want := (ratelimit.Policy{Rate: ratelimit.Rate{N: 3, Per: time.Second}}).EmissionInterval(), 333334*time.Microsecond; got != want {
+		t.Errorf("EmissionInterval of 3/1s = %v, want %v (rounded up)", got, want)
+	}
+}
+
+func TestKey(t *testing.T) {
+	tests := []struct {
+		subject, want string
+	}{
+		{"ip:203.0.113.7", "journal:rl:{ip:203.0.113.7}:ip"},
+		{"ip:2001:db8::/64", "journal:rl:{ip:2001:db8::/64}:ip"},
+		{"user:0190b1c2-aaaa", "journal:rl:{user:0190b1c2-aaaa}:ip"},
+	}
+	for _, tc := range tests {
+		if got := ratelimit.Key("journal:", tc.subject, "ip"); got != tc.want {
+			t.Errorf("Key(%q) = %q, want %q", tc.subject, got, tc.want)
+		}
+	}
+	// Subjects that could break the hash tag, or are long or odd, are hashed.
+	for _, s := range []string{"", "a}b", "a{b", "{x}", "a b", "~7", "é", strings.Repeat("x", 129), "a\nb"} {
+		k := ratelimit.Key("journal:", s, "ip")
+		tag := ratelimit.SubjectTag(s)
+		if k != "journal:rl:{"+tag+"}:ip" || len(tag) != 33 || tag[0] != '~' || strings.ContainsAny(tag, "{} ") {
+			t.Errorf("Key(%q) = %q: want a hashed tag ~<32 hex>", s, k)
+		}
+		if strings.Count(k, "{") != 1 || strings.Count(k, "}") != 1 {
+			t.Errorf("Key(%q) = %q: the hash tag is broken", s, k)
+		}
+	}
+	if ratelimit.SubjectTag("a}b") == ratelimit.SubjectTag("a{b") {
+		t.Error("different subjects hash to the same tag")
+	}
+	if got := ratelimit.SubjectTag(strings.Repeat("x", 128)); got != strings.Repeat("x", 128) {
+		t.Errorf("a 128-byte subject was hashed")
+	}
+}
+
+func TestDecisionViolatedAndCombine(t *testing.T) {
+	p := func(name string, shadow bool) ratelimit.Policy {
+		return ratelimit.Policy{Name: name, Shadow: shadow}
+	}
+	d := ratelimit.Combine([]ratelimit.Result{
+		{Policy: p("a", false), Allowed: true},
+		{Policy: p("b", false), RetryAfter: 3 * time.Second},
+		{Policy: p("c", true), RetryAfter: time.Hour},
+		{Policy: p("d", false), RetryAfter: 7 * time.Second},
+	})
+	if d.Allowed || d.RetryAfter != 7*time.Second {
+		t.Errorf("Combine = allowed %v retry %v, want denied with the latest retry 7s (shadow ignored)", d.Allowed, d.RetryAfter)
+	}
+	v := d.Violated()
+	if len(v) != 2 || v[0].Policy.Name != "b" || v[1].Policy.Name != "d" {
+		t.Errorf("Violated() = %+v, want b and d", v)
+	}
+	if d := ratelimit.Combine([]ratelimit.Result{{Policy: p("s", true)}}); !d.Allowed || d.RetryAfter != 0 {
+		t.Errorf("a shadow denial blocked: %+v", d)
+	}
+}
