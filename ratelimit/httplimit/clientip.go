@@ -429,9 +429,12 @@ func SubjectForIP(addr netip.Addr) string {
 		return "ip:unknown"
 	}
 	addr = normalizeAddr(addr)
+	var buf [64]byte
+	b := append(buf[:0], "ip:"...)
 	if addr.Is4() {
-		return "ip:" + addr.String()
+		b = addr.AppendTo(b)
+	} else {
+		b = netip.PrefixFrom(addr, 64).Masked().AppendTo(b)
 	}
-	p := netip.PrefixFrom(addr, 64).Masked()
-	return "ip:" + p.String()
+	return string(b)
 }
