@@ -1,0 +1,514 @@
+// Package entrycache is the read-through cache decorator of the journal store
+// (DESIGN.md section 5.3). It serves entries, list pages and token lookups
+// from a cache.Store (in-process, or Redis with a coherent near cache in each
+// instance) and keeps every instance's view coherent with the database:
+//
+//   - Keys are scoped by user, journal:e:{u:<uid>}:..., so no cached value can
+//     reach another user, and all of one user's keys share a Redis Cluster slot.
+//   - Every list-page key contains the user's generation, read from the key
+//     journal:e:{u:<uid>}:gen. A committed write deletes the generation key (and
+//     the item key); the next reader creates a fresh random generation, so one
+//     delete hides every cached page of that user on every instance. A
+//     generation never repeats, so an old page can never come back.
+//   - Invalidations travel through the database outbox (journal.Outbox): the
+//     store records a Change in the write's own transaction, and this package
+//     applies it to the cache after the commit, before the write returns. A
+//     change that could not be applied (Redis down, or the instance died)
+//     stays in the outbox and is replayed by any instance.
+//   - While the cache store fails, and after it comes back until the outbox is
+//     empty again, the cache is not trusted: reads go to the database, at most
+//     Options.DegradedReads at a time, and nothing is written back.
+//   - Token lookups are cached by token hash; a revocation deletes the cached
+//     token through the same outbox, so it takes effect on the revoking
+//     instance at once and on the others within the invalidation lag.
+package entrycache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/cache"
+	"golang.org/x/sync/singleflight"
+)
+
+// Options configure a Store. The zero value gives the documented defaults.
+type Options struct {
+	// Prefix starts every key. Default "journal:" (JOURNAL_REDIS_PREFIX).
+	Prefix string
+	// TTL of cached entries, pages and tokens. Default 5m (JOURNAL_CACHE_TTL).
+	TTL time.Duration
+	// NotFoundTTL caps how long a missing entry is remembered. Default 10s.
+	NotFoundTTL time.Duration
+	// DegradedReads bounds database reads at once while the cache is not
+	// trusted, so an outage does not stampede the database. Default 32.
+	DegradedReads int
+	// ReplayInterval is the pause of the outbox replayer while the cache is
+	// not trusted. Default 200ms. While trusted it sweeps every 25 intervals.
+	ReplayInterval time.Duration
+	// OpTimeout bounds the invalidation applied after a write and each replay
+	// batch. Default 1s.
+	OpTimeout time.Duration
+	// Cache configures the cache.Cache built over the store. Its OnResult is
+	// called after this package's own bookkeeping.
+	Cache cache.Options
+	// Logger receives state changes. Default: discard.
+	Logger *slog.Logger
+	// OnTrust, if set, is called when the cache becomes trusted (true) or not
+	// (false), for metrics. It must be fast.
+	OnTrust func(trusted bool)
+	// OnInvalidate, if set, is called with the number of changes applied to
+	// the cache (after writes and by the replayer).
+	OnInvalidate func(n int)
+}
+
+// db is what this package needs of the database.
+type db interface {
+	journal.EntryStore
+	journal.TokenStore
+	journal.Outbox
+}
+
+// healthReporter is implemented by stores that know their liveness
+// (rediscache.Store).
+type healthReporter interface{ Healthy() bool }
+
+// Store decorates a journal.Store: entry reads, page reads and token lookups
+// go through the cache; writes go to the database and then invalidate. It
+// implements journal.Store (users, Ping and Close pass through). It is safe
+// for concurrent use; Close stops the replayer (and closes the database).
+type Store struct {
+	journal.Store
+	db    db
+	store cache.Store
+	c     *cache.Cache
+	opts  Options
+	log   *slog.Logger
+	sem   chan struct{}
+	sf    singleflight.Group
+
+	trusted atomic.Bool
+	kick    chan struct{}
+	stop    chan struct{}
+	done    sync.WaitGroup
+	closed  sync.Once
+}
+
+var _ journal.Store = (*Store)(nil)
+
+// ErrNilDependency is returned by New when the database or the cache store is nil.
+var ErrNilDependency = errors.New("entrycache: nil dependency")
+
+// New returns a Store over database d with the cache store cs. The cache
+// starts untrusted until the first replay finds the outbox empty (normally
+// within ReplayInterval of start). New starts the replayer; Close stops it.
+func New(d journal.Store, cs cache.Store, opts Options) (*Store, error) {
+	if d == nil || cs == nil {
+		return nil, ErrNilDependency
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "journal:"
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = 5 * time.Minute
+	}
+	if opts.NotFoundTTL <= 0 {
+		opts.NotFoundTTL = 10 * time.Second
+	}
+	if opts.DegradedReads <= 0 {
+		opts.DegradedReads = 32
+	}
+	if opts.ReplayInterval <= 0 {
+		opts.ReplayInterval = 200 * time.Millisecond
+	}
+	if opts.OpTimeout <= 0 {
+		opts.OpTimeout = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{
+		Store: d, db: d, store: cs, opts: opts, log: opts.Logger,
+		sem:  make(chan struct{}, opts.DegradedReads),
+		kick: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+	}
+	copts := opts.Cache
+	copts.NotFoundTTL = opts.NotFoundTTL
+	userOnResult := copts.OnResult
+	copts.OnResult = func(tier, result string) {
+		if result == cache.ResultError {
+			s.distrust("cache store error")
+		}
+		if userOnResult != nil {
+			userOnResult(tier, result)
+		}
+	}
+	c, err := cache.New(cs, copts)
+	if err != nil {
+		return nil, err
+	}
+	s.c = c
+	s.done.Add(1)
+	go s.replayer()
+	s.kickReplay()
+	return s, nil
+}
+
+// Close stops the replayer and closes the database.
+func (s *Store) Close() error {
+	s.closed.Do(func() { close(s.stop) })
+	s.done.Wait()
+	return s.Store.Close()
+}
+
+// Trusted reports whether reads are currently served from the cache.
+func (s *Store) Trusted() bool { return s.trusted.Load() }
+
+// useCache reports whether a read may go through the cache: it is trusted
+// and the store does not already know it is unhealthy (then no read waits on
+// a Redis deadline; the cache is distrusted until the outbox is replayed).
+func (s *Store) useCache() bool {
+	if !s.trusted.Load() {
+		return false
+	}
+	if h, ok := s.store.(healthReporter); ok && !h.Healthy() {
+		s.distrust("cache store unhealthy")
+		return false
+	}
+	return true
+}
+
+func (s *Store) distrust(reason string) {
+	if s.trusted.CompareAndSwap(true, false) {
+		s.log.Warn("entry cache not trusted; reading from the database until the outbox is replayed", "reason", reason)
+		if s.opts.OnTrust != nil {
+			s.opts.OnTrust(false)
+		}
+	}
+	s.kickReplay()
+}
+
+func (s *Store) kickReplay() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// replayer applies changes left in the outbox (by any instance) and decides
+// when the cache is trusted again: only after a replay pass that ends with an
+// empty outbox while the cache store is healthy.
+func (s *Store) replayer() {
+	defer s.done.Done()
+	t := time.NewTicker(s.opts.ReplayInterval)
+	defer t.Stop()
+	sweep := 0
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.kick:
+		case <-t.C:
+			sweep++
+			if s.trusted.Load() && sweep%25 != 0 {
+				continue
+			}
+		}
+		ok := s.replay()
+		if ok && !s.trusted.Load() {
+			if s.trusted.CompareAndSwap(false, true) {
+				s.log.Info("entry cache trusted: outbox replayed")
+				if s.opts.OnTrust != nil {
+					s.opts.OnTrust(true)
+				}
+			}
+		}
+	}
+}
+
+// replay drains the outbox; it reports whether it ended empty with the cache
+// store healthy.
+func (s *Store) replay() bool {
+	if h, ok := s.store.(healthReporter); ok && !h.Healthy() {
+		return false
+	}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.OpTimeout)
+		n, err := s.db.ApplyChanges(ctx, "", 256, s.apply)
+		if err == nil && n == 0 {
+			var pending int64
+			pending, err = s.db.PendingChanges(ctx)
+			cancel()
+			return err == nil && pending == 0
+		}
+		cancel()
+		if err != nil {
+			if s.trusted.Load() {
+				s.distrust("outbox replay failed: " + err.Error())
+			}
+			return false
+		}
+		select {
+		case <-s.stop:
+			return false
+		default:
+		}
+	}
+}
+
+// apply invalidates the cache keys of changes.
+func (s *Store) apply(ctx context.Context, changes []journal.Change) error {
+	keys := make([]string, 0, 2*len(changes))
+	seen := make(map[string]bool, 2*len(changes))
+	add := func(k string) {
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	for _, ch := range changes {
+		if ch.EntryID != "" {
+			add(s.itemKey(ch.UserID, ch.EntryID))
+			add(s.genKey(ch.UserID))
+		}
+		if ch.TokenHash != "" {
+			add(s.tokenKey(ch.TokenHash))
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := s.c.Delete(ctx, keys...); err != nil {
+		return fmt.Errorf("entrycache: invalidate: %w", err)
+	}
+	if s.opts.OnInvalidate != nil {
+		s.opts.OnInvalidate(len(changes))
+	}
+	return nil
+}
+
+// invalidate applies the user's pending changes right after a committed
+// write, so the write is invisible to no instance once it returns. On failure
+// the changes stay in the outbox and the cache is distrusted until replayed.
+func (s *Store) invalidate(ctx context.Context, userID string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.OpTimeout)
+	defer cancel()
+	if _, err := s.db.ApplyChanges(ctx, userID, 1000, s.apply); err != nil {
+		s.distrust("invalidation after write failed: " + err.Error())
+	}
+}
+
+func (s *Store) userPrefix(userID string) string { return s.opts.Prefix + "e:{u:" + userID + "}:" }
+func (s *Store) itemKey(userID, id string) string { return s.userPrefix(userID) + "i:" + id }
+func (s *Store) genKey(userID string) string      { return s.userPrefix(userID) + "gen" }
+func (s *Store) tokenKey(hash string) string      { return s.opts.Prefix + "t:{" + hash + "}" }
+
+// degraded runs read against the database while the cache is not trusted:
+// concurrent reads of one key share one load (single-flight), and at most
+// Options.DegradedReads loads run at once, so an outage does not stampede the
+// database. Each caller still honours its own ctx.
+func degraded[T any](ctx context.Context, s *Store, key string, read func(context.Context) (T, error)) (T, error) {
+	var zero T
+	ch := s.sf.DoChan(key, func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.OpTimeout)
+		defer cancel()
+		select {
+		case s.sem <- struct{}{}:
+		case <-lctx.Done():
+			return zero, lctx.Err()
+		}
+		defer func() { <-s.sem }()
+		return read(lctx)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return zero, r.Err
+		}
+		return r.Val.(T), nil
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
+// cachedEntry is the stored form of an entry.
+type cachedEntry struct {
+	ID        string    `json:"id"`
+	UserID    string    `json:"u"`
+	Title     string    `json:"t"`
+	Body      string    `json:"b"`
+	Version   int64     `json:"v"`
+	CreatedAt time.Time `json:"c"`
+	UpdatedAt time.Time `json:"m"`
+}
+
+func fromEntry(e journal.Entry) cachedEntry { return cachedEntry(e) }
+func (c cachedEntry) entry() journal.Entry   { return journal.Entry(c) }
+
+// Entry implements journal.EntryStore through the cache.
+func (s *Store) Entry(ctx context.Context, userID, id string) (journal.Entry, error) {
+	if !journal.ValidID(id) || !journal.ValidID(userID) {
+		return journal.Entry{}, journal.ErrNotFound
+	}
+	if !s.useCache() {
+		return degraded(ctx, s, s.itemKey(userID, id), func(ctx context.Context) (journal.Entry, error) { return s.db.Entry(ctx, userID, id) })
+	}
+	b, err := s.c.GetOrLoad(ctx, s.itemKey(userID, id), s.opts.TTL, func(ctx context.Context) ([]byte, error) {
+		e, err := s.db.Entry(ctx, userID, id)
+		if errors.Is(err, journal.ErrNotFound) {
+			return nil, cache.ErrNotFound
+		}
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(fromEntry(e))
+	})
+	switch {
+	case errors.Is(err, cache.ErrNotFound):
+		return journal.Entry{}, journal.ErrNotFound
+	case err != nil:
+		return journal.Entry{}, err
+	}
+	var c cachedEntry
+	if err := json.Unmarshal(b, &c); err != nil {
+		return journal.Entry{}, fmt.Errorf("entrycache: decode entry: %w", err)
+	}
+	return c.entry(), nil
+}
+
+// cachedPage is the stored form of a page.
+type cachedPage struct {
+	Entries []cachedEntry   `json:"e"`
+	Next    *journal.Cursor `json:"n,omitempty"`
+}
+
+// generation returns the user's current page generation, creating a new
+// random one when there is none.
+func (s *Store) generation(ctx context.Context, userID string) (string, error) {
+	b, err := s.c.GetOrLoad(ctx, s.genKey(userID), 2*s.opts.TTL+time.Minute, func(context.Context) ([]byte, error) {
+		return strconv.AppendUint(nil, rand.Uint64(), 36), nil
+	})
+	return string(b), err
+}
+
+// ListEntries implements journal.EntryStore through the cache.
+func (s *Store) ListEntries(ctx context.Context, userID string, req journal.PageRequest) (journal.Page, error) {
+	if !journal.ValidID(userID) {
+		return journal.Page{}, nil
+	}
+	cur := "-"
+	if req.After != nil {
+		cur = req.After.Encode()
+	}
+	if !s.useCache() {
+		key := s.userPrefix(userID) + "p:degraded:" + strconv.Itoa(req.Limit) + ":" + cur
+		return degraded(ctx, s, key, func(ctx context.Context) (journal.Page, error) { return s.db.ListEntries(ctx, userID, req) })
+	}
+	gen, err := s.generation(ctx, userID)
+	if err != nil {
+		return journal.Page{}, err
+	}
+	key := s.userPrefix(userID) + "p:" + gen + ":" + strconv.Itoa(req.Limit) + ":" + cur
+	b, err := s.c.GetOrLoad(ctx, key, s.opts.TTL, func(ctx context.Context) ([]byte, error) {
+		p, err := s.db.ListEntries(ctx, userID, req)
+		if err != nil {
+			return nil, err
+		}
+		cp := cachedPage{Entries: make([]cachedEntry, len(p.Entries)), Next: p.Next}
+		for i, e := range p.Entries {
+			cp.Entries[i] = fromEntry(e)
+		}
+		return json.Marshal(cp)
+	})
+	if err != nil {
+		return journal.Page{}, err
+	}
+	var cp cachedPage
+	if err := json.Unmarshal(b, &cp); err != nil {
+		return journal.Page{}, fmt.Errorf("entrycache: decode page: %w", err)
+	}
+	p := journal.Page{Entries: make([]journal.Entry, len(cp.Entries)), Next: cp.Next}
+	for i, e := range cp.Entries {
+		p.Entries[i] = e.entry()
+	}
+	return p, nil
+}
+
+// CreateEntry implements journal.EntryStore: database, then invalidation.
+func (s *Store) CreateEntry(ctx context.Context, e journal.Entry) (journal.Entry, error) {
+	out, err := s.db.CreateEntry(ctx, e)
+	if err == nil {
+		s.invalidate(ctx, e.UserID)
+	}
+	return out, err
+}
+
+// UpdateEntry implements journal.EntryStore: database, then invalidation.
+func (s *Store) UpdateEntry(ctx context.Context, userID, id string, p journal.EntryPatch, ifVersion int64, now time.Time) (journal.Entry, error) {
+	out, err := s.db.UpdateEntry(ctx, userID, id, p, ifVersion, now)
+	if err == nil {
+		s.invalidate(ctx, userID)
+	}
+	return out, err
+}
+
+// DeleteEntry implements journal.EntryStore: database, then invalidation.
+func (s *Store) DeleteEntry(ctx context.Context, userID, id string, ifVersion int64) error {
+	err := s.db.DeleteEntry(ctx, userID, id, ifVersion)
+	if err == nil {
+		s.invalidate(ctx, userID)
+	}
+	return err
+}
+
+// TokenByHash implements journal.TokenStore through the cache. A cached token
+// lives at most until it expires and at most TTL.
+func (s *Store) TokenByHash(ctx context.Context, hash string) (journal.Token, error) {
+	if !s.useCache() {
+		return degraded(ctx, s, s.tokenKey(hash), func(ctx context.Context) (journal.Token, error) { return s.db.TokenByHash(ctx, hash) })
+	}
+	b, err := s.c.GetOrLoad(ctx, s.tokenKey(hash), s.opts.TTL, func(ctx context.Context) ([]byte, error) {
+		t, err := s.db.TokenByHash(ctx, hash)
+		if errors.Is(err, journal.ErrNotFound) {
+			return nil, cache.ErrNotFound
+		}
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(t)
+	})
+	switch {
+	case errors.Is(err, cache.ErrNotFound):
+		return journal.Token{}, journal.ErrNotFound
+	case err != nil:
+		return journal.Token{}, err
+	}
+	var t journal.Token
+	if err := json.Unmarshal(b, &t); err != nil {
+		return journal.Token{}, fmt.Errorf("entrycache: decode token: %w", err)
+	}
+	return t, nil
+}
+
+// RevokeToken implements journal.TokenStore: database, then invalidation of
+// the cached token on every instance.
+func (s *Store) RevokeToken(ctx context.Context, hash string) error {
+	t, err := s.db.TokenByHash(ctx, hash)
+	if err != nil {
+		return err
+	}
+	if err := s.db.RevokeToken(ctx, hash); err != nil {
+		return err
+	}
+	s.invalidate(ctx, t.UserID)
+	return nil
+}

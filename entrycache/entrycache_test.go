@@ -1,0 +1,375 @@
+package entrycache_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/cache"
+	"github.com/journalsvc/journal/cache/memorycache"
+	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/entrycache"
+	"github.com/journalsvc/journal/internal/testenv"
+	"github.com/journalsvc/journal/postgres"
+	"github.com/journalsvc/journal/sqlite"
+)
+
+// counting wraps a real store and counts entry reads that reach it, so tests
+// can tell cache hits from database loads.
+type counting struct {
+	journal.Store
+	entryLoads atomic.Int64
+	pageLoads  atomic.Int64
+	tokenLoads atomic.Int64
+}
+
+func (c *counting) Entry(ctx context.Context, userID, id string) (journal.Entry, error) {
+	c.entryLoads.Add(1)
+	return c.Store.Entry(ctx, userID, id)
+}
+
+func (c *counting) ListEntries(ctx context.Context, userID string, req journal.PageRequest) (journal.Page, error) {
+	c.pageLoads.Add(1)
+	return c.Store.ListEntries(ctx, userID, req)
+}
+
+func (c *counting) TokenByHash(ctx context.Context, hash string) (journal.Token, error) {
+	c.tokenLoads.Add(1)
+	return c.Store.TokenByHash(ctx, hash)
+}
+
+func ctxT(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+func randomPrefix() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "test:" + hex.EncodeToString(b[:]) + ":"
+}
+
+// instance is one service instance's view: its own cache client over the
+// shared database.
+type instance struct {
+	*entrycache.Store
+	db *counting
+}
+
+func newInstance(tb testing.TB, db journal.Store, cs cache.Store, prefix string) *instance {
+	tb.Helper()
+	c := &counting{Store: db}
+	s, err := entrycache.New(nopClose{c}, cs, entrycache.Options{Prefix: prefix, ReplayInterval: 20 * time.Millisecond})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = s.Close() })
+	waitFor(tb, 5*time.Second, "cache trusted", s.Trusted)
+	return &instance{Store: s, db: c}
+}
+
+// nopClose keeps one instance's Close from closing the shared database.
+type nopClose struct{ journal.Store }
+
+func (nopClose) Close() error { return nil }
+
+// redisStore returns a rediscache store with its own client (one "instance").
+// Its per-call timeout is generous: these tests count loads and stale reads
+// under -race on a shared 2-core machine, where a 50ms deadline can expire;
+// the fault tests use the production default.
+func redisStore(tb testing.TB, addr string) *rediscache.Store {
+	return redisStoreOpts(tb, addr, rediscache.Options{Timeout: time.Second})
+}
+
+func redisStoreOpts(tb testing.TB, addr string, opts rediscache.Options) *rediscache.Store {
+	tb.Helper()
+	client, _, err := rediscache.NewClient(rediscache.ClientOptions([]string{addr}, rediscache.ClientConfig{}))
+	if err != nil {
+		tb.Fatalf("NewClient(%s): %v", addr, err)
+	}
+	s, err := rediscache.New(client, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close(); client.Close() })
+	return s
+}
+
+func openPostgres(tb testing.TB) journal.Store {
+	tb.Helper()
+	s, err := postgres.Open(ctxT(tb), testenv.PostgresURL(tb), 8)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func waitFor(tb testing.TB, limit time.Duration, what string, cond func() bool) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			tb.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func newUser(tb testing.TB, s journal.Store, name string) journal.User {
+	tb.Helper()
+	now := journal.Now(time.Now())
+	u := journal.User{ID: journal.NewID(now), Username: name, PasswordHash: "x", CreatedAt: now}
+	if err := s.CreateUser(ctxT(tb), u); err != nil {
+		tb.Fatal(err)
+	}
+	return u
+}
+
+func create(tb testing.TB, s journal.EntryStore, userID, title string) journal.Entry {
+	tb.Helper()
+	now := journal.Now(time.Now())
+	e, err := s.CreateEntry(ctxT(tb), journal.Entry{ID: journal.NewID(now), UserID: userID, Title: title, CreatedAt: now, UpdatedAt: now})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}
+
+func TestSingleInstanceReadThrough(t *testing.T) {
+	t.Parallel()
+	db, err := sqlite.Open(ctxT(t), filepath.Join(t.TempDir(), "j.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	ms, err := memorycache.New(memorycache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newInstance(t, db, ms, "journal:")
+	ctx := ctxT(t)
+	u := newUser(t, db, "alice")
+	e := create(t, a, u.ID, "first")
+
+	for range 3 {
+		got, err := a.Entry(ctx, u.ID, e.ID)
+		if err != nil || got != e {
+			t.Fatalf("Entry = %+v, %v; want %+v", got, err, e)
+		}
+	}
+	if got := a.db.entryLoads.Load(); got != 1 {
+		t.Errorf("database entry loads after 3 reads = %d, want 1", got)
+	}
+	title := "second"
+	upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, e.Version, journal.Now(time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Entry(ctx, u.ID, e.ID); err != nil || got != upd {
+		t.Errorf("Entry after update = %+v, %v; want %+v", got, err, upd)
+	}
+	p, err := a.ListEntries(ctx, u.ID, journal.PageRequest{Limit: 20})
+	if err != nil || len(p.Entries) != 1 || p.Entries[0] != upd {
+		t.Errorf("ListEntries = %+v, %v", p, err)
+	}
+	if err := a.DeleteEntry(ctx, u.ID, e.ID, journal.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Entry(ctx, u.ID, e.ID); !errors.Is(err, journal.ErrNotFound) {
+		t.Errorf("Entry after delete error = %v, want ErrNotFound", err)
+	}
+	if p, err := a.ListEntries(ctx, u.ID, journal.PageRequest{Limit: 20}); err != nil || len(p.Entries) != 0 {
+		t.Errorf("ListEntries after delete = %+v, %v; want empty", p, err)
+	}
+	if n, err := db.PendingChanges(ctx); err != nil || n != 0 {
+		t.Errorf("PendingChanges = %d, %v; want 0 (every write applied)", n, err)
+	}
+}
+
+// TestCoherenceAcrossInstances writes on A and reads on B at once, for items
+// and pages: no read may be stale.
+func TestCoherenceAcrossInstances(t *testing.T) {
+	t.Parallel()
+	db := openPostgres(t)
+	addr := testenv.RedisAddr(t)
+	prefix := randomPrefix()
+	a := newInstance(t, db, redisStore(t, addr), prefix)
+	b := newInstance(t, db, redisStore(t, addr), prefix)
+	ctx := ctxT(t)
+	u := newUser(t, db, "alice")
+	e := create(t, a, u.ID, "v0")
+	pairs := 1000
+	if testing.Short() {
+		pairs = 100
+	}
+	staleItems, stalePages := 0, 0
+	for i := range pairs {
+		// Warm B's near cache with the current state, then write on A.
+		if _, err := b.Entry(ctx, u.ID, e.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.ListEntries(ctx, u.ID, journal.PageRequest{Limit: 20}); err != nil {
+			t.Fatal(err)
+		}
+		title := fmt.Sprintf("v%d", i+1)
+		upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.Now(time.Now()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.Entry(ctx, u.ID, e.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Version != upd.Version || got.Title != title {
+			staleItems++
+		}
+		p, err := b.ListEntries(ctx, u.ID, journal.PageRequest{Limit: 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Entries) != 1 || p.Entries[0].Version != upd.Version {
+			stalePages++
+		}
+	}
+	if staleItems != 0 || stalePages != 0 {
+		t.Errorf("%d write-on-A/read-on-B pairs: %d stale item reads, %d stale page reads; want 0", pairs, staleItems, stalePages)
+	}
+	// Deletes too.
+	if err := a.DeleteEntry(ctx, u.ID, e.ID, journal.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Entry(ctx, u.ID, e.ID); !errors.Is(err, journal.ErrNotFound) {
+		t.Errorf("Entry on B after delete on A: %v, want ErrNotFound", err)
+	}
+	if p, err := b.ListEntries(ctx, u.ID, journal.PageRequest{Limit: 20}); err != nil || len(p.Entries) != 0 {
+		t.Errorf("page on B after delete on A = %d entries, %v; want 0", len(p.Entries), err)
+	}
+	// Creates show up in B's cached first page.
+	e2 := create(t, a, u.ID, "new")
+	if p, err := b.ListEntries(ctx, u.ID, journal.PageRequest{Limit: 20}); err != nil || len(p.Entries) != 1 || p.Entries[0].ID != e2.ID {
+		t.Errorf("page on B after create on A = %+v, %v", p, err)
+	}
+}
+
+func TestUsersIsolated(t *testing.T) {
+	t.Parallel()
+	db := openPostgres(t)
+	a := newInstance(t, db, redisStore(t, testenv.RedisAddr(t)), randomPrefix())
+	ctx := ctxT(t)
+	alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
+	e := create(t, a, alice.ID, "secret")
+	if _, err := a.Entry(ctx, alice.ID, e.ID); err != nil { // cached for alice now
+		t.Fatal(err)
+	}
+	if _, err := a.ListEntries(ctx, alice.ID, journal.PageRequest{Limit: 20}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Entry(ctx, bob.ID, e.ID); !errors.Is(err, journal.ErrNotFound) {
+		t.Errorf("bob reads alice's cached entry: %+v, %v; want ErrNotFound", got, err)
+	}
+	if p, err := a.ListEntries(ctx, bob.ID, journal.PageRequest{Limit: 20}); err != nil || len(p.Entries) != 0 {
+		t.Errorf("bob's page = %+v, %v; want empty", p, err)
+	}
+	if _, err := a.Entry(ctx, alice.ID, "../"+e.ID); !errors.Is(err, journal.ErrNotFound) {
+		t.Errorf("malformed id error = %v, want ErrNotFound", err)
+	}
+}
+
+// TestStampede: 200 concurrent misses of one key over 3 instances cause one
+// database load, and a cancelled first caller fails no one else.
+func TestStampede(t *testing.T) {
+	t.Parallel()
+	db := openPostgres(t)
+	addr := testenv.RedisAddr(t)
+	prefix := randomPrefix()
+	insts := []*instance{
+		newInstance(t, db, redisStore(t, addr), prefix),
+		newInstance(t, db, redisStore(t, addr), prefix),
+		newInstance(t, db, redisStore(t, addr), prefix),
+	}
+	u := newUser(t, db, "alice")
+	e := create(t, insts[0], u.ID, "hot")
+	for _, in := range insts {
+		in.db.entryLoads.Store(0)
+	}
+	ctx := ctxT(t)
+	cancelled, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	wg.Add(1)
+	go func() { // the first caller gives up at once
+		defer wg.Done()
+		_, _ = insts[0].Entry(cancelled, u.ID, e.ID)
+	}()
+	cancel()
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := insts[i%3].Entry(ctx, u.ID, e.ID)
+			if err != nil || got != e {
+				failures.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := failures.Load(); n != 0 {
+		t.Errorf("%d of 200 concurrent reads failed", n)
+	}
+	var loads int64
+	for _, in := range insts {
+		loads += in.db.entryLoads.Load()
+	}
+	if loads != 1 {
+		t.Errorf("database loads for 200 concurrent misses over 3 instances = %d, want 1", loads)
+	}
+}
+
+func TestRevocationVisibleElsewhere(t *testing.T) {
+	t.Parallel()
+	db := openPostgres(t)
+	addr := testenv.RedisAddr(t)
+	prefix := randomPrefix()
+	a := newInstance(t, db, redisStore(t, addr), prefix)
+	b := newInstance(t, db, redisStore(t, addr), prefix)
+	ctx := ctxT(t)
+	u := newUser(t, db, "alice")
+	_, hash := journal.NewTokenSecret()
+	now := journal.Now(time.Now())
+	if err := db.CreateToken(ctx, journal.Token{Hash: hash, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []*instance{a, b} { // both cache it
+		if tok, err := in.TokenByHash(ctx, hash); err != nil || !tok.Valid(time.Now()) {
+			t.Fatalf("TokenByHash = %+v, %v", tok, err)
+		}
+	}
+	loadsBefore := b.db.tokenLoads.Load()
+	if tok, _ := b.TokenByHash(ctx, hash); !tok.Valid(time.Now()) || b.db.tokenLoads.Load() != loadsBefore {
+		t.Fatalf("token lookup on B was not served from the cache")
+	}
+	if err := a.RevokeToken(ctx, hash); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := a.TokenByHash(ctx, hash); err != nil || tok.Valid(time.Now()) {
+		t.Errorf("revoking instance still accepts the token: %+v, %v", tok, err)
+	}
+	lag := waitFor(t, 3*time.Second, "revocation visible on B", func() bool {
+		tok, err := b.TokenByHash(ctx, hash)
+		return err == nil && !tok.Valid(time.Now())
+	})
+	if lag > 300*time.Millisecond { // DESIGN: under 100 ms; 3x margin for -race on 2 cores
+		t.Errorf("revocation reached B after %v, want < 100ms (300ms with margin)", lag)
+	}
+}
