@@ -307,7 +307,7 @@ func (s *Store) invalidate(ctx context.Context, userID string) {
 	}
 }
 
-func (s *Store) userPrefix(userID string) string { return s.opts.Prefix + "e:{u:" + userID + "}:" }
+func (s *Store) userPrefix(userID string) string  { return s.opts.Prefix + "e:{u:" + userID + "}:" }
 func (s *Store) itemKey(userID, id string) string { return s.userPrefix(userID) + "i:" + id }
 func (s *Store) genKey(userID string) string      { return s.userPrefix(userID) + "gen" }
 func (s *Store) tokenKey(hash string) string      { return s.opts.Prefix + "t:{" + hash + "}" }
@@ -352,7 +352,7 @@ type cachedEntry struct {
 }
 
 func fromEntry(e journal.Entry) cachedEntry { return cachedEntry(e) }
-func (c cachedEntry) entry() journal.Entry   { return journal.Entry(c) }
+func (c cachedEntry) entry() journal.Entry  { return journal.Entry(c) }
 
 // Entry implements journal.EntryStore through the cache.
 func (s *Store) Entry(ctx context.Context, userID, id string) (journal.Entry, error) {
