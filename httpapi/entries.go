@@ -337,4 +337,3 @@ func noneMatch(r *http.Request, current string) bool {
 	}
 	return false
 }
-

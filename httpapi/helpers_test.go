@@ -248,3 +248,11 @@ func (f failingEntries) Entry(ctx context.Context, userID, id string) (journal.E
 	}
 	return f.EntryStore.Entry(ctx, userID, id)
 }
+
+func newRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
+
+func serve(ts *testServer, r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	ts.h.ServeHTTP(w, r)
+	return w
+}
