@@ -216,23 +216,29 @@ func (l *Limiter) decide(subject string, items []ratelimit.Item, peek bool) (rat
 		return ratelimit.Decision{}, err
 	}
 	results := make([]ratelimit.Result, len(items))
-	var buf [4]entry
-	prev := buf[:0]
-	if len(items) > len(buf) {
-		prev = make([]entry, 0, len(items))
+	var prevBuf, nextBuf [4]entry
+	prev, next := prevBuf[:0], nextBuf[:0]
+	if len(items) > len(prevBuf) {
+		prev, next = make([]entry, 0, len(items)), make([]entry, 0, len(items))
 	}
 	h := l.hash(subject)
 	s := &l.shards[h%numShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := l.now().UnixMicro() // under the lock: decisions of one subject are ordered in time
+	var present uint64 // bit i: item i's key is in the map (first 64 items)
 	for i, it := range items {
 		e, ok := s.m[keyOf(h, it.Policy.Name)]
+		if ok && i < 64 {
+			present |= 1 << i
+		}
 		if !ok || e.expires <= now {
 			e = entry{}
 		}
 		prev = append(prev, e)
-		_, results[i], _ = it.Policy.Eval(e.st, now, cost(it))
+		st, r, exp := it.Policy.Eval(e.st, now, cost(it))
+		results[i] = r
+		next = append(next, entry{st: st, expires: exp})
 	}
 	d := ratelimit.Combine(results)
 	if !d.Allowed {
@@ -251,15 +257,16 @@ func (l *Limiter) decide(subject string, items []ratelimit.Item, peek bool) (rat
 		if !results[i].Allowed {
 			continue // a shadow policy that would deny consumes nothing
 		}
-		next, r, exp := it.Policy.Eval(prev[i].st, now, cost(it))
-		e := entry{st: next, expires: exp}
-		if r.Remaining == 0 {
-			_, r1, _ := it.Policy.Eval(next, now, 1)
+		e := next[i]
+		if results[i].Remaining == 0 {
+			_, r1, _ := it.Policy.Eval(e.st, now, 1)
 			e.blockedUntil = now + r1.RetryAfter.Microseconds()
 		}
 		k := keyOf(h, it.Policy.Name)
-		if _, ok := s.m[k]; !ok && len(s.m) >= l.perShard {
-			s.evict(now, l.perShard)
+		if len(s.m) >= l.perShard && (i >= 64 || present&(1<<i) == 0) {
+			if _, ok := s.m[k]; !ok {
+				s.evict(now, l.perShard)
+			}
 		}
 		s.m[k] = e
 		s.peak = max(s.peak, len(s.m))
