@@ -226,7 +226,7 @@ func (l *Limiter) decide(subject string, items []ratelimit.Item, peek bool) (rat
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := l.now().UnixMicro() // under the lock: decisions of one subject are ordered in time
-	var present uint64 // bit i: item i's key is in the map (first 64 items)
+	var present uint64         // bit i: item i's key is in the map (first 64 items)
 	for i, it := range items {
 		e, ok := s.m[keyOf(h, it.Policy.Name)]
 		if ok && i < 64 {
