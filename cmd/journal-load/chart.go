@@ -1,0 +1,172 @@
+package main
+
+import (
+	"fmt"
+	"html"
+	"html/template"
+	"math"
+	"strings"
+)
+
+// series is one named sequence of per-second values.
+type series struct {
+	Name  string
+	Color string
+	Vals  []float64
+}
+
+// hline is a horizontal reference line (a limit).
+type hline struct {
+	Value float64
+	Label string
+	Color string
+}
+
+// chart describes one SVG chart of per-second values; x is the second of
+// the run.
+type chart struct {
+	ID      string
+	Title   string
+	Note    string // one sentence under the title
+	Unit    string // of the y axis: "req/s", "ms"
+	Series  []series
+	Stacked bool // stacked areas; else lines
+	Lines   []hline
+}
+
+// Chart geometry (viewBox units; the SVG scales to its container).
+const (
+	chartW  = 1100
+	chartH  = 260
+	marginL = 58
+	marginR = 18
+	marginT = 14
+	marginB = 30
+)
+
+// niceCeil rounds v up to 1, 2, 2.5 or 5 times a power of ten.
+func niceCeil(v float64) float64 {
+	if v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{1, 2, 2.5, 5, 10} {
+		if m*p >= v*(1-1e-9) {
+			return m * p
+		}
+	}
+	return 10 * p
+}
+
+// fmtNum formats an axis or tooltip number compactly.
+func fmtNum(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case math.Abs(v) >= 10000:
+		return fmt.Sprintf("%.0fk", v/1000)
+	case math.Abs(v) >= 100 || v == math.Trunc(v):
+		return fmt.Sprintf("%.0f", v)
+	case math.Abs(v) >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+// SVG renders the chart as an inline <svg> element.
+func (c chart) SVG() template.HTML {
+	n := 0
+	for _, s := range c.Series {
+		n = max(n, len(s.Vals))
+	}
+	// stacks[i][t] is the top of series i at second t.
+	stacks := make([][]float64, len(c.Series))
+	ymax := 0.0
+	for i, s := range c.Series {
+		stacks[i] = make([]float64, n)
+		for t := 0; t < n; t++ {
+			v := 0.0
+			if t < len(s.Vals) {
+				v = s.Vals[t]
+			}
+			if c.Stacked && i > 0 {
+				v += stacks[i-1][t]
+			}
+			stacks[i][t] = v
+			ymax = math.Max(ymax, v)
+		}
+	}
+	for _, l := range c.Lines {
+		ymax = math.Max(ymax, l.Value)
+	}
+	ymax = niceCeil(ymax * 1.08)
+	pw, ph := float64(chartW-marginL-marginR), float64(chartH-marginT-marginB)
+	span := float64(max(n-1, 1))
+	x := func(t int) float64 { return marginL + float64(t)/span*pw }
+	y := func(v float64) float64 { return marginT + ph - v/ymax*ph }
+
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" role="img" aria-label="%s" class="chart" id="%s">`,
+		chartW, chartH, html.EscapeString(c.Title), html.EscapeString(c.ID))
+	// Grid and y axis labels.
+	for i := 0; i <= 4; i++ {
+		v := ymax * float64(i) / 4
+		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" class="grid"/>`, marginL, y(v), chartW-marginR, y(v))
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="ylab">%s</text>`, marginL-8, y(v)+4, fmtNum(v))
+	}
+	fmt.Fprintf(&b, `<text x="14" y="%d" class="unit" transform="rotate(-90 14 %d)">%s</text>`,
+		marginT+int(ph/2), marginT+int(ph/2), html.EscapeString(c.Unit))
+	// X axis labels: about 10 ticks at round seconds.
+	step := max(1, int(niceCeil(float64(max(n-1, 1))/10)))
+	for t := 0; t < n; t += step {
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="xlab">%ds</text>`, x(t), chartH-10, t)
+	}
+	if n > 0 {
+		// Areas are drawn top series first so lower ones stay visible.
+		for i := len(c.Series) - 1; i >= 0; i-- {
+			s := c.Series[i]
+			var pts []string
+			for t := 0; t < n; t++ {
+				pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(t), y(stacks[i][t])))
+			}
+			if n == 1 { // one second: a flat segment across the plot
+				pts = append(pts, fmt.Sprintf("%.1f,%.1f", float64(chartW-marginR), y(stacks[i][0])))
+			}
+			if c.Stacked {
+				last := float64(chartW - marginR)
+				if n > 1 {
+					last = x(n - 1)
+				}
+				fmt.Fprintf(&b, `<polygon points="%s %.1f,%.1f %.1f,%.1f" fill="%s" class="area"><title>%s</title></polygon>`,
+					strings.Join(pts, " "), last, y(0), x(0), y(0), s.Color, html.EscapeString(s.Name))
+				// Only the parts above the series below are its own.
+				continue
+			}
+			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" class="line"><title>%s</title></polyline>`,
+				strings.Join(pts, " "), s.Color, html.EscapeString(s.Name))
+		}
+	}
+	for _, l := range c.Lines {
+		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s" class="limit"/>`,
+			marginL, y(l.Value), chartW-marginR, y(l.Value), l.Color)
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="limitlab" fill="%s">%s</text>`,
+			chartW-marginR-6, y(l.Value)-6, l.Color, html.EscapeString(l.Label))
+	}
+	// Hover: one transparent column per second with the values.
+	colW := pw / float64(max(n, 1))
+	for t := 0; t < n; t++ {
+		var lines []string
+		lines = append(lines, fmt.Sprintf("second %d", t))
+		for _, s := range c.Series {
+			if t < len(s.Vals) {
+				lines = append(lines, fmt.Sprintf("%s: %s", s.Name, fmtNum(s.Vals[t])))
+			}
+		}
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%.1f" class="hover"><title>%s</title></rect>`,
+			math.Max(marginL, x(t)-colW/2), marginT, colW, ph, html.EscapeString(strings.Join(lines, "\n")))
+	}
+	fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" class="axis"/>`, marginL, y(0), chartW-marginR, y(0))
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}

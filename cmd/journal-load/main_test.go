@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runLoad runs the tool with args plus -json and returns the summary, the
+// stdout and run's error.
+func runLoad(tb testing.TB, args ...string) (*summary, string, error) {
+	tb.Helper()
+	js := filepath.Join(tb.TempDir(), "summary.json")
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), append(args, "-json", js), &stdout, &stderr)
+	b, rerr := os.ReadFile(js)
+	if rerr != nil {
+		tb.Fatalf("run(%q) wrote no JSON (err %v): stderr:\n%s", args, err, stderr.String())
+	}
+	var s summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		tb.Fatalf("summary JSON: %v", err)
+	}
+	return &s, stdout.String(), err
+}
+
+func TestRatelimitExactThroughBalancer(t *testing.T) {
+	t.Parallel()
+	st := newStandin(37)
+	lb := balancer(t, st.serve(t, "a", 0), st.serve(t, "b", 0), st.serve(t, "c", 0))
+	s, out, err := runLoad(t, "-scenario", "ratelimit", "-target", lb.URL, "-requests", "300", "-concurrency", "12", "-check")
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	r := s.Ratelimit
+	if r == nil {
+		t.Fatal("no ratelimit section in the summary")
+	}
+	if r.Limit != 37 || r.WindowS != 3600 || r.Expected != 37 || r.Admitted != 37 || !r.Exact {
+		t.Errorf("limit %d/%ds expected %d admitted %d exact %v, want 37/3600s, 37, 37, true", r.Limit, r.WindowS, r.Expected, r.Admitted, r.Exact)
+	}
+	if r.Denied != 300-37 {
+		t.Errorf("denied = %d, want %d", r.Denied, 300-37)
+	}
+	if got := len(r.AdmittedByInstance); got != 3 {
+		t.Errorf("admitted by %d instances (%v), want 3", got, r.AdmittedByInstance)
+	}
+	if r.RetryAfterMissing != 0 || !s.OK {
+		t.Errorf("retry-after missing %d, ok %v (%v)", r.RetryAfterMissing, s.OK, s.Problems)
+	}
+	if !strings.Contains(out, "admitted") || !strings.Contains(out, "result    OK") && !strings.Contains(out, "OK") {
+		t.Errorf("summary table lacks the admitted row or the result:\n%s", out)
+	}
+}
+
+// TestRatelimitDetectsPerInstanceLimits: instances with separate counters
+// admit N x the limit, and the run says so.
+func TestRatelimitDetectsPerInstanceLimits(t *testing.T) {
+	t.Parallel()
+	st := newStandin(20)
+	st.perInstance = true
+	lb := balancer(t, st.serve(t, "a", 0), st.serve(t, "b", 0))
+	s, _, err := runLoad(t, "-scenario", "ratelimit", "-target", lb.URL, "-requests", "200", "-concurrency", "8", "-check")
+	if !errors.Is(err, errFailed) {
+		t.Errorf("run err = %v, want errFailed", err)
+	}
+	// The setup came from another client: the flood has 20 on each.
+	if got, want := s.Ratelimit.Admitted, 40; got != want {
+		t.Errorf("admitted = %d, want %d", got, want)
+	}
+	if s.OK || s.Ratelimit.Exact {
+		t.Errorf("ok %v exact %v, want both false", s.OK, s.Ratelimit.Exact)
+	}
+}
+
+func TestRatelimitWithoutFakeClientsCountsSetup(t *testing.T) {
+	t.Parallel()
+	st := newStandin(15)
+	s, _, err := runLoad(t, "-scenario", "ratelimit", "-target", st.serve(t, "a", 0).URL, "-requests", "60", "-fake-clients=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.Ratelimit; r.Preconsumed != 2 || r.Admitted != 13 || !r.Exact {
+		t.Errorf("preconsumed %d admitted %d exact %v, want 2, 13, true", r.Preconsumed, r.Admitted, r.Exact)
+	}
+}
+
+func TestCoherenceCoherent(t *testing.T) {
+	t.Parallel()
+	st := newStandin(100000)
+	a, b := st.serve(t, "a", 0), st.serve(t, "b", 0)
+	s, out, err := runLoad(t, "-scenario", "coherence", "-instances", a.URL+","+b.URL, "-pairs", "30", "-check")
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	c := s.Coherence
+	if c.Pairs != 30 || c.ItemReads != 30 || c.ListReads != 30 {
+		t.Errorf("pairs %d item reads %d list reads %d, want 30 each", c.Pairs, c.ItemReads, c.ListReads)
+	}
+	if c.StaleReads != 0 || c.Revocations != revocationRounds || c.RevokedStill != 0 {
+		t.Errorf("stale %d revocations %d still accepted %d, want 0, %d, 0", c.StaleReads, c.Revocations, c.RevokedStill, revocationRounds)
+	}
+	if len(s.ByInstance) != 2 {
+		t.Errorf("answered by %v, want both instances", s.ByInstance)
+	}
+}
+
+// TestCoherenceDetectsStaleReads: an instance whose cache lags by 60 ms is
+// caught, and the lag is measured.
+func TestCoherenceDetectsStaleReads(t *testing.T) {
+	t.Parallel()
+	st := newStandin(100000)
+	a, b := st.serve(t, "a", 0), st.serve(t, "b", 60*time.Millisecond)
+	s, _, err := runLoad(t, "-scenario", "coherence", "-instances", a.URL+","+b.URL, "-pairs", "12", "-check")
+	if !errors.Is(err, errFailed) {
+		t.Errorf("run err = %v, want errFailed", err)
+	}
+	c := s.Coherence
+	// Updates and deletes written on a and read on b: b's item copy is the
+	// warmed one (pairs 1, 2, 7, 8 of 0..11 use b as reader: k%2==1 is
+	// not it; every odd k reads on b).
+	if c.StaleItem == 0 || c.StaleList != 0 {
+		t.Errorf("stale item %d list %d, want some item and no list reads stale", c.StaleItem, c.StaleList)
+	}
+	if c.NeverFresh != 0 || c.LagMaxMs < 20 || c.LagMaxMs > 1000 {
+		t.Errorf("never fresh %d, max lag %.1f ms: want 0 and about 60 ms", c.NeverFresh, c.LagMaxMs)
+	}
+}
+
+func TestMixed(t *testing.T) {
+	t.Parallel()
+	st := newStandin(1000000)
+	lb := balancer(t, st.serve(t, "a", 0), st.serve(t, "b", 0))
+	s, out, err := runLoad(t, "-scenario", "mixed", "-target", lb.URL, "-rate", "200", "-duration", "1500ms", "-users", "4", "-concurrency", "8", "-check")
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	p := s.Paced
+	if got := p.Sent + p.Missed; got != 300 {
+		t.Errorf("sent %d + missed %d = %d, want 300 (1.5 s at 200/s)", p.Sent, p.Missed, got)
+	}
+	// How many are missed depends on the machine's load (2 shared cores,
+	// -race); a dead worker pool would miss them all.
+	if p.Sent < 30 {
+		t.Errorf("sent only %d of 300 against an in-memory server (latency %+v)", p.Sent, s.Latency)
+	}
+	for _, op := range []string{"get", "list", "create"} {
+		if p.ByOp[op] == 0 {
+			t.Errorf("no %s requests in %v", op, p.ByOp)
+		}
+	}
+	if s.Failed != 0 || len(s.ByInstance) != 2 {
+		t.Errorf("failed %d, instances %v", s.Failed, s.ByInstance)
+	}
+}
+
+func TestMixedCountsFailures(t *testing.T) {
+	t.Parallel()
+	st := newStandin(1000000)
+	srv := st.serve(t, "a", 0)
+	go func() {
+		time.Sleep(400 * time.Millisecond) // after the setup
+		st.mu.Lock()
+		st.fail5xx = 7
+		st.mu.Unlock()
+	}()
+	s, _, err := runLoad(t, "-scenario", "outage", "-target", srv.URL, "-rate", "100", "-duration", "1500ms", "-users", "2", "-check")
+	if !errors.Is(err, errFailed) {
+		t.Errorf("run err = %v, want errFailed", err)
+	}
+	if s.Failed != 7 || s.ByStatus["500"] != 7 || s.Paced.FirstError == "" {
+		t.Errorf("failed %d, 500s %d, first error %q: want 7, 7, set", s.Failed, s.ByStatus["500"], s.Paced.FirstError)
+	}
+}
+
+// checkHTML asserts the report is self-contained and its SVG charts are
+// well-formed XML.
+func checkHTML(tb testing.TB, page string, wantIDs ...string) {
+	tb.Helper()
+	if !strings.HasPrefix(page, "<!DOCTYPE html>") || !strings.Contains(page, "</html>") {
+		tb.Errorf("not a whole HTML document")
+	}
+	if strings.Contains(page, "ZgotmplZ") {
+		tb.Errorf("html/template rejected a value (ZgotmplZ) in the report")
+	}
+	ext := regexp.MustCompile(`(?i)(src|href)\s*=|url\(|@import|<script|<link`)
+	for _, m := range ext.FindAllString(strings.ReplaceAll(page, `xmlns="http://www.w3.org/2000/svg"`, ""), -1) {
+		tb.Errorf("report refers to an external resource: %q", m)
+	}
+	svgs := regexp.MustCompile(`(?s)<svg .*?</svg>`).FindAllString(page, -1)
+	if len(svgs) < len(wantIDs) {
+		tb.Errorf("%d charts, want at least %d", len(svgs), len(wantIDs))
+	}
+	for _, svg := range svgs {
+		d := xml.NewDecoder(strings.NewReader(svg))
+		shapes := 0
+		for {
+			tok, err := d.Token()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				tb.Fatalf("chart is not well-formed XML: %v\n%.300s", err, svg)
+			}
+			if se, ok := tok.(xml.StartElement); ok && (se.Name.Local == "polygon" || se.Name.Local == "polyline") {
+				shapes++
+			}
+		}
+		if shapes == 0 {
+			tb.Errorf("chart without a polygon or polyline: %.200s", svg)
+		}
+	}
+	for _, id := range wantIDs {
+		if !strings.Contains(page, `id="`+id+`"`) {
+			tb.Errorf("report lacks the chart %q", id)
+		}
+	}
+}
+
+func TestReports(t *testing.T) {
+	t.Parallel()
+	st := newStandin(25)
+	lb := balancer(t, st.serve(t, "i0", 0), st.serve(t, "i1", 0), st.serve(t, "i2", 0))
+	dir := t.TempDir()
+
+	rl := filepath.Join(dir, "ratelimit.html")
+	if _, _, err := runLoad(t, "-scenario", "ratelimit", "-target", lb.URL, "-requests", "100", "-report", rl); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(rl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkHTML(t, string(b), "by-status", "by-instance", "admitted", "latency")
+	for _, want := range []string{"limit 25", "i0", "i1", "i2", "admitted / expected", "25 / 25", `class="limit"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("ratelimit report lacks %q", want)
+		}
+	}
+
+	st2 := newStandin(1000000)
+	lb2 := balancer(t, st2.serve(t, "i0", 0), st2.serve(t, "i1", 0))
+	mx := filepath.Join(dir, "mixed.html")
+	if _, _, err := runLoad(t, "-scenario", "mixed", "-target", lb2.URL, "-rate", "100", "-duration", "2s", "-users", "3", "-report", mx); err != nil {
+		t.Fatal(err)
+	}
+	b, err = os.ReadFile(mx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkHTML(t, string(b), "by-status", "by-instance", "latency", "failed")
+	if !strings.Contains(string(b), "offered rate") {
+		t.Errorf("mixed report lacks the offered rate")
+	}
+}
+
+func TestFlags(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want error
+	}{
+		{[]string{"-scenario", "nope"}, errUsage},
+		{[]string{"-rate", "0"}, errUsage},
+		{[]string{"-target", "ftp://x"}, errUsage},
+		{[]string{"-concurrency", "0"}, errUsage},
+		{[]string{"extra"}, errUsage},
+		{[]string{"-h"}, flag.ErrHelp},
+	}
+	for _, tt := range tests {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), tt.args, &out, &errOut); !errors.Is(err, tt.want) {
+			t.Errorf("run(%q) = %v, want %v", tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestParsePolicies(t *testing.T) {
+	got := parsePolicies([]string{`"ip";q=100;w=60, "user";q=1000;w=3600;journal-degraded`, `bad, "login";q=10;w=60`})
+	want := []policyMember{{"ip", 100, 60}, {"user", 1000, 3600}, {"login", 10, 60}}
+	if len(got) != len(want) {
+		t.Fatalf("parsePolicies = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("member %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestPickOpWeights(t *testing.T) {
+	counts := map[string]int{}
+	for x := 0; x < 100; x++ {
+		counts[pickOp(x)]++
+	}
+	for _, o := range mixedOps {
+		if counts[o.Name] != o.Weight {
+			t.Errorf("pickOp gives %s %d times in 100, want %d", o.Name, counts[o.Name], o.Weight)
+		}
+	}
+}
+
+func TestNiceCeil(t *testing.T) {
+	for _, tt := range []struct{ in, want float64 }{{0, 1}, {0.7, 1}, {1, 1}, {1.2, 2}, {2.2, 2.5}, {3, 5}, {7, 10}, {430, 500}, {2001, 2500}} {
+		if got := niceCeil(tt.in); got != tt.want {
+			t.Errorf("niceCeil(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
