@@ -139,6 +139,9 @@ type Limiter struct {
 
 	calls, errs, denyHits, degraded, unavailable, opens atomic.Uint64
 
+	argCache    sync.Map // ratelimit.Policy -> policyArgs
+	argCacheLen atomic.Int64
+
 	evictMu     sync.Mutex
 	evictPolicy string
 
@@ -404,16 +407,7 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 	for i, it := range items {
 		p := it.Policy
 		keys[i] = l.prefix + "rl:{" + tag + "}:" + p.Name
-		var alg, a, b string
-		switch p.Algorithm {
-		case ratelimit.GCRA:
-			t := p.EmissionInterval().Microseconds()
-			alg, a, b = "g", strconv.FormatInt(t, 10), strconv.FormatInt(t*p.Limit(), 10)
-		case ratelimit.Sliding:
-			alg, a, b = "s", strconv.FormatInt(p.Rate.Per.Milliseconds(), 10), strconv.FormatInt(p.Rate.N, 10)
-		default:
-			alg, a, b = "f", strconv.FormatInt(p.Rate.Per.Milliseconds(), 10), strconv.FormatInt(p.Rate.N, 10)
-		}
+		pa := l.policyArgs(p)
 		cost := it.Cost
 		if cost == 0 {
 			cost = 1
@@ -422,7 +416,7 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 		if p.Shadow {
 			shadow = "1"
 		}
-		args = append(args, alg, a, b, strconv.FormatInt(cost, 10), shadow)
+		args = append(args, pa.alg, pa.a, pa.b, strconv.FormatInt(cost, 10), shadow)
 	}
 	cctx, cancel := context.WithTimeout(ctx, l.opts.Timeout)
 	start := time.Now()
@@ -472,6 +466,37 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 	}
 	return ratelimit.Combine(results), den, nil
 }
+
+// policyArgs are the script arguments describing one policy.
+type policyArgs struct{ alg, a, b string }
+
+// policyArgs returns (and caches: policies are few and long-lived) the
+// script arguments of p.
+func (l *Limiter) policyArgs(p ratelimit.Policy) policyArgs {
+	key := p
+	key.Fail, key.Shadow = 0, false
+	if v, ok := l.argCache.Load(key); ok {
+		return v.(policyArgs)
+	}
+	var pa policyArgs
+	switch p.Algorithm {
+	case ratelimit.GCRA:
+		t := p.EmissionInterval().Microseconds()
+		pa = policyArgs{"g", strconv.FormatInt(t, 10), strconv.FormatInt(t*p.Limit(), 10)}
+	case ratelimit.Sliding:
+		pa = policyArgs{"s", strconv.FormatInt(p.Rate.Per.Milliseconds(), 10), strconv.FormatInt(p.Rate.N, 10)}
+	default:
+		pa = policyArgs{"f", strconv.FormatInt(p.Rate.Per.Milliseconds(), 10), strconv.FormatInt(p.Rate.N, 10)}
+	}
+	if l.argCacheLen.Add(1) <= maxArgCache {
+		l.argCache.Store(key, pa)
+	}
+	return pa
+}
+
+// maxArgCache bounds the policy argument cache (policies come from
+// configuration, but nothing stops a caller from making them up).
+const maxArgCache = 1024
 
 // failed counts a failed call and opens the breaker after enough of them.
 func (l *Limiter) failed(err error) {
