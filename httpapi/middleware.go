@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -338,12 +337,3 @@ func (w *interceptWriter) Write(b []byte) (int, error) {
 }
 
 func (w *interceptWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// retryAfter formats a Retry-After value in whole seconds, at least 1.
-func retryAfter(d time.Duration) string {
-	s := int64((d + time.Second - 1) / time.Second)
-	if s < 1 {
-		s = 1
-	}
-	return strconv.FormatInt(s, 10)
-}
