@@ -5,6 +5,7 @@ import (
 	"html"
 	"html/template"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -30,7 +31,8 @@ type chart struct {
 	Note    string // one sentence under the title
 	Unit    string // of the y axis: "req/s", "ms"
 	Series  []series
-	Stacked bool // stacked areas; else lines
+	Step    float64 // seconds between two points
+	Stacked bool    // stacked areas; else lines
 	Lines   []hline
 }
 
@@ -72,6 +74,11 @@ func fmtNum(v float64) string {
 	default:
 		return fmt.Sprintf("%.2f", v)
 	}
+}
+
+// fmtSec formats a time in seconds with at most two decimals: 0.1, 2, 2.5.
+func fmtSec(v float64) string {
+	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
 }
 
 // SVG renders the chart as an inline <svg> element.
@@ -117,10 +124,15 @@ func (c chart) SVG() template.HTML {
 	}
 	fmt.Fprintf(&b, `<text x="14" y="%d" class="unit" transform="rotate(-90 14 %d)">%s</text>`,
 		marginT+int(ph/2), marginT+int(ph/2), html.EscapeString(c.Unit))
-	// X axis labels: about 10 ticks at round seconds.
-	step := max(1, int(niceCeil(float64(max(n-1, 1))/10)))
-	for t := 0; t < n; t += step {
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="xlab">%ds</text>`, x(t), chartH-10, t)
+	// X axis labels: about 10 ticks at round times.
+	stepS := c.Step
+	if stepS <= 0 {
+		stepS = 1
+	}
+	tick := niceCeil(float64(max(n-1, 1)) * stepS / 10)
+	every := max(1, int(math.Round(tick/stepS)))
+	for t := 0; t < n; t += every {
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="xlab">%ss</text>`, x(t), chartH-10, fmtSec(float64(t)*stepS))
 	}
 	if n > 0 {
 		// Areas are drawn top series first so lower ones stay visible.
@@ -157,7 +169,7 @@ func (c chart) SVG() template.HTML {
 	colW := pw / float64(max(n, 1))
 	for t := 0; t < n; t++ {
 		var lines []string
-		lines = append(lines, fmt.Sprintf("second %d", t))
+		lines = append(lines, fmt.Sprintf("at %ss", fmtSec(float64(t)*stepS)))
 		for _, s := range c.Series {
 			if t < len(s.Vals) {
 				lines = append(lines, fmt.Sprintf("%s: %s", s.Name, fmtNum(s.Vals[t])))

@@ -153,8 +153,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	a := newAPI(cfg.Concurrency+8, cfg.Timeout)
 	start := time.Now()
-	rec := newRecorder(start)
-	prog := newProgress(stderr, rec, start, cfg)
+	// Floods and coherence runs last a few seconds: chart them in tenths.
+	width := time.Second
+	if cfg.Scenario == "ratelimit" || cfg.Scenario == "coherence" {
+		width = 100 * time.Millisecond
+	}
+	rec := newRecorder(start, width)
+	prog := newProgress(stderr, rec, cfg)
 	s := &summary{Scenario: cfg.Scenario, Target: cfg.Target, Started: start.UTC()}
 	s.Params = params(cfg)
 
@@ -168,7 +173,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		s.Paced, runErr = runMixed(ctx, cfg, a, rec, prog)
 	}
 	prog.Stop()
-	s.fill(rec, time.Since(start))
+	s.fill(rec, time.Since(rec.Start()))
 	if runErr != nil && s.Requests == 0 {
 		return runErr
 	}
@@ -187,7 +192,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if cfg.Report != "" {
-		if err := writeReport(cfg.Report, s, rec.timeline(int(cfg.Duration/time.Second))); err != nil {
+		if err := writeReport(cfg.Report, s, rec.timeline()); err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "journal-load: report written to %s\n", cfg.Report)

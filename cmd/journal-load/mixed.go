@@ -101,6 +101,7 @@ func runMixed(ctx context.Context, cfg config, a *api, rec *recorder, prog *prog
 		}(w)
 	}
 	start := time.Now()
+	rec.Begin(start)
 	p := &pacer{Rate: cfg.Rate, Start: start, End: start.Add(cfg.Duration)}
 	sent, missed := p.Run(ctx, func(k int) bool {
 		select {

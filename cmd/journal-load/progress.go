@@ -14,7 +14,6 @@ import (
 type progress struct {
 	w        io.Writer
 	rec      *recorder
-	start    time.Time
 	duration time.Duration
 	tty      bool
 	stop     chan struct{}
@@ -35,8 +34,8 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func newProgress(w io.Writer, rec *recorder, start time.Time, cfg config) *progress {
-	p := &progress{w: w, rec: rec, start: start, duration: cfg.Duration, tty: isTerminal(w), stop: make(chan struct{}), lastT: start}
+func newProgress(w io.Writer, rec *recorder, cfg config) *progress {
+	p := &progress{w: w, rec: rec, duration: cfg.Duration, tty: isTerminal(w), stop: make(chan struct{}), lastT: rec.Start()}
 	every := 5 * time.Second
 	if p.tty {
 		every = time.Second
@@ -72,8 +71,9 @@ func (p *progress) print(now time.Time) {
 	p.last, p.lastT = s.Requests, now
 	extra := p.extra
 	p.mu.Unlock()
-	el := now.Sub(p.start).Truncate(time.Second)
-	rem := (p.duration - now.Sub(p.start)).Truncate(time.Second)
+	start := p.rec.Start()
+	el := now.Sub(start).Truncate(time.Second)
+	rem := (p.duration - now.Sub(start)).Truncate(time.Second)
 	if rem < 0 {
 		rem = 0
 	}

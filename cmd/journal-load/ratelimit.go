@@ -78,6 +78,7 @@ func runRatelimit(ctx context.Context, cfg config, a *api, rec *recorder, prog *
 		out.Preconsumed = 2
 	}
 
+	rec.Begin(time.Now())
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	floodStart := time.Now()

@@ -53,27 +53,38 @@ var classColor = map[string]string{
 
 var instancePalette = []string{"#4263eb", "#0ca678", "#f08c00", "#ae3ec9", "#1098ad", "#e64980", "#74b816", "#495057"}
 
-// perSecond turns per-second counts into rates, scaling the last, partial
-// second by how much of it the run covered (or dropping it when under a
-// quarter, where the estimate is mostly noise).
-func perSecond(vals []float64, elapsed float64) []float64 {
-	out := append([]float64(nil), vals...)
-	if len(out) == 0 {
-		return out
+// perSecond turns per-bucket counts into rates per second, scaling the
+// last, partial bucket by how much of it the run covered (or dropping it
+// when under a quarter, where the estimate is mostly noise).
+func perSecond(vals []float64, tl timeline, elapsed float64) []float64 {
+	w := tl.Width.Seconds()
+	out := make([]float64, len(vals))
+	for i, v := range vals {
+		out[i] = v / w
 	}
-	frac := elapsed - float64(len(out)-1)
+	return trimPartial(out, tl, elapsed, true)
+}
+
+// trimPartial drops the last bucket when the run covered under a quarter of
+// it; scale also scales a partial last bucket up to a full one.
+func trimPartial(vals []float64, tl timeline, elapsed float64, scale bool) []float64 {
+	if len(vals) == 0 {
+		return vals
+	}
+	frac := (elapsed - float64(len(vals)-1)*tl.Width.Seconds()) / tl.Width.Seconds()
 	switch {
 	case frac >= 1 || frac <= 0:
 	case frac < 0.25:
-		out = out[:len(out)-1]
-	default:
-		out[len(out)-1] /= frac
+		vals = vals[:len(vals)-1]
+	case scale:
+		vals[len(vals)-1] /= frac
 	}
-	return out
+	return vals
 }
 
 // buildReport assembles the page for s and its timeline.
 func buildReport(s *summary, tl timeline) reportPage {
+	step := tl.Width.Seconds()
 	p := reportPage{S: s, Generated: time.Now().UTC().Format(time.RFC1123), Legends: map[string][]legendItem{}}
 	good := func(ok bool) string {
 		if ok {
@@ -105,12 +116,12 @@ func buildReport(s *summary, tl timeline) reportPage {
 	if pc := s.Paced; pc != nil {
 		p.Tiles = append(p.Tiles,
 			tile{Label: "offered rate", Value: fmt.Sprintf("%g/s", pc.TargetRate), Sub: fmt.Sprintf("%d sent, %d missed (all workers busy)", pc.Sent, pc.Missed),
-				Tone: good(pc.Missed == 0)})
+				Tone: missTone(pc.Sent, pc.Missed)})
 	}
 	p.Tiles = append(p.Tiles, tile{Label: "instances", Value: strconv.Itoa(len(s.ByInstance)), Sub: "answered (X-Instance)"})
 
 	// Requests per second by status class.
-	byStatus := chart{ID: "by-status", Title: "Requests per second by status", Unit: "req/s", Stacked: true,
+	byStatus := chart{Step: step, ID: "by-status", Title: "Requests per second by status", Unit: "req/s", Stacked: true,
 		Note: "Stacked: the top edge is the total throughput."}
 	for _, c := range classes {
 		vals := tl.Classes[c]
@@ -118,16 +129,16 @@ func buildReport(s *summary, tl timeline) reportPage {
 		if total == 0 && c != "2xx" {
 			continue
 		}
-		byStatus.Series = append(byStatus.Series, series{Name: c, Color: classColor[c], Vals: perSecond(vals, s.Elapsed)})
+		byStatus.Series = append(byStatus.Series, series{Name: c, Color: classColor[c], Vals: perSecond(vals, tl, s.Elapsed)})
 		p.Legends[byStatus.ID] = append(p.Legends[byStatus.ID], legendItem{c, classColor[c], fmtNum(total)})
 	}
 	p.Charts = append(p.Charts, byStatus)
 
-	byInst := chart{ID: "by-instance", Title: "Requests per second by instance", Unit: "req/s", Stacked: true,
+	byInst := chart{Step: step, ID: "by-instance", Title: "Requests per second by instance", Unit: "req/s", Stacked: true,
 		Note: "Which instance answered (X-Instance): the balancer's share-out over time."}
 	for i, name := range sortedKeys(tl.Instances) {
 		col := instancePalette[i%len(instancePalette)]
-		byInst.Series = append(byInst.Series, series{Name: name, Color: col, Vals: perSecond(tl.Instances[name], s.Elapsed)})
+		byInst.Series = append(byInst.Series, series{Name: name, Color: col, Vals: perSecond(tl.Instances[name], tl, s.Elapsed)})
 		p.Legends[byInst.ID] = append(p.Legends[byInst.ID], legendItem{name, col, fmtNum(sum(tl.Instances[name]))})
 	}
 	if len(byInst.Series) > 0 {
@@ -135,9 +146,10 @@ func buildReport(s *summary, tl timeline) reportPage {
 	}
 
 	if r := s.Ratelimit; r != nil {
-		adm := chart{ID: "admitted", Title: "Admitted so far, against the limit", Unit: "requests",
+		adm := chart{Step: step, ID: "admitted", Title: "Admitted so far, against the limit", Unit: "requests",
 			Note: "Cumulative admitted requests of the flood; the dashed line is what the limit allows."}
-		adm.Series = []series{{Name: "admitted", Color: "#2f9e44", Vals: tl.Admitted}}
+		// Points are the ends of the buckets, from 0 at the start.
+		adm.Series = []series{{Name: "admitted", Color: "#2f9e44", Vals: append([]float64{0}, tl.Admitted...)}}
 		if r.Limit > 0 {
 			adm.Lines = []hline{{Value: float64(r.Expected), Label: fmt.Sprintf("limit %d", r.Expected), Color: "#e03131"}}
 		}
@@ -145,12 +157,12 @@ func buildReport(s *summary, tl timeline) reportPage {
 		p.Charts = append(p.Charts, adm)
 	}
 
-	lat := chart{ID: "latency", Title: "Latency percentiles per second", Unit: "ms",
-		Note: "Each point is one second's requests, from sending to the last byte of the response."}
+	lat := chart{Step: step, ID: "latency", Title: "Latency percentiles over time", Unit: "ms",
+		Note: fmt.Sprintf("Each point covers %s of requests, from sending to the last byte of the response.", tl.Width)}
 	lat.Series = []series{
-		{Name: "p50", Color: "#74c0fc", Vals: trimTo(tl.P50, tl.Count)},
-		{Name: "p90", Color: "#339af0", Vals: trimTo(tl.P90, tl.Count)},
-		{Name: "p99", Color: "#1864ab", Vals: trimTo(tl.P99, tl.Count)},
+		{Name: "p50", Color: "#74c0fc", Vals: trimPartial(trimTo(tl.P50, tl.Count), tl, s.Elapsed, false)},
+		{Name: "p90", Color: "#339af0", Vals: trimPartial(trimTo(tl.P90, tl.Count), tl, s.Elapsed, false)},
+		{Name: "p99", Color: "#1864ab", Vals: trimPartial(trimTo(tl.P99, tl.Count), tl, s.Elapsed, false)},
 	}
 	p.Legends[lat.ID] = []legendItem{
 		{"p50", "#74c0fc", fmt.Sprintf("%.1f ms", s.Latency.P50)},
@@ -160,9 +172,9 @@ func buildReport(s *summary, tl timeline) reportPage {
 	p.Charts = append(p.Charts, lat)
 
 	if s.Paced != nil || s.Failed > 0 {
-		fail := chart{ID: "failed", Title: "Failed requests per second", Unit: "req/s",
+		fail := chart{Step: step, ID: "failed", Title: "Failed requests per second", Unit: "req/s",
 			Note: "Transport errors, 5xx and statuses the scenario did not expect: an outage shows here."}
-		fail.Series = []series{{Name: "failed", Color: "#e03131", Vals: perSecond(tl.Failed, s.Elapsed)}}
+		fail.Series = []series{{Name: "failed", Color: "#e03131", Vals: perSecond(tl.Failed, tl, s.Elapsed)}}
 		p.Legends[fail.ID] = []legendItem{{"failed", "#e03131", strconv.Itoa(s.Failed)}}
 		p.Charts = append(p.Charts, fail)
 	}
@@ -184,6 +196,18 @@ func buildReport(s *summary, tl timeline) reportPage {
 	}
 	sort.Slice(p.Statuses, func(i, j int) bool { return p.Statuses[i].Key < p.Statuses[j].Key })
 	return p
+}
+
+// missTone is good without missed sends, neutral under 1%, else bad.
+func missTone(sent, missed int) string {
+	switch {
+	case missed == 0:
+		return "good"
+	case float64(missed) < 0.01*float64(sent+missed):
+		return ""
+	default:
+		return "bad"
+	}
 }
 
 func sum(vs []float64) float64 {

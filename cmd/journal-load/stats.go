@@ -15,7 +15,8 @@ type result struct {
 	Failed   bool          // a transport error, a 5xx or a status the scenario did not expect
 }
 
-// second aggregates the results of one second of the run.
+// second aggregates the results of one bucket (a second, or a tenth of
+// one for short scenarios) of the run.
 type second struct {
 	ByClass    map[string]int // "2xx", "3xx", "4xx", "429", "5xx", "error"
 	ByInstance map[string]int
@@ -29,6 +30,7 @@ type second struct {
 // by the number of requests.
 type recorder struct {
 	start time.Time
+	width time.Duration // of a bucket
 
 	mu         sync.Mutex
 	seconds    []*second
@@ -41,8 +43,26 @@ type recorder struct {
 	window histogram
 }
 
-func newRecorder(start time.Time) *recorder {
-	return &recorder{start: start, byStatus: map[int]int{}, byInstance: map[string]int{}}
+// newRecorder returns a recorder of a run that started at start, with
+// buckets of width (a second for charts "per second").
+func newRecorder(start time.Time, width time.Duration) *recorder {
+	return &recorder{start: start, width: width, byStatus: map[int]int{}, byInstance: map[string]int{}}
+}
+
+// Begin restarts the recorder's clock at t: scenarios call it when their
+// setup (sign-ups, which the charts do not show) is done. It must be called
+// before the first Record.
+func (r *recorder) Begin(t time.Time) {
+	r.mu.Lock()
+	r.start = t
+	r.mu.Unlock()
+}
+
+// Start returns when the measured part of the run began.
+func (r *recorder) Start() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.start
 }
 
 // statusClass names the class a status code is charted in.
@@ -69,12 +89,12 @@ var classes = []string{"2xx", "3xx", "4xx", "429", "5xx", "error"}
 // Record adds one result; admitted marks a request the rate limiter let
 // through (for the ratelimit scenario's cumulative chart).
 func (r *recorder) Record(res result, admitted bool) {
-	idx := int(res.At.Sub(r.start) / time.Second)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	idx := int(res.At.Sub(r.start) / r.width)
 	if idx < 0 {
 		idx = 0
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for len(r.seconds) <= idx {
 		r.seconds = append(r.seconds, &second{ByClass: map[string]int{}, ByInstance: map[string]int{}})
 	}
@@ -149,10 +169,11 @@ func (r *recorder) snapshot(resetWindow bool) snapshot {
 	return s
 }
 
-// timeline is the per-second view of a run, for the report.
+// timeline is the per-bucket view of a run, for the report.
 type timeline struct {
-	Seconds   int
-	Classes   map[string][]float64 // per class, requests in each second
+	Buckets   int
+	Width     time.Duration
+	Classes   map[string][]float64 // per class, requests in each bucket
 	Instances map[string][]float64
 	Failed    []float64
 	Admitted  []float64 // cumulative
@@ -162,14 +183,12 @@ type timeline struct {
 	Count     []float64
 }
 
-// timeline returns the per-second series, padded to at least n seconds.
-func (r *recorder) timeline(n int) timeline {
+// timeline returns the per-bucket series.
+func (r *recorder) timeline() timeline {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.seconds) > n {
-		n = len(r.seconds)
-	}
-	tl := timeline{Seconds: n, Classes: map[string][]float64{}, Instances: map[string][]float64{}}
+	n := len(r.seconds)
+	tl := timeline{Buckets: n, Width: r.width, Classes: map[string][]float64{}, Instances: map[string][]float64{}}
 	for _, c := range classes {
 		tl.Classes[c] = make([]float64, n)
 	}
