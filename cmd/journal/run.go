@@ -4,16 +4,101 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/postgres"
+	"github.com/journalsvc/journal/sqlite"
 )
 
-// run is the whole program: it parses the configuration and serves until ctx
-// is cancelled. See the package documentation for the exit statuses.
+// run is the whole program: it parses the configuration from args and getenv,
+// opens the listener, the database and the handler stack, and serves until ctx
+// is cancelled, then shuts down gracefully (DESIGN.md 6) and returns nil.
+// -h writes the settings to stdout and returns nil. Logs are JSON lines on
+// stderr; the first is {"msg":"listening","addr":"HOST:PORT",...} with the
+// actual address. Errors: a *ConfigError or *usageError for bad
+// configuration, any other error when the service cannot start or stop
+// cleanly.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	_, err := parseConfig(args, getenv)
+	cfg, err := parseConfig(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		usage(stdout)
 		return nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+
+	// The listener first: a bind error surfaces before anything else starts,
+	// and the instance ID can name the actual port.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // for the error paths; Shutdown closes it otherwise
+	instance := cfg.InstanceID
+	if instance == "" {
+		instance = defaultInstanceID(ln.Addr())
+	}
+	logger = logger.With("instance", instance)
+	logger.Info("listening", "addr", ln.Addr().String(), "database", cfg.Database.String())
+	if cfg.Redis == nil {
+		logger.Info("JOURNAL_REDIS_URL is empty: rate limiter and cache are in-process, single instance only")
+	}
+
+	store, err := openStore(ctx, cfg)
+	if err != nil {
+		if ctx.Err() != nil {
+			logger.Info("stopped during start-up")
+			return nil
+		}
+		return fmt.Errorf("open database %s: %w", cfg.Database, err)
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			logger.Error("close database", "err", err)
+		}
+	}()
+
+	var draining atomic.Bool
+	handler, err := newHandler(cfg, logger, instance, store, &draining)
+	if err != nil {
+		return err
+	}
+	srv := newHTTPServer(handler, logger)
+	return serve(ctx, logger, srv, ln, &draining, cfg.ShutdownDrain, cfg.ShutdownTimeout)
+}
+
+// defaultInstanceID returns hostname:port of the listener.
+func defaultInstanceID(addr net.Addr) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	port := "0"
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		port = strconv.Itoa(ta.Port)
+	}
+	return host + ":" + port
+}
+
+// storeOpenTimeout bounds opening the database and running its migrations.
+const storeOpenTimeout = time.Minute
+
+// openStore opens the database of cfg and applies its migrations.
+func openStore(ctx context.Context, cfg Config) (journal.Store, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeOpenTimeout)
+	defer cancel()
+	if cfg.Database.SQLitePath != "" {
+		return sqlite.Open(ctx, cfg.Database.SQLitePath)
+	}
+	return postgres.Open(ctx, cfg.Database.PostgresURL, cfg.DatabaseMaxConns)
 }

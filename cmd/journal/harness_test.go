@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// logSink collects run's JSON log lines (up to a bound, then it drops them)
+// and reports the address of the first "listening" line.
+type logSink struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer // complete and partial lines, bounded
+	partial []byte
+	addr    chan string
+	found   bool
+}
+
+const logSinkMax = 1 << 20
+
+func newLogSink() *logSink { return &logSink{addr: make(chan string, 1)} }
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.buf.Len() < logSinkMax {
+		s.buf.Write(p)
+	}
+	if s.found {
+		return len(p), nil
+	}
+	s.partial = append(s.partial, p...)
+	for {
+		i := bytes.IndexByte(s.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := s.partial[:i]
+		s.partial = s.partial[i+1:]
+		var rec struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal(line, &rec) == nil && rec.Msg == "listening" && rec.Addr != "" {
+			s.found = true
+			s.partial = nil
+			s.addr <- rec.Addr
+			break
+		}
+	}
+	return len(p), nil
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// journalInstance is one run() serving in-process on a loopback port.
+type journalInstance struct {
+	Addr string // host:port
+	URL  string // http://host:port
+	logs *logSink
+	stop context.CancelFunc
+	done chan error // run's result, once
+}
+
+// startJournal calls run on 127.0.0.1:0 with the environment vars (on top of
+// a SQLite file in a temporary directory and no shutdown drain) and extra
+// args, waits for the listening line and for /readyz to answer 200, and stops
+// it at Cleanup, failing the test if run does not return nil.
+func startJournal(tb testing.TB, vars map[string]string, args ...string) *journalInstance {
+	tb.Helper()
+	envm := map[string]string{
+		"JOURNAL_DATABASE_URL":   "sqlite:" + filepath.Join(tb.TempDir(), "journal.db"),
+		"JOURNAL_SHUTDOWN_DRAIN": "0s",
+	}
+	for k, v := range vars {
+		envm[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	j := &journalInstance{logs: newLogSink(), stop: cancel, done: make(chan error, 1)}
+	args = append([]string{"-addr", "127.0.0.1:0"}, args...)
+	go func() { j.done <- run(ctx, args, env(envm), io.Discard, j.logs) }()
+	var stopped bool
+	tb.Cleanup(func() {
+		cancel()
+		if stopped {
+			return
+		}
+		select {
+		case err := <-j.done:
+			if err != nil {
+				tb.Errorf("run returned %v at cleanup; logs:\n%s", err, tail(j.logs.String(), 30))
+			}
+		case <-time.After(30 * time.Second):
+			tb.Errorf("run did not return within 30s of cancellation")
+		}
+	})
+	select {
+	case j.Addr = <-j.logs.addr:
+	case err := <-j.done:
+		stopped = true
+		tb.Fatalf("run returned %v before listening; logs:\n%s", err, tail(j.logs.String(), 30))
+	case <-time.After(30 * time.Second):
+		tb.Fatalf("no listening line within 30s; logs:\n%s", tail(j.logs.String(), 30))
+	}
+	j.URL = "http://" + j.Addr
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, _, err := get(j.URL + "/readyz")
+		if err == nil && code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("/readyz not 200 within 60s (last %d, %v); logs:\n%s", code, err, tail(j.logs.String(), 30))
+		}
+		select {
+		case err := <-j.done:
+			stopped = true
+			tb.Fatalf("run returned %v before ready; logs:\n%s", err, tail(j.logs.String(), 30))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return j
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// apiClient speaks JSON to one instance, optionally with a bearer token.
+type apiClient struct {
+	tb    testing.TB
+	base  string
+	token string
+	hc    *http.Client
+}
+
+func newAPIClient(tb testing.TB, base string) *apiClient {
+	return &apiClient{tb: tb, base: base, hc: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// apiResponse is a fully read response.
+type apiResponse struct {
+	Code   int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into a new T, failing the test if it does not decode.
+func decodeJSON[T any](tb testing.TB, r apiResponse) T {
+	tb.Helper()
+	var v T
+	if err := json.Unmarshal(r.Body, &v); err != nil {
+		tb.Fatalf("decode %T from %q: %v", v, r.Body, err)
+	}
+	return v
+}
+
+// do sends method path with body (JSON-encoded unless it is a string or nil)
+// and extra headers given as name, value pairs.
+func (c *apiClient) do(method, path string, body any, headers ...string) apiResponse {
+	c.tb.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			c.tb.Fatal(err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.tb.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return apiResponse{Code: resp.StatusCode, Header: resp.Header, Body: data}
+}
+
+// expect fails the test unless r has the status code want.
+func expect(tb testing.TB, what string, r apiResponse, want int) {
+	tb.Helper()
+	if r.Code != want {
+		tb.Fatalf("%s: status %d, want %d; body %s", what, r.Code, want, r.Body)
+	}
+}
+
+// signup creates a user and logs in, returning a client holding its token.
+func signup(tb testing.TB, base, username string) *apiClient {
+	tb.Helper()
+	c := newAPIClient(tb, base)
+	creds := map[string]string{"username": username, "password": "correct horse battery"}
+	expect(tb, "POST /v1/users", c.do("POST", "/v1/users", creds), http.StatusCreated)
+	r := c.do("POST", "/v1/tokens", creds)
+	expect(tb, "POST /v1/tokens", r, http.StatusCreated)
+	c.token = decodeJSON[struct {
+		Token string `json:"token"`
+	}](tb, r).Token
+	if c.token == "" {
+		tb.Fatalf("POST /v1/tokens gave no token: %s", r.Body)
+	}
+	return c
+}
