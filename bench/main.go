@@ -1,0 +1,197 @@
+// Command bench compares the journal Redis rate limiter (ratelimit/redislimit)
+// with go-redis/redis_rate v10 and ulule/limiter v3 on the same Redis, with
+// the workloads of DESIGN.md section 8:
+//
+//   - admit: G goroutines (default 64) over K keys (default 10,000), limits
+//     high enough that every decision admits;
+//   - flood: G goroutines on one key far over its limit;
+//   - half: the admit workload paced at half of the peak just measured, for
+//     the p99 latency at half load.
+//
+// It prints decisions/s and p50/p99 latency per limiter and workload. It is a
+// separate module so that the competitors never become dependencies of the
+// journal module.
+//
+//	cd bench && go run . -redis 127.0.0.1:6379 -duration 5s
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/rueidis"
+	"github.com/ulule/limiter/v3"
+	ulredis "github.com/ulule/limiter/v3/drivers/store/redis"
+
+	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/redislimit"
+)
+
+// decideFunc makes one decision for key; high selects the never-denying
+// limit, otherwise the flood limit (10 per hour).
+type decideFunc func(ctx context.Context, key string, high bool) (allowed bool, err error)
+
+func main() {
+	addr := flag.String("redis", "127.0.0.1:6379", "Redis address (keys use a random prefix and expire)")
+	goroutines := flag.Int("goroutines", 64, "concurrent callers")
+	keys := flag.Int("keys", 10000, "distinct keys of the admit workload")
+	duration := flag.Duration("duration", 5*time.Second, "length of each run")
+	only := flag.String("only", "", "run only this limiter (journal, redis_rate, ulule)")
+	flag.Parse()
+	if err := run(*addr, *goroutines, *keys, *duration, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(addr string, goroutines, nkeys int, duration time.Duration, only string) error {
+	var b [4]byte
+	rand.Read(b[:])
+	prefix := "bench:" + hex.EncodeToString(b[:]) + ":"
+	ctx := context.Background()
+
+	rc, err := rueidis.NewClient(rueidis.ClientOption{
+		InitAddress: []string{addr}, DisableRetry: true, DisableCache: true,
+		ConnWriteTimeout: 500 * time.Millisecond, Dialer: net.Dialer{KeepAlive: 200 * time.Millisecond},
+	})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	jl, err := redislimit.New(rc, redislimit.Options{Prefix: prefix + "j:", Timeout: time.Second, HeartbeatInterval: -1})
+	if err != nil {
+		return err
+	}
+	defer jl.Close()
+	high := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 1 << 30, Per: time.Hour}}
+	low := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 10, Per: time.Hour}}
+	journal := func(ctx context.Context, key string, hi bool) (bool, error) {
+		p := low
+		if hi {
+			p = high
+		}
+		d, err := jl.Decide(ctx, key, ratelimit.Item{Policy: p})
+		return d.Allowed, err
+	}
+
+	gr := goredis.NewClient(&goredis.Options{Addr: addr, PoolSize: goroutines})
+	defer gr.Close()
+	rr := redis_rate.NewLimiter(gr)
+	redisRate := func(ctx context.Context, key string, hi bool) (bool, error) {
+		l := redis_rate.PerHour(10)
+		if hi {
+			l = redis_rate.PerHour(1 << 30)
+		}
+		res, err := rr.Allow(ctx, prefix+"rr:"+key, l)
+		if err != nil {
+			return false, err
+		}
+		return res.Allowed > 0, nil
+	}
+
+	store, err := ulredis.NewStoreWithOptions(gr, limiter.StoreOptions{Prefix: prefix + "ul"})
+	if err != nil {
+		return err
+	}
+	ulHigh := limiter.New(store, limiter.Rate{Period: time.Hour, Limit: 1 << 30})
+	ulLow := limiter.New(store, limiter.Rate{Period: time.Hour, Limit: 10})
+	ulule := func(ctx context.Context, key string, hi bool) (bool, error) {
+		l := ulLow
+		if hi {
+			l = ulHigh
+		}
+		c, err := l.Get(ctx, key)
+		return !c.Reached, err
+	}
+
+	keys := make([]string, nkeys)
+	for i := range keys {
+		keys[i] = "ip:10." + strconv.Itoa(i>>16) + "." + strconv.Itoa(i>>8&255) + "." + strconv.Itoa(i&255)
+	}
+	fmt.Printf("# %d goroutines, %d keys, %v per run, Redis %s\n", goroutines, nkeys, duration, addr)
+	fmt.Printf("%-11s %-6s %14s %10s %10s %8s\n", "limiter", "load", "decisions/s", "p50", "p99", "errors")
+	for _, l := range []struct {
+		name string
+		fn   decideFunc
+	}{{"journal", journal}, {"redis_rate", redisRate}, {"ulule", ulule}} {
+		if only != "" && only != l.name {
+			continue
+		}
+		peak := measure(ctx, l.fn, keys, goroutines, duration, 0, true)
+		peak.print(l.name, "admit")
+		measure(ctx, l.fn, keys, goroutines, duration, peak.rate/2, true).print(l.name, "half")
+		measure(ctx, l.fn, []string{"ip:flood"}, goroutines, duration, 0, false).print(l.name, "flood")
+	}
+	return nil
+}
+
+type stats struct {
+	rate     float64
+	p50, p99 time.Duration
+	errors   int64
+}
+
+func (s stats) print(name, load string) {
+	fmt.Printf("%-11s %-6s %14.0f %10v %10v %8d\n", name, load, s.rate, s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond), s.errors)
+}
+
+// measure runs fn from g goroutines for d, paced to target decisions/s in
+// total when target > 0.
+func measure(ctx context.Context, fn decideFunc, keys []string, g int, d time.Duration, target float64, high bool) stats {
+	var wg sync.WaitGroup
+	var total, errs atomic.Int64
+	lat := make([][]time.Duration, g)
+	start := time.Now()
+	stop := start.Add(d)
+	for w := 0; w < g; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			var interval time.Duration
+			if target > 0 {
+				interval = time.Duration(float64(time.Second) * float64(g) / target)
+			}
+			next := time.Now()
+			for i := w * 7919; ; i++ {
+				now := time.Now()
+				if now.After(stop) {
+					return
+				}
+				if interval > 0 {
+					next = next.Add(interval)
+					if wait := next.Sub(now); wait > 0 {
+						time.Sleep(wait)
+					}
+				}
+				t0 := time.Now()
+				if _, err := fn(ctx, keys[i%len(keys)], high); err != nil {
+					errs.Add(1)
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+				total.Add(1)
+			}
+		}(w)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	s := stats{rate: float64(total.Load()) / elapsed.Seconds(), errors: errs.Load()}
+	if len(all) > 0 {
+		s.p50 = all[len(all)/2]
+		s.p99 = all[len(all)*99/100]
+	}
+	return s
+}
