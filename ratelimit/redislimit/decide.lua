@@ -18,6 +18,8 @@
 -- Every key written gets its TTL in the same SET; a key found without a TTL
 -- gets one (PEXPIRE), so no key of the limiter can outlive its relevance.
 
+if redis.replicate_commands then redis.replicate_commands() end -- Redis < 7: replicate effects (TIME)
+
 local now
 local slack = 0
 if ARGV[2] ~= '' then
@@ -32,13 +34,16 @@ local floor = math.floor
 local function fmt(x) return string.format('%.0f', x) end
 
 -- parse returns the stored state of algorithm alg (zero state if none or of another algorithm).
+-- A value that does not parse (a foreign writer) is the zero state, as in Go.
 local function parse(raw, alg)
   local st = {t = 0, c = 0, p = 0}
-  if raw and string.sub(raw, 1, 1) == alg then
+  if raw and string.sub(raw, 1, 1) == alg and string.sub(raw, 2, 2) == ':' then
     local i = 0
     for f in string.gmatch(string.sub(raw, 3), '[^:]+') do
       i = i + 1
-      if i == 1 then st.t = tonumber(f) elseif i == 2 then st.c = tonumber(f) else st.p = tonumber(f) end
+      local v = tonumber(f)
+      if v == nil or i > 3 then return {t = 0, c = 0, p = 0} end
+      if i == 1 then st.t = v elseif i == 2 then st.c = v else st.p = v end
     end
   end
   return st

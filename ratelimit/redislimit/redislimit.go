@@ -357,8 +357,9 @@ func (l *Limiter) run(ctx context.Context, subject string, items []ratelimit.Ite
 	}
 	d, denied, err := l.eval(ctx, subject, items, peek)
 	if err != nil {
-		if ctx.Err() != nil {
-			// The caller gave up: not Redis' failure.
+		if errors.Is(ctx.Err(), context.Canceled) {
+			// The caller gave up: not Redis' failure. (A caller's deadline,
+			// e.g. a per-request Redis budget, is treated as a timeout.)
 			return ratelimit.Decision{}, ctx.Err()
 		}
 		l.failed(err)

@@ -583,3 +583,42 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	})
 }
+
+// TestForeignValuesAreAFreshState: a key holding a value the script did not
+// write (an older version, a typo by hand) is a zero state, never an error.
+func TestForeignValuesAreAFreshState(t *testing.T) {
+	c := newClient(t, testenv.RedisAddr(t))
+	prefix := randomPrefix(t)
+	l := newLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1, DenyCacheSize: -1})
+	ctx := context.Background()
+	for i, raw := range []string{"g:xyz", "garbage", "s:1:2:3:4", "f:", "17", "s:x:1:1"} {
+		for _, a := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
+			subject := "s" + strconv.Itoa(i) + a.String()
+			p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 3, Per: time.Hour}, Algorithm: a}
+			c.Do(ctx, c.B().Set().Key(ratelimit.Key(prefix, subject, "p")).Value(raw).Build())
+			d, err := l.Decide(ctx, subject, ratelimit.Item{Policy: p})
+			if err != nil || !d.Allowed || d.Results[0].Remaining != 2 || d.Degraded() {
+				t.Errorf("%s over %q: %+v, %v; want a fresh admitted state", a, raw, d, err)
+			}
+		}
+	}
+	assertAllKeysHaveTTL(t, c, prefix)
+}
+
+// TestCallerCancellationIsNotAFailure: a cancelled request returns its
+// context's error and does not count towards opening the breaker.
+func TestCallerCancellationIsNotAFailure(t *testing.T) {
+	c := newClient(t, testenv.RedisAddr(t))
+	l := newLimiter(t, c, redislimit.Options{Prefix: randomPrefix(t), HeartbeatInterval: -1, BreakerFailures: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 3, Per: time.Hour}}
+	for i := 0; i < 3; i++ {
+		if _, err := l.Decide(ctx, "ip:192.0.2.200", ratelimit.Item{Policy: p}); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Decide with a cancelled context: err = %v, want context.Canceled", err)
+		}
+	}
+	if l.BreakerOpen() {
+		t.Error("cancelled requests opened the breaker")
+	}
+}
