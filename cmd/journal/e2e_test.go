@@ -323,6 +323,11 @@ func TestGracefulShutdown(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("run did not return after the in-flight request completed")
 	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if n := strings.Count(line, `"instance":`); n > 1 {
+			t.Errorf("log line has %d instance keys: %s", n, line)
+		}
+	}
 	if !strings.Contains(logs.String(), "single instance only") {
 		t.Errorf("no 'single instance only' log line without JOURNAL_REDIS_URL")
 	}

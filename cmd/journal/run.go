@@ -48,23 +48,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if instance == "" {
 		instance = defaultInstanceID(ln.Addr())
 	}
-	logger = logger.With("instance", instance)
-	logger.Info("listening", "addr", ln.Addr().String(), "database", cfg.Database.String())
+	// httpapi adds the instance to its own lines; run's lines get it here.
+	runLog := logger.With("instance", instance)
+	runLog.Info("listening", "addr", ln.Addr().String(), "database", cfg.Database.String())
 	if cfg.Redis == nil {
-		logger.Info("JOURNAL_REDIS_URL is empty: rate limiter and cache are in-process, single instance only")
+		runLog.Info("JOURNAL_REDIS_URL is empty: rate limiter and cache are in-process, single instance only")
 	}
 
 	store, err := openStore(ctx, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
-			logger.Info("stopped during start-up")
+			runLog.Info("stopped during start-up")
 			return nil
 		}
 		return fmt.Errorf("open database %s: %w", cfg.Database, err)
 	}
 	defer func() {
 		if err := store.Close(); err != nil {
-			logger.Error("close database", "err", err)
+			runLog.Error("close database", "err", err)
 		}
 	}()
 
@@ -73,8 +74,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	srv := newHTTPServer(handler, logger)
-	return serve(ctx, logger, srv, ln, &draining, cfg.ShutdownDrain, cfg.ShutdownTimeout)
+	srv := newHTTPServer(handler, runLog)
+	return serve(ctx, runLog, srv, ln, &draining, cfg.ShutdownDrain, cfg.ShutdownTimeout)
 }
 
 // defaultInstanceID returns hostname:port of the listener.
