@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,23 +9,14 @@ import (
 	"time"
 
 	"github.com/journalsvc/journal"
-	"github.com/journalsvc/journal/internal/testenv"
-	"github.com/journalsvc/journal/postgres"
 )
 
 // benchStores returns the stores the benchmarks run on: SQLite always,
 // PostgreSQL on a fresh database of the test server.
 func benchStores(b *testing.B) map[string]func(b *testing.B) journal.Store {
 	return map[string]func(b *testing.B) journal.Store{
-		"sqlite": func(b *testing.B) journal.Store { return newTestServer(b).store },
-		"postgres": func(b *testing.B) journal.Store {
-			st, err := postgres.Open(context.Background(), testenv.PostgresURL(b), 16)
-			if err != nil {
-				b.Fatalf("postgres.Open: %v", err)
-			}
-			b.Cleanup(func() { _ = st.Close() })
-			return st
-		},
+		"sqlite":   func(b *testing.B) journal.Store { return newTestServer(b).store },
+		"postgres": func(b *testing.B) journal.Store { return openPostgres(b) },
 	}
 }
 

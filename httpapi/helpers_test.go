@@ -17,7 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/internal/testenv"
 	"github.com/journalsvc/journal/password"
+	"github.com/journalsvc/journal/postgres"
 	"github.com/journalsvc/journal/sqlite"
 )
 
@@ -255,4 +257,29 @@ func serve(ts *testServer, r *http.Request) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
 	ts.h.ServeHTTP(w, r)
 	return w
+}
+
+// bothStores runs test in parallel subtests on SQLite and on PostgreSQL (a
+// fresh database on the test server, see testenv.PostgresURL).
+func bothStores(t *testing.T, test func(t *testing.T, ts *testServer)) {
+	t.Parallel()
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		test(t, newTestServer(t))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		st := openPostgres(t)
+		test(t, newTestServer(t, func(o *Options) { o.Users, o.Tokens, o.Entries, o.Database = st, st, st, st.Ping }))
+	})
+}
+
+func openPostgres(tb testing.TB) journal.Store {
+	tb.Helper()
+	st, err := postgres.Open(context.Background(), testenv.PostgresURL(tb), 8)
+	if err != nil {
+		tb.Fatalf("postgres.Open: %v", err)
+	}
+	tb.Cleanup(func() { _ = st.Close() })
+	return st
 }

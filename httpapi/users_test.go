@@ -61,118 +61,118 @@ func TestNewServerRejectsMissingDependencies(t *testing.T) {
 }
 
 func TestUserCreate(t *testing.T) {
-	t.Parallel()
-	ts := newTestServer(t)
-	w := ts.do(t, "POST", "/v1/users", `{"username":"alice","password":"secret-password"}`)
-	if w.Code != http.StatusCreated {
-		t.Fatalf("POST /v1/users = %d %s", w.Code, w.Body)
-	}
-	if got := w.Header().Get("Content-Type"); got != "application/json" {
-		t.Errorf("Content-Type = %q", got)
-	}
-	var u map[string]any
-	decodeBody(t, w, &u)
-	if len(u) != 3 || u["username"] != "alice" || !journal.ValidID(u["id"].(string)) || !timeRE.MatchString(u["created_at"].(string)) {
-		t.Errorf("user = %v, want {id, username, created_at}", u)
-	}
-	if got, want := u["created_at"], "2025-03-04T05:06:07.123456Z"; got != want {
-		t.Errorf("created_at = %v, want %v (clock truncated to µs)", got, want)
-	}
-	if strings.Contains(w.Body.String(), "password") || strings.Contains(w.Body.String(), "argon2") {
-		t.Errorf("response leaks the password or its hash: %s", w.Body)
-	}
-
-	p := wantProblem(t, ts.do(t, "POST", "/v1/users", `{"username":"alice","password":"other-password"}`), http.StatusConflict)
-	if len(p.Errors) != 1 || p.Errors[0].Field != "username" {
-		t.Errorf("409 errors = %v, want username", p.Errors)
-	}
-
-	for _, tc := range []struct {
-		body   string
-		fields []string
-	}{
-		{`{"username":"al","password":"secret-password"}`, []string{"username"}},
-		{`{"username":"Alice","password":"secret-password"}`, []string{"username"}},
-		{`{"username":"bob","password":"short"}`, []string{"password"}},
-		{`{"username":"bob","password":"` + strings.Repeat("x", 257) + `"}`, []string{"password"}},
-		{`{}`, []string{"username", "password"}},
-	} {
-		p := wantProblem(t, ts.do(t, "POST", "/v1/users", tc.body), http.StatusBadRequest)
-		var got []string
-		for _, f := range p.Errors {
-			got = append(got, f.Field)
+	bothStores(t, func(t *testing.T, ts *testServer) {
+		w := ts.do(t, "POST", "/v1/users", `{"username":"alice","password":"secret-password"}`)
+		if w.Code != http.StatusCreated {
+			t.Fatalf("POST /v1/users = %d %s", w.Code, w.Body)
 		}
-		if strings.Join(got, ",") != strings.Join(tc.fields, ",") {
-			t.Errorf("POST /v1/users %.40s: error fields %v, want %v", tc.body, got, tc.fields)
+		if got := w.Header().Get("Content-Type"); got != "application/json" {
+			t.Errorf("Content-Type = %q", got)
 		}
-	}
+		var u map[string]any
+		decodeBody(t, w, &u)
+		if len(u) != 3 || u["username"] != "alice" || !journal.ValidID(u["id"].(string)) || !timeRE.MatchString(u["created_at"].(string)) {
+			t.Errorf("user = %v, want {id, username, created_at}", u)
+		}
+		if got, want := u["created_at"], "2025-03-04T05:06:07.123456Z"; got != want {
+			t.Errorf("created_at = %v, want %v (clock truncated to µs)", got, want)
+		}
+		if strings.Contains(w.Body.String(), "password") || strings.Contains(w.Body.String(), "argon2") {
+			t.Errorf("response leaks the password or its hash: %s", w.Body)
+		}
+
+		p := wantProblem(t, ts.do(t, "POST", "/v1/users", `{"username":"alice","password":"other-password"}`), http.StatusConflict)
+		if len(p.Errors) != 1 || p.Errors[0].Field != "username" {
+			t.Errorf("409 errors = %v, want username", p.Errors)
+		}
+
+		for _, tc := range []struct {
+			body   string
+			fields []string
+		}{
+			{`{"username":"al","password":"secret-password"}`, []string{"username"}},
+			{`{"username":"Alice","password":"secret-password"}`, []string{"username"}},
+			{`{"username":"bob","password":"short"}`, []string{"password"}},
+			{`{"username":"bob","password":"` + strings.Repeat("x", 257) + `"}`, []string{"password"}},
+			{`{}`, []string{"username", "password"}},
+		} {
+			p := wantProblem(t, ts.do(t, "POST", "/v1/users", tc.body), http.StatusBadRequest)
+			var got []string
+			for _, f := range p.Errors {
+				got = append(got, f.Field)
+			}
+			if strings.Join(got, ",") != strings.Join(tc.fields, ",") {
+				t.Errorf("POST /v1/users %.40s: error fields %v, want %v", tc.body, got, tc.fields)
+			}
+		}
+	})
 }
 
 func TestUserMe(t *testing.T) {
-	t.Parallel()
-	ts := newTestServer(t)
-	tok := ts.signup(t, "carol")
-	w := ts.do(t, "GET", "/v1/users/me", "", auth(tok)...)
-	if w.Code != http.StatusOK {
-		t.Fatalf("GET /v1/users/me = %d %s", w.Code, w.Body)
-	}
-	var u map[string]any
-	decodeBody(t, w, &u)
-	if u["username"] != "carol" || len(u) != 3 {
-		t.Errorf("me = %v", u)
-	}
-	if got := w.Header().Get("Cache-Control"); got != "private, no-cache" {
-		t.Errorf("Cache-Control = %q, want private, no-cache", got)
-	}
-	if got := w.Header().Get("Vary"); got != "Authorization" {
-		t.Errorf("Vary = %q, want Authorization", got)
-	}
+	bothStores(t, func(t *testing.T, ts *testServer) {
+		tok := ts.signup(t, "carol")
+		w := ts.do(t, "GET", "/v1/users/me", "", auth(tok)...)
+		if w.Code != http.StatusOK {
+			t.Fatalf("GET /v1/users/me = %d %s", w.Code, w.Body)
+		}
+		var u map[string]any
+		decodeBody(t, w, &u)
+		if u["username"] != "carol" || len(u) != 3 {
+			t.Errorf("me = %v", u)
+		}
+		if got := w.Header().Get("Cache-Control"); got != "private, no-cache" {
+			t.Errorf("Cache-Control = %q, want private, no-cache", got)
+		}
+		if got := w.Header().Get("Vary"); got != "Authorization" {
+			t.Errorf("Vary = %q, want Authorization", got)
+		}
+	})
 }
 
 func TestTokenCreate(t *testing.T) {
-	t.Parallel()
-	ts := newTestServer(t)
-	ts.do(t, "POST", "/v1/users", `{"username":"dave","password":"dave-password"}`)
+	bothStores(t, func(t *testing.T, ts *testServer) {
+		ts.do(t, "POST", "/v1/users", `{"username":"dave","password":"dave-password"}`)
 
-	w := ts.do(t, "POST", "/v1/tokens", `{"username":"dave","password":"dave-password"}`)
-	if w.Code != http.StatusCreated {
-		t.Fatalf("POST /v1/tokens = %d %s", w.Code, w.Body)
-	}
-	if got := w.Header().Get("Cache-Control"); got != "no-store" {
-		t.Errorf("Cache-Control = %q, want no-store", got)
-	}
-	var tok map[string]string
-	decodeBody(t, w, &tok)
-	if len(tok) != 2 || !journal.WellFormedTokenSecret(tok["token"]) {
-		t.Errorf("token response = %v", tok)
-	}
-	if got, want := tok["expires_at"], "2025-03-04T06:06:07.123456Z"; got != want {
-		t.Errorf("expires_at = %q, want %q (now + TTL)", got, want)
-	}
+		w := ts.do(t, "POST", "/v1/tokens", `{"username":"dave","password":"dave-password"}`)
+		if w.Code != http.StatusCreated {
+			t.Fatalf("POST /v1/tokens = %d %s", w.Code, w.Body)
+		}
+		if got := w.Header().Get("Cache-Control"); got != "no-store" {
+			t.Errorf("Cache-Control = %q, want no-store", got)
+		}
+		var tok map[string]string
+		decodeBody(t, w, &tok)
+		if len(tok) != 2 || !journal.WellFormedTokenSecret(tok["token"]) {
+			t.Errorf("token response = %v", tok)
+		}
+		if got, want := tok["expires_at"], "2025-03-04T06:06:07.123456Z"; got != want {
+			t.Errorf("expires_at = %q, want %q (now + TTL)", got, want)
+		}
 
-	// Wrong password, unknown user and impossible username: the same 401.
-	var first problemBody
-	for i, body := range []string{
-		`{"username":"dave","password":"wrong-password"}`,
-		`{"username":"nobody","password":"dave-password"}`,
-		`{"username":"NOT VALID","password":"x"}`,
-	} {
-		w := ts.do(t, "POST", "/v1/tokens", body)
-		p := wantProblem(t, w, http.StatusUnauthorized)
-		if got := w.Header().Get("WWW-Authenticate"); got != "Bearer" {
-			t.Errorf("WWW-Authenticate = %q", got)
+		// Wrong password, unknown user and impossible username: the same 401.
+		var first problemBody
+		for i, body := range []string{
+			`{"username":"dave","password":"wrong-password"}`,
+			`{"username":"nobody","password":"dave-password"}`,
+			`{"username":"NOT VALID","password":"x"}`,
+		} {
+			w := ts.do(t, "POST", "/v1/tokens", body)
+			p := wantProblem(t, w, http.StatusUnauthorized)
+			if got := w.Header().Get("WWW-Authenticate"); got != "Bearer" {
+				t.Errorf("WWW-Authenticate = %q", got)
+			}
+			p.RequestID = ""
+			if i == 0 {
+				first = p
+			} else if p.Detail != first.Detail || p.Title != first.Title || p.Type != first.Type {
+				t.Errorf("401 for %s = %+v, differs from wrong password's %+v", body, p, first)
+			}
 		}
-		p.RequestID = ""
-		if i == 0 {
-			first = p
-		} else if p.Detail != first.Detail || p.Title != first.Title || p.Type != first.Type {
-			t.Errorf("401 for %s = %+v, differs from wrong password's %+v", body, p, first)
+		p := wantProblem(t, ts.do(t, "POST", "/v1/tokens", `{"username":"dave"}`), http.StatusBadRequest)
+		if len(p.Errors) != 1 || p.Errors[0].Field != "password" {
+			t.Errorf("missing password: errors %v", p.Errors)
 		}
-	}
-	p := wantProblem(t, ts.do(t, "POST", "/v1/tokens", `{"username":"dave"}`), http.StatusBadRequest)
-	if len(p.Errors) != 1 || p.Errors[0].Field != "password" {
-		t.Errorf("missing password: errors %v", p.Errors)
-	}
+	})
 }
 
 // TestUnknownUserCostsLikeWrongPassword checks that an unknown user's 401
@@ -208,59 +208,59 @@ func TestUnknownUserCostsLikeWrongPassword(t *testing.T) {
 }
 
 func TestTokenRevoke(t *testing.T) {
-	t.Parallel()
-	ts := newTestServer(t)
-	tok := ts.signup(t, "gina")
-	if w := ts.do(t, "DELETE", "/v1/tokens/current", "", auth(tok)...); w.Code != http.StatusNoContent || w.Body.Len() != 0 {
-		t.Fatalf("DELETE /v1/tokens/current = %d %q, want 204 and no body", w.Code, w.Body)
-	}
-	for _, req := range [][2]string{{"GET", "/v1/users/me"}, {"DELETE", "/v1/tokens/current"}, {"GET", "/v1/entries"}} {
-		w := ts.do(t, req[0], req[1], "", auth(tok)...)
-		wantProblem(t, w, http.StatusUnauthorized)
-		if got := w.Header().Get("WWW-Authenticate"); got != "Bearer" {
-			t.Errorf("%s %s with a revoked token: WWW-Authenticate = %q", req[0], req[1], got)
+	bothStores(t, func(t *testing.T, ts *testServer) {
+		tok := ts.signup(t, "gina")
+		if w := ts.do(t, "DELETE", "/v1/tokens/current", "", auth(tok)...); w.Code != http.StatusNoContent || w.Body.Len() != 0 {
+			t.Fatalf("DELETE /v1/tokens/current = %d %q, want 204 and no body", w.Code, w.Body)
 		}
-	}
+		for _, req := range [][2]string{{"GET", "/v1/users/me"}, {"DELETE", "/v1/tokens/current"}, {"GET", "/v1/entries"}} {
+			w := ts.do(t, req[0], req[1], "", auth(tok)...)
+			wantProblem(t, w, http.StatusUnauthorized)
+			if got := w.Header().Get("WWW-Authenticate"); got != "Bearer" {
+				t.Errorf("%s %s with a revoked token: WWW-Authenticate = %q", req[0], req[1], got)
+			}
+		}
+	})
 }
 
 func TestAuthentication(t *testing.T) {
-	t.Parallel()
-	ts := newTestServer(t)
-	tok := ts.signup(t, "hank")
-	unknown, _ := journal.NewTokenSecret()
-	for _, tc := range []struct {
-		name   string
-		header []string
-	}{
-		{"missing", nil},
-		{"empty", []string{"Authorization", ""}},
-		{"basic scheme", []string{"Authorization", "Basic aGFuazpwdw=="}},
-		{"no token", []string{"Authorization", "Bearer"}},
-		{"malformed token", []string{"Authorization", "Bearer not-a-token"}},
-		{"token with padding", []string{"Authorization", "Bearer " + tok + "="}},
-		{"unknown token", auth(unknown)},
-		{"two headers", hdr(auth(tok), auth(tok))},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			w := ts.do(t, "GET", "/v1/entries", "", tc.header...)
-			wantProblem(t, w, http.StatusUnauthorized)
-			if got := w.Header().Get("WWW-Authenticate"); got != "Bearer" {
-				t.Errorf("WWW-Authenticate = %q, want Bearer", got)
-			}
-		})
-	}
-	// The scheme is case-insensitive.
-	if w := ts.do(t, "GET", "/v1/entries", "", "Authorization", "bearer "+tok); w.Code != http.StatusOK {
-		t.Errorf("lower-case scheme: %d", w.Code)
-	}
-	// Expiry: valid until TokenTTL has passed.
-	ts.clock.Advance(time.Hour - time.Microsecond)
-	if w := ts.do(t, "GET", "/v1/entries", "", auth(tok)...); w.Code != http.StatusOK {
-		t.Errorf("just before expiry: %d", w.Code)
-	}
-	ts.clock.Advance(time.Microsecond)
-	w := ts.do(t, "GET", "/v1/entries", "", auth(tok)...)
-	wantProblem(t, w, http.StatusUnauthorized)
+	bothStores(t, func(t *testing.T, ts *testServer) {
+		tok := ts.signup(t, "hank")
+		unknown, _ := journal.NewTokenSecret()
+		for _, tc := range []struct {
+			name   string
+			header []string
+		}{
+			{"missing", nil},
+			{"empty", []string{"Authorization", ""}},
+			{"basic scheme", []string{"Authorization", "Basic aGFuazpwdw=="}},
+			{"no token", []string{"Authorization", "Bearer"}},
+			{"malformed token", []string{"Authorization", "Bearer not-a-token"}},
+			{"token with padding", []string{"Authorization", "Bearer " + tok + "="}},
+			{"unknown token", auth(unknown)},
+			{"two headers", hdr(auth(tok), auth(tok))},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				w := ts.do(t, "GET", "/v1/entries", "", tc.header...)
+				wantProblem(t, w, http.StatusUnauthorized)
+				if got := w.Header().Get("WWW-Authenticate"); got != "Bearer" {
+					t.Errorf("WWW-Authenticate = %q, want Bearer", got)
+				}
+			})
+		}
+		// The scheme is case-insensitive.
+		if w := ts.do(t, "GET", "/v1/entries", "", "Authorization", "bearer "+tok); w.Code != http.StatusOK {
+			t.Errorf("lower-case scheme: %d", w.Code)
+		}
+		// Expiry: valid until TokenTTL has passed.
+		ts.clock.Advance(time.Hour - time.Microsecond)
+		if w := ts.do(t, "GET", "/v1/entries", "", auth(tok)...); w.Code != http.StatusOK {
+			t.Errorf("just before expiry: %d", w.Code)
+		}
+		ts.clock.Advance(time.Microsecond)
+		w := ts.do(t, "GET", "/v1/entries", "", auth(tok)...)
+		wantProblem(t, w, http.StatusUnauthorized)
+	})
 }
 
 func TestBusyHasher(t *testing.T) {
