@@ -43,12 +43,15 @@ import (
 // limit, otherwise the flood limit (10 per hour).
 type decideFunc func(ctx context.Context, key string, high bool) (allowed bool, err error)
 
+var flushDelay time.Duration
+
 func main() {
 	addr := flag.String("redis", "127.0.0.1:6379", "Redis address (keys use a random prefix and expire)")
 	goroutines := flag.Int("goroutines", 64, "concurrent callers")
 	keys := flag.Int("keys", 10000, "distinct keys of the admit workload")
 	duration := flag.Duration("duration", 5*time.Second, "length of each run")
 	only := flag.String("only", "", "run only this limiter (journal, redis_rate, ulule)")
+	flag.DurationVar(&flushDelay, "flush-delay", 0, "rueidis MaxFlushDelay of the journal limiter's client (0: none)")
 	flag.Parse()
 	if err := run(*addr, *goroutines, *keys, *duration, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -65,6 +68,7 @@ func run(addr string, goroutines, nkeys int, duration time.Duration, only string
 	rc, err := rueidis.NewClient(rueidis.ClientOption{
 		InitAddress: []string{addr}, DisableRetry: true, DisableCache: true,
 		ConnWriteTimeout: 500 * time.Millisecond, Dialer: net.Dialer{KeepAlive: 200 * time.Millisecond},
+		MaxFlushDelay: flushDelay,
 	})
 	if err != nil {
 		return err

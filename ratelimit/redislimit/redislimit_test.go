@@ -622,3 +622,22 @@ func TestCallerCancellationIsNotAFailure(t *testing.T) {
 		t.Error("cancelled requests opened the breaker")
 	}
 }
+
+// TestDenyCacheIsBounded floods many denied subjects through a small deny
+// cache.
+func TestDenyCacheIsBounded(t *testing.T) {
+	c := newClient(t, testenv.RedisAddr(t))
+	l := newLimiter(t, c, redislimit.Options{Prefix: randomPrefix(t), HeartbeatInterval: -1, DenyCacheSize: 64})
+	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 1, Per: time.Hour}}
+	ctx := context.Background()
+	for i := 0; i < 300; i++ {
+		subject := "ip:198.18.0." + strconv.Itoa(i)
+		l.Decide(ctx, subject, ratelimit.Item{Policy: p})
+		if d, err := l.Decide(ctx, subject, ratelimit.Item{Policy: p}); err != nil || d.Allowed {
+			t.Fatalf("second decision of %s: %+v, %v; want denied", subject, d, err)
+		}
+	}
+	if got := l.Stats().DenyCacheItems; got > 64 || got == 0 {
+		t.Errorf("deny cache holds %d entries, want 1..64", got)
+	}
+}
