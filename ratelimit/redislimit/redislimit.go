@@ -145,9 +145,10 @@ type Limiter struct {
 	evictMu     sync.Mutex
 	evictPolicy string
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
 }
 
 var _ ratelimit.Limiter = (*Limiter)(nil)
@@ -228,16 +229,19 @@ func New(client rueidis.Client, opts Options) (*Limiter, error) {
 
 // Close stops the background goroutines and removes this instance from the
 // live set (best effort). It does not close the client.
+// Close is idempotent and safe to call concurrently.
 func (l *Limiter) Close() error {
-	if l.ctx.Err() != nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.opts.Timeout)
-	l.client.Do(ctx, l.client.B().Zrem().Key(l.zsetKey).Member(l.opts.InstanceID).Build())
-	cancel()
-	l.cancel()
-	l.wg.Wait()
-	return l.local.Close()
+	l.closeOnce.Do(func() {
+		if l.opts.HeartbeatInterval > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), l.opts.Timeout)
+			l.client.Do(ctx, l.client.B().Zrem().Key(l.zsetKey).Member(l.opts.InstanceID).Build())
+			cancel()
+		}
+		l.cancel()
+		l.wg.Wait()
+		l.local.Close()
+	})
+	return nil
 }
 
 // Stats returns the limiter's counters.
