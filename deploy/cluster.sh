@@ -25,7 +25,9 @@
 #   BASE_PORT (8081)         instance i listens on 127.0.0.1:BASE_PORT+i
 #   RUN_DIR (./.cluster)     pids, logs, generated nginx.conf, the binary
 #   JOURNAL_BIN              journal binary to run instead of building one
-#   NGINX (nginx on PATH, else /usr/sbin/nginx)
+#   NGINX_BIN (nginx on PATH, else /usr/sbin/nginx)
+#                            (not NGINX: nginx itself reads that variable
+#                            as the list of inherited sockets of an upgrade)
 #   READY_TIMEOUT (60)       seconds `up` waits for readiness
 #   JOURNAL_*                passed to every instance, except JOURNAL_ADDR and
 #                            JOURNAL_INSTANCE_ID (set per instance: i0, i1, ...);
@@ -61,13 +63,16 @@ if [ "$cmd" != up ] && [ -f "$state" ]; then
 	. "$state"
 fi
 
+# nginx takes $NGINX for inherited listening sockets (binary upgrade).
+unset NGINX
+
 INSTANCES=${INSTANCES:-3}
 LB_ADDR=${LB_ADDR:-127.0.0.1:8080}
 BASE_PORT=${BASE_PORT:-8081}
 READY_TIMEOUT=${READY_TIMEOUT:-60}
-if [ -z "${NGINX:-}" ]; then
-	NGINX=$(command -v nginx || true)
-	[ -n "$NGINX" ] || NGINX=/usr/sbin/nginx
+if [ -z "${NGINX_BIN:-}" ]; then
+	NGINX_BIN=$(command -v nginx || true)
+	[ -n "$NGINX_BIN" ] || NGINX_BIN=/usr/sbin/nginx
 fi
 
 case "$INSTANCES" in '' | *[!0-9]*) die "INSTANCES=$INSTANCES is not a number" ;; esac
@@ -127,7 +132,7 @@ render() {
 	# The temp paths compiled into this nginx point under /var/lib/nginx;
 	# move each one it knows into RUN_DIR (an unknown directive is an error).
 	for key in client_body proxy fastcgi scgi uwsgi; do
-		if "$NGINX" -V 2>&1 | grep -q -- "--http-${key//_/-}-temp-path"; then
+		if "$NGINX_BIN" -V 2>&1 | grep -q -- "--http-${key//_/-}-temp-path"; then
 			dir=$RUN_DIR/tmp/$key
 			mkdir -p "$dir"
 			temp+="    ${key}_temp_path $dir;"$'\n'
@@ -146,7 +151,7 @@ render() {
 	mv "$nginx_conf.new" "$nginx_conf"
 }
 
-nginx_cmd() { "$NGINX" -c "$nginx_conf" -p "$RUN_DIR" -e "$RUN_DIR/logs/nginx-error.log" "$@"; }
+nginx_cmd() { "$NGINX_BIN" -c "$nginx_conf" -p "$RUN_DIR" -e "$RUN_DIR/logs/nginx-error.log" "$@"; }
 
 # reload: check the new config, signal the master, and wait until the new
 # generation of workers is up (the old one may still be draining).
@@ -264,7 +269,7 @@ do_up() {
 		die "already running in $RUN_DIR (run 'cluster.sh down' first)"
 	fi
 	command -v curl >/dev/null || die "curl is required (apt-get install curl)"
-	[ -x "$NGINX" ] || die "nginx not found (apt-get install nginx-light, or set NGINX)"
+	[ -x "$NGINX_BIN" ] || die "nginx not found (apt-get install nginx-light, or set NGINX_BIN)"
 	if [ "$INSTANCES" -gt 1 ]; then
 		case "${JOURNAL_DATABASE_URL:-}" in
 		postgres://* | postgresql://*) ;;
@@ -286,8 +291,8 @@ do_up() {
 	# other commands.
 	{
 		printf '# written by cluster.sh up at %s\n' "$(date -u +%FT%TZ)"
-		printf 'INSTANCES=%q\nLB_ADDR=%q\nBASE_PORT=%q\nNGINX=%q\nJOURNAL_BIN=%q\nREADY_TIMEOUT=%q\n' \
-			"$INSTANCES" "$LB_ADDR" "$BASE_PORT" "$NGINX" "$JOURNAL_BIN" "$READY_TIMEOUT"
+		printf 'INSTANCES=%q\nLB_ADDR=%q\nBASE_PORT=%q\nNGINX_BIN=%q\nJOURNAL_BIN=%q\nREADY_TIMEOUT=%q\n' \
+			"$INSTANCES" "$LB_ADDR" "$BASE_PORT" "$NGINX_BIN" "$JOURNAL_BIN" "$READY_TIMEOUT"
 		local v
 		for v in $(compgen -e | grep '^JOURNAL_' || true); do
 			case "$v" in JOURNAL_ADDR | JOURNAL_INSTANCE_ID | JOURNAL_BIN) continue ;; esac
