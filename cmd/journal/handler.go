@@ -9,30 +9,144 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/cache"
+	"github.com/journalsvc/journal/cache/memorycache"
+	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/entrycache"
 	"github.com/journalsvc/journal/httpapi"
 	"github.com/journalsvc/journal/password"
+	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/httplimit"
+	"github.com/journalsvc/journal/ratelimit/memorylimit"
+	"github.com/journalsvc/journal/ratelimit/redislimit"
 )
 
-// newHandler builds the HTTP handler stack on store: the API of DESIGN.md
-// 3.2 with a fresh Prometheus registry (Go runtime and process collectors
-// included), /readyz checking the database and answering "draining" once
-// draining is set.
-func newHandler(cfg Config, logger *slog.Logger, instance string, store journal.Store, draining *atomic.Bool) (http.Handler, error) {
+// stack is the handler and what must be closed after the server stopped.
+type stack struct {
+	handler http.Handler
+	closers []func()
+}
+
+// close releases the stack's resources in reverse order of creation.
+func (s *stack) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+}
+
+// newHandler builds the HTTP handler stack on db (DESIGN.md 2): the rate
+// limiter and the entry cache (Redis-backed when JOURNAL_REDIS_URL is set,
+// in-process otherwise), the API of DESIGN.md 3.2 with a fresh Prometheus
+// registry, /readyz checking the database (and Redis when configured) and
+// answering "draining" once draining is set. On error, whatever was built is
+// closed.
+func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Store, draining *atomic.Bool) (_ *stack, err error) {
+	st := &stack{}
+	defer func() {
+		if err != nil {
+			st.close()
+		}
+	}()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	return httpapi.NewServer(httpapi.Options{
+	m := newMetrics(reg)
+	policies, err := loadPolicies(cfg)
+	if err != nil {
+		return nil, err
+	}
+	trusted, err := httplimit.NewTrustedProxies(cfg.TrustedProxies...)
+	if err != nil {
+		return nil, &ConfigError{Setting: "JOURNAL_TRUSTED_PROXIES", Want: err.Error()}
+	}
+
+	var (
+		limiter    ratelimit.Limiter
+		cacheStore cache.Store
+		redisCheck httpapi.Check
+	)
+	if cfg.Redis == nil {
+		ml := memorylimit.New(memorylimit.Options{})
+		st.closers = append(st.closers, func() { _ = ml.Close() })
+		limiter = ml
+		ms, err := memorycache.New(memorycache.Options{})
+		if err != nil {
+			return nil, err
+		}
+		cacheStore = ms
+		gaugeFuncs(reg, db.PendingChanges, nil, nil)
+	} else {
+		rb := startRedis(*cfg.Redis, logger.With("instance", instance),
+			redislimit.Options{
+				Prefix:      cfg.RedisPrefix,
+				Timeout:     cfg.RedisTimeout,
+				InstanceID:  instance,
+				Logger:      logger.With("instance", instance),
+				OnRedisCall: m.onRedisCall("ratelimit"),
+			},
+			rediscache.Options{NearMaxAge: cfg.CacheNearMaxAge, Timeout: cfg.RedisTimeout},
+			rediscache.ClientConfig{OnInvalidations: m.onInvalidations},
+		)
+		st.closers = append(st.closers, rb.Close)
+		local := memorylimit.New(memorylimit.Options{})
+		st.closers = append(st.closers, func() { _ = local.Close() })
+		limiter = &redisLimiter{b: rb, local: local}
+		cacheStore = redisCacheStore{b: rb}
+		redisCheck = rb.Ping
+		gaugeFuncs(reg, db.PendingChanges,
+			func() bool { l := rb.limiter.Load(); return l == nil || l.BreakerOpen() },
+			func() int64 {
+				if l := rb.limiter.Load(); l != nil {
+					return l.LiveInstances()
+				}
+				return 1
+			})
+	}
+	logger.Info("rate limits", "instance", instance, "policies", describePolicies(policies))
+
+	cached, err := entrycache.New(noClose{db}, cacheStore, entrycache.Options{
+		Prefix:       cfg.RedisPrefix,
+		TTL:          cfg.CacheTTL,
+		Logger:       logger.With("instance", instance),
+		OnTrust:      m.onTrust,
+		OnInvalidate: func(n int) { m.applied.Add(float64(n)) },
+		Cache:        cache.Options{OnResult: m.onCacheResult, Jitter: 0.1},
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.closers = append(st.closers, func() { _ = cached.Close() })
+
+	ipStage, userStage, err := limitMiddlewares(limiter, policies, trusted, logger.With("instance", instance), m.onDecision)
+	if err != nil {
+		return nil, err
+	}
+	h, err := httpapi.NewServer(httpapi.Options{
 		Logger:     logger,
-		Users:      store,
-		Tokens:     store,
-		Entries:    store,
+		Users:      db,
+		Tokens:     cached,
+		Entries:    cached,
 		Passwords:  password.New(password.Options{}),
 		Metrics:    reg,
 		InstanceID: instance,
 		TokenTTL:   cfg.TokenTTL,
-		Database:   store.Ping,
+		Database:   db.Ping,
+		Redis:      redisCheck,
 		Draining:   draining.Load,
+		IPLimit:    ipStage,
+		UserLimit:  userStage,
 	})
+	if err != nil {
+		return nil, err
+	}
+	st.handler = h
+	return st, nil
 }
+
+// noClose keeps entrycache's Close from closing the database, which run
+// closes itself after the server stopped.
+type noClose struct{ journal.Store }
+
+func (noClose) Close() error { return nil }

@@ -70,11 +70,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}()
 
 	var draining atomic.Bool
-	handler, err := newHandler(cfg, logger, instance, store, &draining)
+	st, err := newHandler(cfg, logger, instance, store, &draining)
 	if err != nil {
 		return err
 	}
-	srv := newHTTPServer(handler, runLog)
+	defer st.close() // Redis, the limiter and the cache, before the database
+	srv := newHTTPServer(st.handler, runLog)
 	return serve(ctx, runLog, srv, ln, &draining, cfg.ShutdownDrain, cfg.ShutdownTimeout)
 }
 

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/httplimit"
+)
+
+// metrics are the service's own collectors beyond httpapi's request metrics
+// (DESIGN.md section 6), registered in the registry /metrics serves.
+type metrics struct {
+	decisions     *prometheus.CounterVec   // policy, result, mode
+	redisCalls    *prometheus.HistogramVec // component
+	redisErrors   *prometheus.CounterVec   // component
+	cacheResults  *prometheus.CounterVec   // tier, result
+	invalidations prometheus.Counter       // near-cache keys invalidated by Redis pushes
+	flushes       prometheus.Counter       // whole near caches dropped
+	applied       prometheus.Counter       // outbox changes applied to the cache
+	cacheTrusted  prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "journal_ratelimit_decisions_total",
+			Help: "Rate-limit results by policy, result (allowed, denied, unavailable) and mode (enforced, shadow, degraded).",
+		}, []string{"policy", "result", "mode"}),
+		redisCalls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "journal_redis_call_duration_seconds",
+			Help:    "Duration of calls to Redis by component.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
+		}, []string{"component"}),
+		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "journal_redis_errors_total",
+			Help: "Failed calls to Redis (timeouts included) by component.",
+		}, []string{"component"}),
+		cacheResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "journal_cache_results_total",
+			Help: "Cache lookups by tier (memory, near, redis) and result (hit, negative, miss, error).",
+		}, []string{"tier", "result"}),
+		invalidations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "journal_cache_near_invalidations_total",
+			Help: "Near-cache keys invalidated by Redis (server-assisted client-side caching).",
+		}),
+		flushes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "journal_cache_near_flushes_total",
+			Help: "Whole near caches dropped (connection lost or FLUSHALL).",
+		}),
+		applied: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "journal_cache_outbox_applied_total",
+			Help: "Outbox changes applied to the cache (after writes and by the replayer).",
+		}),
+		cacheTrusted: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "journal_cache_trusted",
+			Help: "1 while the entry cache is trusted; 0 while reads go to the database (Redis failing or outbox not yet replayed).",
+		}),
+	}
+	reg.MustRegister(m.decisions, m.redisCalls, m.redisErrors, m.cacheResults, m.invalidations, m.flushes, m.applied, m.cacheTrusted)
+	return m
+}
+
+// onDecision counts each policy's result of a rate-limit decision.
+func (m *metrics) onDecision(_ *http.Request, o httplimit.Outcome, d ratelimit.Decision, err error) {
+	if err != nil {
+		m.decisions.WithLabelValues("", "unavailable", "enforced").Inc()
+		return
+	}
+	for _, r := range d.Results {
+		result, mode := "allowed", "enforced"
+		if !r.Allowed {
+			result = "denied"
+		}
+		switch {
+		case r.Policy.Shadow:
+			mode = "shadow"
+		case r.Degraded:
+			mode = "degraded"
+		}
+		m.decisions.WithLabelValues(r.Policy.Name, result, mode).Inc()
+	}
+}
+
+// onRedisCall observes one call of component.
+func (m *metrics) onRedisCall(component string) func(time.Duration, error) {
+	h, e := m.redisCalls.WithLabelValues(component), m.redisErrors.WithLabelValues(component)
+	return func(d time.Duration, err error) {
+		h.Observe(d.Seconds())
+		if err != nil {
+			e.Inc()
+		}
+	}
+}
+
+func (m *metrics) onCacheResult(tier, result string) { m.cacheResults.WithLabelValues(tier, result).Inc() }
+
+func (m *metrics) onInvalidations(keys int) {
+	if keys == 0 {
+		m.flushes.Inc()
+		return
+	}
+	m.invalidations.Add(float64(keys))
+}
+
+func (m *metrics) onTrust(trusted bool) {
+	if trusted {
+		m.cacheTrusted.Set(1)
+	} else {
+		m.cacheTrusted.Set(0)
+	}
+}
+
+// gaugeFuncs registers gauges read at scrape time.
+func gaugeFuncs(reg prometheus.Registerer, pending func(context.Context) (int64, error), breakerOpen func() bool, live func() int64) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "journal_outbox_pending",
+		Help: "Committed writes whose cache invalidation has not been applied yet.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, err := pending(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}))
+	if breakerOpen != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "journal_ratelimit_breaker_open",
+			Help: "1 while the rate limiter's Redis circuit breaker is open.",
+		}, func() float64 {
+			if breakerOpen() {
+				return 1
+			}
+			return 0
+		}))
+	}
+	if live != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "journal_live_instances",
+			Help: "Live instances seen in Redis heartbeats (the local fallback's divisor).",
+		}, func() float64 { return float64(live()) }))
+	}
+}

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/journalsvc/journal/cache"
+	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/memorylimit"
+	"github.com/journalsvc/journal/ratelimit/redislimit"
+)
+
+// errRedisConnecting is what the cache and the limiter see before the first
+// connection to Redis succeeds.
+var errRedisConnecting = errors.New("redis: not connected yet")
+
+// redisBackends holds the Redis client and the limiter and cache store built
+// on it. Redis being down at start-up does not stop the service (DESIGN.md
+// 2): connect keeps trying in the background, and until it succeeds the
+// limiter decides by each policy's fail mode and the cache store fails every
+// call (so entrycache reads the database). Safe for concurrent use.
+type redisBackends struct {
+	url     RedisURL
+	log     *slog.Logger
+	limOpts redislimit.Options
+	rcOpts  rediscache.Options
+	ccfg    rediscache.ClientConfig
+
+	client  atomic.Pointer[rueidis.Client]
+	limiter atomic.Pointer[redislimit.Limiter]
+	store   atomic.Pointer[rediscache.Store]
+
+	stop chan struct{}
+	done sync.WaitGroup
+	once sync.Once
+}
+
+// redisConnectRetry is the pause between connection attempts at start-up.
+const redisConnectRetry = time.Second
+
+// startRedis tries to connect once, synchronously, and keeps trying in the
+// background if that fails. Close stops it.
+func startRedis(u RedisURL, log *slog.Logger, limOpts redislimit.Options, rcOpts rediscache.Options, ccfg rediscache.ClientConfig) *redisBackends {
+	b := &redisBackends{url: u, log: log, limOpts: limOpts, rcOpts: rcOpts, ccfg: ccfg, stop: make(chan struct{})}
+	if err := b.connect(); err != nil {
+		log.Warn("redis unavailable at start-up; serving degraded and retrying in the background", "redis", u.String(), "err", err)
+		b.done.Add(1)
+		go func() {
+			defer b.done.Done()
+			t := time.NewTicker(redisConnectRetry)
+			defer t.Stop()
+			for {
+				select {
+				case <-b.stop:
+					return
+				case <-t.C:
+					if err := b.connect(); err == nil {
+						return
+					}
+				}
+			}
+		}()
+	}
+	return b
+}
+
+func (b *redisBackends) clientOptions() rueidis.ClientOption {
+	opt := rediscache.ClientOptions(b.url.Addrs, b.ccfg)
+	opt.Username = b.url.Username
+	opt.Password = b.url.Password
+	opt.SelectDB = b.url.DB
+	if b.url.TLS {
+		opt.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if b.url.Cluster() {
+		opt.ShuffleInit = true
+	}
+	return opt
+}
+
+func (b *redisBackends) connect() error {
+	client, near, err := rediscache.NewClient(b.clientOptions())
+	if err != nil {
+		return err
+	}
+	if !near {
+		b.log.Warn("redis refuses client-side caching (CLIENT TRACKING): no near cache, every cached read goes to Redis")
+	}
+	lim, err := redislimit.New(client, b.limOpts)
+	if err != nil {
+		client.Close()
+		return err
+	}
+	if policy, evictable := lim.EvictionPolicy(); evictable {
+		b.log.Warn("redis maxmemory-policy can evict rate-limit keys: give the limiter a Redis with noeviction or a volatile-* policy",
+			"maxmemory_policy", policy)
+	}
+	st, err := rediscache.New(client, b.rcOpts)
+	if err != nil {
+		_ = lim.Close()
+		client.Close()
+		return err
+	}
+	b.client.Store(&client)
+	b.limiter.Store(lim)
+	b.store.Store(st)
+	b.log.Info("redis connected", "redis", b.url.String(), "cluster", b.url.Cluster(), "near_cache", near)
+	return nil
+}
+
+// Ping checks Redis for /readyz.
+func (b *redisBackends) Ping(ctx context.Context) error {
+	c := b.client.Load()
+	if c == nil {
+		return errRedisConnecting
+	}
+	return (*c).Do(ctx, (*c).B().Ping().Build()).Error()
+}
+
+// Close stops connecting and closes the limiter, the cache store and the
+// client.
+func (b *redisBackends) Close() {
+	b.once.Do(func() { close(b.stop) })
+	b.done.Wait()
+	if l := b.limiter.Load(); l != nil {
+		_ = l.Close()
+	}
+	if s := b.store.Load(); s != nil {
+		s.Close()
+	}
+	if c := b.client.Load(); c != nil {
+		(*c).Close()
+	}
+}
+
+// redisLimiter is the service's ratelimit.Limiter when Redis is configured:
+// the redislimit.Limiter once connected; before that, each policy's fail
+// mode with a local limiter for FailLocal (at the full limit: no heartbeat
+// has told this instance how many others run).
+type redisLimiter struct {
+	b     *redisBackends
+	local *memorylimit.Limiter
+}
+
+var _ ratelimit.Limiter = (*redisLimiter)(nil)
+
+func (l *redisLimiter) Decide(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
+	if r := l.b.limiter.Load(); r != nil {
+		return r.Decide(ctx, subject, items...)
+	}
+	return l.unconnected(ctx, subject, items, false)
+}
+
+func (l *redisLimiter) Peek(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
+	if r := l.b.limiter.Load(); r != nil {
+		return r.Peek(ctx, subject, items...)
+	}
+	return l.unconnected(ctx, subject, items, true)
+}
+
+func (l *redisLimiter) Reset(ctx context.Context, subject, policy string) error {
+	if r := l.b.limiter.Load(); r != nil {
+		return r.Reset(ctx, subject, policy)
+	}
+	return l.local.Reset(ctx, subject, policy)
+}
+
+// unconnected decides without Redis: FailClosed makes the whole decision
+// unavailable, FailOpen policies admit, FailLocal policies are decided by the
+// local limiter; every result is marked degraded.
+func (l *redisLimiter) unconnected(ctx context.Context, subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, error) {
+	var local []ratelimit.Item
+	for _, it := range items {
+		switch it.Policy.Fail {
+		case ratelimit.FailClosed:
+			return ratelimit.Decision{}, errors.Join(ratelimit.ErrUnavailable, errRedisConnecting)
+		case ratelimit.FailLocal:
+			local = append(local, it)
+		}
+	}
+	var ld ratelimit.Decision
+	if len(local) > 0 {
+		var err error
+		if peek {
+			ld, err = l.local.Peek(ctx, subject, local...)
+		} else {
+			ld, err = l.local.Decide(ctx, subject, local...)
+		}
+		if err != nil {
+			return ratelimit.Decision{}, err
+		}
+	}
+	results := make([]ratelimit.Result, len(items))
+	j := 0
+	for i, it := range items {
+		if it.Policy.Fail == ratelimit.FailLocal {
+			results[i] = ld.Results[j]
+			j++
+		} else {
+			results[i] = ratelimit.Result{Policy: it.Policy, Allowed: true, Remaining: it.Policy.Limit()}
+		}
+		results[i].Degraded = true
+	}
+	return ratelimit.Combine(results), nil
+}
+
+// redisCacheStore is the service's cache.Store when Redis is configured: the
+// rediscache.Store once connected, an error before.
+type redisCacheStore struct{ b *redisBackends }
+
+var _ cache.Store = redisCacheStore{}
+
+func (s redisCacheStore) get() (*rediscache.Store, error) {
+	if st := s.b.store.Load(); st != nil {
+		return st, nil
+	}
+	return nil, errRedisConnecting
+}
+
+func (s redisCacheStore) Name() string { return "redis" }
+
+// Healthy reports whether the store is connected and passes its liveness
+// check (entrycache reads the database while it does not).
+func (s redisCacheStore) Healthy() bool {
+	st, err := s.get()
+	return err == nil && st.Healthy()
+}
+
+func (s redisCacheStore) Get(ctx context.Context, key string) (cache.Entry, error) {
+	st, err := s.get()
+	if err != nil {
+		return cache.Entry{}, err
+	}
+	return st.Get(ctx, key)
+}
+
+func (s redisCacheStore) Set(ctx context.Context, key string, e cache.Entry, ttl time.Duration) error {
+	st, err := s.get()
+	if err != nil {
+		return err
+	}
+	return st.Set(ctx, key, e, ttl)
+}
+
+func (s redisCacheStore) Delete(ctx context.Context, keys ...string) error {
+	st, err := s.get()
+	if err != nil {
+		return err
+	}
+	return st.Delete(ctx, keys...)
+}
+
+func (s redisCacheStore) Lease(ctx context.Context, key string, ttl time.Duration) (string, cache.Entry, error) {
+	st, err := s.get()
+	if err != nil {
+		return "", cache.Entry{}, err
+	}
+	return st.Lease(ctx, key, ttl)
+}
+
+func (s redisCacheStore) Fill(ctx context.Context, key, token string, e cache.Entry, ttl time.Duration) (bool, error) {
+	st, err := s.get()
+	if err != nil {
+		return false, err
+	}
+	return st.Fill(ctx, key, token, e, ttl)
+}
+
+func (s redisCacheStore) Release(ctx context.Context, key, token string) error {
+	st, err := s.get()
+	if err != nil {
+		return err
+	}
+	return st.Release(ctx, key, token)
+}
