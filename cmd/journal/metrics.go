@@ -96,7 +96,9 @@ func (m *metrics) onRedisCall(component string) func(time.Duration, error) {
 	}
 }
 
-func (m *metrics) onCacheResult(tier, result string) { m.cacheResults.WithLabelValues(tier, result).Inc() }
+func (m *metrics) onCacheResult(tier, result string) {
+	m.cacheResults.WithLabelValues(tier, result).Inc()
+}
 
 func (m *metrics) onInvalidations(keys int) {
 	if keys == 0 {
