@@ -68,6 +68,10 @@ type Options struct {
 	// OnInvalidate, if set, is called with the number of changes applied to
 	// the cache (after writes and by the replayer).
 	OnInvalidate func(n int)
+	// Bypass, if set, is asked before each read: true sends the read to the
+	// database without touching the cache, and without distrusting it (for
+	// example when the request has spent its time budget for Redis).
+	Bypass func(ctx context.Context) bool
 }
 
 // db is what this package needs of the database.
@@ -173,11 +177,12 @@ func (s *Store) Close() error {
 // Trusted reports whether reads are currently served from the cache.
 func (s *Store) Trusted() bool { return s.trusted.Load() }
 
-// useCache reports whether a read may go through the cache: it is trusted
-// and the store does not already know it is unhealthy (then no read waits on
+// useCache reports whether a read may go through the cache: it is trusted,
+// Options.Bypass does not refuse ctx, and the store does not already know it
+// is unhealthy (then no read waits on
 // a Redis deadline; the cache is distrusted until the outbox is replayed).
-func (s *Store) useCache() bool {
-	if !s.trusted.Load() {
+func (s *Store) useCache(ctx context.Context) bool {
+	if !s.trusted.Load() || (s.opts.Bypass != nil && s.opts.Bypass(ctx)) {
 		return false
 	}
 	if h, ok := s.store.(healthReporter); ok && !h.Healthy() {
@@ -359,7 +364,7 @@ func (s *Store) Entry(ctx context.Context, userID, id string) (journal.Entry, er
 	if !journal.ValidID(id) || !journal.ValidID(userID) {
 		return journal.Entry{}, journal.ErrNotFound
 	}
-	if !s.useCache() {
+	if !s.useCache(ctx) {
 		return degraded(ctx, s, s.itemKey(userID, id), func(ctx context.Context) (journal.Entry, error) { return s.db.Entry(ctx, userID, id) })
 	}
 	b, err := s.c.GetOrLoad(ctx, s.itemKey(userID, id), s.opts.TTL, func(ctx context.Context) ([]byte, error) {
@@ -409,7 +414,7 @@ func (s *Store) ListEntries(ctx context.Context, userID string, req journal.Page
 	if req.After != nil {
 		cur = req.After.Encode()
 	}
-	if !s.useCache() {
+	if !s.useCache(ctx) {
 		key := s.userPrefix(userID) + "p:degraded:" + strconv.Itoa(req.Limit) + ":" + cur
 		return degraded(ctx, s, key, func(ctx context.Context) (journal.Page, error) { return s.db.ListEntries(ctx, userID, req) })
 	}
@@ -473,7 +478,7 @@ func (s *Store) DeleteEntry(ctx context.Context, userID, id string, ifVersion in
 // TokenByHash implements journal.TokenStore through the cache. A cached token
 // lives at most until it expires and at most TTL.
 func (s *Store) TokenByHash(ctx context.Context, hash string) (journal.Token, error) {
-	if !s.useCache() {
+	if !s.useCache(ctx) {
 		return degraded(ctx, s, s.tokenKey(hash), func(ctx context.Context) (journal.Token, error) { return s.db.TokenByHash(ctx, hash) })
 	}
 	b, err := s.c.GetOrLoad(ctx, s.tokenKey(hash), s.opts.TTL, func(ctx context.Context) ([]byte, error) {

@@ -113,6 +113,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Sto
 		OnTrust:      m.onTrust,
 		OnInvalidate: func(n int) { m.applied.Add(float64(n)) },
 		Cache:        cache.Options{OnResult: m.onCacheResult, Jitter: 0.1},
+		Bypass:       spent,
 	})
 	if err != nil {
 		return nil, err
@@ -142,6 +143,9 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Sto
 		return nil, err
 	}
 	st.handler = h
+	if cfg.Redis != nil {
+		st.handler = withRedisBudget(h, cfg.RedisTimeout)
+	}
 	return st, nil
 }
 

@@ -22,6 +22,10 @@ import (
 // connection to Redis succeeds.
 var errRedisConnecting = errors.New("redis: not connected yet")
 
+// errBudgetSpent is returned by cache calls made after the request's Redis
+// budget is spent (entrycache bypasses the cache before that happens).
+var errBudgetSpent = errors.New("redis: request's time budget spent")
+
 // redisBackends holds the Redis client and the limiter and cache store built
 // on it. Redis being down at start-up does not stop the service (DESIGN.md
 // 2): connect keeps trying in the background, and until it succeeds the
@@ -152,16 +156,27 @@ type redisLimiter struct {
 
 var _ ratelimit.Limiter = (*redisLimiter)(nil)
 
+// Decide decides in Redis within the request's Redis budget; before the
+// first connection, or with the budget spent, by each policy's fail mode.
 func (l *redisLimiter) Decide(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
 	if r := l.b.limiter.Load(); r != nil {
-		return r.Decide(ctx, subject, items...)
+		if bctx, done, ok := redisCall(ctx); ok {
+			d, err := r.Decide(bctx, subject, items...)
+			done()
+			return d, err
+		}
 	}
 	return l.unconnected(ctx, subject, items, false)
 }
 
+// Peek is Decide without consuming.
 func (l *redisLimiter) Peek(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
 	if r := l.b.limiter.Load(); r != nil {
-		return r.Peek(ctx, subject, items...)
+		if bctx, done, ok := redisCall(ctx); ok {
+			d, err := r.Peek(bctx, subject, items...)
+			done()
+			return d, err
+		}
 	}
 	return l.unconnected(ctx, subject, items, true)
 }
@@ -173,7 +188,8 @@ func (l *redisLimiter) Reset(ctx context.Context, subject, policy string) error 
 	return l.local.Reset(ctx, subject, policy)
 }
 
-// unconnected decides without Redis: FailClosed makes the whole decision
+// unconnected decides without Redis (not connected yet, or the request's
+// Redis budget is spent): FailClosed makes the whole decision
 // unavailable, FailOpen policies admit, FailLocal policies are decided by the
 // local limiter; every result is marked degraded.
 func (l *redisLimiter) unconnected(ctx context.Context, subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, error) {
@@ -218,11 +234,18 @@ type redisCacheStore struct{ b *redisBackends }
 
 var _ cache.Store = redisCacheStore{}
 
-func (s redisCacheStore) get() (*rediscache.Store, error) {
-	if st := s.b.store.Load(); st != nil {
-		return st, nil
+// get returns the connected store and ctx bounded by the request's Redis
+// budget; done charges the call.
+func (s redisCacheStore) get(ctx context.Context) (*rediscache.Store, context.Context, func(), error) {
+	st := s.b.store.Load()
+	if st == nil {
+		return nil, ctx, nil, errRedisConnecting
 	}
-	return nil, errRedisConnecting
+	bctx, done, ok := redisCall(ctx)
+	if !ok {
+		return nil, ctx, nil, errBudgetSpent
+	}
+	return st, bctx, done, nil
 }
 
 func (s redisCacheStore) Name() string { return "redis" }
@@ -230,54 +253,60 @@ func (s redisCacheStore) Name() string { return "redis" }
 // Healthy reports whether the store is connected and passes its liveness
 // check (entrycache reads the database while it does not).
 func (s redisCacheStore) Healthy() bool {
-	st, err := s.get()
-	return err == nil && st.Healthy()
+	st := s.b.store.Load()
+	return st != nil && st.Healthy()
 }
 
 func (s redisCacheStore) Get(ctx context.Context, key string) (cache.Entry, error) {
-	st, err := s.get()
+	st, ctx, done, err := s.get(ctx)
 	if err != nil {
 		return cache.Entry{}, err
 	}
+	defer done()
 	return st.Get(ctx, key)
 }
 
 func (s redisCacheStore) Set(ctx context.Context, key string, e cache.Entry, ttl time.Duration) error {
-	st, err := s.get()
+	st, ctx, done, err := s.get(ctx)
 	if err != nil {
 		return err
 	}
+	defer done()
 	return st.Set(ctx, key, e, ttl)
 }
 
 func (s redisCacheStore) Delete(ctx context.Context, keys ...string) error {
-	st, err := s.get()
+	st, ctx, done, err := s.get(ctx)
 	if err != nil {
 		return err
 	}
+	defer done()
 	return st.Delete(ctx, keys...)
 }
 
 func (s redisCacheStore) Lease(ctx context.Context, key string, ttl time.Duration) (string, cache.Entry, error) {
-	st, err := s.get()
+	st, ctx, done, err := s.get(ctx)
 	if err != nil {
 		return "", cache.Entry{}, err
 	}
+	defer done()
 	return st.Lease(ctx, key, ttl)
 }
 
 func (s redisCacheStore) Fill(ctx context.Context, key, token string, e cache.Entry, ttl time.Duration) (bool, error) {
-	st, err := s.get()
+	st, ctx, done, err := s.get(ctx)
 	if err != nil {
 		return false, err
 	}
+	defer done()
 	return st.Fill(ctx, key, token, e, ttl)
 }
 
 func (s redisCacheStore) Release(ctx context.Context, key, token string) error {
-	st, err := s.get()
+	st, ctx, done, err := s.get(ctx)
 	if err != nil {
 		return err
 	}
+	defer done()
 	return st.Release(ctx, key, token)
 }

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// redisBudget is the time one request may still spend waiting on Redis, all
+// calls together (JOURNAL_REDIS_TIMEOUT, DESIGN.md 3.1): the IP decision, the
+// token lookup, the user decision and the entry read share it. Each call is
+// bounded by what is left and charged what it took; when nothing is left the
+// limiter decides by fail mode and the cache is bypassed for the database,
+// without waiting on Redis at all. Safe for concurrent use.
+type redisBudget struct {
+	left atomic.Int64 // nanoseconds
+}
+
+type budgetKey struct{}
+
+// withRedisBudget gives every request a fresh budget of d.
+func withRedisBudget(next http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := &redisBudget{}
+		b.left.Store(int64(d))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), budgetKey{}, b)))
+	})
+}
+
+// budgetFrom returns the request's budget, or nil outside a request (start-up,
+// background work): then calls are bounded by the components' own timeouts.
+func budgetFrom(ctx context.Context) *redisBudget {
+	b, _ := ctx.Value(budgetKey{}).(*redisBudget)
+	return b
+}
+
+// spent reports whether ctx carries a budget with nothing left.
+func spent(ctx context.Context) bool {
+	b := budgetFrom(ctx)
+	return b != nil && b.left.Load() <= 0
+}
+
+// redisCall bounds ctx by the remaining budget. ok is false when the budget is
+// spent; otherwise done must be called when the call returns, to charge it.
+func redisCall(ctx context.Context) (_ context.Context, done func(), ok bool) {
+	b := budgetFrom(ctx)
+	if b == nil {
+		return ctx, func() {}, true
+	}
+	left := b.left.Load()
+	if left <= 0 {
+		return ctx, nil, false
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(left))
+	return ctx, func() {
+		cancel()
+		b.left.Add(-int64(time.Since(start)))
+	}, true
+}

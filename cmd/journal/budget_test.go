@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/journalsvc/journal/internal/testenv"
+)
+
+func TestRedisBudgetAccounting(t *testing.T) {
+	t.Parallel()
+	var ctx context.Context
+	h := withRedisBudget(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { ctx = r.Context() }), 30*time.Millisecond)
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+
+	if spent(ctx) {
+		t.Fatal("fresh budget reported spent")
+	}
+	cctx, done, ok := redisCall(ctx)
+	if !ok {
+		t.Fatal("redisCall refused a fresh budget")
+	}
+	dl, has := cctx.Deadline()
+	if !has || time.Until(dl) > 30*time.Millisecond {
+		t.Errorf("call deadline %v from now, want at most the 30ms budget", time.Until(dl))
+	}
+	<-cctx.Done() // a call that waits out the whole budget
+	done()
+	if !spent(ctx) {
+		t.Error("budget not spent after a call used all of it")
+	}
+	if _, _, ok := redisCall(ctx); ok {
+		t.Error("redisCall allowed a call with the budget spent")
+	}
+	// Outside a request there is no budget: calls are bounded by their own
+	// timeouts only.
+	if _, done, ok := redisCall(context.Background()); !ok || spent(context.Background()) {
+		t.Error("no budget outside a request should allow calls")
+	} else {
+		done()
+	}
+}
+
+// TestRedisBudgetBoundsRequest pauses Redis (it answers nothing) and sends one
+// authenticated entry read, which makes four Redis calls (IP decision, token
+// lookup, user decision, entry read): together they wait at most
+// JOURNAL_REDIS_TIMEOUT, not four times it.
+func TestRedisBudgetBoundsRequest(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	const budget = 300 * time.Millisecond
+	env := sharedEnv(t, r.URL(), map[string]string{"JOURNAL_REDIS_TIMEOUT": budget.String()})
+	j := startJournal(t, env)
+	c := signup(t, j.URL, "alice")
+	created := c.do("POST", "/v1/entries", map[string]string{"title": "t"})
+	expect(t, "POST /v1/entries", created, http.StatusCreated)
+	id := decodeJSON[entryJSON](t, created).ID
+
+	r.Pause(t)
+	start := time.Now()
+	expect(t, "GET with Redis paused", c.do("GET", "/v1/entries/"+id, nil), http.StatusOK)
+	took := time.Since(start)
+	t.Logf("authenticated GET with Redis paused took %v (budget %v)", took, budget)
+	// Budget + database time + -race slack; without the shared budget the four
+	// calls would wait about 4 x 300ms.
+	if took > budget+400*time.Millisecond {
+		t.Errorf("GET with Redis paused took %v, want about the %v budget", took, budget)
+	}
+	r.Resume(t)
+}
