@@ -184,7 +184,20 @@ func (r Rate) validate() error {
 
 // String formats r as ParseRate accepts it, e.g. "100/1m0s".
 func (r Rate) String() string {
-	return strconv.FormatInt(r.N, 10) + "/" + r.Per.String()
+	return strconv.FormatInt(r.N, 10) + "/" + compactDuration(r.Per)
+}
+
+// compactDuration formats d like time.Duration.String without zero trailing
+// units ("1h", "1h30m", "90s" stays "1m30s"), so ParseRate(r.String()) == r.
+func compactDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // Policy is one named limit. The zero value is not valid; see [Policy.Validate].

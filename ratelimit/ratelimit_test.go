@@ -181,3 +181,23 @@ func TestDecisionViolatedAndCombine(t *testing.T) {
 		t.Errorf("a shadow denial blocked: %+v", d)
 	}
 }
+
+func TestRateStringRoundTrips(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"100/1m", "5/1s", "2000/1h", "50000/24h", "7/1h30m", "3/1m30s", "9/2h0m5s"} {
+		r, err := ratelimit.ParseRate(s)
+		if err != nil {
+			t.Fatalf("ParseRate(%q): %v", s, err)
+		}
+		back, err := ratelimit.ParseRate(r.String())
+		if err != nil || back != r {
+			t.Errorf("ParseRate(%q).String() = %q, which parses to %v, %v", s, r.String(), back, err)
+		}
+	}
+	if got, want := (ratelimit.Rate{N: 2000, Per: time.Hour}).String(), "2000/1h"; got != want {
+		t.Errorf("String = %q, want %q", got, want)
+	}
+	if got, want := (ratelimit.Rate{N: 100, Per: time.Minute}).String(), "100/1m"; got != want {
+		t.Errorf("String = %q, want %q", got, want)
+	}
+}
