@@ -60,6 +60,23 @@ func niceCeil(v float64) float64 {
 	return 10 * p
 }
 
+// niceAxis returns the top of a y axis at or above v and its number of
+// intervals (3 to 6), each a round step: 1, 2, 2.5 or 5 times a power of
+// ten. The smallest such top wins.
+func niceAxis(v float64) (top float64, intervals int) {
+	if v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 1, 4
+	}
+	best, bestN := math.Inf(1), 4
+	for n := 3; n <= 6; n++ {
+		step := niceCeil(v / float64(n))
+		if t := step * float64(n); t < best*(1-1e-9) {
+			best, bestN = t, n
+		}
+	}
+	return best, bestN
+}
+
 // fmtNum formats an axis or tooltip number compactly.
 func fmtNum(v float64) string {
 	switch {
@@ -107,7 +124,7 @@ func (c chart) SVG() template.HTML {
 	for _, l := range c.Lines {
 		ymax = math.Max(ymax, l.Value)
 	}
-	ymax = niceCeil(ymax * 1.08)
+	ymax, ticks := niceAxis(ymax * 1.05)
 	pw, ph := float64(chartW-marginL-marginR), float64(chartH-marginT-marginB)
 	span := float64(max(n-1, 1))
 	x := func(t int) float64 { return marginL + float64(t)/span*pw }
@@ -117,8 +134,8 @@ func (c chart) SVG() template.HTML {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" role="img" aria-label="%s" class="chart" id="%s">`,
 		chartW, chartH, html.EscapeString(c.Title), html.EscapeString(c.ID))
 	// Grid and y axis labels.
-	for i := 0; i <= 4; i++ {
-		v := ymax * float64(i) / 4
+	for i := 0; i <= ticks; i++ {
+		v := ymax * float64(i) / float64(ticks)
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" class="grid"/>`, marginL, y(v), chartW-marginR, y(v))
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="ylab">%s</text>`, marginL-8, y(v)+4, fmtNum(v))
 	}

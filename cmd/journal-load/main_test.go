@@ -132,8 +132,10 @@ func TestCoherenceDetectsStaleReads(t *testing.T) {
 	if c.StaleItem == 0 || c.StaleList != 0 {
 		t.Errorf("stale item %d list %d, want some item and no list reads stale", c.StaleItem, c.StaleList)
 	}
-	if c.NeverFresh != 0 || c.LagMaxMs < 20 || c.LagMaxMs > 1000 {
-		t.Errorf("never fresh %d, max lag %.1f ms: want 0 and about 60 ms", c.NeverFresh, c.LagMaxMs)
+	// The copy expires 60 ms after the warming read, so the lag after the
+	// write is at most that (3x margin for a loaded machine).
+	if c.NeverFresh != 0 || c.LagMaxMs <= 0 || c.LagMaxMs > 180 {
+		t.Errorf("never fresh %d, max lag %.1f ms: want 0 and above 0, at most about 60 ms", c.NeverFresh, c.LagMaxMs)
 	}
 }
 
@@ -167,13 +169,8 @@ func TestMixed(t *testing.T) {
 func TestMixedCountsFailures(t *testing.T) {
 	t.Parallel()
 	st := newStandin(1000000)
+	st.failAfter, st.fail5xx = 50, 7 // the setup is 10 requests
 	srv := st.serve(t, "a", 0)
-	go func() {
-		time.Sleep(400 * time.Millisecond) // after the setup
-		st.mu.Lock()
-		st.fail5xx = 7
-		st.mu.Unlock()
-	}()
 	s, _, err := runLoad(t, "-scenario", "outage", "-target", srv.URL, "-rate", "100", "-duration", "1500ms", "-users", "2", "-check")
 	if !errors.Is(err, errFailed) {
 		t.Errorf("run err = %v, want errFailed", err)
@@ -314,6 +311,29 @@ func TestNiceCeil(t *testing.T) {
 	for _, tt := range []struct{ in, want float64 }{{0, 1}, {0.7, 1}, {1, 1}, {1.2, 2}, {2.2, 2.5}, {3, 5}, {7, 10}, {430, 500}, {2001, 2500}} {
 		if got := niceCeil(tt.in); got != tt.want {
 			t.Errorf("niceCeil(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestNiceAxis(t *testing.T) {
+	tests := []struct {
+		in    float64
+		top   float64
+		steps int
+	}{
+		{216, 250, 5},
+		{0, 1, 4},
+		{105, 120, 6},
+		{300 * 1.05, 400, 4},
+		{4.2, 5, 5},
+	}
+	for _, tt := range tests {
+		top, n := niceAxis(tt.in)
+		if top != tt.top || n != tt.steps {
+			t.Errorf("niceAxis(%v) = %v, %d, want %v, %d", tt.in, top, n, tt.top, tt.steps)
+		}
+		if top < tt.in {
+			t.Errorf("niceAxis(%v) top %v below the data", tt.in, top)
 		}
 	}
 }

@@ -29,7 +29,9 @@ type standin struct {
 	order   map[string][]string // user -> ids, oldest first
 	used    map[string]int      // client -> admitted requests
 	seq     int
-	fail5xx int // answer this many requests with 500 before serving again
+	// failAfter requests after the first, the next fail5xx requests are
+	// answered 500.
+	failAfter, fail5xx int
 }
 
 func newStandin(limit int) *standin {
@@ -60,7 +62,9 @@ func (s *standin) serve(tb testing.TB, name string, lag time.Duration) *httptest
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if s.fail5xx > 0 {
+		if s.failAfter > 0 {
+			s.failAfter--
+		} else if s.fail5xx > 0 {
 			s.fail5xx--
 			http.Error(w, "boom", http.StatusInternalServerError)
 			return
