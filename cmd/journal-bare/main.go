@@ -1,0 +1,30 @@
+// Command journal-bare is the baseline of the full-stack benchmark
+// (DESIGN.md 8): a bare net/http server that answers every request with one
+// fixed response, the same status, headers and body bytes as a cached
+// GET /v1/entries/{id} of the journal service, and does nothing else.
+//
+// It reads the response to replay from a file in the format `curl -si`
+// prints (status line, headers, blank line, body):
+//
+//	journal-bare -addr 127.0.0.1:18081 -response get.http
+//
+// net/http adds Date itself, so a Date header in the file is not copied; the
+// header count on the wire is thus the same as the recorded response's.
+// The first line on stderr is "listening ADDR" with the actual address.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		os.Stderr.WriteString("journal-bare: " + err.Error() + "\n")
+		os.Exit(1)
+	}
+}
