@@ -57,6 +57,11 @@ type Options struct {
 	// OpTimeout bounds the invalidation applied after a write and each replay
 	// batch. Default 1s.
 	OpTimeout time.Duration
+	// LoadTimeout bounds a database read made while the cache is not trusted
+	// (shared by the callers of one key, so detached from the first caller's
+	// cancellation). Default 5s, the stores' statement timeout: a slow
+	// database must not fail more reads because the cache is down.
+	LoadTimeout time.Duration
 	// Cache configures the cache.Cache built over the store. Its OnResult is
 	// called after this package's own bookkeeping.
 	Cache cache.Options
@@ -135,6 +140,9 @@ func New(d journal.Store, cs cache.Store, opts Options) (*Store, error) {
 	}
 	if opts.OpTimeout <= 0 {
 		opts.OpTimeout = time.Second
+	}
+	if opts.LoadTimeout <= 0 {
+		opts.LoadTimeout = 5 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -324,7 +332,7 @@ func (s *Store) tokenKey(hash string) string      { return s.opts.Prefix + "t:{"
 func degraded[T any](ctx context.Context, s *Store, key string, read func(context.Context) (T, error)) (T, error) {
 	var zero T
 	ch := s.sf.DoChan(key, func() (any, error) {
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.OpTimeout)
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.LoadTimeout)
 		defer cancel()
 		select {
 		case s.sem <- struct{}{}:
