@@ -66,7 +66,16 @@ func signupWhere(tb testing.TB, cl *testenv.Cluster, base, name string, want fun
 			masters = append(masters, master)
 			continue
 		}
-		r = c.do("POST", "/v1/tokens", creds)
+		// Login fails closed (503 + Retry-After) when the limiter cannot
+		// decide in time, as a 50ms deadline under -race on 2 shared cores
+		// sometimes cannot: retry as a client would, a few times.
+		for try := 0; ; try++ {
+			r = c.do("POST", "/v1/tokens", creds)
+			if r.Code != http.StatusServiceUnavailable || try == 5 {
+				break
+			}
+			time.Sleep(time.Second)
+		}
 		expect(tb, "POST /v1/tokens", r, http.StatusCreated)
 		c.token = decodeJSON[struct {
 			Token string `json:"token"`
@@ -263,36 +272,54 @@ func TestClusterCoherentCaching(t *testing.T) {
 	}
 }
 
-// loadResult counts the responses of the failover test's load by class.
-type loadResult struct {
-	mu                      sync.Mutex
+// Phases of the failover test, for loadResult.
+const (
+	beforeKill  = iota
+	failingOver // from the kill until WaitMasterFor saw the replica promoted
+	afterPromotion
+	phases
+)
+
+var phaseNames = [phases]string{"before the kill", "during the failover", "after the promotion"}
+
+// loadCounts are the responses of one phase by class.
+type loadCounts struct {
 	ok, tooMany, other, bad int // 2xx, 429, other non-5xx, 5xx or transport error
 	degraded                int // responses whose RateLimit header is ;journal-degraded
-	samples                 []string
-	slowest                 time.Duration
 }
 
-func (l *loadResult) record(what string, code int, h http.Header, err error, took time.Duration) {
+// loadResult counts the responses of the failover test's load by phase and
+// class. The phase of a response is the phase in which it was sent.
+type loadResult struct {
+	phase   atomic.Int32
+	mu      sync.Mutex
+	counts  [phases]loadCounts
+	samples []string
+	slowest time.Duration
+}
+
+func (l *loadResult) record(phase int32, what string, code int, h http.Header, err error, took time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.slowest = max(l.slowest, took)
+	c := &l.counts[phase]
 	if err == nil && strings.Contains(h.Get("RateLimit"), "journal-degraded") {
-		l.degraded++
+		c.degraded++
 	}
 	switch {
 	case err != nil || code >= 500:
-		l.bad++
+		c.bad++
 	case code >= 200 && code < 300:
-		l.ok++
+		c.ok++
 		return
 	case code == http.StatusTooManyRequests:
-		l.tooMany++
+		c.tooMany++
 		return
 	default:
-		l.other++
+		c.other++
 	}
 	if len(l.samples) < 10 {
-		l.samples = append(l.samples, fmt.Sprintf("%s: %d %v", what, code, err))
+		l.samples = append(l.samples, fmt.Sprintf("%s %s: %d %v", phaseNames[phase], what, code, err))
 	}
 }
 
@@ -394,9 +421,9 @@ func TestClusterMasterFailover(t *testing.T) {
 				case 3:
 					method, path, body = "POST", "/v1/entries", map[string]string{"title": fmt.Sprintf("w%d-%d", w, i), "body": "b"}
 				}
-				start := time.Now()
+				phase, start := res.phase.Load(), time.Now()
 				code, h, _, err := rawDo(hc, method, in.URL+path, c.token, body)
-				res.record(method+" "+path+" on "+in.Addr, code, h, err, time.Since(start))
+				res.record(phase, method+" "+path+" on "+in.Addr, code, h, err, time.Since(start))
 				time.Sleep(5 * time.Millisecond)
 			}
 		})
@@ -405,10 +432,12 @@ func TestClusterMasterFailover(t *testing.T) {
 	defer stopLoad()
 
 	time.Sleep(time.Second) // load before the failover
+	res.phase.Store(failingOver)
 	victim.Kill(t)
 	killed := time.Now()
 	promoted := cl.WaitMasterFor(t, ipKey, victim)
 	promotedAt := time.Now()
+	res.phase.Store(afterPromotion)
 	failover := promotedAt.Sub(killed)
 	if got := cl.MasterFor(t, userTag(userID)); got.Addr() != promoted.Addr() {
 		t.Errorf("user's slot mastered by %s after the failover, want the promoted %s", got.Addr(), promoted.Addr())
@@ -454,15 +483,22 @@ func TestClusterMasterFailover(t *testing.T) {
 
 	res.mu.Lock()
 	defer res.mu.Unlock()
-	t.Logf("load through the failover: %d 2xx, %d 429, %d other, %d 5xx or errors; %d degraded decisions; slowest %v",
-		res.ok, res.tooMany, res.other, res.bad, res.degraded, res.slowest)
-	if res.bad != 0 || res.other != 0 {
-		t.Errorf("%d 5xx or transport errors and %d unexpected statuses during the failover, e.g. %v", res.bad, res.other, res.samples)
+	var total loadCounts
+	for p, n := range res.counts {
+		t.Logf("load %s: %d 2xx, %d 429, %d other, %d 5xx or errors; %d degraded decisions",
+			phaseNames[p], n.ok, n.tooMany, n.other, n.bad, n.degraded)
+		total.ok += n.ok
+		total.bad += n.bad
+		total.other += n.other
 	}
-	if res.degraded == 0 {
-		t.Errorf("no decision was degraded: the load did not meet the failover")
+	t.Logf("slowest request %v", res.slowest)
+	if total.bad != 0 || total.other != 0 {
+		t.Errorf("%d 5xx or transport errors and %d unexpected statuses, e.g. %v", total.bad, total.other, res.samples)
 	}
-	if res.ok == 0 {
-		t.Errorf("no request succeeded")
+	if n := res.counts[failingOver]; n.degraded == 0 || n.ok == 0 {
+		t.Errorf("during the failover %d requests succeeded and %d decisions were degraded, want both > 0: the load did not meet the failover", n.ok, n.degraded)
+	}
+	if n := res.counts[afterPromotion]; n.ok == 0 {
+		t.Errorf("no request succeeded after the promotion")
 	}
 }
