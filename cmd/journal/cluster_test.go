@@ -31,18 +31,6 @@ var clusterLimits = map[string]string{
 	"JOURNAL_RATE_LIMIT_LOGIN":  "1000/1m",
 }
 
-// withLimits returns m with the entries of clusterLimits it lacks.
-func withLimits(m map[string]string) map[string]string {
-	out := map[string]string{}
-	for k, v := range clusterLimits {
-		out[k] = v
-	}
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
 // userTag is the Redis Cluster hash tag of a user's cache keys
 // (journal:e:{u:<uid>}:..., DESIGN.md 5.3): all of them live in its slot.
 func userTag(id string) string { return "{u:" + id + "}" }
