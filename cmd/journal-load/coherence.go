@@ -101,9 +101,13 @@ func runCoherence(ctx context.Context, cfg config, a *api, rec *recorder, prog *
 		c.do(w, http.MethodDelete, "/v1/tokens/current", nil, http.StatusNoContent)
 		revoked := time.Now()
 		out.Revocations++
-		lag, ok := c.pollUntil(r, "/v1/users/me", revoked, func(resp response) bool { return resp.Status == http.StatusUnauthorized })
+		lag, ok, accepted := c.pollUntil(r, "/v1/users/me", revoked, func(resp response) bool { return resp.Status == http.StatusUnauthorized })
 		if !ok {
-			out.RevokedStill++
+			// Only a 2xx proves the token still works; a run of 429s or
+			// 5xx proves nothing (and counts as failed requests).
+			if accepted {
+				out.RevokedStill++
+			}
 			continue
 		}
 		out.RevocationLags = append(out.RevocationLags, ms(lag))
@@ -144,23 +148,27 @@ func (c *coherenceRun) get(base, path string, fresh func(response) bool) respons
 	return r
 }
 
+// answered reports whether r says something about the data: not a
+// transport error, a 429 or a 5xx (those are failed requests, never stale
+// reads).
+func answered(r response) bool {
+	return r.Err == nil && r.Status != http.StatusTooManyRequests && r.Status < 500
+}
+
 // pollUntil reads path on base until fresh says yes, at most pollFor. It
-// returns how long after since the first fresh answer's request was sent (0
-// when the first read was fresh) and whether one came.
-func (c *coherenceRun) pollUntil(base, path string, since time.Time, fresh func(response) bool) (time.Duration, bool) {
-	first := true
+// returns how long after since the first fresh answer's request was sent,
+// whether one came, and whether any answer before it was a real one that
+// was not fresh (see [answered]).
+func (c *coherenceRun) pollUntil(base, path string, since time.Time, fresh func(response) bool) (lag time.Duration, ok, staleSeen bool) {
 	for time.Since(since) < pollFor && c.ctx.Err() == nil {
 		r := c.get(base, path, fresh)
 		if fresh(r) {
-			if first {
-				return 0, true
-			}
-			return r.At.Sub(since), true
+			return r.At.Sub(since), true, staleSeen
 		}
-		first = false
+		staleSeen = staleSeen || answered(r)
 		time.Sleep(pollEvery)
 	}
-	return 0, false
+	return 0, false, staleSeen
 }
 
 // stale records one stale read and how long it stayed stale.
@@ -193,10 +201,14 @@ func (c *coherenceRun) checkItem(base string, want entry, gone bool, wrote time.
 	}
 	c.out.ItemReads++
 	path := "/v1/entries/" + want.ID
-	if fresh(c.get(base, path, fresh)) {
+	r := c.get(base, path, fresh)
+	if fresh(r) {
 		return
 	}
-	lag, ok := c.pollUntil(base, path, wrote, fresh)
+	lag, ok, staleSeen := c.pollUntil(base, path, wrote, fresh)
+	if !answered(r) && !staleSeen {
+		return // only errors or 429s before the fresh answer: failed requests, not stale reads
+	}
 	c.stale("item", lag, ok)
 }
 
@@ -217,9 +229,13 @@ func (c *coherenceRun) checkList(base string, want entry, gone bool, wrote time.
 	}
 	c.out.ListReads++
 	const path = "/v1/entries?limit=20"
-	if fresh(c.get(base, path, fresh)) {
+	r := c.get(base, path, fresh)
+	if fresh(r) {
 		return
 	}
-	lag, ok := c.pollUntil(base, path, wrote, fresh)
+	lag, ok, staleSeen := c.pollUntil(base, path, wrote, fresh)
+	if !answered(r) && !staleSeen {
+		return // only errors or 429s before the fresh answer: failed requests, not stale reads
+	}
 	c.stale("list", lag, ok)
 }

@@ -115,6 +115,30 @@ func TestCoherenceCoherent(t *testing.T) {
 	}
 }
 
+// TestCoherenceErrorsAreNotStale: a read refused with 429 is a failed
+// request, not a stale read. Each simulated client may send 3 requests, so
+// the first pair's list read after the write (its fourth) is refused, and
+// so is every poll of it until the run's 1 s bound ends it.
+func TestCoherenceErrorsAreNotStale(t *testing.T) {
+	t.Parallel()
+	st := newStandin(3)
+	a, b := st.serve(t, "a", 0), st.serve(t, "b", 0)
+	s, _, err := runLoad(t, "-scenario", "coherence", "-instances", a.URL+","+b.URL, "-pairs", "1", "-duration", "1s", "-check")
+	if !errors.Is(err, errFailed) {
+		t.Errorf("run err = %v, want errFailed", err)
+	}
+	c := s.Coherence
+	if c.Pairs != 1 || c.ItemReads != 1 || c.ListReads != 1 {
+		t.Fatalf("pairs %d item reads %d list reads %d, want 1 each", c.Pairs, c.ItemReads, c.ListReads)
+	}
+	if c.StaleReads != 0 || c.NeverFresh != 0 {
+		t.Errorf("stale %d never fresh %d, want 0 and 0 (the list reads were 429s)", c.StaleReads, c.NeverFresh)
+	}
+	if s.Failed == 0 || s.ByStatus["429"] == 0 {
+		t.Errorf("failed %d, by status %v: want the 429s counted as failed", s.Failed, s.ByStatus)
+	}
+}
+
 // TestCoherenceDetectsStaleReads: an instance whose cache lags by 60 ms is
 // caught, and the lag is measured.
 func TestCoherenceDetectsStaleReads(t *testing.T) {
