@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -204,10 +205,34 @@ func newUser(ctx context.Context, a *api, base, cl string) (user, error) {
 	return u, err
 }
 
+// Login retries: the service refuses logins with 503 and Retry-After when
+// its rate limiter cannot reach Redis (login fails closed, DESIGN.md 4.2),
+// which a loaded Redis causes for a moment; a client retries after the
+// advertised delay (capped at loginRetryMax), at most loginAttempts times.
+const (
+	loginAttempts = 5
+	loginRetryMax = time.Second
+)
+
 // login returns a new token of u.
 func login(ctx context.Context, a *api, base string, u user) (string, error) {
-	r := a.Do(ctx, call{Base: base, Method: http.MethodPost, Path: "/v1/tokens", Client: u.Client,
-		Body: map[string]string{"username": u.Name, "password": u.Password}})
+	var r response
+	for attempt := 1; ; attempt++ {
+		r = a.Do(ctx, call{Base: base, Method: http.MethodPost, Path: "/v1/tokens", Client: u.Client,
+			Body: map[string]string{"username": u.Name, "password": u.Password}})
+		if r.Status != http.StatusServiceUnavailable || attempt == loginAttempts {
+			break
+		}
+		wait := loginRetryMax
+		if n, err := strconv.Atoi(strings.TrimSpace(r.Header.Get("Retry-After"))); err == nil && n >= 0 && time.Duration(n)*time.Second < wait {
+			wait = time.Duration(n) * time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w: POST /v1/tokens: %s", errSetup, r.describe())
+		case <-time.After(wait):
+		}
+	}
 	if r.Status != http.StatusCreated {
 		return "", fmt.Errorf("%w: POST /v1/tokens: %s", errSetup, r.describe())
 	}

@@ -204,6 +204,27 @@ func TestMixedCountsFailures(t *testing.T) {
 	}
 }
 
+// TestSetupRetriesUnavailableLogin: a login refused 503 with Retry-After
+// (login fails closed while the limiter cannot reach Redis) is retried
+// after the delay, so the setup succeeds.
+func TestSetupRetriesUnavailableLogin(t *testing.T) {
+	t.Parallel()
+	st := newStandin(1000000)
+	st.loginUnavailable = 1
+	srv := st.serve(t, "a", 0)
+	start := time.Now()
+	s, out, err := runLoad(t, "-scenario", "mixed", "-target", srv.URL, "-rate", "20", "-duration", "300ms", "-users", "2", "-check")
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	if s.Paced.Users != 2 || st.loginUnavailable != 0 {
+		t.Errorf("users %d, refusals left %d: want 2 and 0", s.Paced.Users, st.loginUnavailable)
+	}
+	if d := time.Since(start); d < time.Second {
+		t.Errorf("run took %v: the retry did not wait Retry-After (1 s)", d)
+	}
+}
+
 // checkHTML asserts the report is self-contained and its SVG charts are
 // well-formed XML.
 func checkHTML(tb testing.TB, page string, wantIDs ...string) {

@@ -32,6 +32,9 @@ type standin struct {
 	// failAfter requests after the first, the next fail5xx requests are
 	// answered 500.
 	failAfter, fail5xx int
+	// loginUnavailable: the next this many logins are answered 503 with
+	// Retry-After, as the service does when login's limiter fails closed.
+	loginUnavailable int
 }
 
 func newStandin(limit int) *standin {
@@ -93,6 +96,11 @@ func (s *standin) serve(tb testing.TB, name string, lag time.Duration) *httptest
 		case r.Method == "POST" && r.URL.Path == "/v1/users":
 			s.users[body["username"]] = body["password"]
 			writeJSON(201, map[string]string{"id": body["username"], "username": body["username"]})
+			return
+		case r.Method == "POST" && r.URL.Path == "/v1/tokens" && s.loginUnavailable > 0:
+			s.loginUnavailable--
+			w.Header().Set("Retry-After", "1")
+			writeJSON(503, map[string]string{"title": "Service Unavailable"})
 			return
 		case r.Method == "POST" && r.URL.Path == "/v1/tokens":
 			if pw, ok := s.users[body["username"]]; !ok || pw != body["password"] {
