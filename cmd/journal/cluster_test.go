@@ -284,12 +284,16 @@ type loadResult struct {
 	counts  [phases]loadCounts
 	samples []string
 	slowest time.Duration
+	slowAt  string // the slowest request, its phase and status
 }
 
 func (l *loadResult) record(phase int32, what string, code int, h http.Header, err error, took time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.slowest = max(l.slowest, took)
+	if took > l.slowest {
+		l.slowest = took
+		l.slowAt = fmt.Sprintf("%s %s: %d %v", phaseNames[phase], what, code, err)
+	}
 	c := &l.counts[phase]
 	if err == nil && strings.Contains(h.Get("RateLimit"), "journal-degraded") {
 		c.degraded++
@@ -496,13 +500,15 @@ func testMasterFailover(t *testing.T, faultName string, fault func(*testenv.Redi
 		total.bad += n.bad
 		total.other += n.other
 	}
-	t.Logf("slowest request %v", res.slowest)
-	// No request waits on the broken master beyond the Redis budget: a slow
-	// one here is CPU (-race, 2 shared cores) and the database, so the bound
-	// is loose; a request stuck on the master would take rueidis' 500ms
-	// write timeout per call, or the client's 10s.
+	t.Logf("slowest request %v (%s)", res.slowest, res.slowAt)
+	// No request hangs on the broken master. The bound is loose on purpose:
+	// with a paused master a write's invalidation waits for rueidis'
+	// reconnection to the hung node when one is in progress, which does not
+	// honour the caller's deadline and ends after the dial timeout
+	// (rediscache.ClientConfig.DialTimeout, 1s): writes measured 0.6-1.1s
+	// here, above the 50ms JOURNAL_REDIS_TIMEOUT budget (reported, not fixed).
 	if res.slowest > 2*time.Second {
-		t.Errorf("slowest request took %v, want < 2s", res.slowest)
+		t.Errorf("slowest request took %v (%s), want < 2s", res.slowest, res.slowAt)
 	}
 	if total.bad != 0 || total.other != 0 {
 		t.Errorf("%d 5xx or transport errors and %d unexpected statuses, e.g. %v", total.bad, total.other, res.samples)
