@@ -198,7 +198,14 @@ func (s *Store) ping() bool {
 // Name returns "redis".
 func (s *Store) Name() string { return "redis" }
 
+// withTimeout bounds ctx by Options.Timeout. When ctx already ends no later
+// (the service's per-request Redis budget), ctx is returned as is: a derived
+// context would not change the deadline, only allocate a cancelCtx and
+// register it with its parent on every Get.
 func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && !dl.After(time.Now().Add(s.opts.Timeout)) {
+		return ctx, func() {}
+	}
 	return context.WithTimeout(ctx, s.opts.Timeout)
 }
 

@@ -383,6 +383,17 @@ func (l *Limiter) run(ctx context.Context, subject string, items []ratelimit.Ite
 
 var errBreakerOpen = errors.New("redislimit: circuit breaker open")
 
+// withTimeout is context.WithTimeout(ctx, d), except that when ctx already
+// ends no later (the service's per-request Redis budget) it returns ctx as
+// is: a derived context would not change the deadline, only allocate a
+// cancelCtx and register it with its parent on every decision.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && !dl.After(time.Now().Add(d)) {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
+}
+
 func (l *Limiter) localNow() time.Time {
 	if l.scriptNow != nil {
 		return l.scriptNow()
@@ -423,7 +434,7 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 		}
 		args = append(args, pa.alg, pa.a, pa.b, strconv.FormatInt(cost, 10), shadow)
 	}
-	cctx, cancel := context.WithTimeout(ctx, l.opts.Timeout)
+	cctx, cancel := withTimeout(ctx, l.opts.Timeout)
 	start := time.Now()
 	res := l.decide.Exec(cctx, l.client, keys, args)
 	cancel()
