@@ -313,6 +313,13 @@ func (s *Store) apply(ctx context.Context, changes []journal.Change) error {
 // write, so the write is invisible to no instance once it returns. On failure
 // the changes stay in the outbox and the cache is distrusted until replayed.
 func (s *Store) invalidate(ctx context.Context, userID string) {
+	if h, ok := s.store.(healthReporter); ok && !h.Healthy() {
+		// Redis is known to be down or hung: do not wait on it. The change
+		// stays in the outbox and the replayer applies it once Redis is back,
+		// before the cache is trusted again.
+		s.distrust("cache store unhealthy at write")
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.OpTimeout)
 	defer cancel()
 	if _, err := s.db.ApplyChanges(ctx, userID, 1000, s.apply); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -69,5 +70,27 @@ func TestRedisBudgetBoundsRequest(t *testing.T) {
 	if took > budget+400*time.Millisecond {
 		t.Errorf("GET with Redis paused took %v, want about the %v budget", took, budget)
 	}
+	// Writes too: the invalidation after the commit must not wait for Redis
+	// beyond the budget (the change stays in the outbox).
+	for i, method := range []string{"PATCH", "POST"} {
+		start = time.Now()
+		path, want := "/v1/entries/"+id, http.StatusOK
+		if method == "POST" {
+			path, want = "/v1/entries", http.StatusCreated
+		}
+		expect(t, method+" with Redis paused", c.do(method, path, map[string]string{"title": "during " + strconv.Itoa(i)}), want)
+		took = time.Since(start)
+		t.Logf("%s with Redis paused took %v (budget %v)", method, took, budget)
+		if took > budget+400*time.Millisecond {
+			t.Errorf("%s with Redis paused took %v, want about the %v budget", method, took, budget)
+		}
+	}
 	r.Resume(t)
+	// After Redis returns, every read for a second shows the write made
+	// during the pause: the outbox is replayed before the cache is trusted.
+	for until := time.Now().Add(time.Second); time.Now().Before(until); time.Sleep(50 * time.Millisecond) {
+		if got := decodeJSON[entryJSON](t, c.do("GET", "/v1/entries/"+id, nil)); got.Title != "during 0" {
+			t.Fatalf("after Redis returned, GET shows title %q, want %q", got.Title, "during 0")
+		}
+	}
 }

@@ -98,7 +98,8 @@ func TestClusterExactLimits(t *testing.T) {
 				insts = append(insts, startJournal(t, env))
 			}
 			var admitted, denied, degraded atomic.Int64
-			perInstance := make([]atomic.Int64, len(insts))
+			perInstance := make([]atomic.Int64, len(insts)) // admitted
+			answered := make([]atomic.Int64, len(insts))
 			var bad atomic.Value
 			var wg sync.WaitGroup
 			start := make(chan struct{})
@@ -112,6 +113,7 @@ func TestClusterExactLimits(t *testing.T) {
 						return
 					}
 					resp.Body.Close()
+					answered[in].Add(1)
 					if strings.Contains(resp.Header.Get("RateLimit"), "journal-degraded") {
 						degraded.Add(1)
 					}
@@ -144,8 +146,10 @@ func TestClusterExactLimits(t *testing.T) {
 			counts := make([]int64, len(perInstance))
 			for i := range perInstance {
 				counts[i] = perInstance[i].Load()
-				if counts[i] == 0 {
-					t.Errorf("instance %d admitted nothing: the flood did not reach every instance", i)
+				// Which instance admits depends on arrival order; what matters
+				// is that all three took part in one shared limit.
+				if answered[i].Load() == 0 {
+					t.Errorf("instance %d answered nothing: the flood did not reach every instance", i)
 				}
 			}
 			t.Logf("%s: %d of %d admitted (per instance %v), %d denied; key on master %s", algo, admitted.Load(), flood,

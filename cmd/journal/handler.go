@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -112,8 +113,11 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Sto
 		Logger:       logger.With("instance", instance),
 		OnTrust:      m.onTrust,
 		OnInvalidate: func(n int) { m.applied.Add(float64(n)) },
-		Cache:        cache.Options{OnResult: m.onCacheResult, Jitter: 0.1},
-		Bypass:       spent,
+		// A reader waits for another instance's fill at most a few Redis
+		// budgets: a fill that failed (Redis restarting) must not hold every
+		// reader of the key for the library's default 500ms.
+		Cache:  cache.Options{OnResult: m.onCacheResult, Jitter: 0.1, LeaseWait: max(4*cfg.RedisTimeout, 100*time.Millisecond)},
+		Bypass: spent,
 	})
 	if err != nil {
 		return nil, err

@@ -243,9 +243,21 @@ func (s redisCacheStore) get(ctx context.Context) (*rediscache.Store, context.Co
 	}
 	bctx, done, ok := redisCall(ctx)
 	if !ok {
-		return nil, ctx, nil, errBudgetSpent
+		return st, ctx, nil, errBudgetSpent
 	}
 	return st, bctx, done, nil
+}
+
+// cleanup is get for Fill and Release, which end a fill lease: they run even
+// with the budget spent (bounded by the store's own timeout and charged), or
+// the lease would stay until it expires and every other reader of the key
+// would wait for a fill that never comes.
+func (s redisCacheStore) cleanup(ctx context.Context) (*rediscache.Store, context.Context, func(), error) {
+	st, bctx, done, err := s.get(ctx)
+	if errors.Is(err, errBudgetSpent) {
+		return st, ctx, func() {}, nil
+	}
+	return st, bctx, done, err
 }
 
 func (s redisCacheStore) Name() string { return "redis" }
@@ -275,13 +287,25 @@ func (s redisCacheStore) Set(ctx context.Context, key string, e cache.Entry, ttl
 	return st.Set(ctx, key, e, ttl)
 }
 
+// Delete invalidates keys after a write. It returns when ctx (bounded by the
+// request's Redis budget) is done even if Redis has not answered: while the
+// client reconnects to a hung server, its callers wait for the dial rather
+// than for their own deadline, and a write must not wait that long. The
+// change then stays in the outbox and is replayed.
 func (s redisCacheStore) Delete(ctx context.Context, keys ...string) error {
 	st, ctx, done, err := s.get(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	return st.Delete(ctx, keys...)
+	res := make(chan error, 1)
+	go func() { res <- st.Delete(ctx, keys...) }()
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (s redisCacheStore) Lease(ctx context.Context, key string, ttl time.Duration) (string, cache.Entry, error) {
@@ -294,7 +318,7 @@ func (s redisCacheStore) Lease(ctx context.Context, key string, ttl time.Duratio
 }
 
 func (s redisCacheStore) Fill(ctx context.Context, key, token string, e cache.Entry, ttl time.Duration) (bool, error) {
-	st, ctx, done, err := s.get(ctx)
+	st, ctx, done, err := s.cleanup(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -303,7 +327,7 @@ func (s redisCacheStore) Fill(ctx context.Context, key, token string, e cache.En
 }
 
 func (s redisCacheStore) Release(ctx context.Context, key, token string) error {
-	st, ctx, done, err := s.get(ctx)
+	st, ctx, done, err := s.cleanup(ctx)
 	if err != nil {
 		return err
 	}
