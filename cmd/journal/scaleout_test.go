@@ -28,9 +28,11 @@ func sharedEnv(tb testing.TB, redisURL string, extra map[string]string) map[stri
 		"JOURNAL_DATABASE_URL": testenv.PostgresURL(tb),
 		"JOURNAL_REDIS_URL":    redisURL,
 		"JOURNAL_REDIS_PREFIX": randomPrefix(),
-		// Under -race on 2 shared cores a 50ms deadline can expire; these
-		// tests are about shared state, the fault tests below use the default.
-		"JOURNAL_REDIS_TIMEOUT": "1s",
+		// Under -race on 2 shared cores, with other packages' tests running, a
+		// Redis reply can take over a second (seen in CI). A missed deadline
+		// makes the decision degraded (local fallback), which is by design but
+		// not what these tests are about; the fault tests use the default.
+		"JOURNAL_REDIS_TIMEOUT": "5s",
 	}
 	for k, v := range extra {
 		m[k] = v
@@ -48,7 +50,7 @@ func TestThreeInstancesShareOneLimit(t *testing.T) {
 	for range 3 {
 		insts = append(insts, startJournal(t, env))
 	}
-	var admitted, denied atomic.Int64
+	var admitted, denied, degraded atomic.Int64
 	perInstance := make([]atomic.Int64, 3) // answered
 	var wg sync.WaitGroup
 	var bad atomic.Value
@@ -64,6 +66,9 @@ func TestThreeInstancesShareOneLimit(t *testing.T) {
 			}
 			resp.Body.Close()
 			perInstance[in].Add(1)
+			if strings.Contains(resp.Header.Get("RateLimit"), "journal-degraded") {
+				degraded.Add(1)
+			}
 			switch resp.StatusCode {
 			case http.StatusTooManyRequests:
 				denied.Add(1)
@@ -91,6 +96,9 @@ func TestThreeInstancesShareOneLimit(t *testing.T) {
 	wg.Wait()
 	if v := bad.Load(); v != nil {
 		t.Errorf("bad response: %v", v)
+	}
+	if n := degraded.Load(); n != 0 {
+		t.Errorf("%d decisions were degraded (decided without Redis), so exactness cannot hold", n)
 	}
 	if got, want := admitted.Load(), int64(100); got != want {
 		t.Errorf("admitted %d of 150 across 3 instances, want exactly %d (denied %d)", got, want, denied.Load())
