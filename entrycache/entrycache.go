@@ -104,6 +104,11 @@ type Store struct {
 	sem   chan struct{}
 	sf    singleflight.Group
 
+	// Decoded cached values (see memo).
+	tokens  *memo[journal.Token]
+	entries *memo[cachedEntry]
+	pages   *memo[cachedPage]
+
 	trusted atomic.Bool
 	kick    chan struct{}
 	stop    chan struct{}
@@ -152,6 +157,10 @@ func New(d journal.Store, cs cache.Store, opts Options) (*Store, error) {
 		sem:  make(chan struct{}, opts.DegradedReads),
 		kick: make(chan struct{}, 1),
 		stop: make(chan struct{}),
+
+		tokens:  newMemo[journal.Token](memoSlots, 1<<10),
+		entries: newMemo[cachedEntry](memoSlots, 16<<10),
+		pages:   newMemo[cachedPage](memoSlots/8, 64<<10),
 	}
 	copts := opts.Cache
 	copts.NotFoundTTL = opts.NotFoundTTL
@@ -360,6 +369,11 @@ func degraded[T any](ctx context.Context, s *Store, key string, read func(contex
 	}
 }
 
+// memoSlots bounds the decoded tokens and entries each Store remembers (and
+// an eighth of it the pages): with the byte limits given in New, at most
+// 512 KiB of tokens, 8 MiB of entries and 4 MiB of pages.
+const memoSlots = 512
+
 // cachedEntry is the stored form of an entry.
 type cachedEntry struct {
 	ID        string    `json:"id"`
@@ -398,8 +412,8 @@ func (s *Store) Entry(ctx context.Context, userID, id string) (journal.Entry, er
 	case err != nil:
 		return journal.Entry{}, err
 	}
-	var c cachedEntry
-	if err := json.Unmarshal(b, &c); err != nil {
+	c, err := s.entries.decode(b)
+	if err != nil {
 		return journal.Entry{}, fmt.Errorf("entrycache: decode entry: %w", err)
 	}
 	return c.entry(), nil
@@ -452,11 +466,16 @@ func (s *Store) ListEntries(ctx context.Context, userID string, req journal.Page
 	if err != nil {
 		return journal.Page{}, err
 	}
-	var cp cachedPage
-	if err := json.Unmarshal(b, &cp); err != nil {
+	cp, err := s.pages.decode(b)
+	if err != nil {
 		return journal.Page{}, fmt.Errorf("entrycache: decode page: %w", err)
 	}
-	p := journal.Page{Entries: make([]journal.Entry, len(cp.Entries)), Next: cp.Next}
+	// cp may be shared (memo): hand out copies of its slice and pointer.
+	p := journal.Page{Entries: make([]journal.Entry, len(cp.Entries))}
+	if cp.Next != nil {
+		next := *cp.Next
+		p.Next = &next
+	}
 	for i, e := range cp.Entries {
 		p.Entries[i] = e.entry()
 	}
@@ -512,8 +531,8 @@ func (s *Store) TokenByHash(ctx context.Context, hash string) (journal.Token, er
 	case err != nil:
 		return journal.Token{}, err
 	}
-	var t journal.Token
-	if err := json.Unmarshal(b, &t); err != nil {
+	t, err := s.tokens.decode(b)
+	if err != nil {
 		return journal.Token{}, fmt.Errorf("entrycache: decode token: %w", err)
 	}
 	return t, nil
