@@ -82,7 +82,14 @@ func (in *instance) roundTrip(tb testing.TB, ctx context.Context) {
 func newInstance(tb testing.TB, db journal.Store, cs cache.Store, prefix string) *instance {
 	tb.Helper()
 	c := &counting{Store: db}
-	s, err := entrycache.New(nopClose{c}, cs, entrycache.Options{Prefix: prefix, ReplayInterval: 20 * time.Millisecond})
+	s, err := entrycache.New(nopClose{c}, cs, entrycache.Options{
+		Prefix:         prefix,
+		ReplayInterval: 20 * time.Millisecond,
+		// Losers of a fill lease wait up to 3s for the winner: under -race on
+		// a loaded 2-core machine a fill can take longer than the default
+		// 500ms, and the stampede tests count database loads exactly.
+		Cache: cache.Options{LeaseTTL: 5 * time.Second, LeaseWait: 3 * time.Second},
+	})
 	if err != nil {
 		tb.Fatal(err)
 	}
