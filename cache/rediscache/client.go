@@ -33,6 +33,10 @@ type ClientConfig struct {
 	// connection's near cache was flushed (disconnect or FLUSHALL). It runs on
 	// rueidis' reader goroutine and must be fast (a counter).
 	OnInvalidations func(keys int)
+	// OnInvalidatedKey, if set, is called with each key the server
+	// invalidates (for example LagProbe.Invalidated). It runs on rueidis'
+	// reader goroutine and must be fast.
+	OnInvalidatedKey func(key string)
 }
 
 // ClientOptions returns the rueidis options this package relies on, for a
@@ -80,8 +84,19 @@ func ClientOptions(addrs []string, cfg ClientConfig) rueidis.ClientOption {
 		Dialer:              net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: cfg.KeepAlive},
 		PipelineMultiplex:   -1,
 	}
-	if fn := cfg.OnInvalidations; fn != nil {
-		opt.OnInvalidations = func(msgs []rueidis.RedisMessage) { fn(len(msgs)) }
+	if count, each := cfg.OnInvalidations, cfg.OnInvalidatedKey; count != nil || each != nil {
+		opt.OnInvalidations = func(msgs []rueidis.RedisMessage) {
+			if count != nil {
+				count(len(msgs))
+			}
+			if each != nil {
+				for _, m := range msgs {
+					if k, err := m.ToString(); err == nil {
+						each(k)
+					}
+				}
+			}
+		}
 	}
 	return opt
 }

@@ -200,7 +200,7 @@ func startUncached(tb testing.TB, vars map[string]string) string {
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
 	rb := startRedis(*cfg.Redis, logger, redislimit.Options{Prefix: cfg.RedisPrefix, Timeout: cfg.RedisTimeout, InstanceID: "uncached"},
-		rediscache.Options{}, rediscache.ClientConfig{})
+		rediscache.Options{}, rediscache.ClientConfig{}, nil)
 	tb.Cleanup(rb.Close)
 	local := memorylimit.New(memorylimit.Options{})
 	tb.Cleanup(func() { _ = local.Close() })

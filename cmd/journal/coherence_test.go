@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/journalsvc/journal/internal/testenv"
 )
@@ -82,5 +83,28 @@ func TestCoherenceThroughService(t *testing.T) {
 	expect(t, "GET on B after the delete", onB.do("GET", "/v1/entries/"+id, nil), http.StatusNotFound)
 	if page := decodeJSON[pageJSON](t, onB.do("GET", "/v1/entries", nil)); len(page.Entries) != 0 {
 		t.Errorf("page on B after the delete has %d entries, want 0", len(page.Entries))
+	}
+}
+
+// TestInvalidationLagMetric: with two instances on one Redis, /metrics
+// reports the invalidation lag the canary measures.
+func TestInvalidationLagMetric(t *testing.T) {
+	t.Parallel()
+	env := sharedEnv(t, "redis://"+testenv.RedisAddr(t), nil)
+	a, _ := startJournal(t, env), startJournal(t, env)
+	c := newAPIClient(t, a.URL)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		body := string(c.do("GET", "/metrics", nil).Body)
+		if i := strings.Index(body, "journal_cache_invalidation_lag_seconds_count "); i >= 0 {
+			var n int
+			if _, err := fmt.Sscan(body[i+len("journal_cache_invalidation_lag_seconds_count "):], &n); err == nil && n >= 2 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("journal_cache_invalidation_lag_seconds has fewer than 2 observations after 15s")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -89,6 +89,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Sto
 			},
 			rediscache.Options{NearMaxAge: cfg.CacheNearMaxAge, Timeout: cfg.RedisTimeout},
 			rediscache.ClientConfig{OnInvalidations: m.onInvalidations},
+			func(d time.Duration) { m.invalidationLag.Observe(d.Seconds()) },
 		)
 		st.closers = append(st.closers, rb.Close)
 		local := memorylimit.New(memorylimit.Options{})

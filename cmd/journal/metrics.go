@@ -22,6 +22,9 @@ type metrics struct {
 	flushes       prometheus.Counter       // whole near caches dropped
 	applied       prometheus.Counter       // outbox changes applied to the cache
 	cacheTrusted  prometheus.Gauge
+	// invalidationLag is the time from a write on one instance until another
+	// instance's near cache learns of it (rediscache.LagProbe).
+	invalidationLag prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -55,12 +58,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "journal_cache_outbox_applied_total",
 			Help: "Outbox changes applied to the cache (after writes and by the replayer).",
 		}),
+		invalidationLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "journal_cache_invalidation_lag_seconds",
+			Help:    "Time from a write on one instance until an instance's near cache is invalidated (a canary written every 2s by every instance; across hosts it includes their clock offset).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}),
 		cacheTrusted: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "journal_cache_trusted",
 			Help: "1 while the entry cache is trusted; 0 while reads go to the database (Redis failing or outbox not yet replayed).",
 		}),
 	}
-	reg.MustRegister(m.decisions, m.redisCalls, m.redisErrors, m.cacheResults, m.invalidations, m.flushes, m.applied, m.cacheTrusted)
+	reg.MustRegister(m.decisions, m.redisCalls, m.redisErrors, m.cacheResults, m.invalidations, m.flushes, m.applied, m.cacheTrusted, m.invalidationLag)
 	return m
 }
 

@@ -41,6 +41,8 @@ type redisBackends struct {
 	client  atomic.Pointer[rueidis.Client]
 	limiter atomic.Pointer[redislimit.Limiter]
 	store   atomic.Pointer[rediscache.Store]
+	lag     atomic.Pointer[rediscache.LagProbe]
+	onLag   func(time.Duration) // observes the invalidation lag; nil: no probe
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -52,8 +54,15 @@ const redisConnectRetry = time.Second
 
 // startRedis tries to connect once, synchronously, and keeps trying in the
 // background if that fails. Close stops it.
-func startRedis(u RedisURL, log *slog.Logger, limOpts redislimit.Options, rcOpts rediscache.Options, ccfg rediscache.ClientConfig) *redisBackends {
-	b := &redisBackends{url: u, log: log, limOpts: limOpts, rcOpts: rcOpts, ccfg: ccfg, stop: make(chan struct{})}
+// onLag, if not nil, receives the invalidation lag measured by a
+// rediscache.LagProbe on the key <prefix>lag, shared by every instance.
+func startRedis(u RedisURL, log *slog.Logger, limOpts redislimit.Options, rcOpts rediscache.Options, ccfg rediscache.ClientConfig, onLag func(time.Duration)) *redisBackends {
+	b := &redisBackends{url: u, log: log, limOpts: limOpts, rcOpts: rcOpts, ccfg: ccfg, onLag: onLag, stop: make(chan struct{})}
+	b.ccfg.OnInvalidatedKey = func(key string) {
+		if p := b.lag.Load(); p != nil {
+			p.Invalidated(key)
+		}
+	}
 	if err := b.connect(); err != nil {
 		log.Warn("redis unavailable at start-up; serving degraded and retrying in the background", "redis", u.String(), "err", err)
 		b.done.Add(1)
@@ -116,6 +125,9 @@ func (b *redisBackends) connect() error {
 	b.client.Store(&client)
 	b.limiter.Store(lim)
 	b.store.Store(st)
+	if b.onLag != nil && near {
+		b.lag.Store(rediscache.NewLagProbe(client, b.limOpts.Prefix+"lag", 2*time.Second, b.onLag))
+	}
 	b.log.Info("redis connected", "redis", b.url.String(), "cluster", b.url.Cluster(), "near_cache", near)
 	return nil
 }
@@ -134,6 +146,9 @@ func (b *redisBackends) Ping(ctx context.Context) error {
 func (b *redisBackends) Close() {
 	b.once.Do(func() { close(b.stop) })
 	b.done.Wait()
+	if p := b.lag.Load(); p != nil {
+		p.Close()
+	}
 	if l := b.limiter.Load(); l != nil {
 		_ = l.Close()
 	}
