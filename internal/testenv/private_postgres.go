@@ -169,14 +169,7 @@ func (pg *Postgres) Restart(tb testing.TB) {
 	if err := pg.stop(); err != nil {
 		tb.Fatalf("testenv: Restart: %v", err)
 	}
-	var err error
-	for attempt := 0; attempt < 10; attempt++ {
-		if err = pg.start(); !errors.Is(err, errPortInUse) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
+	if err := restartOnSamePort(pg.start); err != nil {
 		tb.Fatalf("testenv: Restart: %v", err)
 	}
 }

@@ -175,16 +175,7 @@ func (r *Redis) Restart(tb testing.TB) {
 	if err := r.stop(); err != nil {
 		tb.Fatalf("testenv: Restart: %v", err)
 	}
-	// The port was ours a moment ago; another process may grab it in
-	// between, rarely: retry briefly, then report it.
-	var err error
-	for attempt := 0; attempt < 10; attempt++ {
-		if err = r.start(); !errors.Is(err, errPortInUse) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
+	if err := restartOnSamePort(r.start); err != nil {
 		tb.Fatalf("testenv: Restart: %v", err)
 	}
 }
@@ -271,4 +262,18 @@ func readFrom(path string, offset int64) string {
 		return ""
 	}
 	return string(b[offset:])
+}
+
+// restartOnSamePort starts a server again on the port it had. The port was
+// ours a moment ago; another process may grab it in between, rarely: retry
+// briefly, then report it.
+func restartOnSamePort(start func() error) error {
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		if err = start(); !errors.Is(err, errPortInUse) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
 }
