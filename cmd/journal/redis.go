@@ -112,10 +112,8 @@ func (b *redisBackends) connect() error {
 		client.Close()
 		return err
 	}
-	if policy, evictable := lim.EvictionPolicy(); evictable {
-		b.log.Warn("redis maxmemory-policy can evict rate-limit keys: give the limiter a Redis with noeviction or a volatile-* policy",
-			"maxmemory_policy", policy)
-	}
+	// redislimit reads the server's maxmemory-policy in the background and
+	// warns through limOpts.Logger when it could evict the limiter's keys.
 	st, err := rediscache.New(client, b.rcOpts)
 	if err != nil {
 		_ = lim.Close()
