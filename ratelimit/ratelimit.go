@@ -442,3 +442,16 @@ func rawSubject(s string) bool {
 	}
 	return true
 }
+
+// Share returns p's share for one of n instances deciding without a shared
+// store: rate and burst divided by n, rounded up, and at least cost (so a
+// request that fits the whole policy still fits one share). n < 1 counts as 1.
+func (p Policy) Share(n, cost int64) Policy {
+	n, cost = max(n, 1), max(cost, 1)
+	div := func(x int64) int64 { return max((x+n-1)/n, cost) }
+	p.Rate.N = div(p.Rate.N)
+	if p.Burst > 0 {
+		p.Burst = div(p.Burst)
+	}
+	return p
+}

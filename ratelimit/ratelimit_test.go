@@ -201,3 +201,26 @@ func TestRateStringRoundTrips(t *testing.T) {
 		t.Errorf("String = %q, want %q", got, want)
 	}
 }
+
+func TestPolicyShare(t *testing.T) {
+	t.Parallel()
+	p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 100, Per: time.Minute}, Burst: 10}
+	for _, tc := range []struct {
+		n, cost, wantN, wantBurst int64
+	}{
+		{1, 1, 100, 10},
+		{0, 1, 100, 10}, // n < 1 counts as 1
+		{3, 1, 34, 4},   // rounded up
+		{100, 1, 1, 1},
+		{1000, 1, 1, 1}, // never below the cost
+		{1000, 5, 5, 5},
+	} {
+		got := p.Share(tc.n, tc.cost)
+		if got.Rate.N != tc.wantN || got.Burst != tc.wantBurst || got.Rate.Per != p.Rate.Per || got.Name != p.Name {
+			t.Errorf("Share(%d, %d) = %+v, want N %d burst %d", tc.n, tc.cost, got, tc.wantN, tc.wantBurst)
+		}
+	}
+	if got := (ratelimit.Policy{Rate: ratelimit.Rate{N: 9, Per: time.Second}}).Share(2, 1); got.Burst != 0 || got.Rate.N != 5 {
+		t.Errorf("Share of a policy without burst = %+v, want burst 0 (defaults to N) and N 5", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -172,26 +173,28 @@ var _ ratelimit.Limiter = (*redisLimiter)(nil)
 // Decide decides in Redis within the request's Redis budget; before the
 // first connection, or with the budget spent, by each policy's fail mode.
 func (l *redisLimiter) Decide(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
-	if r := l.b.limiter.Load(); r != nil {
-		if bctx, done, ok := redisCall(ctx); ok {
-			d, err := r.Decide(bctx, subject, items...)
-			done()
-			return d, err
-		}
-	}
-	return l.unconnected(ctx, subject, items, false)
+	return l.decide(ctx, subject, items, false)
 }
 
 // Peek is Decide without consuming.
 func (l *redisLimiter) Peek(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
-	if r := l.b.limiter.Load(); r != nil {
-		if bctx, done, ok := redisCall(ctx); ok {
-			d, err := r.Peek(bctx, subject, items...)
-			done()
-			return d, err
-		}
+	return l.decide(ctx, subject, items, true)
+}
+
+func (l *redisLimiter) decide(ctx context.Context, subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, error) {
+	r := l.b.limiter.Load()
+	if r == nil {
+		return l.withoutRedis(ctx, subject, items, peek, 1, errRedisConnecting)
 	}
-	return l.unconnected(ctx, subject, items, true)
+	bctx, done, ok := redisCall(ctx)
+	if !ok {
+		return l.withoutRedis(ctx, subject, items, peek, r.LiveInstances(), errBudgetSpent)
+	}
+	defer done()
+	if peek {
+		return r.Peek(bctx, subject, items...)
+	}
+	return r.Decide(bctx, subject, items...)
 }
 
 func (l *redisLimiter) Reset(ctx context.Context, subject, policy string) error {
@@ -201,18 +204,20 @@ func (l *redisLimiter) Reset(ctx context.Context, subject, policy string) error 
 	return l.local.Reset(ctx, subject, policy)
 }
 
-// unconnected decides without Redis (not connected yet, or the request's
-// Redis budget is spent): FailClosed makes the whole decision
-// unavailable, FailOpen policies admit, FailLocal policies are decided by the
-// local limiter; every result is marked degraded.
-func (l *redisLimiter) unconnected(ctx context.Context, subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, error) {
+// withoutRedis decides without Redis (not connected yet, or the request's
+// Redis budget is spent), as redislimit does while Redis is unavailable:
+// FailClosed makes the whole decision unavailable, FailOpen policies admit,
+// FailLocal policies are decided in process on this instance's share of the
+// limit (live instances: 1 before the first connection, when no heartbeat has
+// told how many run). Every result is marked degraded.
+func (l *redisLimiter) withoutRedis(ctx context.Context, subject string, items []ratelimit.Item, peek bool, live int64, cause error) (ratelimit.Decision, error) {
 	var local []ratelimit.Item
 	for _, it := range items {
 		switch it.Policy.Fail {
 		case ratelimit.FailClosed:
-			return ratelimit.Decision{}, errors.Join(ratelimit.ErrUnavailable, errRedisConnecting)
+			return ratelimit.Decision{}, fmt.Errorf("%w: policy %q fails closed: %w", ratelimit.ErrUnavailable, it.Policy.Name, cause)
 		case ratelimit.FailLocal:
-			local = append(local, it)
+			local = append(local, ratelimit.Item{Policy: it.Policy.Share(live, it.Cost), Cost: it.Cost})
 		}
 	}
 	var ld ratelimit.Decision
@@ -232,6 +237,7 @@ func (l *redisLimiter) unconnected(ctx context.Context, subject string, items []
 	for i, it := range items {
 		if it.Policy.Fail == ratelimit.FailLocal {
 			results[i] = ld.Results[j]
+			results[i].Policy = it.Policy // headers describe the configured policy
 			j++
 		} else {
 			results[i] = ratelimit.Result{Policy: it.Policy, Allowed: true, Remaining: it.Policy.Limit()}

@@ -578,7 +578,7 @@ func (l *Limiter) fallback(ctx context.Context, subject string, items []ratelimi
 			results[i] = ratelimit.Result{Policy: it.Policy, Allowed: true, Remaining: it.Policy.Limit(), Degraded: true}
 			continue
 		}
-		local = append(local, ratelimit.Item{Policy: scale(it.Policy, n, it.Cost), Cost: it.Cost})
+		local = append(local, ratelimit.Item{Policy: it.Policy.Share(n, it.Cost), Cost: it.Cost})
 		localIdx = append(localIdx, i)
 	}
 	if len(local) > 0 {
@@ -600,18 +600,6 @@ func (l *Limiter) fallback(ctx context.Context, subject string, items []ratelimi
 		}
 	}
 	return ratelimit.Combine(results), nil
-}
-
-// scale returns p with its limit divided among n live instances (rounded up,
-// and never below the cost asked for).
-func scale(p ratelimit.Policy, n int64, cost int64) ratelimit.Policy {
-	cost = max(cost, 1)
-	div := func(x int64) int64 { return max((x+n-1)/n, cost) }
-	p.Rate.N = div(p.Rate.N)
-	if p.Burst > 0 {
-		p.Burst = div(p.Burst)
-	}
-	return p
 }
 
 // heartbeats refreshes this instance in the live set and records N_live.
