@@ -307,7 +307,8 @@ func (s redisCacheStore) Set(ctx context.Context, key string, e cache.Entry, ttl
 }
 
 // Delete invalidates keys after a write. It returns when ctx (bounded by the
-// request's Redis budget) is done even if Redis has not answered: while the
+// request's Redis budget and by the store's timeout) is done even if Redis
+// has not answered: while the
 // client reconnects to a hung server, its callers wait for the dial rather
 // than for their own deadline, and a write must not wait that long. The
 // change then stays in the outbox and is replayed.
@@ -317,6 +318,15 @@ func (s redisCacheStore) Delete(ctx context.Context, keys ...string) error {
 		return err
 	}
 	defer done()
+	// Invalidations run inside the outbox transaction, holding its row
+	// locks: the background replayer (no request budget) must not hold them
+	// longer than one Redis deadline either, or a write of the same user
+	// waits behind it.
+	if t := s.b.rcOpts.Timeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
 	res := make(chan error, 1)
 	go func() { res <- st.Delete(ctx, keys...) }()
 	select {
