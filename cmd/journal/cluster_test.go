@@ -97,63 +97,31 @@ func TestClusterExactLimits(t *testing.T) {
 			for range 3 {
 				insts = append(insts, startJournal(t, env))
 			}
-			var admitted, denied, degraded atomic.Int64
-			perInstance := make([]atomic.Int64, len(insts)) // admitted
-			answered := make([]atomic.Int64, len(insts))
-			var bad atomic.Value
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range flood {
-				in := i % len(insts)
-				wg.Go(func() {
-					<-start
-					resp, err := http.Get(insts[in].URL + "/v1/entries") // 401 without a token, but counted by IP
-					if err != nil {
-						bad.Store(err.Error())
-						return
-					}
-					resp.Body.Close()
-					answered[in].Add(1)
-					if strings.Contains(resp.Header.Get("RateLimit"), "journal-degraded") {
-						degraded.Add(1)
-					}
-					switch resp.StatusCode {
-					case http.StatusUnauthorized:
-						admitted.Add(1)
-						perInstance[in].Add(1)
-					case http.StatusTooManyRequests:
-						denied.Add(1)
-						if got, want := resp.Header.Get("RateLimit-Policy"), fmt.Sprintf(`"ip";q=%d;w=3600`, limit); got != want {
-							bad.Store("RateLimit-Policy " + got)
-						}
-					default:
-						bad.Store("status " + resp.Status)
-					}
-				})
+			f := floodIP(t, insts, flood, func(h http.Header) string {
+				if got, want := h.Get("RateLimit-Policy"), fmt.Sprintf(`"ip";q=%d;w=3600`, limit); got != want {
+					return "RateLimit-Policy " + got
+				}
+				return ""
+			})
+			if f.bad != "" {
+				t.Errorf("bad response: %v", f.bad)
 			}
-			close(start)
-			wg.Wait()
-			if v := bad.Load(); v != nil {
-				t.Errorf("bad response: %v", v)
+			if f.degraded != 0 {
+				t.Errorf("%d decisions were degraded: the cluster did not decide them", f.degraded)
 			}
-			if n := degraded.Load(); n != 0 {
-				t.Errorf("%d decisions were degraded: the cluster did not decide them", n)
-			}
-			if got := admitted.Load(); got != limit {
+			if got := f.admitted(); got != limit {
 				t.Errorf("%s: admitted %d of %d across 3 instances on the cluster, want exactly %d (denied %d)",
-					algo, got, flood, limit, denied.Load())
+					algo, got, flood, limit, f.denied)
 			}
-			counts := make([]int64, len(perInstance))
-			for i := range perInstance {
-				counts[i] = perInstance[i].Load()
-				// Which instance admits depends on arrival order; what matters
-				// is that all three took part in one shared limit.
-				if answered[i].Load() == 0 {
+			// Which instance admits depends on arrival order; what matters is
+			// that all three took part in one shared limit.
+			for i, n := range f.answered {
+				if n == 0 {
 					t.Errorf("instance %d answered nothing: the flood did not reach every instance", i)
 				}
 			}
-			t.Logf("%s: %d of %d admitted (per instance %v), %d denied; key on master %s", algo, admitted.Load(), flood,
-				counts, denied.Load(), cl.MasterFor(t, ratelimit.Key(env["JOURNAL_REDIS_PREFIX"], "ip:127.0.0.1", "ip")).Addr())
+			t.Logf("%s: %d of %d admitted (per instance %v), %d denied; key on master %s", algo, f.admitted(), flood,
+				f.admittedBy, f.denied, cl.MasterFor(t, ratelimit.Key(env["JOURNAL_REDIS_PREFIX"], "ip:127.0.0.1", "ip")).Addr())
 		})
 	}
 }

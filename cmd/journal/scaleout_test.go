@@ -50,61 +50,32 @@ func TestThreeInstancesShareOneLimit(t *testing.T) {
 	for range 3 {
 		insts = append(insts, startJournal(t, env))
 	}
-	var admitted, denied, degraded atomic.Int64
-	perInstance := make([]atomic.Int64, 3) // answered
-	var wg sync.WaitGroup
-	var bad atomic.Value
-	for i := range 150 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			in := i % 3
-			resp, err := http.Get(insts[in].URL + "/v1/entries") // 401 without a token, but counted by IP
-			if err != nil {
-				bad.Store(err.Error())
-				return
-			}
-			resp.Body.Close()
-			perInstance[in].Add(1)
-			if strings.Contains(resp.Header.Get("RateLimit"), "journal-degraded") {
-				degraded.Add(1)
-			}
-			switch resp.StatusCode {
-			case http.StatusTooManyRequests:
-				denied.Add(1)
-				h := resp.Header
-				ra, err := strconv.Atoi(h.Get("Retry-After"))
-				if err != nil || ra < 1 || ra > 36 {
-					bad.Store("Retry-After " + h.Get("Retry-After"))
-				}
-				if got := h.Get("RateLimit-Policy"); got != `"ip";q=100;w=3600` {
-					bad.Store("RateLimit-Policy " + got)
-				}
-				if got := h.Get("RateLimit"); !strings.HasPrefix(got, `"ip";r=0;t=`) {
-					bad.Store("RateLimit " + got)
-				}
-				if h.Get("X-RateLimit-Limit") != "100" || h.Get("X-RateLimit-Remaining") != "0" {
-					bad.Store("X-RateLimit " + h.Get("X-RateLimit-Limit") + "/" + h.Get("X-RateLimit-Remaining"))
-				}
-			case http.StatusUnauthorized:
-				admitted.Add(1)
-			default:
-				bad.Store("status " + resp.Status)
-			}
-		}()
+	f := floodIP(t, insts, 150, func(h http.Header) string {
+		if ra, err := strconv.Atoi(h.Get("Retry-After")); err != nil || ra < 1 || ra > 36 {
+			return "Retry-After " + h.Get("Retry-After")
+		}
+		if got := h.Get("RateLimit-Policy"); got != `"ip";q=100;w=3600` {
+			return "RateLimit-Policy " + got
+		}
+		if got := h.Get("RateLimit"); !strings.HasPrefix(got, `"ip";r=0;t=`) {
+			return "RateLimit " + got
+		}
+		if h.Get("X-RateLimit-Limit") != "100" || h.Get("X-RateLimit-Remaining") != "0" {
+			return "X-RateLimit " + h.Get("X-RateLimit-Limit") + "/" + h.Get("X-RateLimit-Remaining")
+		}
+		return ""
+	})
+	if f.bad != "" {
+		t.Errorf("bad response: %v", f.bad)
 	}
-	wg.Wait()
-	if v := bad.Load(); v != nil {
-		t.Errorf("bad response: %v", v)
+	if f.degraded != 0 {
+		t.Errorf("%d decisions were degraded (decided without Redis), so exactness cannot hold", f.degraded)
 	}
-	if n := degraded.Load(); n != 0 {
-		t.Errorf("%d decisions were degraded (decided without Redis), so exactness cannot hold", n)
+	if got, want := f.admitted(), int64(100); got != want {
+		t.Errorf("admitted %d of 150 across 3 instances, want exactly %d (denied %d)", got, want, f.denied)
 	}
-	if got, want := admitted.Load(), int64(100); got != want {
-		t.Errorf("admitted %d of 150 across 3 instances, want exactly %d (denied %d)", got, want, denied.Load())
-	}
-	for i := range perInstance {
-		if perInstance[i].Load() == 0 {
+	for i, n := range f.answered {
+		if n == 0 {
 			t.Errorf("instance %d answered nothing: the flood did not reach every instance", i)
 		}
 	}
@@ -117,6 +88,77 @@ func TestThreeInstancesShareOneLimit(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests {
 		t.Errorf("request after the limit: %s, want 429", resp.Status)
 	}
+}
+
+// floodResult tallies a flood of one client IP over several instances.
+type floodResult struct {
+	answered   []int64 // responses per instance
+	admittedBy []int64 // admitted per instance
+	denied     int64   // 429s
+	degraded   int64   // responses whose RateLimit says ;journal-degraded
+	bad        string  // the last unexpected response or check failure, "" if none
+}
+
+func (f floodResult) admitted() int64 {
+	var n int64
+	for _, a := range f.admittedBy {
+		n += a
+	}
+	return n
+}
+
+// floodIP sends n concurrent unauthenticated GET /v1/entries, released at
+// once and spread round-robin over insts, from this test's one client IP. A
+// 401 is admitted (the IP limit let it through to authentication), a 429
+// denied; check429, if set, inspects each 429's headers and returns what is
+// wrong, or "".
+func floodIP(tb testing.TB, insts []*journalInstance, n int, check429 func(http.Header) string) floodResult {
+	tb.Helper()
+	answered, admitted := make([]atomic.Int64, len(insts)), make([]atomic.Int64, len(insts))
+	var denied, degraded atomic.Int64
+	var bad atomic.Value
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		in := i % len(insts)
+		wg.Go(func() {
+			<-start
+			resp, err := http.Get(insts[in].URL + "/v1/entries")
+			if err != nil {
+				bad.Store(err.Error())
+				return
+			}
+			resp.Body.Close()
+			answered[in].Add(1)
+			if strings.Contains(resp.Header.Get("RateLimit"), "journal-degraded") {
+				degraded.Add(1)
+			}
+			switch resp.StatusCode {
+			case http.StatusUnauthorized:
+				admitted[in].Add(1)
+			case http.StatusTooManyRequests:
+				denied.Add(1)
+				if check429 != nil {
+					if msg := check429(resp.Header); msg != "" {
+						bad.Store(msg)
+					}
+				}
+			default:
+				bad.Store("status " + resp.Status)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	f := floodResult{denied: denied.Load(), degraded: degraded.Load()}
+	for i := range insts {
+		f.answered = append(f.answered, answered[i].Load())
+		f.admittedBy = append(f.admittedBy, admitted[i].Load())
+	}
+	if v, ok := bad.Load().(string); ok {
+		f.bad = v
+	}
+	return f
 }
 
 // TestRedisKilledUnderService kills the service's Redis: entry reads still
