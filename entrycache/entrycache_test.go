@@ -286,8 +286,8 @@ func TestCoherenceAcrossInstances(t *testing.T) {
 		t.Errorf("%d of %d reads on B after a Redis round trip were stale, want 0", strictStale, pairs/2)
 	}
 	for _, lag := range lags {
-		if lag > 300*time.Millisecond { // DESIGN: invalidation lag under 100 ms; 3x margin
-			t.Errorf("a stale read on B took %v to become fresh, want < 100ms (300ms with margin)", lag)
+		if lag > lagBound {
+			t.Errorf("a stale read on B took %v to become fresh, want < 100ms (%v with margin)", lag, lagBound)
 		}
 	}
 	// Deletes too.
@@ -333,17 +333,37 @@ func TestUsersIsolated(t *testing.T) {
 	}
 }
 
+// lagBound is how long a write on A may stay invisible on B: the
+// invalidation is on its way when the write returns (rediscache settles it),
+// but B's client may not have read it yet. DESIGN.md 5.3 says under 100ms;
+// 3x for -race on 2 shared cores.
+const lagBound = 300 * time.Millisecond
+
 // TestStampede: 200 concurrent misses of one key over 3 instances cause one
 // database load, and a cancelled first caller fails no one else.
 func TestStampede(t *testing.T) {
 	t.Parallel()
-	db := openPostgres(t)
 	addr := testenv.RedisAddr(t)
+	testStampede(t, func(tb testing.TB) cache.Store { return redisStore(tb, addr) })
+}
+
+// TestRevocationVisibleElsewhere: a token revoked on A stops working on B
+// within the invalidation lag.
+func TestRevocationVisibleElsewhere(t *testing.T) {
+	t.Parallel()
+	addr := testenv.RedisAddr(t)
+	testRevocation(t, func(tb testing.TB) cache.Store { return redisStore(tb, addr) })
+}
+
+// testStampede runs the stampede test with instances whose cache stores
+// newStore makes (one per instance, over one Redis or Redis Cluster).
+func testStampede(t *testing.T, newStore func(testing.TB) cache.Store) {
+	db := openPostgres(t)
 	prefix := randomPrefix()
 	insts := []*instance{
-		newInstance(t, db, redisStore(t, addr), prefix),
-		newInstance(t, db, redisStore(t, addr), prefix),
-		newInstance(t, db, redisStore(t, addr), prefix),
+		newInstance(t, db, newStore(t), prefix),
+		newInstance(t, db, newStore(t), prefix),
+		newInstance(t, db, newStore(t), prefix),
 	}
 	u := newUser(t, db, "alice")
 	e := create(t, insts[0], u.ID, "hot")
@@ -351,25 +371,24 @@ func TestStampede(t *testing.T) {
 		in.db.entryLoads.Store(0)
 	}
 	ctx := ctxT(t)
-	cancelled, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var failures atomic.Int64
-	wg.Add(1)
-	go func() { // the first caller gives up at once
-		defer wg.Done()
+	start := make(chan struct{})
+	cancelled, cancel := context.WithCancel(ctx)
+	wg.Go(func() { // the first caller gives up at once
 		_, _ = insts[0].Entry(cancelled, u.ID, e.ID)
-	}()
+	})
 	cancel()
 	for i := range 200 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
+			<-start
 			got, err := insts[i%3].Entry(ctx, u.ID, e.ID)
 			if err != nil || got != e {
 				failures.Add(1)
 			}
-		}()
+		})
 	}
+	close(start)
 	wg.Wait()
 	if n := failures.Load(); n != 0 {
 		t.Errorf("%d of 200 concurrent reads failed", n)
@@ -383,13 +402,13 @@ func TestStampede(t *testing.T) {
 	}
 }
 
-func TestRevocationVisibleElsewhere(t *testing.T) {
-	t.Parallel()
+// testRevocation runs the revocation test with two instances whose cache
+// stores newStore makes.
+func testRevocation(t *testing.T, newStore func(testing.TB) cache.Store) {
 	db := openPostgres(t)
-	addr := testenv.RedisAddr(t)
 	prefix := randomPrefix()
-	a := newInstance(t, db, redisStore(t, addr), prefix)
-	b := newInstance(t, db, redisStore(t, addr), prefix)
+	a := newInstance(t, db, newStore(t), prefix)
+	b := newInstance(t, db, newStore(t), prefix)
 	ctx := ctxT(t)
 	u := newUser(t, db, "alice")
 	_, hash := journal.NewTokenSecret()
@@ -416,7 +435,7 @@ func TestRevocationVisibleElsewhere(t *testing.T) {
 		tok, err := b.TokenByHash(ctx, hash)
 		return err == nil && !tok.Valid(time.Now())
 	})
-	if lag > 300*time.Millisecond { // DESIGN: under 100 ms; 3x margin for -race on 2 cores
-		t.Errorf("revocation reached B after %v, want < 100ms (300ms with margin)", lag)
+	if lag > lagBound {
+		t.Errorf("revocation reached B after %v, want < 100ms (%v with margin)", lag, lagBound)
 	}
 }
