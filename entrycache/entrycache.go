@@ -402,27 +402,41 @@ func (s *Store) Entry(ctx context.Context, userID, id string) (journal.Entry, er
 	if !s.useCache(ctx) {
 		return degraded(ctx, s, s.itemKey(userID, id), func(ctx context.Context) (journal.Entry, error) { return s.db.Entry(ctx, userID, id) })
 	}
-	b, err := s.c.GetOrLoad(ctx, s.itemKey(userID, id), s.opts.TTL, func(ctx context.Context) ([]byte, error) {
+	c, err := readThrough(ctx, s, s.itemKey(userID, id), "entry", s.entries, func(ctx context.Context) (cachedEntry, error) {
 		e, err := s.db.Entry(ctx, userID, id)
+		return fromEntry(e), err
+	})
+	return c.entry(), err
+}
+
+// readThrough returns the value of key through the cache, as the JSON of S
+// that load reads from the database on a miss. A load that reports
+// journal.ErrNotFound is cached as a negative entry and returned as
+// journal.ErrNotFound; other load errors are returned and never cached.
+// Decoded values come from m and may be shared: treat them as read-only.
+func readThrough[S any](ctx context.Context, s *Store, key, what string, m *memo[S], load func(context.Context) (S, error)) (S, error) {
+	var zero S
+	b, err := s.c.GetOrLoad(ctx, key, s.opts.TTL, func(ctx context.Context) ([]byte, error) {
+		v, err := load(ctx)
 		if errors.Is(err, journal.ErrNotFound) {
 			return nil, cache.ErrNotFound
 		}
 		if err != nil {
 			return nil, err
 		}
-		return json.Marshal(fromEntry(e))
+		return json.Marshal(v)
 	})
 	switch {
 	case errors.Is(err, cache.ErrNotFound):
-		return journal.Entry{}, journal.ErrNotFound
+		return zero, journal.ErrNotFound
 	case err != nil:
-		return journal.Entry{}, err
+		return zero, err
 	}
-	c, err := s.entries.decode(b)
+	v, err := m.decode(b)
 	if err != nil {
-		return journal.Entry{}, fmt.Errorf("entrycache: decode entry: %w", err)
+		return zero, fmt.Errorf("entrycache: decode %s: %w", what, err)
 	}
-	return c.entry(), nil
+	return v, nil
 }
 
 // cachedPage is the stored form of a page.
@@ -458,23 +472,16 @@ func (s *Store) ListEntries(ctx context.Context, userID string, req journal.Page
 		return journal.Page{}, err
 	}
 	key := s.userPrefix(userID) + "p:" + gen + ":" + strconv.Itoa(req.Limit) + ":" + cur
-	b, err := s.c.GetOrLoad(ctx, key, s.opts.TTL, func(ctx context.Context) ([]byte, error) {
+	cp, err := readThrough(ctx, s, key, "page", s.pages, func(ctx context.Context) (cachedPage, error) {
 		p, err := s.db.ListEntries(ctx, userID, req)
-		if err != nil {
-			return nil, err
-		}
 		cp := cachedPage{Entries: make([]cachedEntry, len(p.Entries)), Next: p.Next}
 		for i, e := range p.Entries {
 			cp.Entries[i] = fromEntry(e)
 		}
-		return json.Marshal(cp)
+		return cp, err
 	})
 	if err != nil {
 		return journal.Page{}, err
-	}
-	cp, err := s.pages.decode(b)
-	if err != nil {
-		return journal.Page{}, fmt.Errorf("entrycache: decode page: %w", err)
 	}
 	// cp may be shared (memo): hand out copies of its slice and pointer.
 	p := journal.Page{Entries: make([]journal.Entry, len(cp.Entries))}
@@ -521,27 +528,9 @@ func (s *Store) TokenByHash(ctx context.Context, hash string) (journal.Token, er
 	if !s.useCache(ctx) {
 		return degraded(ctx, s, s.tokenKey(hash), func(ctx context.Context) (journal.Token, error) { return s.db.TokenByHash(ctx, hash) })
 	}
-	b, err := s.c.GetOrLoad(ctx, s.tokenKey(hash), s.opts.TTL, func(ctx context.Context) ([]byte, error) {
-		t, err := s.db.TokenByHash(ctx, hash)
-		if errors.Is(err, journal.ErrNotFound) {
-			return nil, cache.ErrNotFound
-		}
-		if err != nil {
-			return nil, err
-		}
-		return json.Marshal(t)
+	return readThrough(ctx, s, s.tokenKey(hash), "token", s.tokens, func(ctx context.Context) (journal.Token, error) {
+		return s.db.TokenByHash(ctx, hash)
 	})
-	switch {
-	case errors.Is(err, cache.ErrNotFound):
-		return journal.Token{}, journal.ErrNotFound
-	case err != nil:
-		return journal.Token{}, err
-	}
-	t, err := s.tokens.decode(b)
-	if err != nil {
-		return journal.Token{}, fmt.Errorf("entrycache: decode token: %w", err)
-	}
-	return t, nil
 }
 
 // RevokeToken implements journal.TokenStore: database, then invalidation of
