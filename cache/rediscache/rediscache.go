@@ -318,6 +318,32 @@ func writeErr(op string, resps []rueidis.RedisResult) error {
 	return nil
 }
 
+// doMulti is client.DoMulti bounded by ctx even when the client does not
+// honour it: while rueidis reconnects to a hung server (one that accepts TCP
+// but answers nothing, like a paused master), its callers wait for the
+// reconnection's dial timeout, not for their own deadline (measured: 1.06s
+// for a 50ms deadline). A write must not wait that long; it gets ctx's error
+// instead, and its result is whatever Redis did, as for any timed-out write.
+// Get does not use it: its near-cache hits must stay cheap, and reads did not
+// show the wait.
+func (s *Store) doMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	if _, ok := ctx.Deadline(); !ok {
+		return s.client.DoMulti(ctx, cmds...)
+	}
+	done := make(chan []rueidis.RedisResult, 1)
+	go func() { done <- s.client.DoMulti(ctx, cmds...) }()
+	select {
+	case r := <-done:
+		return r
+	case <-ctx.Done():
+		r := make([]rueidis.RedisResult, len(cmds))
+		for i := range r {
+			r[i] = rueidis.NewErrorResult(ctx.Err())
+		}
+		return r
+	}
+}
+
 // settle makes one more round trip after a write of key. Redis queues the
 // invalidations a write causes for other connections while it runs the write
 // and flushes them to their sockets before it reads the next command, so when
@@ -328,7 +354,7 @@ func (s *Store) settle(ctx context.Context, keys ...string) {
 	for _, k := range keys {
 		cmds = append(cmds, s.barrier(k))
 	}
-	s.client.DoMulti(ctx, cmds...)
+	s.doMulti(ctx, cmds...)
 }
 
 // Set implements cache.Store.
@@ -342,7 +368,7 @@ func (s *Store) Set(ctx context.Context, key string, e cache.Entry, ttl time.Dur
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	err = writeErr("set", s.client.DoMulti(ctx,
+	err = writeErr("set", s.doMulti(ctx,
 		s.client.B().Set().Key(key).Value(v).PxMilliseconds(max(ttl.Milliseconds(), 1)).Build(),
 		s.barrier(key)))
 	if err == nil {
@@ -366,7 +392,7 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	if err := writeErr("delete", s.client.DoMulti(ctx, cmds...)); err != nil {
+	if err := writeErr("delete", s.doMulti(ctx, cmds...)); err != nil {
 		return err
 	}
 	s.settle(ctx, keys...)
@@ -376,11 +402,11 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 // eval runs sc on key with args, followed by the barrier, trying EVALSHA first
 // and EVAL when the script is not loaded.
 func (s *Store) eval(ctx context.Context, op string, sc script, key string, args ...string) (rueidis.RedisResult, error) {
-	resps := s.client.DoMulti(ctx,
+	resps := s.doMulti(ctx,
 		s.client.B().Evalsha().Sha1(sc.sha).Numkeys(1).Key(key).Arg(args...).Build(),
 		s.barrier(key))
 	if rerr, ok := rueidis.IsRedisErr(resps[0].Error()); ok && rerr.IsNoScript() {
-		resps = s.client.DoMulti(ctx,
+		resps = s.doMulti(ctx,
 			s.client.B().Eval().Script(sc.src).Numkeys(1).Key(key).Arg(args...).Build(),
 			s.barrier(key))
 	}

@@ -473,12 +473,11 @@ func testMasterFailover(t *testing.T, faultName string, fault func(*testenv.Redi
 		total.other += n.other
 	}
 	t.Logf("slowest request %v (%s)", res.slowest, res.slowAt)
-	// No request hangs on the broken master. The bound is loose on purpose:
-	// with a paused master a write's invalidation waits for rueidis'
-	// reconnection to the hung node when one is in progress, which does not
-	// honour the caller's deadline and ends after the dial timeout
-	// (rediscache.ClientConfig.DialTimeout, 1s): writes measured 0.6-1.1s
-	// here, above the 50ms JOURNAL_REDIS_TIMEOUT budget (reported, not fixed).
+	// No request hangs on the broken master. The bound is loose: while
+	// rueidis reconnects to a hung node its callers wait for the dial, not for
+	// their deadline, and writes measured 0.6-1.1s here until rediscache's
+	// writes returned at their deadline regardless (doMulti); since then the
+	// slowest request measured about 0.25s, under -race on 2 shared cores.
 	if res.slowest > 2*time.Second {
 		t.Errorf("slowest request took %v (%s), want < 2s", res.slowest, res.slowAt)
 	}

@@ -306,35 +306,19 @@ func (s redisCacheStore) Set(ctx context.Context, key string, e cache.Entry, ttl
 	return st.Set(ctx, key, e, ttl)
 }
 
-// Delete invalidates keys after a write. It returns when ctx (bounded by the
-// request's Redis budget and by the store's timeout) is done even if Redis
-// has not answered: while the
-// client reconnects to a hung server, its callers wait for the dial rather
-// than for their own deadline, and a write must not wait that long. The
-// change then stays in the outbox and is replayed.
+// Delete invalidates keys after a write, within the request's Redis budget
+// and the store's timeout (rediscache returns at the deadline even while its
+// client reconnects). Invalidations run inside the outbox transaction,
+// holding its row locks: the background replayer, which has no request
+// budget, must not hold them longer than one Redis deadline either, or a
+// write of the same user waits behind it.
 func (s redisCacheStore) Delete(ctx context.Context, keys ...string) error {
 	st, ctx, done, err := s.get(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	// Invalidations run inside the outbox transaction, holding its row
-	// locks: the background replayer (no request budget) must not hold them
-	// longer than one Redis deadline either, or a write of the same user
-	// waits behind it.
-	if t := s.b.rcOpts.Timeout; t > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, t)
-		defer cancel()
-	}
-	res := make(chan error, 1)
-	go func() { res <- st.Delete(ctx, keys...) }()
-	select {
-	case err := <-res:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return st.Delete(ctx, keys...)
 }
 
 func (s redisCacheStore) Lease(ctx context.Context, key string, ttl time.Duration) (string, cache.Entry, error) {
