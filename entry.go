@@ -122,13 +122,22 @@ type Change struct {
 
 // Outbox gives access to pending changes.
 type Outbox interface {
-	// ApplyChanges claims up to limit pending changes, calls apply with them and
-	// deletes them when apply returns nil, all in one transaction; on error they
-	// stay pending. With userID != "" it claims only that user's changes and
-	// waits for rows other callers hold, so on return every change of that user
-	// committed before the call has been applied. With userID == "" it claims
-	// any user's changes, skipping rows other callers hold (FOR UPDATE SKIP
-	// LOCKED). It returns the number of changes applied.
+	// ApplyChanges applies up to limit pending changes, oldest first: it calls
+	// apply with them and deletes them when apply returns nil; on error they
+	// stay pending and the error is returned. It returns the number of
+	// changes applied.
+	//
+	// With userID == "" (a replay) it claims any user's changes, skipping
+	// those another replay holds (FOR UPDATE SKIP LOCKED), so concurrent
+	// replays never apply one change twice.
+	//
+	// With userID != "" (the write path) it never waits for another caller:
+	// it applies every change of that user committed before the call, even
+	// those a replay is applying at that moment (so apply must be
+	// idempotent), and deletes the ones no replay holds; the replay deletes
+	// the rest. On return without error, every such change has been applied
+	// by this call. In this mode no transaction or lock is held while apply
+	// runs.
 	ApplyChanges(ctx context.Context, userID string, limit int, apply func(context.Context, []Change) error) (int, error)
 	// PendingChanges returns the number of changes not yet applied.
 	PendingChanges(ctx context.Context) (int64, error)

@@ -324,17 +324,19 @@ func (s *Store) apply(ctx context.Context, changes []journal.Change) error {
 func (s *Store) invalidate(ctx context.Context, userID string) {
 	if h, ok := s.store.(healthReporter); ok && !h.Healthy() {
 		// Redis is known to be down or hung: do not wait on it (a write would
-		// otherwise spend its Redis budget here, and queue behind the
-		// replayer's outbox row locks). The change stays in the outbox; the
-		// replayer applies it as soon as the store is healthy again (its
-		// liveness check plus one replay interval, well under a second), and
-		// this instance reads the database until then. If only this instance
-		// thought Redis unhealthy, the others serve their copies for that long:
-		// the DESIGN's bound for writes during an outage (visible everywhere
-		// within 1 s).
+		// otherwise spend its Redis budget here). The change stays in the
+		// outbox; the replayer applies it as soon as the store is healthy
+		// again (its liveness check plus one replay interval, well under a
+		// second), and this instance reads the database until then. If only
+		// this instance thought Redis unhealthy, the others serve their copies
+		// for that long: the DESIGN's bound for writes during an outage
+		// (visible everywhere within 1 s).
 		s.distrust("cache store unhealthy at write")
 		return
 	}
+	// ApplyChanges(userID) never waits for the replayer, even while it holds
+	// this user's older changes during a slow Redis call: the write applies
+	// them itself (deletes are idempotent).
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.OpTimeout)
 	defer cancel()
 	if _, err := s.db.ApplyChanges(ctx, userID, 1000, s.apply); err != nil {

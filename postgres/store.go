@@ -310,40 +310,30 @@ func notFoundOrMismatch(ctx context.Context, tx pgx.Tx, userID, id string) error
 	return journal.ErrVersionMismatch
 }
 
-// ApplyChanges claims up to limit pending changes, oldest first, calls apply
-// with them and deletes them when apply returns nil, all in one transaction;
-// on error they stay pending and the error is returned. With userID != "" it
-// claims only that user's changes, waiting for rows another caller holds
-// (SELECT ... FOR UPDATE); with userID == "" it skips them (FOR UPDATE SKIP
-// LOCKED). apply is not called when nothing is claimed. The rows stay locked
-// while apply runs: keep it short and bounded by ctx. It returns the number
-// of changes applied.
+// ApplyChanges implements journal.Outbox. A replay (userID == "") claims
+// rows with FOR UPDATE SKIP LOCKED in a transaction that stays open while
+// apply runs: keep apply bounded by ctx. The write path (userID != "") reads
+// the user's rows without locking, applies them outside any transaction and
+// deletes those no replay holds, so a write never queues behind a replay
+// that is waiting on a slow cache.
 func (s *Store) ApplyChanges(ctx context.Context, userID string, limit int, apply func(context.Context, []journal.Change) error) (int, error) {
 	if limit < 1 {
 		return 0, fmt.Errorf("postgres: apply changes: limit %d < 1", limit)
 	}
-	if userID != "" && !journal.ValidID(userID) {
-		return 0, nil // no change can belong to a malformed id
+	if userID != "" {
+		if !journal.ValidID(userID) {
+			return 0, nil // no change can belong to a malformed id
+		}
+		return s.applyUserChanges(ctx, userID, limit, apply)
 	}
 	var n int
 	var applyErr error
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		const cols = "SELECT seq, user_id, COALESCE(entry_id::text, ''), token_hash FROM outbox"
-		var rows pgx.Rows
-		var err error
-		if userID == "" {
-			rows, err = tx.Query(ctx, cols+" ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED", limit)
-		} else {
-			rows, err = tx.Query(ctx, cols+" WHERE user_id = $1 ORDER BY seq LIMIT $2 FOR UPDATE", userID, limit)
-		}
+		rows, err := tx.Query(ctx, changeColumns+" ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED", limit)
 		if err != nil {
 			return err
 		}
-		changes, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (journal.Change, error) {
-			var c journal.Change
-			err := r.Scan(&c.Seq, &c.UserID, &c.EntryID, &c.TokenHash)
-			return c, err
-		})
+		changes, err := pgx.CollectRows(rows, scanChange)
 		if err != nil || len(changes) == 0 {
 			return err
 		}
@@ -351,11 +341,7 @@ func (s *Store) ApplyChanges(ctx context.Context, userID string, limit int, appl
 			applyErr = err
 			return err
 		}
-		seqs := make([]int64, len(changes))
-		for i, c := range changes {
-			seqs[i] = c.Seq
-		}
-		if _, err := tx.Exec(ctx, "DELETE FROM outbox WHERE seq = ANY($1)", seqs); err != nil {
+		if _, err := tx.Exec(ctx, "DELETE FROM outbox WHERE seq = ANY($1)", changeSeqs(changes)); err != nil {
 			return err
 		}
 		n = len(changes)
@@ -368,6 +354,47 @@ func (s *Store) ApplyChanges(ctx context.Context, userID string, limit int, appl
 		return 0, fmt.Errorf("postgres: apply changes: %w", err)
 	}
 	return n, nil
+}
+
+// applyUserChanges is the write path of ApplyChanges.
+func (s *Store) applyUserChanges(ctx context.Context, userID string, limit int, apply func(context.Context, []journal.Change) error) (int, error) {
+	rows, err := s.pool.Query(ctx, changeColumns+" WHERE user_id = $1 ORDER BY seq LIMIT $2", userID, limit)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: apply changes: %w", err)
+	}
+	changes, err := pgx.CollectRows(rows, scanChange)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: apply changes: %w", err)
+	}
+	if len(changes) == 0 {
+		return 0, nil
+	}
+	if err := apply(ctx, changes); err != nil {
+		return 0, err
+	}
+	// Rows a replay holds are its to delete: it applies them too. If the
+	// delete fails, the changes stay pending although applied, and a replay
+	// applies them again, which is harmless: the caller's apply succeeded, so
+	// the call did.
+	_, _ = s.pool.Exec(ctx, `DELETE FROM outbox WHERE seq IN
+		(SELECT seq FROM outbox WHERE seq = ANY($1) FOR UPDATE SKIP LOCKED)`, changeSeqs(changes))
+	return len(changes), nil
+}
+
+const changeColumns = "SELECT seq, user_id, COALESCE(entry_id::text, ''), token_hash FROM outbox"
+
+func scanChange(r pgx.CollectableRow) (journal.Change, error) {
+	var c journal.Change
+	err := r.Scan(&c.Seq, &c.UserID, &c.EntryID, &c.TokenHash)
+	return c, err
+}
+
+func changeSeqs(changes []journal.Change) []int64 {
+	seqs := make([]int64, len(changes))
+	for i, c := range changes {
+		seqs[i] = c.Seq
+	}
+	return seqs
 }
 
 // PendingChanges returns the number of changes not yet applied.

@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/internal/migrations"
@@ -38,6 +39,10 @@ const BusyTimeoutMillis = 5000
 type Store struct {
 	w *sql.DB // exactly one connection; every write transaction is BEGIN IMMEDIATE
 	r *sql.DB // read-only connections
+
+	// replaying is held by the one ApplyChanges replay (userID == "") this
+	// Store runs at a time; another replay skips every row meanwhile.
+	replaying sync.Mutex
 }
 
 var _ journal.Store = (*Store)(nil)

@@ -343,75 +343,75 @@ func notFoundOrMismatch(ctx context.Context, tx *sql.Tx, userID, id string) erro
 	return journal.ErrVersionMismatch
 }
 
-// ApplyChanges claims up to limit pending changes (only userID's when it is
-// not ""), oldest first, calls apply with them and deletes them when apply
-// returns nil, all in one IMMEDIATE transaction; on error they stay pending
-// and the error is returned. apply is not called when nothing is pending. The
-// transaction holds SQLite's write lock while apply runs, so every other
-// write (and ApplyChanges call) waits: keep apply short and bounded by ctx.
-// It returns the number of changes applied.
+// ApplyChanges implements journal.Outbox. Neither mode holds a transaction
+// (and so SQLite's write lock) while apply runs: the changes are read, apply
+// runs, and the applied ones are deleted in a short write transaction. A
+// replay (userID == "") that finds another replay of this Store running
+// skips every row (it returns 0): that one holds them.
 func (s *Store) ApplyChanges(ctx context.Context, userID string, limit int, apply func(context.Context, []journal.Change) error) (int, error) {
 	if limit < 1 {
 		return 0, fmt.Errorf("sqlite: apply changes: limit %d < 1", limit)
 	}
-	var n int
-	err := s.write(ctx, "apply changes", func(tx *sql.Tx) error {
-		var rows *sql.Rows
-		var err error
-		if userID == "" {
-			rows, err = tx.QueryContext(ctx,
-				"SELECT seq, user_id, entry_id, token_hash FROM outbox ORDER BY seq LIMIT ?", limit)
-		} else {
-			rows, err = tx.QueryContext(ctx,
-				"SELECT seq, user_id, entry_id, token_hash FROM outbox WHERE user_id = ? ORDER BY seq LIMIT ?", userID, limit)
+	if userID == "" {
+		if !s.replaying.TryLock() {
+			return 0, nil
 		}
-		if err != nil {
-			return err
-		}
-		var changes []journal.Change
-		for rows.Next() {
-			var c journal.Change
-			if err := rows.Scan(&c.Seq, &c.UserID, &c.EntryID, &c.TokenHash); err != nil {
-				rows.Close()
-				return err
-			}
-			changes = append(changes, c)
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if len(changes) == 0 {
-			return nil
-		}
-		if err := apply(ctx, changes); err != nil {
-			return applyError{err}
-		}
-		args := make([]any, len(changes))
-		for i, c := range changes {
-			args[i] = c.Seq
-		}
-		q := "DELETE FROM outbox WHERE seq IN (?" + strings.Repeat(", ?", len(changes)-1) + ")"
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return err
-		}
-		n = len(changes)
-		return nil
-	})
-	var ae applyError
-	if errors.As(err, &ae) {
-		return 0, ae.err
+		defer s.replaying.Unlock()
 	}
+	changes, err := s.pendingChanges(ctx, userID, limit)
 	if err != nil {
+		return 0, fmt.Errorf("sqlite: apply changes: %w", err)
+	}
+	if len(changes) == 0 {
+		return 0, nil
+	}
+	if err := apply(ctx, changes); err != nil {
 		return 0, err
 	}
-	return n, nil
+	args := make([]any, len(changes))
+	for i, c := range changes {
+		args[i] = c.Seq
+	}
+	q := "DELETE FROM outbox WHERE seq IN (?" + strings.Repeat(", ?", len(changes)-1) + ")"
+	err = s.write(ctx, "apply changes", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, q, args...)
+		return err
+	})
+	if err != nil && userID == "" {
+		// A replay reports it: the outbox did not shrink. On the write path the
+		// changes were applied, which is what the caller asked; a replay
+		// applies them again later (apply is idempotent).
+		return 0, err
+	}
+	return len(changes), nil
 }
 
-// applyError carries the caller's apply error through write unwrapped.
-type applyError struct{ err error }
-
-func (e applyError) Error() string { return e.err.Error() }
-func (e applyError) Unwrap() error { return e.err }
+// pendingChanges reads up to limit pending changes (only userID's when it is
+// not ""), oldest first.
+func (s *Store) pendingChanges(ctx context.Context, userID string, limit int) ([]journal.Change, error) {
+	var rows *sql.Rows
+	var err error
+	if userID == "" {
+		rows, err = s.r.QueryContext(ctx,
+			"SELECT seq, user_id, entry_id, token_hash FROM outbox ORDER BY seq LIMIT ?", limit)
+	} else {
+		rows, err = s.r.QueryContext(ctx,
+			"SELECT seq, user_id, entry_id, token_hash FROM outbox WHERE user_id = ? ORDER BY seq LIMIT ?", userID, limit)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var changes []journal.Change
+	for rows.Next() {
+		var c journal.Change
+		if err := rows.Scan(&c.Seq, &c.UserID, &c.EntryID, &c.TokenHash); err != nil {
+			return nil, err
+		}
+		changes = append(changes, c)
+	}
+	return changes, rows.Err()
+}
 
 // PendingChanges returns the number of changes not yet applied.
 func (s *Store) PendingChanges(ctx context.Context) (int64, error) {
