@@ -174,7 +174,11 @@ func (s *Store) liveness() {
 	}
 }
 
-// ping PINGs every node; it reports whether all answered in time.
+// ping PINGs every node; it reports whether all answered within
+// PingTimeout. It returns at PingTimeout even when rueidis does not (while it
+// reconnects to a hung node its callers wait for the dial, see doMulti): a
+// verdict that waits for the dial would keep a hung Redis "healthy" for a
+// second, and every write meanwhile would spend its whole deadline on it.
 func (s *Store) ping() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.PingTimeout)
 	defer cancel()
@@ -182,17 +186,26 @@ func (s *Store) ping() bool {
 	if len(nodes) == 0 {
 		return false
 	}
-	var wg sync.WaitGroup
-	var failed atomic.Bool
-	for _, n := range nodes {
-		wg.Go(func() {
-			if err := n.Do(ctx, n.B().Ping().Build()).Error(); err != nil {
-				failed.Store(true)
-			}
-		})
+	answered := make(chan bool, 1)
+	go func() {
+		var wg sync.WaitGroup
+		var failed atomic.Bool
+		for _, n := range nodes {
+			wg.Go(func() {
+				if err := n.Do(ctx, n.B().Ping().Build()).Error(); err != nil {
+					failed.Store(true)
+				}
+			})
+		}
+		wg.Wait()
+		answered <- !failed.Load()
+	}()
+	select {
+	case ok := <-answered:
+		return ok
+	case <-ctx.Done():
+		return false
 	}
-	wg.Wait()
-	return !failed.Load()
 }
 
 // Name returns "redis".
@@ -221,7 +234,13 @@ func (s *Store) Get(ctx context.Context, key string) (cache.Entry, error) {
 	if s.healthy.Load() {
 		resp = s.client.DoCache(ctx, s.client.B().Get().Key(key).Cache(), s.opts.NearMaxAge)
 	} else {
-		resp = s.client.Do(ctx, s.client.B().Get().Key(key).Build())
+		// Redis failed its last liveness check: rueidis may be reconnecting,
+		// and would hold this read for the dial (see doMulti). Healthy reads
+		// are not guarded: a near-cache hit must stay cheap, and a
+		// reconnection starts only after ConnWriteTimeout without answers,
+		// by when the liveness check (bounded by PingTimeout) has normally
+		// given its verdict.
+		resp = s.doMulti(ctx, s.client.B().Get().Key(key).Build())[0]
 	}
 	tier := "redis"
 	if resp.IsCacheHit() {
@@ -324,8 +343,8 @@ func writeErr(op string, resps []rueidis.RedisResult) error {
 // reconnection's dial timeout, not for their own deadline (measured: 1.06s
 // for a 50ms deadline). A write must not wait that long; it gets ctx's error
 // instead, and its result is whatever Redis did, as for any timed-out write.
-// Get does not use it: its near-cache hits must stay cheap, and reads did not
-// show the wait.
+// Get uses it only while the liveness check fails: near-cache hits must stay
+// cheap (a goroutine per call would double them).
 func (s *Store) doMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
 	if _, ok := ctx.Deadline(); !ok {
 		return s.client.DoMulti(ctx, cmds...)

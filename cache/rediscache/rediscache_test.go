@@ -396,3 +396,71 @@ func TestInvalidationsHook(t *testing.T) {
 	set(t, a.store, k, "2")
 	waitFor(t, 3*time.Second, "B counts the invalidation", func() bool { return n.Load() >= 1 })
 }
+
+// TestBoundedWhileReconnecting: while rueidis redials a hung server for a
+// caller with a long deadline, it holds every other caller for that dial. A
+// store's liveness check still gives its verdict within about
+// LivenessInterval + PingTimeout, and reads (once unhealthy) and writes still
+// return at their own deadline.
+func TestBoundedWhileReconnecting(t *testing.T) {
+	t.Parallel()
+	hd := testenv.NewHangingDialer(t)
+	const dial = 2 * time.Second
+	const timeout = 100 * time.Millisecond
+	opt := rediscache.ClientOptions([]string{testenv.RedisAddr(t)}, rediscache.ClientConfig{ConnWriteTimeout: dial, DialTimeout: dial})
+	opt.DialCtxFn = hd.Dial
+	client, _, err := rediscache.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	ctx := context.Background()
+	k := cachetest.Key(t, "redial")
+	hd.Hang()
+	// The closed connection fails its next caller; the one after redials,
+	// with a deadline far beyond ours.
+	_ = client.Do(ctx, client.B().Ping().Build()).Error()
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, dial)
+		defer cancel()
+		_ = client.Do(ctx, client.B().Ping().Build()).Error()
+	}()
+	time.Sleep(50 * time.Millisecond)
+	// A store created now starts healthy; its first PING waits on the dial.
+	start := time.Now()
+	s, err := rediscache.New(client, rediscache.Options{Timeout: timeout, LivenessInterval: 50 * time.Millisecond, PingTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	for s.Healthy() {
+		if time.Since(start) > dial {
+			t.Fatalf("still healthy %v into the redial", time.Since(start))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	took := time.Since(start)
+	t.Logf("unhealthy %v into the redial", took)
+	if took > 5*timeout {
+		t.Errorf("liveness verdict took %v during the redial, want about LivenessInterval + PingTimeout", took)
+	}
+	for _, op := range []struct {
+		name string
+		do   func() error
+	}{
+		{"Get", func() error { _, err := s.Get(ctx, k); return err }},
+		{"Set", func() error { return s.Set(ctx, k, cache.Entry{Status: cache.Hit, Value: []byte("x")}, time.Minute) }},
+		{"Delete", func() error { return s.Delete(ctx, k) }},
+	} {
+		start := time.Now()
+		err := op.do()
+		took := time.Since(start)
+		t.Logf("%s during the redial took %v: %v", op.name, took, err)
+		if err == nil {
+			t.Errorf("%s during the redial succeeded", op.name)
+		}
+		if took > 5*timeout {
+			t.Errorf("%s during the redial took %v, want about the %v timeout, not the %v dial", op.name, took, timeout, dial)
+		}
+	}
+}
