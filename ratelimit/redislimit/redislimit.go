@@ -9,7 +9,8 @@
 //   - Every key written gets its TTL in the same script; keys found without a
 //     TTL are repaired. Keys are [ratelimit.Key]: prefix + "rl:{subject}:policy",
 //     so one decision is one Cluster slot.
-//   - Each call waits at most Options.Timeout (default 50ms), without retries.
+//   - Each call waits at most Options.Timeout (default 50ms), without retries,
+//     even while rueidis reconnects (it makes callers wait for a dial).
 //     After Options.BreakerFailures consecutive failures a circuit breaker
 //     opens: no request touches Redis until a background probe succeeds.
 //   - While Redis is unavailable each policy follows its [ratelimit.FailMode]:
@@ -383,6 +384,30 @@ func (l *Limiter) run(ctx context.Context, subject string, items []ratelimit.Ite
 
 var errBreakerOpen = errors.New("redislimit: circuit breaker open")
 
+// exec runs the decision script, returning at ctx's deadline even when
+// rueidis does not. rueidis honours a caller's deadline once its command is
+// queued on a connection, but while a connection is being (re)established
+// every caller waits for that dial, whose deadline is the first caller's
+// (bounded by the dial timeout): measured, a decision with a 100ms deadline
+// waited 450ms behind another caller's dial to a hung server. So the script
+// runs in its own goroutine, and a decision past its deadline returns the
+// deadline's error; the abandoned call ends with the dial.
+func (l *Limiter) exec(ctx context.Context, keys, args []string) rueidis.RedisResult {
+	done := resultChans.Get().(chan rueidis.RedisResult)
+	go func() { done <- l.decide.Exec(ctx, l.client, keys, args) }()
+	select {
+	case r := <-done:
+		resultChans.Put(done)
+		return r
+	case <-ctx.Done():
+		return rueidis.NewErrorResult(ctx.Err()) // done is dropped: its sender still holds it
+	}
+}
+
+// resultChans recycles exec's result channels (buffered, so an abandoned
+// sender never blocks); only channels whose result was received return.
+var resultChans = sync.Pool{New: func() any { return make(chan rueidis.RedisResult, 1) }}
+
 // withTimeout is context.WithTimeout(ctx, d), except that when ctx already
 // ends no later (the service's per-request Redis budget) it returns ctx as
 // is: a derived context would not change the deadline, only allocate a
@@ -436,7 +461,7 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 	}
 	cctx, cancel := withTimeout(ctx, l.opts.Timeout)
 	start := time.Now()
-	res := l.decide.Exec(cctx, l.client, keys, args)
+	res := l.exec(cctx, keys, args)
 	cancel()
 	l.calls.Add(1)
 	msgs, err := res.ToArray()

@@ -641,3 +641,47 @@ func TestDenyCacheIsBounded(t *testing.T) {
 		t.Errorf("deny cache holds %d entries, want 1..64", got)
 	}
 }
+
+// TestDeadlineHoldsWhileReconnecting: while rueidis redials a hung server
+// for another caller with a long deadline (it makes every caller wait for
+// that dial), a decision still returns at its own deadline, degraded.
+func TestDeadlineHoldsWhileReconnecting(t *testing.T) {
+	t.Parallel()
+	hd := testenv.NewHangingDialer(t)
+	const dial = 2 * time.Second
+	c, err := rueidis.NewClient(rueidis.ClientOption{
+		InitAddress: []string{testenv.RedisAddr(t)}, DisableRetry: true, DisableCache: true,
+		ConnWriteTimeout: dial, Dialer: net.Dialer{Timeout: dial}, DialCtxFn: hd.Dial,
+		PipelineMultiplex: -1, // one connection, as the service's shared client
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	const timeout = 100 * time.Millisecond
+	l := newLimiter(t, c, redislimit.Options{Prefix: randomPrefix(t), Timeout: timeout, HeartbeatInterval: -1})
+	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 100, Per: time.Minute}, Fail: ratelimit.FailOpen}
+	if d, err := l.Decide(context.Background(), "ip:192.0.2.7", ratelimit.Item{Policy: p}); err != nil || d.Degraded() {
+		t.Fatalf("healthy decision: %+v, %v", d, err)
+	}
+	hd.Hang()
+	// The closed connection fails its next caller; the one after redials,
+	// with a deadline far beyond the limiter's.
+	_ = c.Do(context.Background(), c.B().Ping().Build()).Error()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), dial)
+		defer cancel()
+		_ = c.Do(ctx, c.B().Ping().Build()).Error()
+	}()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	d, err := l.Decide(context.Background(), "ip:192.0.2.7", ratelimit.Item{Policy: p})
+	took := time.Since(start)
+	t.Logf("decision during the redial took %v (timeout %v, dial %v)", took, timeout, dial)
+	if err != nil || !d.Allowed || !d.Degraded() {
+		t.Errorf("decision during the redial = %+v, %v; want a fail-open admission", d, err)
+	}
+	if took > 5*timeout {
+		t.Errorf("decision during the redial took %v, want about the %v timeout, not the %v dial", took, timeout, dial)
+	}
+}
