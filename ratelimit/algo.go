@@ -40,10 +40,17 @@ func (p Policy) EmissionInterval() time.Duration {
 // Eval is the reference semantics: every backend makes exactly these
 // decisions (the Redis script implements the same integer arithmetic).
 func (p Policy) Eval(st State, nowMicros, cost int64) (next State, r Result, expiresMicros int64) {
+	next, expiresMicros = p.EvalInto(&r, st, nowMicros, cost)
+	return next, r, expiresMicros
+}
+
+// EvalInto is [Policy.Eval] writing the Result into *r (all of it): a
+// backend's hot path then copies no Result or Policy around.
+func (p *Policy) EvalInto(r *Result, st State, nowMicros, cost int64) (next State, expiresMicros int64) {
+	*r = Result{Policy: *p}
 	if st.Algorithm != p.Algorithm {
 		st = State{Algorithm: p.Algorithm}
 	}
-	r.Policy = p
 	switch p.Algorithm {
 	case Sliding, Fixed:
 		return p.evalWindow(st, nowMicros, cost, r)
@@ -52,7 +59,7 @@ func (p Policy) Eval(st State, nowMicros, cost int64) (next State, r Result, exp
 	}
 }
 
-func (p Policy) evalGCRA(st State, now, cost int64, r Result) (State, Result, int64) {
+func (p *Policy) evalGCRA(st State, now, cost int64, r *Result) (State, int64) {
 	t := p.emissionMicros()
 	tau := p.burst() * t
 	tat := max(st.T, now)
@@ -60,12 +67,12 @@ func (p Policy) evalGCRA(st State, now, cost int64, r Result) (State, Result, in
 	if allowAt := newTAT - tau; allowAt > now {
 		r.RetryAfter = micros(allowAt - now)
 		r.ResetAfter = micros(gcraReset(tat-now, t))
-		return st, r, tat
+		return st, tat
 	}
 	r.Allowed = true
 	r.Remaining = (tau - (newTAT - now)) / t
 	r.ResetAfter = micros(gcraReset(newTAT-now, t))
-	return State{Algorithm: GCRA, T: newTAT}, r, newTAT
+	return State{Algorithm: GCRA, T: newTAT}, newTAT
 }
 
 // gcraReset returns the time until one more unit of quota is available when
@@ -80,7 +87,7 @@ func gcraReset(diff, t int64) int64 {
 	return t
 }
 
-func (p Policy) evalWindow(st State, now, cost int64, r Result) (State, Result, int64) {
+func (p *Policy) evalWindow(st State, now, cost int64, r *Result) (State, int64) {
 	w := p.Rate.Per.Milliseconds()
 	n := p.Rate.N
 	nowMs := now / 1000
@@ -107,14 +114,14 @@ func (p Policy) evalWindow(st State, now, cost int64, r Result) (State, Result, 
 		if p.Algorithm == Sliding {
 			life = 2 * w // the count still weighs in the next window
 		}
-		return next, r, (idx*w + life) * 1000
+		return next, (idx*w + life) * 1000
 	}
 	// Denied: find the earliest elapsed time at which the request fits.
 	if p.Algorithm == Sliding && k >= 0 {
 		// prev*(w-e) <= k*w  <=>  e >= w - floor(k*w/prev); prev > 0 here.
 		if e := w - k*w/prev; e < w {
 			r.RetryAfter = millis(e - elapsed)
-			return st, r, stExpiry(st, w, p.Algorithm)
+			return st, stExpiry(st, w, p.Algorithm)
 		}
 	}
 	retry := w - elapsed // the next window, where curr becomes prev
@@ -122,7 +129,7 @@ func (p Policy) evalWindow(st State, now, cost int64, r Result) (State, Result, 
 		retry += w - (n-cost)*w/curr
 	}
 	r.RetryAfter = millis(retry)
-	return st, r, stExpiry(st, w, p.Algorithm)
+	return st, stExpiry(st, w, p.Algorithm)
 }
 
 // stExpiry returns the expiry of an unchanged window state.

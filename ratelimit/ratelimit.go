@@ -31,6 +31,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -137,6 +138,14 @@ const MinPer = time.Second
 // to 2^53).
 const maxExact = 1 << 52
 
+// exceedsExact reports whether a*b > maxExact for a, b >= 0 (which is
+// a > maxExact/b for b > 0) without a division: validation runs on every
+// decision.
+func exceedsExact(a, b int64) bool {
+	hi, lo := bits.Mul64(uint64(a), uint64(b))
+	return hi != 0 || lo > maxExact
+}
+
 // Rate is N events per Per, with N >= 1 and Per >= 1s (a whole number of
 // milliseconds). The zero value is not a valid rate.
 type Rate struct {
@@ -176,7 +185,7 @@ func (r Rate) validate() error {
 		return errors.New("the period must be at least 1s")
 	case r.Per%time.Millisecond != 0:
 		return errors.New("the period must be a whole number of milliseconds")
-	case r.N > maxExact/r.Per.Milliseconds():
+	case exceedsExact(r.N, r.Per.Milliseconds()):
 		return errors.New("the count times the period in milliseconds must not exceed 2^52")
 	}
 	return nil
@@ -239,7 +248,7 @@ func (p Policy) Validate() error {
 	if p.Fail > FailClosed {
 		return fmt.Errorf("%w policy %q: unknown %s", ErrInvalid, p.Name, p.Fail)
 	}
-	if p.Algorithm == GCRA && p.burst() > maxExact/p.emissionMicros() {
+	if p.Algorithm == GCRA && exceedsExact(p.burst(), p.emissionMicros()) {
 		return fmt.Errorf("%w policy %q: burst times the emission interval must not exceed 2^52 µs", ErrInvalid, p.Name)
 	}
 	return nil
