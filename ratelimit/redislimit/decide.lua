@@ -33,6 +33,50 @@ end
 local floor = math.floor
 local function fmt(x) return string.format('%.0f', x) end
 
+-- The common decision, one GCRA policy, takes a straight path without tables
+-- or closures (a third of the script's cost in Redis). It computes exactly
+-- what the general path below does; values not of the form g:<digits> go to
+-- the general path's parser.
+if #KEYS == 1 and ARGV[3] == 'g' then
+  local t, tau, cost = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  local raw = redis.call('GET', KEYS[1])
+  local tat = 0
+  if raw then
+    local v = string.match(raw, '^g:(%d+)$')
+    if v then
+      tat = tonumber(v)
+    else
+      tat = nil
+    end
+  end
+  if tat then
+    if tat < now then tat = now end
+    local newtat = tat + cost * t
+    local diff, ok, rem, retry, exp
+    if newtat - tau > now then
+      ok, rem, retry, diff, exp = 0, 0, newtat - tau - now, tat - now, tat
+    else
+      ok, rem, retry, diff, exp = 1, floor((tau - (newtat - now)) / t), 0, newtat - now, newtat
+    end
+    local reset = 0
+    if diff > 0 then
+      reset = diff % t
+      if reset == 0 then reset = t end
+    end
+    local ttl = math.ceil((exp - now) / 1000)
+    if ttl < 1 then ttl = 1 end
+    if ok == 1 and ARGV[1] == 'd' then
+      redis.call('SET', KEYS[1], 'g:' .. fmt(newtat), 'PX', ttl + slack)
+    elseif raw and redis.call('PTTL', KEYS[1]) == -1 then
+      redis.call('PEXPIRE', KEYS[1], ttl + slack)
+    end
+    if ok == 1 or ARGV[7] == '1' then
+      return {ok, rem, retry, reset}
+    end
+    return {ok, rem, retry, reset, now, raw or ''}
+  end
+end
+
 -- parse returns the stored state of algorithm alg (zero state if none or of another algorithm).
 -- A value that does not parse (a foreign writer) is the zero state, as in Go.
 local function parse(raw, alg)
