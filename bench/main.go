@@ -167,7 +167,12 @@ func measure(ctx context.Context, fn decideFunc, keys []string, g int, d time.Du
 			if target > 0 {
 				interval = time.Duration(float64(time.Second) * float64(g) / target)
 			}
-			next := time.Now()
+			// Each goroutine starts at its own phase of the interval, so the
+			// paced calls arrive evenly spread. Started together, the g
+			// goroutines would fire in lockstep: a burst of g concurrent calls
+			// every interval, whose queueing (g times one call's service time)
+			// is what the percentiles would then measure.
+			next := start.Add(interval * time.Duration(w) / time.Duration(g))
 			for i := w * 7919; ; i++ {
 				now := time.Now()
 				if now.After(stop) {
