@@ -10,10 +10,10 @@ n=${3:-200000}
 here=$(dirname "$0")
 sha=$(redis-cli -h "$host" -p "$port" SCRIPT LOAD "$(cat "$here/../ratelimit/redislimit/decide.lua")")
 # One GCRA policy of 2^30 per hour: emission interval 4us, tau 2^30*4us.
-# Arguments: mode d(ecide), "" (use Redis TIME), alg g, T, tau, cost 1, not shadow.
+# Arguments: "" (use Redis TIME), 1 decision: mode d(ecide), 1 policy: alg g, T, tau, cost 1, not shadow.
 for p in 1 16; do
   echo "# -P $p"
   redis-benchmark -h "$host" -p "$port" -n "$n" -c 64 -P "$p" -r 10000 -q \
-    EVALSHA "$sha" 1 'bench:rb:rl:{ip:__rand_int__}:ip' d '' g 4 4294967296 1 0 |
+    EVALSHA "$sha" 1 'bench:rb:rl:{ip:__rand_int__}:ip' '' 1 d 1 g 4 4294967296 1 0 |
     tr '\r' '\n' | grep 'requests per second'
 done

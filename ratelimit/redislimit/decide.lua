@@ -1,20 +1,26 @@
--- decide.lua: one all-or-nothing rate-limit decision over every policy of one
--- subject. It implements exactly the integer arithmetic of ratelimit.Policy.Eval
--- (GCRA in microseconds, windows in milliseconds); Lua numbers are doubles, and
--- every product stays below 2^53 because ratelimit.Policy.Validate bounds them.
+-- decide.lua: a batch of rate-limit decisions, each all-or-nothing over every
+-- policy of one subject. It implements exactly the integer arithmetic of
+-- ratelimit.Policy.Eval (GCRA in microseconds, windows in milliseconds); Lua
+-- numbers are doubles, and every product stays below 2^53 because
+-- ratelimit.Policy.Validate bounds them. The whole batch runs atomically at one
+-- instant.
 --
--- KEYS[i]  the key of policy i; all keys carry the subject's hash tag.
--- ARGV[1]  "d" to decide (consume when all enforced policies admit), "p" to peek.
--- ARGV[2]  "" in production: the time is redis.call('TIME'). Tests pass Unix
+-- KEYS     the keys of every decision, in order; the keys of one decision
+--          carry its subject's hash tag (on Redis Cluster a batch is one slot).
+-- ARGV[1]  "" in production: the time is redis.call('TIME'). Tests pass Unix
 --          microseconds here through an unexported hook; then TTLs get 60 s of
 --          slack, because the fake clock and Redis' expiry clock differ.
--- ARGV[3+5*(i-1) .. 7+5*(i-1)]  policy i: alg ("g", "s" or "f"), a, b, cost, shadow ("1"/"0")
+-- ARGV[2]  the number of decisions D; then for each decision:
+--          mode ("d" decides: consume when all enforced policies admit;
+--          "p" peeks), its number of policies n, and for each policy:
+--          alg ("g", "s" or "f"), a, b, cost, shadow ("1"/"0")
 --          GCRA: a = emission interval T (µs), b = tau = burst*T (µs).
 --          windows: a = window length W (ms), b = limit N.
--- Returns  a flat array: allowed (0/1), remaining, retry (µs), reset (µs) per policy;
---          when the decision denies, followed by the time used (Unix µs) and the
---          stored value of each key ("" if none), from which the caller's deny
---          cache re-evaluates the decision locally until its retry time.
+-- Returns  D arrays, one per decision: allowed (0/1), remaining, retry (µs),
+--          reset (µs) per policy; when the decision denies, followed by the
+--          time used (Unix µs) and the stored value of each key ("" if none),
+--          from which the caller's deny cache re-evaluates the decision locally
+--          until its retry time.
 -- Every key written gets its TTL in the same SET; a key found without a TTL
 -- gets one (PEXPIRE), so no key of the limiter can outlive its relevance.
 
@@ -22,8 +28,8 @@ if redis.replicate_commands then redis.replicate_commands() end -- Redis < 7: re
 
 local now
 local slack = 0
-if ARGV[2] ~= '' then
-  now = tonumber(ARGV[2])
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
   slack = 60000
 else
   local t = redis.call('TIME')
@@ -33,48 +39,47 @@ end
 local floor = math.floor
 local function fmt(x) return string.format('%.0f', x) end
 
--- The common decision, one GCRA policy, takes a straight path without tables
--- or closures (a third of the script's cost in Redis). It computes exactly
--- what the general path below does; values not of the form g:<digits> go to
--- the general path's parser.
-if #KEYS == 1 and ARGV[3] == 'g' then
-  local t, tau, cost = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-  local raw = redis.call('GET', KEYS[1])
+-- ttl returns the PX of a value that expires at exp (Unix µs).
+local function ttl(exp)
+  local ms = math.ceil((exp - now) / 1000)
+  if ms < 1 then ms = 1 end
+  return ms + slack
+end
+
+-- gcra1 decides the common case, one GCRA policy (key, ARGV[a..a+4]), on a
+-- straight path without tables. It returns nil, having written nothing, for
+-- a stored value not of the form g:<digits>: the general path parses it.
+local function gcra1(key, mode, a)
+  local t, tau, cost = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local raw = redis.call('GET', key)
   local tat = 0
   if raw then
     local v = string.match(raw, '^g:(%d+)$')
-    if v then
-      tat = tonumber(v)
-    else
-      tat = nil
-    end
+    if not v then return nil end
+    tat = tonumber(v)
   end
-  if tat then
-    if tat < now then tat = now end
-    local newtat = tat + cost * t
-    local diff, ok, rem, retry, exp
-    if newtat - tau > now then
-      ok, rem, retry, diff, exp = 0, 0, newtat - tau - now, tat - now, tat
-    else
-      ok, rem, retry, diff, exp = 1, floor((tau - (newtat - now)) / t), 0, newtat - now, newtat
-    end
-    local reset = 0
-    if diff > 0 then
-      reset = diff % t
-      if reset == 0 then reset = t end
-    end
-    local ttl = math.ceil((exp - now) / 1000)
-    if ttl < 1 then ttl = 1 end
-    if ok == 1 and ARGV[1] == 'd' then
-      redis.call('SET', KEYS[1], 'g:' .. fmt(newtat), 'PX', ttl + slack)
-    elseif raw and redis.call('PTTL', KEYS[1]) == -1 then
-      redis.call('PEXPIRE', KEYS[1], ttl + slack)
-    end
-    if ok == 1 or ARGV[7] == '1' then
-      return {ok, rem, retry, reset}
-    end
-    return {ok, rem, retry, reset, now, raw or ''}
+  if tat < now then tat = now end
+  local newtat = tat + cost * t
+  local diff, ok, rem, retry, exp
+  if newtat - tau > now then
+    ok, rem, retry, diff, exp = 0, 0, newtat - tau - now, tat - now, tat
+  else
+    ok, rem, retry, diff, exp = 1, floor((tau - (newtat - now)) / t), 0, newtat - now, newtat
   end
+  local reset = 0
+  if diff > 0 then
+    reset = diff % t
+    if reset == 0 then reset = t end
+  end
+  if ok == 1 and mode == 'd' then
+    redis.call('SET', key, 'g:' .. fmt(newtat), 'PX', ttl(exp))
+  elseif raw and redis.call('PTTL', key) == -1 then
+    redis.call('PEXPIRE', key, ttl(exp))
+  end
+  if ok == 1 or ARGV[a + 4] == '1' then
+    return {ok, rem, retry, reset}
+  end
+  return {ok, rem, retry, reset, now, raw or ''}
 end
 
 -- parse returns the stored state of algorithm alg (zero state if none or of another algorithm).
@@ -93,6 +98,13 @@ local function parse(raw, alg)
   return st
 end
 
+local function gcraReset(diff, t)
+  if diff <= 0 then return 0 end
+  local r = diff % t
+  if r ~= 0 then return r end
+  return t
+end
+
 -- eval returns allowed, remaining, retry_us, reset_us, next value (nil if unchanged), expiry (Unix µs).
 local function eval(alg, a, b, st, cost)
   if alg == 'g' then
@@ -100,16 +112,10 @@ local function eval(alg, a, b, st, cost)
     local tat = st.t
     if tat < now then tat = now end
     local newtat = tat + cost * t
-    local function reset(diff)
-      if diff <= 0 then return 0 end
-      local r = diff % t
-      if r ~= 0 then return r end
-      return t
-    end
     if newtat - tau > now then
-      return 0, 0, newtat - tau - now, reset(tat - now), nil, tat
+      return 0, 0, newtat - tau - now, gcraReset(tat - now, t), nil, tat
     end
-    return 1, floor((tau - (newtat - now)) / t), 0, reset(newtat - now), 'g:' .. fmt(newtat), newtat
+    return 1, floor((tau - (newtat - now)) / t), 0, gcraReset(newtat - now, t), 'g:' .. fmt(newtat), newtat
   end
   local w, n = a, b
   local nowms = floor(now / 1000)
@@ -146,49 +152,61 @@ local function eval(alg, a, b, st, cost)
   return 0, 0, retry * 1000, resetus, nil, stexp
 end
 
-local nkeys = #KEYS
-local res = {}
-local items = {}
-local decided = true
-for i = 1, nkeys do
-  local base = 3 + 5 * (i - 1)
-  local it = {
-    alg = ARGV[base], a = tonumber(ARGV[base + 1]), b = tonumber(ARGV[base + 2]),
-    cost = tonumber(ARGV[base + 3]), shadow = ARGV[base + 4] == '1',
-  }
-  it.raw = redis.call('GET', KEYS[i])
-  it.st = parse(it.raw, it.alg)
-  it.ok, it.rem, it.retry, it.reset, it.next, it.exp = eval(it.alg, it.a, it.b, it.st, it.cost)
-  if it.ok == 0 and not it.shadow then decided = false end
-  items[i] = it
+-- general decides n policies: keys KEYS[k+1..k+n], policy i at ARGV[a+5*(i-1)..].
+local function general(k, n, mode, a)
+  local res = {}
+  local items = {}
+  local decided = true
+  for i = 1, n do
+    local base = a + 5 * (i - 1)
+    local it = {
+      key = KEYS[k + i],
+      alg = ARGV[base], a = tonumber(ARGV[base + 1]), b = tonumber(ARGV[base + 2]),
+      cost = tonumber(ARGV[base + 3]), shadow = ARGV[base + 4] == '1',
+    }
+    it.raw = redis.call('GET', it.key)
+    it.st = parse(it.raw, it.alg)
+    it.ok, it.rem, it.retry, it.reset, it.next, it.exp = eval(it.alg, it.a, it.b, it.st, it.cost)
+    if it.ok == 0 and not it.shadow then decided = false end
+    items[i] = it
+  end
+  for i = 1, n do
+    local it = items[i]
+    if not decided and it.ok == 1 then
+      -- nothing is consumed: report the quota as it is
+      it.ok, it.rem, it.retry, it.reset = eval(it.alg, it.a, it.b, it.st, 0)
+      it.next = nil
+    end
+    if decided and mode == 'd' and it.ok == 1 and it.next then
+      redis.call('SET', it.key, it.next, 'PX', ttl(it.exp))
+    elseif it.raw and redis.call('PTTL', it.key) == -1 then
+      -- repair a key without a TTL (written by something else, or restored)
+      redis.call('PEXPIRE', it.key, ttl(it.exp))
+    end
+    res[4 * i - 3] = it.ok
+    res[4 * i - 2] = it.rem
+    res[4 * i - 1] = it.retry
+    res[4 * i] = it.reset
+  end
+  if not decided then
+    res[4 * n + 1] = now
+    for i = 1, n do
+      res[4 * n + 1 + i] = items[i].raw or ''
+    end
+  end
+  return res
 end
 
-for i = 1, nkeys do
-  local it = items[i]
-  if not decided and it.ok == 1 then
-    -- nothing is consumed: report the quota as it is
-    it.ok, it.rem, it.retry, it.reset = eval(it.alg, it.a, it.b, it.st, 0)
-    it.next = nil
-  end
-  if decided and ARGV[1] == 'd' and it.ok == 1 and it.next then
-    local ttl = math.ceil((it.exp - now) / 1000)
-    if ttl < 1 then ttl = 1 end
-    redis.call('SET', KEYS[i], it.next, 'PX', ttl + slack)
-  elseif it.raw and redis.call('PTTL', KEYS[i]) == -1 then
-    -- repair a key without a TTL (written by something else, or restored)
-    local ttl = math.ceil((it.exp - now) / 1000)
-    if ttl < 1 then ttl = 1 end
-    redis.call('PEXPIRE', KEYS[i], ttl + slack)
-  end
-  res[4 * i - 3] = it.ok
-  res[4 * i - 2] = it.rem
-  res[4 * i - 1] = it.retry
-  res[4 * i] = it.reset
+local out = {}
+local k, a = 0, 3
+for j = 1, tonumber(ARGV[2]) do
+  local mode, n = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  local r
+  if n == 1 and ARGV[a] == 'g' then r = gcra1(KEYS[k + 1], mode, a) end
+  if not r then r = general(k, n, mode, a) end
+  out[j] = r
+  k = k + n
+  a = a + 5 * n
 end
-if not decided then
-  res[4 * nkeys + 1] = now
-  for i = 1, nkeys do
-    res[4 * nkeys + 1 + i] = items[i].raw or ''
-  end
-end
-return res
+return out

@@ -4,6 +4,8 @@
 // Invariants (DESIGN 4.2):
 //   - One EVALSHA round trip per decision, covering every policy; the script
 //     (decide.lua, EVAL on NOSCRIPT) implements exactly [ratelimit.Policy.Eval].
+//     Concurrent decisions share script calls (batch.go): each is still one
+//     round trip and all-or-nothing, and a batch runs atomically.
 //   - Time is redis.call('TIME') inside the script: instance clocks cannot
 //     matter.
 //   - Every key written gets its TTL in the same script; keys found without a
@@ -102,7 +104,7 @@ type Options struct {
 
 // Stats are cumulative counters of a Limiter, for metrics.
 type Stats struct {
-	RedisCalls     uint64 // decision scripts sent to Redis
+	RedisCalls     uint64 // decision scripts sent to Redis (a batch is one)
 	RedisErrors    uint64 // of which failed (timeouts included)
 	DenyCacheHits  uint64 // decisions answered by the deny cache
 	Degraded       uint64 // decisions taken without Redis (open or local)
@@ -132,6 +134,8 @@ type Limiter struct {
 	// scriptNow, when set (only by tests, via export_test.go), is sent to
 	// the script as the time instead of Redis TIME.
 	scriptNow func() time.Time
+
+	batch *batcher
 
 	failures  atomic.Int64
 	open      atomic.Bool
@@ -214,6 +218,7 @@ func New(client rueidis.Client, opts Options) (*Limiter, error) {
 		ctx:     ctx,
 		cancel:  cancel,
 	}
+	l.batch = &batcher{l: l, cluster: client.Mode() == rueidis.ClientModeCluster}
 	if opts.DenyCacheSize > 0 {
 		l.deny = newDenyCache(opts.DenyCacheSize)
 	}
@@ -384,30 +389,6 @@ func (l *Limiter) run(ctx context.Context, subject string, items []ratelimit.Ite
 
 var errBreakerOpen = errors.New("redislimit: circuit breaker open")
 
-// exec runs the decision script, returning at ctx's deadline even when
-// rueidis does not. rueidis honours a caller's deadline once its command is
-// queued on a connection, but while a connection is being (re)established
-// every caller waits for that dial, whose deadline is the first caller's
-// (bounded by the dial timeout): measured, a decision with a 100ms deadline
-// waited 450ms behind another caller's dial to a hung server. So the script
-// runs in its own goroutine, and a decision past its deadline returns the
-// deadline's error; the abandoned call ends with the dial.
-func (l *Limiter) exec(ctx context.Context, keys, args []string) rueidis.RedisResult {
-	done := resultChans.Get().(chan rueidis.RedisResult)
-	go func() { done <- l.decide.Exec(ctx, l.client, keys, args) }()
-	select {
-	case r := <-done:
-		resultChans.Put(done)
-		return r
-	case <-ctx.Done():
-		return rueidis.NewErrorResult(ctx.Err()) // done is dropped: its sender still holds it
-	}
-}
-
-// resultChans recycles exec's result channels (buffered, so an abandoned
-// sender never blocks); only channels whose result was received return.
-var resultChans = sync.Pool{New: func() any { return make(chan rueidis.RedisResult, 1) }}
-
 // withTimeout is context.WithTimeout(ctx, d), except that when ctx already
 // ends no later (the service's per-request Redis budget) it returns ctx as
 // is: a derived context would not change the deadline, only allocate a
@@ -433,7 +414,8 @@ type deniedAt struct {
 	states  []ratelimit.State
 }
 
-// eval runs decide.lua once for every item.
+// eval decides items through the batcher: one script call, possibly
+// shared with other decisions.
 func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, deniedAt, error) {
 	keys := make([]string, len(items))
 	args := make([]string, 2, 2+5*len(items))
@@ -441,9 +423,7 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 	if peek {
 		args[0] = "p"
 	}
-	if l.scriptNow != nil {
-		args[1] = strconv.FormatInt(l.scriptNow().UnixMicro(), 10)
-	}
+	args[1] = strconv.Itoa(len(items))
 	tag := ratelimit.SubjectTag(subject)
 	for i, it := range items {
 		p := it.Policy
@@ -461,10 +441,8 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 	}
 	cctx, cancel := withTimeout(ctx, l.opts.Timeout)
 	start := time.Now()
-	res := l.exec(cctx, keys, args)
+	msgs, err := l.batch.do(cctx, keys, args)
 	cancel()
-	l.calls.Add(1)
-	msgs, err := res.ToArray()
 	n := 4 * len(items)
 	if err == nil && len(msgs) != n && len(msgs) != n+1+len(items) {
 		err = fmt.Errorf("redislimit: script returned %d values for %d items", len(msgs), len(items))

@@ -685,3 +685,85 @@ func TestDeadlineHoldsWhileReconnecting(t *testing.T) {
 		t.Errorf("decision during the redial took %v, want about the %v timeout, not the %v dial", took, timeout, dial)
 	}
 }
+
+// TestBatchedDecisionsStayIndependent sends many concurrent decisions of
+// different shapes (one policy, two policies with one exhausted, peeks, a
+// window algorithm) so that they share script calls, and checks each one's
+// result and effect as if it had run alone.
+func TestBatchedDecisionsStayIndependent(t *testing.T) {
+	c := newClient(t, testenv.RedisAddr(t))
+	prefix := randomPrefix(t)
+	l := newLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1, Timeout: 5 * time.Second, DenyCacheSize: -1})
+	ctx := context.Background()
+	one := ratelimit.Policy{Name: "one", Rate: ratelimit.Rate{N: 1, Per: time.Hour}}
+	wide := ratelimit.Policy{Name: "wide", Rate: ratelimit.Rate{N: 100, Per: time.Hour}}
+	win := ratelimit.Policy{Name: "win", Rate: ratelimit.Rate{N: 5, Per: time.Hour}, Algorithm: ratelimit.Sliding}
+	const subjects = 60
+	// Every third subject has spent its "one" already.
+	for i := 0; i < subjects; i += 3 {
+		if d, err := l.Decide(ctx, "ip:198.51.100."+strconv.Itoa(i), ratelimit.Item{Policy: one}); err != nil || !d.Allowed {
+			t.Fatalf("setup: %+v, %v", d, err)
+		}
+	}
+	callsBefore := l.Stats().RedisCalls
+	type outcome struct {
+		two, peek, window ratelimit.Decision
+		err               error
+	}
+	out := make([]outcome, subjects)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range subjects {
+		subject := "ip:198.51.100." + strconv.Itoa(i)
+		wg.Go(func() {
+			<-start
+			o := &out[i]
+			var err1, err2, err3 error
+			o.two, err1 = l.Decide(ctx, subject, ratelimit.Item{Policy: one}, ratelimit.Item{Policy: wide, Cost: 7})
+			o.peek, err2 = l.Peek(ctx, subject+"-peek", ratelimit.Item{Policy: wide})
+			o.window, err3 = l.Decide(ctx, subject, ratelimit.Item{Policy: win, Cost: 2})
+			o.err = errors.Join(err1, err2, err3)
+		})
+	}
+	close(start)
+	wg.Wait()
+	decisions := uint64(3 * subjects)
+	calls := l.Stats().RedisCalls - callsBefore
+	t.Logf("%d concurrent decisions took %d script calls", decisions, calls)
+	if calls >= decisions {
+		t.Errorf("%d decisions took %d script calls: nothing was batched", decisions, calls)
+	}
+	for i, o := range out {
+		if o.err != nil {
+			t.Fatalf("subject %d: %v", i, o.err)
+		}
+		spent := i%3 == 0
+		if o.two.Allowed == spent {
+			t.Errorf("subject %d (spent %v): two-policy decision allowed = %v", i, spent, o.two.Allowed)
+		}
+		wantWide := int64(93)
+		if spent {
+			wantWide = 100 // denied by "one": nothing consumed
+			if v := o.two.Violated(); len(v) != 1 || v[0].Policy.Name != "one" {
+				t.Errorf("subject %d: violated %+v, want only %q", i, v, "one")
+			}
+		}
+		if got := o.two.Results[1].Remaining; got != wantWide {
+			t.Errorf("subject %d (spent %v): wide remaining %d, want %d", i, spent, got, wantWide)
+		}
+		if !o.peek.Allowed || o.peek.Results[0].Remaining != 99 {
+			t.Errorf("subject %d: peek %+v, want allowed with 99 remaining", i, o.peek)
+		}
+		if !o.window.Allowed || o.window.Results[0].Remaining != 3 {
+			t.Errorf("subject %d: window decision %+v, want allowed with 3 remaining", i, o.window)
+		}
+	}
+	// The peeks consumed nothing.
+	for i := range subjects {
+		d, err := l.Peek(ctx, "ip:198.51.100."+strconv.Itoa(i)+"-peek", ratelimit.Item{Policy: wide, Cost: 100})
+		if err != nil || !d.Allowed {
+			t.Fatalf("subject %d: a peek of the whole quota after the peeks = %+v, %v; want allowed", i, d, err)
+		}
+	}
+	assertAllKeysHaveTTL(t, c, prefix)
+}
