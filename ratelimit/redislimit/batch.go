@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -30,7 +32,10 @@ const (
 )
 
 // call is one decision in a batch: its keys and its part of the script's
-// arguments (mode, number of policies, five per policy).
+// arguments (mode, number of policies, five per policy). Calls are pooled:
+// done has room for the one signal the flight sends, and a call returns to
+// the pool only when its caller received that signal (an abandoned call is
+// left to the garbage collector, the flight may still write to it).
 type call struct {
 	ctx  context.Context
 	keys []string
@@ -38,7 +43,17 @@ type call struct {
 	res  []rueidis.RedisMessage // this decision's reply
 	err  error
 	done chan struct{}
+	gone atomic.Bool // the caller stopped waiting: not sent if not yet
 }
+
+var (
+	calls  = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+	timers = sync.Pool{New: func() any {
+		t := time.NewTimer(time.Hour)
+		t.Stop()
+		return t
+	}}
+)
 
 var errBatchReply = errors.New("redislimit: script reply does not match the batch")
 
@@ -51,9 +66,11 @@ type batcher struct {
 	flights int
 }
 
-// do sends the decision (keys, args) with others and returns its reply.
-func (b *batcher) do(ctx context.Context, keys, args []string) ([]rueidis.RedisMessage, error) {
-	c := &call{ctx: ctx, keys: keys, args: args, done: make(chan struct{})}
+// do sends the decision (keys, args) with others and returns its reply,
+// waiting at most until ctx ends or timeout has passed.
+func (b *batcher) do(ctx context.Context, timeout time.Duration, keys, args []string) ([]rueidis.RedisMessage, error) {
+	c := calls.Get().(*call)
+	c.ctx, c.keys, c.args = ctx, keys, args
 	if b.cluster {
 		go b.send([]*call{c})
 	} else {
@@ -69,11 +86,24 @@ func (b *batcher) do(ctx context.Context, keys, args []string) ([]rueidis.RedisM
 			go b.fly(batch)
 		}
 	}
+	t := timers.Get().(*time.Timer)
+	t.Reset(timeout)
+	defer func() {
+		t.Stop()
+		timers.Put(t)
+	}()
 	select {
 	case <-c.done:
-		return c.res, c.err
+		res, err := c.res, c.err
+		*c = call{done: c.done}
+		calls.Put(c)
+		return res, err
 	case <-ctx.Done():
+		c.gone.Store(true)
 		return nil, ctx.Err()
+	case <-t.C:
+		c.gone.Store(true)
+		return nil, context.DeadlineExceeded
 	}
 }
 
@@ -84,7 +114,7 @@ func (b *batcher) take() []*call {
 	batch := make([]*call, 0, min(len(b.queue), maxBatch))
 	for _, c := range b.queue {
 		n++
-		if c.ctx.Err() != nil {
+		if c.gone.Load() || c.ctx.Err() != nil {
 			continue
 		}
 		batch = append(batch, c)
@@ -148,6 +178,6 @@ func (b *batcher) send(batch []*call) {
 		} else {
 			c.res, c.err = msgs[i].ToArray()
 		}
-		close(c.done)
+		c.done <- struct{}{} // never blocks: one signal per call, room for one
 	}
 }

@@ -389,17 +389,6 @@ func (l *Limiter) run(ctx context.Context, subject string, items []ratelimit.Ite
 
 var errBreakerOpen = errors.New("redislimit: circuit breaker open")
 
-// withTimeout is context.WithTimeout(ctx, d), except that when ctx already
-// ends no later (the service's per-request Redis budget) it returns ctx as
-// is: a derived context would not change the deadline, only allocate a
-// cancelCtx and register it with its parent on every decision.
-func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	if dl, ok := ctx.Deadline(); ok && !dl.After(time.Now().Add(d)) {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, d)
-}
-
 func (l *Limiter) localNow() time.Time {
 	if l.scriptNow != nil {
 		return l.scriptNow()
@@ -439,20 +428,31 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 		}
 		args = append(args, pa.alg, pa.a, pa.b, strconv.FormatInt(cost, 10), shadow)
 	}
-	cctx, cancel := withTimeout(ctx, l.opts.Timeout)
 	start := time.Now()
-	msgs, err := l.batch.do(cctx, keys, args)
-	cancel()
+	msgs, err := l.batch.do(ctx, l.opts.Timeout, keys, args)
 	n := 4 * len(items)
 	if err == nil && len(msgs) != n && len(msgs) != n+1+len(items) {
 		err = fmt.Errorf("redislimit: script returned %d values for %d items", len(msgs), len(items))
 	}
-	var vals []int64
+	var results []ratelimit.Result
 	if err == nil {
-		vals = make([]int64, n)
-		for i := range vals {
-			if vals[i], err = msgs[i].AsInt64(); err != nil {
+		results = make([]ratelimit.Result, len(items))
+		for i, it := range items {
+			var v [4]int64
+			for j := range v {
+				if v[j], err = msgs[4*i+j].AsInt64(); err != nil {
+					break
+				}
+			}
+			if err != nil {
 				break
+			}
+			results[i] = ratelimit.Result{
+				Policy:     it.Policy,
+				Allowed:    v[0] == 1,
+				Remaining:  v[1],
+				RetryAfter: time.Duration(v[2]) * time.Microsecond,
+				ResetAfter: time.Duration(v[3]) * time.Microsecond,
 			}
 		}
 	}
@@ -462,17 +462,6 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 	if err != nil {
 		l.errs.Add(1)
 		return ratelimit.Decision{}, deniedAt{}, err
-	}
-	results := make([]ratelimit.Result, len(items))
-	for i, it := range items {
-		v := vals[4*i:]
-		results[i] = ratelimit.Result{
-			Policy:     it.Policy,
-			Allowed:    v[0] == 1,
-			Remaining:  v[1],
-			RetryAfter: time.Duration(v[2]) * time.Microsecond,
-			ResetAfter: time.Duration(v[3]) * time.Microsecond,
-		}
 	}
 	var den deniedAt
 	if len(msgs) > n {
