@@ -194,25 +194,13 @@ func (l *Limiter) Len() int {
 // only if every non-shadow policy admits. It fails only for invalid items
 // (errors wrapping [ratelimit.ErrInvalid]); ctx is not consulted.
 func (l *Limiter) Decide(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
-	if err := ratelimit.ValidateItems(items); err != nil {
-		return ratelimit.Decision{}, err
-	}
-	if len(items) == 1 {
-		return l.decideOne(subject, &items[0], false), nil
-	}
-	return l.decide(subject, items, false), nil
+	return l.decide(subject, items, false)
 }
 
 // Peek implements [ratelimit.Limiter]: the Decision Decide would return now,
 // consuming nothing.
 func (l *Limiter) Peek(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
-	if err := ratelimit.ValidateItems(items); err != nil {
-		return ratelimit.Decision{}, err
-	}
-	if len(items) == 1 {
-		return l.decideOne(subject, &items[0], true), nil
-	}
-	return l.decide(subject, items, true), nil
+	return l.decide(subject, items, true)
 }
 
 // Reset implements [ratelimit.Limiter]; it never fails.
@@ -240,8 +228,10 @@ func keyOf(h uint64, policy string) key {
 	return key(h)
 }
 
-// decide decides valid items (several: see decideOne for one).
-func (l *Limiter) decide(subject string, items []ratelimit.Item, peek bool) ratelimit.Decision {
+func (l *Limiter) decide(subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, error) {
+	if err := ratelimit.ValidateItems(items); err != nil {
+		return ratelimit.Decision{}, err
+	}
 	results := make([]ratelimit.Result, len(items))
 	var prevBuf, nextBuf [4]entry
 	prev, next := prevBuf[:0], nextBuf[:0]
@@ -254,7 +244,8 @@ func (l *Limiter) decide(subject string, items []ratelimit.Item, peek bool) rate
 	defer s.mu.Unlock()
 	now := l.nowMicros() // under the lock: decisions of one subject are ordered in time
 	var present uint64   // bit i: item i's key is in the map (first 64 items)
-	for i, it := range items {
+	for i := range items {
+		it := &items[i]
 		e, ok := s.m[keyOf(h, it.Policy.Name)]
 		if ok && i < 64 {
 			present |= 1 << i
@@ -263,8 +254,7 @@ func (l *Limiter) decide(subject string, items []ratelimit.Item, peek bool) rate
 			e = entry{}
 		}
 		prev = append(prev, e)
-		st, r, exp := it.Policy.Eval(e.st, now, cost(it))
-		results[i] = r
+		st, exp := it.Policy.EvalInto(&results[i], e.st, now, cost(*it))
 		next = append(next, entry{st: st, expires: exp})
 	}
 	d := ratelimit.Combine(results)
@@ -275,10 +265,10 @@ func (l *Limiter) decide(subject string, items []ratelimit.Item, peek bool) rate
 				_, results[i], _ = it.Policy.Eval(prev[i].st, now, 0)
 			}
 		}
-		return d
+		return d, nil
 	}
 	if peek {
-		return d
+		return d, nil
 	}
 	for i, it := range items {
 		if !results[i].Allowed {
@@ -298,43 +288,7 @@ func (l *Limiter) decide(subject string, items []ratelimit.Item, peek bool) rate
 		s.m[k] = e
 		s.peak = max(s.peak, len(s.m))
 	}
-	return d
-}
-
-// decideOne is decide for one item (the common case), without the
-// bookkeeping of all-or-nothing over several.
-func (l *Limiter) decideOne(subject string, it *ratelimit.Item, peek bool) ratelimit.Decision {
-	results := make([]ratelimit.Result, 1)
-	r := &results[0]
-	h := l.hash(subject)
-	k := keyOf(h, it.Policy.Name)
-	s := &l.shards[h%numShards]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := l.nowMicros() // under the lock: decisions of one subject are ordered in time
-	e, present := s.m[k]
-	if !present || e.expires <= now {
-		e = entry{}
-	}
-	st, exp := it.Policy.EvalInto(r, e.st, now, cost(*it))
-	d := ratelimit.Combine(results)
-	if !d.Allowed || peek || !r.Allowed {
-		// Denied, a peek, or a shadow policy that would deny: nothing is
-		// consumed.
-		return d
-	}
-	next := entry{st: st, expires: exp}
-	if r.Remaining == 0 {
-		var r1 ratelimit.Result
-		it.Policy.EvalInto(&r1, st, now, 1)
-		next.blockedUntil = now + r1.RetryAfter.Microseconds()
-	}
-	if !present && len(s.m) >= l.perShard {
-		s.evict(now, l.perShard)
-	}
-	s.m[k] = next
-	s.peak = max(s.peak, len(s.m))
-	return d
+	return d, nil
 }
 
 func cost(it ratelimit.Item) int64 {
