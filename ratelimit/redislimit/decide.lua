@@ -46,6 +46,15 @@ local function ttl(exp)
   return ms + slack
 end
 
+-- gcraReset returns the time until one more unit of quota is available when
+-- the TAT is diff after now: at most one emission interval t.
+local function gcraReset(diff, t)
+  if diff <= 0 then return 0 end
+  local r = diff % t
+  if r ~= 0 then return r end
+  return t
+end
+
 -- gcra1 decides the common case, one GCRA policy (key, ARGV[a..a+4]), on a
 -- straight path without tables. It returns nil, having written nothing, for
 -- a stored value not of the form g:<digits>: the general path parses it.
@@ -66,11 +75,7 @@ local function gcra1(key, mode, a)
   else
     ok, rem, retry, diff, exp = 1, floor((tau - (newtat - now)) / t), 0, newtat - now, newtat
   end
-  local reset = 0
-  if diff > 0 then
-    reset = diff % t
-    if reset == 0 then reset = t end
-  end
+  local reset = gcraReset(diff, t)
   if ok == 1 and mode == 'd' then
     redis.call('SET', key, 'g:' .. fmt(newtat), 'PX', ttl(exp))
   elseif raw and redis.call('PTTL', key) == -1 then
@@ -96,13 +101,6 @@ local function parse(raw, alg)
     end
   end
   return st
-end
-
-local function gcraReset(diff, t)
-  if diff <= 0 then return 0 end
-  local r = diff % t
-  if r ~= 0 then return r end
-  return t
 end
 
 -- eval returns allowed, remaining, retry_us, reset_us, next value (nil if unchanged), expiry (Unix µs).
