@@ -416,16 +416,8 @@ func TestBoundedWhileReconnecting(t *testing.T) {
 	t.Cleanup(client.Close)
 	ctx := context.Background()
 	k := cachetest.Key(t, "redial")
-	hd.Hang()
-	// The closed connection fails its next caller; the one after redials,
-	// with a deadline far beyond ours.
-	_ = client.Do(ctx, client.B().Ping().Build()).Error()
-	go func() {
-		ctx, cancel := context.WithTimeout(ctx, dial)
-		defer cancel()
-		_ = client.Do(ctx, client.B().Ping().Build()).Error()
-	}()
-	time.Sleep(50 * time.Millisecond)
+	// rueidis redials for another caller, with a deadline far beyond ours.
+	hd.HangDuringRedial(client, dial)
 	// A store created now starts healthy; its first PING waits on the dial.
 	start := time.Now()
 	s, err := rediscache.New(client, rediscache.Options{Timeout: timeout, LivenessInterval: 50 * time.Millisecond, PingTimeout: timeout})

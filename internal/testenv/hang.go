@@ -6,6 +6,9 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
 )
 
 // HangingDialer makes a rueidis client meet a hung server on its next
@@ -33,26 +36,19 @@ func NewHangingDialer(tb testing.TB) *HangingDialer {
 		tb.Fatalf("testenv: listen: %v", err)
 	}
 	h := &HangingDialer{hole: ln}
-	accepted := make(chan net.Conn)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				close(accepted)
-				return
-			}
-			accepted <- c
-		}
-	}()
-	var held []net.Conn
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for c := range accepted {
-			held = append(held, c) // never read, never answered
-		}
-		for _, c := range held {
-			c.Close()
+		var held []net.Conn // never read, never answered
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
 		}
 	}()
 	tb.Cleanup(func() {
@@ -83,6 +79,22 @@ func (h *HangingDialer) Dial(ctx context.Context, dst string, d *net.Dialer, _ *
 	defer h.mu.Unlock()
 	h.conns = append(h.conns, c)
 	return c, nil
+}
+
+// HangDuringRedial hangs h, then leaves c redialling the silent listener for
+// a caller whose deadline is dial: the closed connection fails c's next
+// caller, and the one after (in the background) redials. When it returns,
+// every other caller of c waits for that dial, for up to dial, unless
+// something bounds its wait by its own deadline.
+func (h *HangingDialer) HangDuringRedial(c rueidis.Client, dial time.Duration) {
+	h.Hang()
+	_ = c.Do(context.Background(), c.B().Ping().Build()).Error()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), dial)
+		defer cancel()
+		_ = c.Do(ctx, c.B().Ping().Build()).Error()
+	}()
+	time.Sleep(50 * time.Millisecond) // the redial has started
 }
 
 // Hang closes the connections dialled so far and sends every later dial to

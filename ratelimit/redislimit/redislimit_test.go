@@ -664,16 +664,8 @@ func TestDeadlineHoldsWhileReconnecting(t *testing.T) {
 	if d, err := l.Decide(context.Background(), "ip:192.0.2.7", ratelimit.Item{Policy: p}); err != nil || d.Degraded() {
 		t.Fatalf("healthy decision: %+v, %v", d, err)
 	}
-	hd.Hang()
-	// The closed connection fails its next caller; the one after redials,
-	// with a deadline far beyond the limiter's.
-	_ = c.Do(context.Background(), c.B().Ping().Build()).Error()
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), dial)
-		defer cancel()
-		_ = c.Do(ctx, c.B().Ping().Build()).Error()
-	}()
-	time.Sleep(50 * time.Millisecond)
+	// rueidis redials for another caller, with a deadline far beyond ours.
+	hd.HangDuringRedial(c, dial)
 	start := time.Now()
 	d, err := l.Decide(context.Background(), "ip:192.0.2.7", ratelimit.Item{Policy: p})
 	took := time.Since(start)
