@@ -186,8 +186,7 @@ func (s *Store) ping() bool {
 	if len(nodes) == 0 {
 		return false
 	}
-	answered := make(chan bool, 1)
-	go func() {
+	return bounded(ctx, func() bool {
 		var wg sync.WaitGroup
 		var failed atomic.Bool
 		for _, n := range nodes {
@@ -198,14 +197,8 @@ func (s *Store) ping() bool {
 			})
 		}
 		wg.Wait()
-		answered <- !failed.Load()
-	}()
-	select {
-	case ok := <-answered:
-		return ok
-	case <-ctx.Done():
-		return false
-	}
+		return !failed.Load()
+	}, func() bool { return false })
 }
 
 // Name returns "redis".
@@ -349,17 +342,26 @@ func (s *Store) doMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidi
 	if _, ok := ctx.Deadline(); !ok {
 		return s.client.DoMulti(ctx, cmds...)
 	}
-	done := make(chan []rueidis.RedisResult, 1)
-	go func() { done <- s.client.DoMulti(ctx, cmds...) }()
+	return bounded(ctx, func() []rueidis.RedisResult { return s.client.DoMulti(ctx, cmds...) },
+		func() []rueidis.RedisResult {
+			r := make([]rueidis.RedisResult, len(cmds))
+			for i := range r {
+				r[i] = rueidis.NewErrorResult(ctx.Err())
+			}
+			return r
+		})
+}
+
+// bounded returns call's result, or expired's once ctx ends, whichever comes
+// first; call goes on in its goroutine until rueidis lets it return.
+func bounded[T any](ctx context.Context, call, expired func() T) T {
+	done := make(chan T, 1)
+	go func() { done <- call() }()
 	select {
 	case r := <-done:
 		return r
 	case <-ctx.Done():
-		r := make([]rueidis.RedisResult, len(cmds))
-		for i := range r {
-			r[i] = rueidis.NewErrorResult(ctx.Err())
-		}
-		return r
+		return expired()
 	}
 }
 
