@@ -3,6 +3,7 @@ package redislimit
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,19 +34,56 @@ const (
 	maxFlights = 4
 )
 
-// call is one decision in a batch: its keys and its part of the script's
-// arguments (mode, number of policies, five per policy). Calls are pooled:
-// done has room for the one signal the flight sends, and a call returns to
-// the pool only when its caller received that signal (an abandoned call is
-// left to the garbage collector, the flight may still write to it).
+// call is one decision in a batch: its mode ("d" or "p"), and per policy its
+// key and spec. Calls are pooled (with their slices): done has room for the
+// one signal the flight sends, and a call returns to the pool only when its
+// caller received that signal (an abandoned call is left to the garbage
+// collector, the flight may still write to it).
 type call struct {
-	ctx  context.Context
-	keys []string
-	args []string
-	res  []rueidis.RedisMessage // this decision's reply
-	err  error
-	done chan struct{}
-	gone atomic.Bool // the caller stopped waiting: not sent if not yet
+	ctx   context.Context
+	mode  string
+	keys  []string
+	specs []spec
+	res   []rueidis.RedisMessage // this decision's part of the reply
+	err   error
+	done  chan struct{}
+	gone  atomic.Bool // the caller stopped waiting: not sent if not yet
+}
+
+// spec is what the script needs of one policy of a decision. A batch sends
+// each distinct spec once, and its decisions refer to it by index.
+type spec struct {
+	policyArgs
+	cost   string
+	shadow bool
+}
+
+func newCall() *call {
+	c := calls.Get().(*call)
+	c.keys, c.specs = c.keys[:0], c.specs[:0]
+	return c
+}
+
+// replyLen returns the length of c's part of a batch reply that starts at
+// msgs[off]: four values per policy, and when the decision denies (a policy
+// that is not shadow did not admit), the time and each key's stored value.
+func (c *call) replyLen(msgs []rueidis.RedisMessage, off int) (int, error) {
+	n := 4 * len(c.keys)
+	if off+n > len(msgs) {
+		return 0, errBatchReply
+	}
+	for i, s := range c.specs {
+		if ok, err := msgs[off+4*i].AsInt64(); err != nil {
+			return 0, err
+		} else if ok == 0 && !s.shadow {
+			n += 1 + len(c.keys)
+			break
+		}
+	}
+	if off+n > len(msgs) {
+		return 0, errBatchReply
+	}
+	return n, nil
 }
 
 var (
@@ -68,11 +106,11 @@ type batcher struct {
 	flights int
 }
 
-// do sends the decision (keys, args) with others and returns its reply,
-// waiting at most until ctx ends or timeout has passed.
-func (b *batcher) do(ctx context.Context, timeout time.Duration, keys, args []string) ([]rueidis.RedisMessage, error) {
-	c := calls.Get().(*call)
-	c.ctx, c.keys, c.args = ctx, keys, args
+// do sends the decision c (from newCall) with others and returns its part
+// of the reply, waiting at most until ctx ends or timeout has passed. c
+// belongs to the batcher from then on.
+func (b *batcher) do(ctx context.Context, timeout time.Duration, c *call) ([]rueidis.RedisMessage, error) {
+	c.ctx = ctx
 	if b.cluster {
 		go b.send([]*call{c})
 	} else {
@@ -97,7 +135,8 @@ func (b *batcher) do(ctx context.Context, timeout time.Duration, keys, args []st
 	select {
 	case <-c.done:
 		res, err := c.res, c.err
-		*c = call{done: c.done}
+		clear(c.keys)
+		*c = call{done: c.done, keys: c.keys, specs: c.specs}
 		calls.Put(c)
 		return res, err
 	case <-ctx.Done():
@@ -150,20 +189,41 @@ func (b *batcher) fly(batch []*call) {
 // send runs the script once for batch and hands each call its reply.
 func (b *batcher) send(batch []*call) {
 	l := b.l
-	nkeys, nargs := 0, 2
+	nkeys := 0
 	for _, c := range batch {
 		nkeys += len(c.keys)
-		nargs += len(c.args)
 	}
 	keys := make([]string, 0, nkeys)
-	args := make([]string, 2, nargs)
+	idx := make([]string, 0, nkeys) // the spec index of each key, as an argument
+	var uniq []spec
+	for _, c := range batch {
+		keys = append(keys, c.keys...)
+		for _, s := range c.specs {
+			i := slices.Index(uniq, s)
+			if i < 0 {
+				i = len(uniq)
+				uniq = append(uniq, s)
+			}
+			idx = append(idx, strconv.Itoa(i+1))
+		}
+	}
+	args := make([]string, 3, 3+5*len(uniq)+2*len(batch)+nkeys)
 	if l.scriptNow != nil {
 		args[0] = strconv.FormatInt(l.scriptNow().UnixMicro(), 10)
 	}
 	args[1] = strconv.Itoa(len(batch))
+	args[2] = strconv.Itoa(len(uniq))
+	for _, s := range uniq {
+		shadow := "0"
+		if s.shadow {
+			shadow = "1"
+		}
+		args = append(args, s.alg, s.a, s.b, s.cost, shadow)
+	}
 	for _, c := range batch {
-		keys = append(keys, c.keys...)
-		args = append(args, c.args...)
+		args = append(args, c.mode, strconv.Itoa(len(c.keys)))
+		args = append(args, idx[:len(c.keys)]...)
+		idx = idx[len(c.keys):]
 	}
 	// The flight waits at most the limiter's Timeout; each caller returns at
 	// its own deadline anyway.
@@ -171,14 +231,23 @@ func (b *batcher) send(batch []*call) {
 	msgs, err := l.decide.Exec(ctx, l.client, keys, args).ToArray()
 	cancel()
 	l.calls.Add(1)
-	if err == nil && len(msgs) != len(batch) {
-		err = errBatchReply
+	if err == nil {
+		off := 0
+		for _, c := range batch {
+			var n int
+			if n, err = c.replyLen(msgs, off); err != nil {
+				break
+			}
+			c.res = msgs[off : off+n : off+n]
+			off += n
+		}
+		if err == nil && off != len(msgs) {
+			err = errBatchReply
+		}
 	}
-	for i, c := range batch {
+	for _, c := range batch {
 		if err != nil {
-			c.err = err
-		} else {
-			c.res, c.err = msgs[i].ToArray()
+			c.res, c.err = nil, err
 		}
 		c.done <- struct{}{} // never blocks: one signal per call, room for one
 	}

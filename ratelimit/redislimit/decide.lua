@@ -10,17 +10,24 @@
 -- ARGV[1]  "" in production: the time is redis.call('TIME'). Tests pass Unix
 --          microseconds here through an unexported hook; then TTLs get 60 s of
 --          slack, because the fake clock and Redis' expiry clock differ.
--- ARGV[2]  the number of decisions D; then for each decision:
---          mode ("d" decides: consume when all enforced policies admit;
---          "p" peeks), its number of policies n, and for each policy:
+-- ARGV[2]  the number of decisions D.
+-- ARGV[3]  the number of policy specs S, then S specs of five arguments:
 --          alg ("g", "s" or "f"), a, b, cost, shadow ("1"/"0")
 --          GCRA: a = emission interval T (µs), b = tau = burst*T (µs).
 --          windows: a = window length W (ms), b = limit N.
--- Returns  D arrays, one per decision: allowed (0/1), remaining, retry (µs),
---          reset (µs) per policy; when the decision denies, followed by the
---          time used (Unix µs) and the stored value of each key ("" if none),
---          from which the caller's deny cache re-evaluates the decision locally
---          until its retry time.
+--          A batch sends each distinct spec once: its decisions refer to it.
+-- then for each decision: mode ("d" decides: consume when all enforced
+--          policies admit; "p" peeks), its number of policies n, and n spec
+--          indexes (1-based).
+-- Returns  one flat array: for each decision, four values per policy: allowed
+--          (0/1), remaining, retry (µs), reset (µs); a decision that denies
+--          adds the time used (Unix µs) and the stored value of each of its
+--          keys ("" if none), from which the caller's deny cache re-evaluates
+--          the decision locally until its retry time.
+-- Stored values: GCRA "<TAT>" (Unix µs; "g:<TAT>" of earlier versions is
+-- still read), sliding "s:<window>:<count>:<previous count>", fixed
+-- "f:<window>:<count>". Numbers go to redis.call as Lua numbers: Redis
+-- formats them exactly (integers below 2^53) at less cost than string.format.
 -- Every key written gets its TTL in the same SET; a key found without a TTL
 -- gets one (PEXPIRE), so no key of the limiter can outlive its relevance.
 
@@ -55,43 +62,53 @@ local function gcraReset(diff, t)
   return t
 end
 
--- gcra1 decides the common case, one GCRA policy (key, ARGV[a..a+4]), on a
--- straight path without tables. It returns nil, having written nothing, for
--- a stored value not of the form g:<digits>: the general path parses it.
-local function gcra1(key, mode, a)
-  local t, tau, cost = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+-- gcra1 decides the common case, one GCRA policy (spec sp) for key, on a
+-- straight path without tables, writing its values into out after index o.
+-- It returns the new end of out, or nil, having written nothing, when the
+-- stored value is not a TAT of at most 18 digits: the general path parses it.
+-- A TAT not after now is the same as none, whatever its form.
+local function gcra1(key, mode, sp, out, o)
+  local t, tau, cost = sp[2], sp[3], sp[4]
   local raw = redis.call('GET', key)
-  local tat = 0
+  local tat = now
   if raw then
-    local v = string.match(raw, '^g:(%d+)$')
+    local v = tonumber(raw)
     if not v then return nil end
-    tat = tonumber(v)
+    if v > now then
+      if #raw > 18 or not string.find(raw, '^%d+$') then return nil end
+      tat = v
+    end
   end
-  if tat < now then tat = now end
   local newtat = tat + cost * t
-  local diff, ok, rem, retry, exp
-  if newtat - tau > now then
-    ok, rem, retry, diff, exp = 0, 0, newtat - tau - now, tat - now, tat
+  local ok = newtat - tau <= now
+  if ok then
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = 1, floor((tau - (newtat - now)) / t), 0, gcraReset(newtat - now, t)
+    if mode == 'd' then
+      redis.call('SET', key, newtat, 'PX', ttl(newtat))
+      return o + 4
+    end
   else
-    ok, rem, retry, diff, exp = 1, floor((tau - (newtat - now)) / t), 0, newtat - now, newtat
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = 0, 0, newtat - tau - now, gcraReset(tat - now, t)
   end
-  local reset = gcraReset(diff, t)
-  if ok == 1 and mode == 'd' then
-    redis.call('SET', key, 'g:' .. fmt(newtat), 'PX', ttl(exp))
-  elseif raw and redis.call('PTTL', key) == -1 then
-    redis.call('PEXPIRE', key, ttl(exp))
+  if raw and redis.call('PTTL', key) == -1 then
+    redis.call('PEXPIRE', key, ttl(tat))
   end
-  if ok == 1 or ARGV[a + 4] == '1' then
-    return {ok, rem, retry, reset}
-  end
-  return {ok, rem, retry, reset, now, raw or ''}
+  if ok or sp[5] then return o + 4 end
+  out[o + 5], out[o + 6] = now, raw or ''
+  return o + 6
 end
 
 -- parse returns the stored state of algorithm alg (zero state if none or of another algorithm).
 -- A value that does not parse (a foreign writer) is the zero state, as in Go.
 local function parse(raw, alg)
   local st = {t = 0, c = 0, p = 0}
-  if raw and string.sub(raw, 1, 1) == alg and string.sub(raw, 2, 2) == ':' then
+  if not raw then return st end
+  if alg == 'g' then
+    local v = string.match(raw, '^%d+$') or string.match(raw, '^g:(%d+)$')
+    if v and #v <= 18 then st.t = tonumber(v) end
+    return st
+  end
+  if string.sub(raw, 1, 1) == alg and string.sub(raw, 2, 2) == ':' then
     local i = 0
     for f in string.gmatch(string.sub(raw, 3), '[^:]+') do
       i = i + 1
@@ -113,7 +130,7 @@ local function eval(alg, a, b, st, cost)
     if newtat - tau > now then
       return 0, 0, newtat - tau - now, gcraReset(tat - now, t), nil, tat
     end
-    return 1, floor((tau - (newtat - now)) / t), 0, gcraReset(newtat - now, t), 'g:' .. fmt(newtat), newtat
+    return 1, floor((tau - (newtat - now)) / t), 0, gcraReset(newtat - now, t), newtat, newtat
   end
   local w, n = a, b
   local nowms = floor(now / 1000)
@@ -150,18 +167,15 @@ local function eval(alg, a, b, st, cost)
   return 0, 0, retry * 1000, resetus, nil, stexp
 end
 
--- general decides n policies: keys KEYS[k+1..k+n], policy i at ARGV[a+5*(i-1)..].
-local function general(k, n, mode, a)
-  local res = {}
+-- general decides n policies: keys KEYS[k+1..k+n], the spec index of policy
+-- i at ARGV[a+i-1]. It writes its values into out after index o and returns
+-- the new end.
+local function general(k, n, mode, a, specs, out, o)
   local items = {}
   local decided = true
   for i = 1, n do
-    local base = a + 5 * (i - 1)
-    local it = {
-      key = KEYS[k + i],
-      alg = ARGV[base], a = tonumber(ARGV[base + 1]), b = tonumber(ARGV[base + 2]),
-      cost = tonumber(ARGV[base + 3]), shadow = ARGV[base + 4] == '1',
-    }
+    local sp = specs[tonumber(ARGV[a + i - 1])]
+    local it = {key = KEYS[k + i], alg = sp[1], a = sp[2], b = sp[3], cost = sp[4], shadow = sp[5]}
     it.raw = redis.call('GET', it.key)
     it.st = parse(it.raw, it.alg)
     it.ok, it.rem, it.retry, it.reset, it.next, it.exp = eval(it.alg, it.a, it.b, it.st, it.cost)
@@ -181,30 +195,37 @@ local function general(k, n, mode, a)
       -- repair a key without a TTL (written by something else, or restored)
       redis.call('PEXPIRE', it.key, ttl(it.exp))
     end
-    res[4 * i - 3] = it.ok
-    res[4 * i - 2] = it.rem
-    res[4 * i - 1] = it.retry
-    res[4 * i] = it.reset
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = it.ok, it.rem, it.retry, it.reset
+    o = o + 4
   end
   if not decided then
-    res[4 * n + 1] = now
+    o = o + 1
+    out[o] = now
     for i = 1, n do
-      res[4 * n + 1 + i] = items[i].raw or ''
+      out[o + i] = items[i].raw or ''
     end
+    o = o + n
   end
-  return res
+  return o
 end
 
-local out = {}
-local k, a = 0, 3
-for j = 1, tonumber(ARGV[2]) do
+local specs = {}
+local a = 4
+for s = 1, tonumber(ARGV[3]) do
+  specs[s] = {ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), ARGV[a + 4] == '1'}
+  a = a + 5
+end
+local out, o, k = {}, 0, 0
+for _ = 1, tonumber(ARGV[2]) do
   local mode, n = ARGV[a], tonumber(ARGV[a + 1])
   a = a + 2
   local r
-  if n == 1 and ARGV[a] == 'g' then r = gcra1(KEYS[k + 1], mode, a) end
-  if not r then r = general(k, n, mode, a) end
-  out[j] = r
+  if n == 1 then
+    local sp = specs[tonumber(ARGV[a])]
+    if sp[1] == 'g' then r = gcra1(KEYS[k + 1], mode, sp, out, o) end
+  end
+  o = r or general(k, n, mode, a, specs, out, o)
   k = k + n
-  a = a + 5 * n
+  a = a + n
 end
 return out

@@ -406,30 +406,23 @@ type deniedAt struct {
 // eval decides items through the batcher: one script call, possibly
 // shared with other decisions.
 func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, deniedAt, error) {
-	keys := make([]string, len(items))
-	args := make([]string, 2, 2+5*len(items))
-	args[0] = "d"
+	c := newCall()
+	c.mode = "d"
 	if peek {
-		args[0] = "p"
+		c.mode = "p"
 	}
-	args[1] = strconv.Itoa(len(items))
 	tag := ratelimit.SubjectTag(subject)
-	for i, it := range items {
-		p := it.Policy
-		keys[i] = l.prefix + "rl:{" + tag + "}:" + p.Name
-		pa := l.policyArgs(p)
+	for _, it := range items {
+		p := &it.Policy
 		cost := it.Cost
 		if cost == 0 {
 			cost = 1
 		}
-		shadow := "0"
-		if p.Shadow {
-			shadow = "1"
-		}
-		args = append(args, pa.alg, pa.a, pa.b, strconv.FormatInt(cost, 10), shadow)
+		c.keys = append(c.keys, l.prefix+"rl:{"+tag+"}:"+p.Name)
+		c.specs = append(c.specs, spec{l.policyArgs(*p), strconv.FormatInt(cost, 10), p.Shadow})
 	}
 	start := time.Now()
-	msgs, err := l.batch.do(ctx, l.opts.Timeout, keys, args)
+	msgs, err := l.batch.do(ctx, l.opts.Timeout, c)
 	n := 4 * len(items)
 	if err == nil && len(msgs) != n && len(msgs) != n+1+len(items) {
 		err = fmt.Errorf("redislimit: script returned %d values for %d items", len(msgs), len(items))
@@ -832,16 +825,18 @@ func (c *denyCache) len() int {
 	return n
 }
 
-// parseState decodes a value written by decide.lua ("g:TAT", "s:W:C:P",
-// "f:W:C"); anything else is the zero state.
+// parseState decodes a value written by decide.lua: "TAT" (GCRA, up to 18
+// digits; "g:TAT" of earlier versions), "s:W:C:P" or "f:W:C"; anything else is
+// the zero state, as in the script.
 func parseState(raw string) ratelimit.State {
 	var st ratelimit.State
+	if tat, ok := parseTAT(strings.TrimPrefix(raw, "g:")); ok {
+		return ratelimit.State{Algorithm: ratelimit.GCRA, T: tat}
+	}
 	if len(raw) < 3 || raw[1] != ':' {
 		return st
 	}
 	switch raw[0] {
-	case 'g':
-		st.Algorithm = ratelimit.GCRA
 	case 's':
 		st.Algorithm = ratelimit.Sliding
 	case 'f':
@@ -864,4 +859,19 @@ func parseState(raw string) ratelimit.State {
 		}
 	}
 	return st
+}
+
+// parseTAT parses a GCRA value: 1 to 18 decimal digits.
+func parseTAT(s string) (int64, bool) {
+	if len(s) == 0 || len(s) > 18 {
+		return 0, false
+	}
+	var v int64
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(s[i]-'0')
+	}
+	return v, true
 }
