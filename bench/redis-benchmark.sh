@@ -11,10 +11,10 @@ here=$(dirname "$0")
 sha=$(redis-cli -h "$host" -p "$port" SCRIPT LOAD "$(cat "$here/../ratelimit/redislimit/decide.lua")")
 # One GCRA policy of 2^30 per hour: emission interval 4us, tau 2^30*4us.
 # Arguments: "" (use Redis TIME), 1 decision, 1 spec (alg g, T, tau, cost 1, not shadow),
-# then the decision: mode d(ecide), 1 policy, spec 1.
+# then the decision's header: decide with spec 1.
 for p in 1 16; do
   echo "# -P $p"
   redis-benchmark -h "$host" -p "$port" -n "$n" -c 64 -P "$p" -r 10000 -q \
-    EVALSHA "$sha" 1 'bench:rb:rl:{ip:__rand_int__}:ip' '' 1 1 g 4 4294967296 1 0 d 1 1 |
+    EVALSHA "$sha" 1 'bench:rb:rl:{ip:__rand_int__}:ip' '' 1 1 g 4 4294967296 1 0 1 |
     tr '\r' '\n' | grep 'requests per second'
 done

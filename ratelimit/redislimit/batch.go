@@ -34,14 +34,14 @@ const (
 	maxFlights = 4
 )
 
-// call is one decision in a batch: its mode ("d" or "p"), and per policy its
-// key and spec. Calls are pooled (with their slices): done has room for the
+// call is one decision in a batch: whether it peeks, and per policy its key
+// and spec. Calls are pooled (with their slices): done has room for the
 // one signal the flight sends, and a call returns to the pool only when its
 // caller received that signal (an abandoned call is left to the garbage
 // collector, the flight may still write to it).
 type call struct {
 	ctx   context.Context
-	mode  string
+	peek  bool
 	keys  []string
 	specs []spec
 	res   []rueidis.RedisMessage // this decision's part of the reply
@@ -194,7 +194,7 @@ func (b *batcher) send(batch []*call) {
 		nkeys += len(c.keys)
 	}
 	keys := make([]string, 0, nkeys)
-	idx := make([]string, 0, nkeys) // the spec index of each key, as an argument
+	idx := make([]int, 0, nkeys) // the spec index of each key
 	var uniq []spec
 	for _, c := range batch {
 		keys = append(keys, c.keys...)
@@ -204,10 +204,10 @@ func (b *batcher) send(batch []*call) {
 				i = len(uniq)
 				uniq = append(uniq, s)
 			}
-			idx = append(idx, strconv.Itoa(i+1))
+			idx = append(idx, i+1)
 		}
 	}
-	args := make([]string, 3, 3+5*len(uniq)+2*len(batch)+nkeys)
+	args := make([]string, 3, 3+5*len(uniq)+len(batch)+nkeys)
 	if l.scriptNow != nil {
 		args[0] = strconv.FormatInt(l.scriptNow().UnixMicro(), 10)
 	}
@@ -221,9 +221,26 @@ func (b *batcher) send(batch []*call) {
 		args = append(args, s.alg, s.a, s.b, s.cost, shadow)
 	}
 	for _, c := range batch {
-		args = append(args, c.mode, strconv.Itoa(len(c.keys)))
-		args = append(args, idx[:len(c.keys)]...)
-		idx = idx[len(c.keys):]
+		// The header: one policy is its spec index, negative to peek;
+		// n policies are "d<n>" or "p<n>" and n indexes.
+		n := len(c.keys)
+		if n == 1 {
+			h := idx[0]
+			if c.peek {
+				h = -h
+			}
+			args = append(args, strconv.Itoa(h))
+		} else {
+			mode := "d"
+			if c.peek {
+				mode = "p"
+			}
+			args = append(args, mode+strconv.Itoa(n))
+			for _, i := range idx[:n] {
+				args = append(args, strconv.Itoa(i))
+			}
+		}
+		idx = idx[n:]
 	}
 	// The flight waits at most the limiter's Timeout; each caller returns at
 	// its own deadline anyway.

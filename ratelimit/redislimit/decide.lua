@@ -16,9 +16,10 @@
 --          GCRA: a = emission interval T (µs), b = tau = burst*T (µs).
 --          windows: a = window length W (ms), b = limit N.
 --          A batch sends each distinct spec once: its decisions refer to it.
--- then for each decision: mode ("d" decides: consume when all enforced
---          policies admit; "p" peeks), its number of policies n, and n spec
---          indexes (1-based).
+-- then for each decision a header: with one policy, its spec index i
+--          (1-based) to decide (consume when every enforced policy admits),
+--          or -i to peek; with n policies, "d<n>" or "p<n>" followed by n
+--          spec indexes.
 -- Returns  one flat array: for each decision, four values per policy: allowed
 --          (0/1), remaining, retry (µs), reset (µs); a decision that denies
 --          adds the time used (Unix µs) and the stored value of each of its
@@ -26,8 +27,7 @@
 --          the decision locally until its retry time.
 -- Stored values: GCRA "<TAT>" (Unix µs; "g:<TAT>" of earlier versions is
 -- still read), sliding "s:<window>:<count>:<previous count>", fixed
--- "f:<window>:<count>". Numbers go to redis.call as Lua numbers: Redis
--- formats them exactly (integers below 2^53) at less cost than string.format.
+-- "f:<window>:<count>".
 -- Every key written gets its TTL in the same SET; a key found without a TTL
 -- gets one (PEXPIRE), so no key of the limiter can outlive its relevance.
 
@@ -44,7 +44,9 @@ else
 end
 
 local floor = math.floor
-local function fmt(x) return string.format('%.0f', x) end
+-- fmt formats an integer below 2^53 exactly ('%d' is a C long here), at
+-- half the cost of '%.0f' and without depending on how Redis formats numbers.
+local function fmt(x) return string.format('%d', x) end
 
 -- ttl returns the PX of a value that expires at exp (Unix µs).
 local function ttl(exp)
@@ -84,7 +86,7 @@ local function gcra1(key, mode, sp, out, o)
   if ok then
     out[o + 1], out[o + 2], out[o + 3], out[o + 4] = 1, floor((tau - (newtat - now)) / t), 0, gcraReset(newtat - now, t)
     if mode == 'd' then
-      redis.call('SET', key, newtat, 'PX', ttl(newtat))
+      redis.call('SET', key, fmt(newtat), 'PX', ttl(newtat))
       return o + 4
     end
   else
@@ -130,7 +132,7 @@ local function eval(alg, a, b, st, cost)
     if newtat - tau > now then
       return 0, 0, newtat - tau - now, gcraReset(tat - now, t), nil, tat
     end
-    return 1, floor((tau - (newtat - now)) / t), 0, gcraReset(newtat - now, t), newtat, newtat
+    return 1, floor((tau - (newtat - now)) / t), 0, gcraReset(newtat - now, t), fmt(newtat), newtat
   end
   local w, n = a, b
   local nowms = floor(now / 1000)
@@ -167,14 +169,14 @@ local function eval(alg, a, b, st, cost)
   return 0, 0, retry * 1000, resetus, nil, stexp
 end
 
--- general decides n policies: keys KEYS[k+1..k+n], the spec index of policy
--- i at ARGV[a+i-1]. It writes its values into out after index o and returns
--- the new end.
-local function general(k, n, mode, a, specs, out, o)
+-- general decides the policies of specs sps over keys KEYS[k+1..k+#sps]. It
+-- writes its values into out after index o and returns the new end.
+local function general(k, mode, sps, out, o)
+  local n = #sps
   local items = {}
   local decided = true
   for i = 1, n do
-    local sp = specs[tonumber(ARGV[a + i - 1])]
+    local sp = sps[i]
     local it = {key = KEYS[k + i], alg = sp[1], a = sp[2], b = sp[3], cost = sp[4], shadow = sp[5]}
     it.raw = redis.call('GET', it.key)
     it.st = parse(it.raw, it.alg)
@@ -217,15 +219,25 @@ for s = 1, tonumber(ARGV[3]) do
 end
 local out, o, k = {}, 0, 0
 for _ = 1, tonumber(ARGV[2]) do
-  local mode, n = ARGV[a], tonumber(ARGV[a + 1])
-  a = a + 2
-  local r
-  if n == 1 then
-    local sp = specs[tonumber(ARGV[a])]
+  local h = ARGV[a]
+  a = a + 1
+  local i = tonumber(h)
+  if i then
+    local mode = 'd'
+    if i < 0 then mode, i = 'p', -i end
+    local sp = specs[i]
+    local r
     if sp[1] == 'g' then r = gcra1(KEYS[k + 1], mode, sp, out, o) end
+    o = r or general(k, mode, {sp}, out, o)
+    k = k + 1
+  else
+    local sps = {}
+    for j = 1, tonumber(string.sub(h, 2)) do
+      sps[j] = specs[tonumber(ARGV[a])]
+      a = a + 1
+    end
+    o = general(k, string.sub(h, 1, 1), sps, out, o)
+    k = k + #sps
   end
-  o = r or general(k, n, mode, a, specs, out, o)
-  k = k + n
-  a = a + n
 end
 return out

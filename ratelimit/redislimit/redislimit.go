@@ -407,10 +407,7 @@ type deniedAt struct {
 // shared with other decisions.
 func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, deniedAt, error) {
 	c := newCall()
-	c.mode = "d"
-	if peek {
-		c.mode = "p"
-	}
+	c.peek = peek
 	tag := ratelimit.SubjectTag(subject)
 	for _, it := range items {
 		p := &it.Policy

@@ -605,6 +605,49 @@ func TestForeignValuesAreAFreshState(t *testing.T) {
 	assertAllKeysHaveTTL(t, c, prefix)
 }
 
+// TestGCRAValueFormats: a GCRA state is stored as the TAT in decimal digits,
+// and a value of the earlier "g:TAT" form is still read: a subject blocked by
+// an old instance stays blocked, also when the script's fast path sees it
+// first and in the deny cache fed by the denial.
+func TestGCRAValueFormats(t *testing.T) {
+	c := newClient(t, testenv.RedisAddr(t))
+	prefix := randomPrefix(t)
+	l := newLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1})
+	ctx := context.Background()
+	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 2, Per: time.Hour}}
+	if d, err := l.Decide(ctx, "ip:192.0.2.10", ratelimit.Item{Policy: p}); err != nil || !d.Allowed {
+		t.Fatalf("Decide = %+v, %v", d, err)
+	}
+	raw, err := c.Do(ctx, c.B().Get().Key(ratelimit.Key(prefix, "ip:192.0.2.10", "p")).Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tat, err := strconv.ParseInt(raw, 10, 64)
+	if now := time.Now().UnixMicro(); err != nil || tat < now || tat > now+int64(time.Hour/time.Microsecond) {
+		t.Fatalf("stored value %q, want the TAT in decimal digits, about half an hour from now", raw)
+	}
+	// An old instance exhausted this subject's quota: its TAT is one
+	// burst ahead.
+	old := "g:" + strconv.FormatInt(time.Now().Add(time.Hour).UnixMicro(), 10)
+	key := ratelimit.Key(prefix, "ip:192.0.2.11", "p")
+	c.Do(ctx, c.B().Set().Key(key).Value(old).Px(time.Hour).Build())
+	for i, want := range []bool{false, false} { // from Redis, then from the deny cache
+		d, err := l.Decide(ctx, "ip:192.0.2.11", ratelimit.Item{Policy: p})
+		if err != nil || d.Allowed != want || d.RetryAfter < 29*time.Minute {
+			t.Fatalf("decision %d over %q: %+v, %v; want denied for about 30 minutes", i, old, d, err)
+		}
+	}
+	if hits := l.Stats().DenyCacheHits; hits != 1 {
+		t.Errorf("deny cache hits = %d, want 1", hits)
+	}
+	// The same value seen by a multi-policy decision (the general path).
+	q := ratelimit.Policy{Name: "q", Rate: ratelimit.Rate{N: 5, Per: time.Hour}, Algorithm: ratelimit.Fixed}
+	d, err := l.Peek(ctx, "ip:192.0.2.11", ratelimit.Item{Policy: q}, ratelimit.Item{Policy: p})
+	if err != nil || d.Allowed || d.Results[1].Allowed {
+		t.Fatalf("Peek over %q: %+v, %v; want denied by p", old, d, err)
+	}
+}
+
 // TestCallerCancellationIsNotAFailure: a cancelled request returns its
 // context's error and does not count towards opening the breaker.
 func TestCallerCancellationIsNotAFailure(t *testing.T) {
