@@ -2,6 +2,8 @@ package redislimit
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"slices"
 	"strconv"
@@ -19,16 +21,20 @@ import (
 // once, alone, and a busy one sends batches that grow with the load, without
 // a timer. Each decision is still one round trip and all-or-nothing; a batch
 // runs atomically at one Redis TIME. What it saves is per call: in Redis the
-// command dispatch and script entry (7.2µs per single decision against
-// about 4.5µs per decision in a batch, INFO commandstats), and in the client
-// the system calls, which were half of its CPU. On Redis Cluster the keys of
-// one script must share a slot, so there every decision is its own call.
+// command dispatch and script entry, and in the client the system calls. A
+// batch sends each distinct policy once, and a one-policy decision costs
+// Redis its key and one argument (decide.lua). On Redis Cluster the keys of
+// one script must share a slot, so there every decision is its own call
+// through the client.
+//
+// On standalone Redis each flight runs its call on a connection of its own
+// (see dedicated), reused by the next flight.
 //
 // A caller waits for its result, its context or the limiter's Timeout,
-// whichever comes first: rueidis holds callers during a reconnection's dial
+// whichever comes first: rueidis holds callers during a (re)connection's dial
 // for as long as the dial takes, not for their deadline, and the flight is the
-// one that waits. Four flights measured best here (admit 101-111k decisions/s
-// against 73-106k with two and 79-99k with eight, interleaved runs).
+// one that waits. Flights: in interleaved runs of BenchmarkDecide, 2 to 6
+// were within noise of each other, 1 was about 20% slower and 8 5-10%.
 const (
 	maxBatch   = 128
 	maxFlights = 4
@@ -100,10 +106,77 @@ var errBatchReply = errors.New("redislimit: script reply does not match the batc
 type batcher struct {
 	l       *Limiter
 	cluster bool
+	sha     string // of decideSrc
 
 	mu      sync.Mutex
 	queue   []*call
 	flights int
+	closed  bool
+	idle    []dedicated // connections of flights that ended, at most maxFlights
+}
+
+// dedicated is a connection of its own for one flight at a time (standalone
+// Redis). rueidis runs a command on a connection nobody else uses in the
+// calling goroutine, with the context's deadline as the socket's: no writer
+// and reader goroutines to hand the call to and back, which was a third of
+// the client's CPU, and a hung server costs the flight its deadline only.
+type dedicated struct {
+	c       rueidis.DedicatedClient
+	release func()
+}
+
+func newBatcher(l *Limiter) *batcher {
+	h := sha1.Sum([]byte(decideSrc))
+	return &batcher{l: l, cluster: l.client.Mode() == rueidis.ClientModeCluster, sha: hex.EncodeToString(h[:])}
+}
+
+// close releases the idle connections; flights that end later release theirs.
+func (b *batcher) close() {
+	b.mu.Lock()
+	idle := b.idle
+	b.idle, b.closed = nil, true
+	b.mu.Unlock()
+	for _, d := range idle {
+		d.release()
+	}
+}
+
+// exec runs the script once: on Cluster through the client (it routes by
+// slot), otherwise on a dedicated connection.
+func (b *batcher) exec(ctx context.Context, keys, args []string) ([]rueidis.RedisMessage, error) {
+	l := b.l
+	if b.cluster {
+		return l.decide.Exec(ctx, l.client, keys, args).ToArray()
+	}
+	b.mu.Lock()
+	var d dedicated
+	if n := len(b.idle); n > 0 {
+		d = b.idle[n-1]
+		b.idle = b.idle[:n-1]
+	}
+	b.mu.Unlock()
+	if d.c == nil {
+		d.c, d.release = l.client.Dedicate()
+	}
+	c := d.c
+	msgs, err := c.Do(ctx, c.B().Evalsha().Sha1(b.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()).ToArray()
+	if rerr, ok := rueidis.IsRedisErr(err); ok && rerr.IsNoScript() {
+		msgs, err = c.Do(ctx, c.B().Eval().Script(decideSrc).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()).ToArray()
+	}
+	if _, ok := rueidis.IsRedisErr(err); err != nil && !ok {
+		d.release() // the connection failed: rueidis discards it
+		return msgs, err
+	}
+	b.mu.Lock()
+	if !b.closed && len(b.idle) < maxFlights {
+		b.idle = append(b.idle, d)
+		d.c = nil
+	}
+	b.mu.Unlock()
+	if d.c != nil {
+		d.release()
+	}
+	return msgs, err
 }
 
 // do sends the decision c (from newCall) with others and returns its part
@@ -245,7 +318,7 @@ func (b *batcher) send(batch []*call) {
 	// The flight waits at most the limiter's Timeout; each caller returns at
 	// its own deadline anyway.
 	ctx, cancel := context.WithTimeout(context.Background(), l.opts.Timeout)
-	msgs, err := l.decide.Exec(ctx, l.client, keys, args).ToArray()
+	msgs, err := b.exec(ctx, keys, args)
 	cancel()
 	l.calls.Add(1)
 	if err == nil {

@@ -218,7 +218,7 @@ func New(client rueidis.Client, opts Options) (*Limiter, error) {
 		ctx:     ctx,
 		cancel:  cancel,
 	}
-	l.batch = &batcher{l: l, cluster: client.Mode() == rueidis.ClientModeCluster}
+	l.batch = newBatcher(l)
 	if opts.DenyCacheSize > 0 {
 		l.deny = newDenyCache(opts.DenyCacheSize)
 	}
@@ -245,6 +245,7 @@ func (l *Limiter) Close() error {
 		}
 		l.cancel()
 		l.wg.Wait()
+		l.batch.close()
 		l.local.Close()
 	})
 	return nil

@@ -648,6 +648,33 @@ func TestGCRAValueFormats(t *testing.T) {
 	}
 }
 
+// TestScriptFlushIsNotAFailure: after SCRIPT FLUSH (or a restart) the
+// script is sent again (EVAL on NOSCRIPT) and no decision fails.
+func TestScriptFlushIsNotAFailure(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	c := newClient(t, srv.Addr())
+	l := newLimiter(t, c, redislimit.Options{Prefix: randomPrefix(t), HeartbeatInterval: -1, BreakerFailures: 1})
+	ctx := context.Background()
+	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 100, Per: time.Hour}}
+	for i := range 3 {
+		if err := c.Do(ctx, c.B().ScriptFlush().Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 20 { // several flights, several connections
+			wg.Go(func() {
+				if d, err := l.Decide(ctx, "ip:192.0.2.30", ratelimit.Item{Policy: p}); err != nil || !d.Allowed || d.Degraded() {
+					t.Errorf("round %d: Decide = %+v, %v", i, d, err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if st := l.Stats(); st.RedisErrors != 0 || st.BreakerOpens != 0 {
+		t.Errorf("stats %+v: want no errors", st)
+	}
+}
+
 // TestCallerCancellationIsNotAFailure: a cancelled request returns its
 // context's error and does not count towards opening the breaker.
 func TestCallerCancellationIsNotAFailure(t *testing.T) {
