@@ -18,6 +18,7 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/journalsvc/journal/ratelimit"
@@ -60,6 +61,12 @@ type Limiter struct {
 	seed     maphash.Seed
 	perShard int
 
+	// valid holds policies already validated, replaced round-robin (next):
+	// validation was a tenth of a decision's cost, and the policies of a
+	// service are few and fixed.
+	valid [8]atomic.Pointer[ratelimit.Policy]
+	next  atomic.Uint32
+
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
@@ -78,9 +85,9 @@ type entry struct {
 
 type shard struct {
 	mu   sync.Mutex
-	m    map[key]entry
-	peak int // the largest len(m) since the map was last rebuilt
-	_    [40]byte
+	t    table
+	peak int // the largest t.n since the table was last shrunk
+	_    [16]byte
 }
 
 // New returns a Limiter configured by opts. Its sweeper runs until Close.
@@ -100,9 +107,6 @@ func New(opts Options) *Limiter {
 		maxKeys = DefaultMaxKeys
 	}
 	l.perShard = max(1, maxKeys/numShards)
-	for i := range l.shards {
-		l.shards[i].m = make(map[key]entry)
-	}
 	interval := opts.SweepInterval
 	if interval == 0 {
 		interval = DefaultSweepInterval
@@ -155,25 +159,23 @@ func (l *Limiter) Sweep() {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		for k, e := range s.m {
-			if e.expires <= now {
-				delete(s.m, k)
-			}
-		}
+		s.t.filter(func(sl *slot) bool { return sl.e.expires > now }, never)
 		s.maybeShrink()
 		s.mu.Unlock()
 	}
 }
 
-// maybeShrink rebuilds s.m when it holds under a quarter of its peak: Go maps
-// never release buckets on delete.
+func never() bool { return false }
+
+// maybeShrink rebuilds s.t when it holds under a quarter of its peak, so
+// the memory of a past flood of keys returns to the runtime.
 func (s *shard) maybeShrink() {
-	if n := len(s.m); n < s.peak/4 {
-		m := make(map[key]entry, n)
-		for k, e := range s.m {
-			m[k] = e
+	if n := s.t.n; n < s.peak/4 {
+		if n == 0 {
+			s.t.slots = nil
+		} else {
+			s.t.resize(fitSlots(n))
 		}
-		s.m = m
 		s.peak = n
 	}
 }
@@ -184,7 +186,7 @@ func (l *Limiter) Len() int {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		n += len(s.m)
+		n += s.t.n
 		s.mu.Unlock()
 	}
 	return n
@@ -208,7 +210,7 @@ func (l *Limiter) Reset(ctx context.Context, subject, policy string) error {
 	h := l.hash(subject)
 	s := &l.shards[h%numShards]
 	s.mu.Lock()
-	delete(s.m, keyOf(h, policy))
+	s.t.delete(keyOf(h, policy))
 	s.mu.Unlock()
 	return nil
 }
@@ -216,7 +218,7 @@ func (l *Limiter) Reset(ctx context.Context, subject, policy string) error {
 func (l *Limiter) hash(subject string) uint64 { return maphash.String(l.seed, subject) }
 
 // keyOf combines the subject's hash with the policy name (FNV-1a steps
-// over the name, then a 64-bit finalizer).
+// over the name, then a 64-bit finalizer); it is never 0, the empty slot.
 func keyOf(h uint64, policy string) key {
 	for i := 0; i < len(policy); i++ {
 		h ^= uint64(policy[i])
@@ -225,36 +227,43 @@ func keyOf(h uint64, policy string) key {
 	h ^= h >> 33
 	h *= 0xff51afd7ed558ccd
 	h ^= h >> 33
-	return key(h)
+	return key(max(h, 1))
 }
 
 func (l *Limiter) decide(subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, error) {
-	if err := ratelimit.ValidateItems(items); err != nil {
+	if err := l.validate(items); err != nil {
 		return ratelimit.Decision{}, err
 	}
 	results := make([]ratelimit.Result, len(items))
-	var prevBuf, nextBuf [4]entry
-	prev, next := prevBuf[:0], nextBuf[:0]
-	if len(items) > len(prevBuf) {
-		prev, next = make([]entry, 0, len(items)), make([]entry, 0, len(items))
+	if len(items) == 1 {
+		return l.decideOne(subject, &items[0], results, peek), nil
+	}
+	var (
+		keysBuf [4]key
+		prevBuf [4]ratelimit.State
+		nextBuf [4]entry
+	)
+	keys, prev, next := keysBuf[:0], prevBuf[:0], nextBuf[:0]
+	if len(items) > len(keysBuf) {
+		keys, prev, next = make([]key, 0, len(items)), make([]ratelimit.State, 0, len(items)), make([]entry, 0, len(items))
 	}
 	h := l.hash(subject)
 	s := &l.shards[h%numShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := l.nowMicros() // under the lock: decisions of one subject are ordered in time
-	var present uint64   // bit i: item i's key is in the map (first 64 items)
 	for i := range items {
 		it := &items[i]
-		e, ok := s.m[keyOf(h, it.Policy.Name)]
-		if ok && i < 64 {
-			present |= 1 << i
+		k := keyOf(h, it.Policy.Name)
+		keys = append(keys, k)
+		var st ratelimit.State
+		if j, ok := s.t.find(k); ok {
+			if e := &s.t.slots[j].e; e.expires > now {
+				st = e.st
+			}
 		}
-		if !ok || e.expires <= now {
-			e = entry{}
-		}
-		prev = append(prev, e)
-		st, exp := it.Policy.EvalInto(&results[i], e.st, now, cost(*it))
+		prev = append(prev, st)
+		st, exp := it.Policy.EvalInto(&results[i], st, now, cost(*it))
 		next = append(next, entry{st: st, expires: exp})
 	}
 	d := ratelimit.Combine(results)
@@ -262,7 +271,7 @@ func (l *Limiter) decide(subject string, items []ratelimit.Item, peek bool) (rat
 		// Nothing is consumed: admitting policies report their quota as is.
 		for i, it := range items {
 			if results[i].Allowed {
-				_, results[i], _ = it.Policy.Eval(prev[i].st, now, 0)
+				_, results[i], _ = it.Policy.Eval(prev[i], now, 0)
 			}
 		}
 		return d, nil
@@ -274,21 +283,82 @@ func (l *Limiter) decide(subject string, items []ratelimit.Item, peek bool) (rat
 		if !results[i].Allowed {
 			continue // a shadow policy that would deny consumes nothing
 		}
-		e := next[i]
-		if results[i].Remaining == 0 {
-			_, r1, _ := it.Policy.Eval(e.st, now, 1)
-			e.blockedUntil = now + r1.RetryAfter.Microseconds()
-		}
-		k := keyOf(h, it.Policy.Name)
-		if len(s.m) >= l.perShard && (i >= 64 || present&(1<<i) == 0) {
-			if _, ok := s.m[k]; !ok {
-				s.evict(now, l.perShard)
-			}
-		}
-		s.m[k] = e
-		s.peak = max(s.peak, len(s.m))
+		j, found := s.t.find(keys[i])
+		s.store(keys[i], j, found, admitted(&it.Policy, next[i], results[i].Remaining, now), now, l.perShard, keys)
 	}
 	return d, nil
+}
+
+// admitted returns the entry to store after an admission: e, and when that
+// exhausted the quota, until when a request of cost 1 is denied.
+func admitted(p *ratelimit.Policy, e entry, remaining, now int64) entry {
+	if remaining == 0 {
+		_, r1, _ := p.Eval(e.st, now, 1)
+		e.blockedUntil = now + r1.RetryAfter.Microseconds()
+	}
+	return e
+}
+
+// store writes e as k's entry: into slot j if found (from s.t.find, with
+// nothing inserted since), otherwise as a new key, first making room in a
+// full shard without evicting the keys in protect.
+func (s *shard) store(k key, j int, found bool, e entry, now int64, perShard int, protect []key) {
+	if found {
+		s.t.slots[j].e = e
+		return
+	}
+	if s.t.n >= perShard {
+		s.evict(now, perShard, protect)
+	}
+	s.t.insert(k, e)
+	s.peak = max(s.peak, s.t.n)
+}
+
+// decideOne is decide for one (valid) item, writing its result into
+// results[0]: the common case, without the bookkeeping of several items.
+func (l *Limiter) decideOne(subject string, it *ratelimit.Item, results []ratelimit.Result, peek bool) ratelimit.Decision {
+	h := l.hash(subject)
+	k := keyOf(h, it.Policy.Name)
+	s := &l.shards[h%numShards]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := l.nowMicros()
+	var st ratelimit.State
+	j, found := s.t.find(k)
+	if found && s.t.slots[j].e.expires > now {
+		st = s.t.slots[j].e.st
+	}
+	r := &results[0]
+	next, exp := it.Policy.EvalInto(r, st, now, cost(*it))
+	d := ratelimit.Combine(results)
+	if !r.Allowed || peek {
+		return d // a denial (or a shadow policy's) consumes nothing
+	}
+	s.store(k, j, found, admitted(&it.Policy, entry{st: next, expires: exp}, r.Remaining, now), now, l.perShard, nil)
+	return d
+}
+
+// validate is [ratelimit.ValidateItems], remembering the policies of
+// one-item decisions that passed: for those, only the cost is checked again.
+func (l *Limiter) validate(items []ratelimit.Item) error {
+	if len(items) != 1 {
+		return ratelimit.ValidateItems(items)
+	}
+	it := &items[0]
+	for i := range l.valid {
+		if p := l.valid[i].Load(); p != nil && *p == it.Policy {
+			if it.Cost >= 0 && cost(*it) <= p.Limit() {
+				return nil
+			}
+			break
+		}
+	}
+	if err := ratelimit.ValidateItems(items); err != nil {
+		return err
+	}
+	p := it.Policy
+	l.valid[l.next.Add(1)%uint32(len(l.valid))].Store(&p)
+	return nil
 }
 
 func cost(it ratelimit.Item) int64 {
@@ -300,35 +370,34 @@ func cost(it ratelimit.Item) int64 {
 
 // evict makes room for at least one key in a full shard: expired keys first,
 // then unblocked keys (up to an eighth of the shard, to amortize the scan),
-// and only if every key is blocking, the blocked key nearest its expiry.
-func (s *shard) evict(now int64, limit int) {
-	for k, e := range s.m {
-		if e.expires <= now {
-			delete(s.m, k)
+// and only if every key is blocking, the blocked key nearest its expiry. It
+// keeps the keys of the decision being written (protect).
+func (s *shard) evict(now int64, limit int, protect []key) {
+	kept := func(sl *slot) bool {
+		for _, k := range protect {
+			if sl.k == k {
+				return true
+			}
 		}
+		return false
+	}
+	s.t.filter(func(sl *slot) bool { return sl.e.expires > now || kept(sl) }, never)
+	if s.t.n < limit {
+		return
 	}
 	target := limit - max(1, limit/8)
-	if len(s.m) < limit {
+	s.t.filter(func(sl *slot) bool { return sl.e.blockedUntil > now || kept(sl) }, func() bool { return s.t.n <= target })
+	if s.t.n < limit {
 		return
 	}
-	for k, e := range s.m {
-		if len(s.m) <= target {
-			return
-		}
-		if e.blockedUntil <= now {
-			delete(s.m, k)
-		}
-	}
-	if len(s.m) < limit {
-		return
-	}
-	var victim key
-	first := true
-	var soonest int64
-	for k, e := range s.m {
-		if first || e.expires < soonest {
-			victim, soonest, first = k, e.expires, false
+	victim := -1
+	for i := range s.t.slots {
+		sl := &s.t.slots[i]
+		if sl.k != 0 && !kept(sl) && (victim < 0 || sl.e.expires < s.t.slots[victim].e.expires) {
+			victim = i
 		}
 	}
-	delete(s.m, victim)
+	if victim >= 0 {
+		s.t.deleteAt(victim)
+	}
 }
