@@ -304,6 +304,9 @@ type Result struct {
 	// Allowed reports whether this policy admitted (for shadow policies:
 	// what it would have decided).
 	Allowed bool
+	// Degraded reports that the result was decided without the shared store
+	// (local fallback or fail-open).
+	Degraded bool
 	// Remaining is the quota left after this decision (0 when denied).
 	Remaining int64
 	// RetryAfter is, when denied, the time until the request would be
@@ -312,9 +315,6 @@ type Result struct {
 	// ResetAfter is the draft-10 `t`: the time until more quota is available
 	// (GCRA: at most one emission interval; windows: until the window's end).
 	ResetAfter time.Duration
-	// Degraded reports that the result was decided without the shared store
-	// (local fallback or fail-open).
-	Degraded bool
 }
 
 // Decision is the all-or-nothing outcome of checking several policies of ONE

@@ -196,13 +196,22 @@ func (l *Limiter) Len() int {
 // only if every non-shadow policy admits. It fails only for invalid items
 // (errors wrapping [ratelimit.ErrInvalid]); ctx is not consulted.
 func (l *Limiter) Decide(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
-	return l.decide(subject, items, false)
+	return l.decide(nil, subject, items, false)
+}
+
+// DecideInto is [Limiter.Decide] writing the results into results[:len(items)]
+// when results has the capacity (the Decision's Results is that slice), so a
+// caller that reuses a buffer decides without allocating. On two cores the
+// 96-byte allocation of Decide and the garbage collection it causes are about
+// a fifth of a decision's cost (README, "In-process limiter").
+func (l *Limiter) DecideInto(results []ratelimit.Result, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
+	return l.decide(results, subject, items, false)
 }
 
 // Peek implements [ratelimit.Limiter]: the Decision Decide would return now,
 // consuming nothing.
 func (l *Limiter) Peek(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
-	return l.decide(subject, items, true)
+	return l.decide(nil, subject, items, true)
 }
 
 // Reset implements [ratelimit.Limiter]; it never fails.
@@ -230,11 +239,15 @@ func keyOf(h uint64, policy string) key {
 	return key(max(h, 1))
 }
 
-func (l *Limiter) decide(subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, error) {
+func (l *Limiter) decide(results []ratelimit.Result, subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, error) {
 	if err := l.validate(items); err != nil {
 		return ratelimit.Decision{}, err
 	}
-	results := make([]ratelimit.Result, len(items))
+	if cap(results) >= len(items) {
+		results = results[:len(items)]
+	} else {
+		results = make([]ratelimit.Result, len(items))
+	}
 	if len(items) == 1 {
 		return l.decideOne(subject, &items[0], results, peek), nil
 	}

@@ -144,32 +144,69 @@ func TestCloseIsIdempotent(t *testing.T) {
 	}
 }
 
+// TestDecideIntoUsesTheBuffer: DecideInto decides as Decide does, in the
+// caller's buffer when it has room, and allocates when it has not.
+func TestDecideIntoUsesTheBuffer(t *testing.T) {
+	l := memorylimit.New(memorylimit.Options{})
+	defer l.Close()
+	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 2, Per: time.Hour}}
+	q := ratelimit.Policy{Name: "q", Rate: ratelimit.Rate{N: 5, Per: time.Hour}, Algorithm: ratelimit.Fixed}
+	buf := make([]ratelimit.Result, 0, 2)
+	for i, want := range []bool{true, true, false} {
+		d, err := l.DecideInto(buf, "ip:192.0.2.1", ratelimit.Item{Policy: p}, ratelimit.Item{Policy: q})
+		if err != nil || d.Allowed != want || len(d.Results) != 2 || &d.Results[0] != &buf[:1][0] {
+			t.Fatalf("decision %d: %+v, %v; want allowed %v in the caller's buffer", i, d, err, want)
+		}
+		if d.Results[0].Policy.Name != "p" || d.Results[1].Policy.Name != "q" {
+			t.Fatalf("decision %d: results %+v", i, d.Results)
+		}
+	}
+	d, err := l.DecideInto(buf[:0:1], "ip:192.0.2.2", ratelimit.Item{Policy: p}, ratelimit.Item{Policy: q})
+	if err != nil || !d.Allowed || len(d.Results) != 2 || &d.Results[0] == &buf[:1][0] {
+		t.Fatalf("with a buffer of capacity 1: %+v, %v; want a new slice of 2", d, err)
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		l.DecideInto(buf[:0], "ip:192.0.2.3", ratelimit.Item{Policy: q})
+	}); allocs != 0 {
+		t.Errorf("DecideInto allocated %.1f times per call, want 0", allocs)
+	}
+}
+
 func BenchmarkDecide(b *testing.B) {
-	for _, a := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
-		b.Run(a.String()+"/10000keys", func(b *testing.B) {
-			l := memorylimit.New(memorylimit.Options{})
-			defer l.Close()
-			p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 1 << 30, Per: time.Second}, Algorithm: a}
-			keys := make([]string, 10000)
-			for i := range keys {
-				keys[i] = fmt.Sprintf("ip:10.0.%d.%d", i>>8, i&255)
-			}
-			var ctr atomic.Uint64
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				i := int(ctr.Add(7919))
-				ctx := context.Background()
-				for pb.Next() {
-					i++
-					d, _ := l.Decide(ctx, keys[i%len(keys)], ratelimit.Item{Policy: p})
-					if !d.Allowed {
-						b.Fatal("denied")
-					}
+	keys := make([]string, 10000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("ip:10.0.%d.%d", i>>8, i&255)
+	}
+	// into: DecideInto with a buffer per goroutine instead of Decide.
+	run := func(b *testing.B, a ratelimit.Algorithm, into bool) {
+		l := memorylimit.New(memorylimit.Options{})
+		defer l.Close()
+		p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 1 << 30, Per: time.Second}, Algorithm: a}
+		var ctr atomic.Uint64
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(ctr.Add(7919))
+			ctx := context.Background()
+			var buf [1]ratelimit.Result
+			for pb.Next() {
+				i++
+				var d ratelimit.Decision
+				if into {
+					d, _ = l.DecideInto(buf[:0], keys[i%len(keys)], ratelimit.Item{Policy: p})
+				} else {
+					d, _ = l.Decide(ctx, keys[i%len(keys)], ratelimit.Item{Policy: p})
 				}
-			})
+				if !d.Allowed {
+					b.Fatal("denied")
+				}
+			}
 		})
 	}
+	for _, a := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
+		b.Run(a.String()+"/10000keys", func(b *testing.B) { run(b, a, false) })
+	}
+	b.Run("gcra/10000keys/into", func(b *testing.B) { run(b, ratelimit.GCRA, true) })
 	b.Run("gcra/flooded", func(b *testing.B) {
 		l := memorylimit.New(memorylimit.Options{})
 		defer l.Close()

@@ -8,13 +8,17 @@ package memorylimit
 // its slot's, finds the slot once and updates the entry in place. Deletion
 // shifts the following slots back, so there are no tombstones.
 type table struct {
-	slots []slot // len 0 or a power of two, at most 3/4 full
+	slots []slot // len 0 or a power of two, at most half full
 	n     int    // keys held
 }
 
+// slot fills a 64-byte cache line: the slots array is a power-of-two
+// allocation (at least 512 bytes), so each slot starts a line, and reading
+// and updating an entry touches one line, not two.
 type slot struct {
 	k key // 0: empty
 	e entry
+	_ [8]byte
 }
 
 const minSlots = 8
@@ -37,9 +41,10 @@ func (t *table) find(k key) (int, bool) {
 }
 
 // insert adds k, which is not in t, and returns its slot, growing t first
-// if it would then be more than 3/4 full.
+// if it would then be more than half full (probe runs stay short: about 1.5
+// slots to find a key).
 func (t *table) insert(k key, e entry) int {
-	if (t.n+1)*4 > len(t.slots)*3 {
+	if (t.n+1)*2 > len(t.slots) {
 		t.resize(max(minSlots, 2*len(t.slots)))
 	}
 	i, _ := t.find(k)
@@ -117,7 +122,7 @@ func (t *table) filter(keep func(*slot) bool, done func() bool) {
 	}
 }
 
-// resize rehashes t into n slots (a power of two that holds t.n at 3/4).
+// resize rehashes t into n slots (a power of two that holds t.n at half).
 func (t *table) resize(n int) {
 	old := t.slots
 	t.slots = make([]slot, n)
@@ -135,10 +140,10 @@ func (t *table) resize(n int) {
 }
 
 // fitSlots returns the number of slots for n keys: the smallest power of two
-// at least minSlots that holds n at 3/4.
+// at least minSlots that holds n at half.
 func fitSlots(n int) int {
 	s := minSlots
-	for s*3 < n*4 {
+	for s < n*2 {
 		s *= 2
 	}
 	return s

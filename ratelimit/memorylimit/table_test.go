@@ -76,7 +76,7 @@ func checkTable(t *testing.T, tb *table, ref map[key]entry) {
 			used++
 		}
 	}
-	if used != tb.n || (tb.n > 0 && used*4 > len(tb.slots)*3) {
+	if used != tb.n || (tb.n > 0 && used*2 > len(tb.slots)) {
 		t.Fatalf("%d used slots of %d for n = %d", used, len(tb.slots), tb.n)
 	}
 	for k, e := range ref {
