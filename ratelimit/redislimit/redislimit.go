@@ -167,7 +167,11 @@ var _ ratelimit.Limiter = (*Limiter)(nil)
 // The client should be created with rueidis.ClientOption{DisableRetry: true}
 // (the limiter never retries; it has a deadline), a ConnWriteTimeout of a few
 // hundred milliseconds and a short Dialer.KeepAlive, so a dead server is
-// detected quickly.
+// detected quickly. On standalone Redis the decisions use up to four
+// dedicated connections of the client (Client.Dedicate), released at Close.
+// Each call then runs in the calling goroutine, unless the client's
+// connections read in the background (ClientOption.OnInvalidations set).
+// That is still correct, at more CPU per call.
 func New(client rueidis.Client, opts Options) (*Limiter, error) {
 	if client == nil {
 		return nil, errors.New("redislimit: nil client")
