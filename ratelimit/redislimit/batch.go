@@ -117,9 +117,10 @@ type batcher struct {
 
 // dedicated is a connection of its own for one flight at a time (standalone
 // Redis). rueidis runs a command on a connection nobody else uses in the
-// calling goroutine, with the context's deadline as the socket's: no writer
-// and reader goroutines to hand the call to and back, which was a third of
-// the client's CPU, and a hung server costs the flight its deadline only.
+// calling goroutine, with the context's deadline as the socket's: no hand-off
+// to its writer and reader goroutines and back (BenchmarkDecide/10000keys
+// 5.6 -> 4.8-5.0 µs/op), and a hung server costs the flight its deadline.
+// A connection that failed is released, and rueidis closes it.
 type dedicated struct {
 	c       rueidis.DedicatedClient
 	release func()
