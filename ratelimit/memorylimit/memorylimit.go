@@ -201,9 +201,9 @@ func (l *Limiter) Decide(ctx context.Context, subject string, items ...ratelimit
 
 // DecideInto is [Limiter.Decide] writing the results into results[:len(items)]
 // when results has the capacity (the Decision's Results is that slice), so a
-// caller that reuses a buffer decides without allocating. On two cores the
-// 96-byte allocation of Decide and the garbage collection it causes are about
-// a fifth of a decision's cost (README, "In-process limiter").
+// caller that reuses a buffer decides without allocating. On two cores
+// Decide's 80-byte allocation and the garbage collection it causes were about
+// 30 of its 140 ns (README, "In-process limiter").
 func (l *Limiter) DecideInto(results []ratelimit.Result, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
 	return l.decide(results, subject, items, false)
 }
