@@ -452,6 +452,49 @@ func rawSubject(s string) bool {
 	return true
 }
 
+// DecideWithout decides items without the shared store, by each policy's
+// [FailMode] (DESIGN 4.2): a FailClosed policy makes the whole decision fail
+// with an error wrapping [ErrUnavailable] and cause; FailOpen policies admit
+// with their full quota; FailLocal policies are decided (or peeked) by local
+// at their share for live instances ([Policy.Share]). Every result is
+// Degraded and names the configured policy, not its share.
+func DecideWithout(ctx context.Context, local Limiter, subject string, items []Item, peek bool, live int64, cause error) (Decision, error) {
+	var shares []Item
+	for _, it := range items {
+		switch it.Policy.Fail {
+		case FailClosed:
+			return Decision{}, fmt.Errorf("%w: policy %q fails closed: %w", ErrUnavailable, it.Policy.Name, cause)
+		case FailLocal:
+			shares = append(shares, Item{Policy: it.Policy.Share(live, it.Cost), Cost: it.Cost})
+		}
+	}
+	var ld Decision
+	if len(shares) > 0 {
+		var err error
+		if peek {
+			ld, err = local.Peek(ctx, subject, shares...)
+		} else {
+			ld, err = local.Decide(ctx, subject, shares...)
+		}
+		if err != nil {
+			return Decision{}, err
+		}
+	}
+	results := make([]Result, len(items))
+	j := 0
+	for i, it := range items {
+		if it.Policy.Fail == FailLocal {
+			results[i] = ld.Results[j]
+			j++
+		} else {
+			results[i] = Result{Allowed: true, Remaining: it.Policy.Limit()}
+		}
+		results[i].Policy = it.Policy // headers describe the configured policy
+		results[i].Degraded = true
+	}
+	return Combine(results), nil
+}
+
 // Share returns p's share for one of n instances deciding without a shared
 // store: rate and burst divided by n, rounded up, and at least cost (so a
 // request that fits the whole policy still fits one share). n < 1 counts as 1.

@@ -1,12 +1,14 @@
 package ratelimit_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/memorylimit"
 )
 
 func TestParseRate(t *testing.T) {
@@ -222,5 +224,42 @@ func TestPolicyShare(t *testing.T) {
 	}
 	if got := (ratelimit.Policy{Rate: ratelimit.Rate{N: 9, Per: time.Second}}).Share(2, 1); got.Burst != 0 || got.Rate.N != 5 {
 		t.Errorf("Share of a policy without burst = %+v, want burst 0 (defaults to N) and N 5", got)
+	}
+}
+
+// TestDecideWithout: without the shared store, a FailClosed policy fails the
+// decision, FailOpen admits with its full quota, FailLocal is decided in
+// process at its share; every result is degraded and names the configured
+// policy.
+func TestDecideWithout(t *testing.T) {
+	local := memorylimit.New(memorylimit.Options{})
+	defer local.Close()
+	ctx := context.Background()
+	cause := errors.New("redis down")
+	open := ratelimit.Policy{Name: "open", Rate: ratelimit.Rate{N: 10, Per: time.Hour}, Fail: ratelimit.FailOpen}
+	loc := ratelimit.Policy{Name: "loc", Rate: ratelimit.Rate{N: 10, Per: time.Hour}} // FailLocal: 4 of 10 for 3 instances
+	closed := ratelimit.Policy{Name: "closed", Rate: ratelimit.Rate{N: 10, Per: time.Hour}, Fail: ratelimit.FailClosed}
+
+	_, err := ratelimit.DecideWithout(ctx, local, "s", []ratelimit.Item{{Policy: loc}, {Policy: closed}}, false, 3, cause)
+	if !errors.Is(err, ratelimit.ErrUnavailable) || !errors.Is(err, cause) || !strings.Contains(err.Error(), `"closed"`) {
+		t.Fatalf("with a FailClosed policy: err = %v, want ErrUnavailable naming it and wrapping the cause", err)
+	}
+	items := []ratelimit.Item{{Policy: open}, {Policy: loc}}
+	if d, err := ratelimit.DecideWithout(ctx, local, "s", items, true, 3, cause); err != nil || !d.Allowed || d.Results[1].Remaining != 3 {
+		t.Fatalf("peek: %+v, %v; want admitted, 3 of the share of 4 left after it", d, err)
+	}
+	for i := range 5 {
+		d, err := ratelimit.DecideWithout(ctx, local, "s", items, false, 3, cause)
+		if err != nil || d.Allowed != (i < 4) {
+			t.Fatalf("decision %d: %+v, %v; want the first 4 admitted", i, d, err)
+		}
+		for j, r := range d.Results {
+			if !r.Degraded || r.Policy != items[j].Policy {
+				t.Fatalf("decision %d result %d: %+v; want degraded, for the configured policy", i, j, r)
+			}
+		}
+		if r := d.Results[0]; !r.Allowed || r.Remaining != 10 {
+			t.Fatalf("decision %d: FailOpen result %+v, want admitted with its full quota", i, r)
+		}
 	}
 }

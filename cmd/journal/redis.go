@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -184,11 +183,11 @@ func (l *redisLimiter) Peek(ctx context.Context, subject string, items ...rateli
 func (l *redisLimiter) decide(ctx context.Context, subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, error) {
 	r := l.b.limiter.Load()
 	if r == nil {
-		return l.withoutRedis(ctx, subject, items, peek, 1, errRedisConnecting)
+		return ratelimit.DecideWithout(ctx, l.local, subject, items, peek, 1, errRedisConnecting)
 	}
 	bctx, done, ok := redisCall(ctx)
 	if !ok {
-		return l.withoutRedis(ctx, subject, items, peek, r.LiveInstances(), errBudgetSpent)
+		return ratelimit.DecideWithout(ctx, l.local, subject, items, peek, r.LiveInstances(), errBudgetSpent)
 	}
 	defer done()
 	if peek {
@@ -202,49 +201,6 @@ func (l *redisLimiter) Reset(ctx context.Context, subject, policy string) error 
 		return r.Reset(ctx, subject, policy)
 	}
 	return l.local.Reset(ctx, subject, policy)
-}
-
-// withoutRedis decides without Redis (not connected yet, or the request's
-// Redis budget is spent), as redislimit does while Redis is unavailable:
-// FailClosed makes the whole decision unavailable, FailOpen policies admit,
-// FailLocal policies are decided in process on this instance's share of the
-// limit (live instances: 1 before the first connection, when no heartbeat has
-// told how many run). Every result is marked degraded.
-func (l *redisLimiter) withoutRedis(ctx context.Context, subject string, items []ratelimit.Item, peek bool, live int64, cause error) (ratelimit.Decision, error) {
-	var local []ratelimit.Item
-	for _, it := range items {
-		switch it.Policy.Fail {
-		case ratelimit.FailClosed:
-			return ratelimit.Decision{}, fmt.Errorf("%w: policy %q fails closed: %w", ratelimit.ErrUnavailable, it.Policy.Name, cause)
-		case ratelimit.FailLocal:
-			local = append(local, ratelimit.Item{Policy: it.Policy.Share(live, it.Cost), Cost: it.Cost})
-		}
-	}
-	var ld ratelimit.Decision
-	if len(local) > 0 {
-		var err error
-		if peek {
-			ld, err = l.local.Peek(ctx, subject, local...)
-		} else {
-			ld, err = l.local.Decide(ctx, subject, local...)
-		}
-		if err != nil {
-			return ratelimit.Decision{}, err
-		}
-	}
-	results := make([]ratelimit.Result, len(items))
-	j := 0
-	for i, it := range items {
-		if it.Policy.Fail == ratelimit.FailLocal {
-			results[i] = ld.Results[j]
-			results[i].Policy = it.Policy // headers describe the configured policy
-			j++
-		} else {
-			results[i] = ratelimit.Result{Policy: it.Policy, Allowed: true, Remaining: it.Policy.Limit()}
-		}
-		results[i].Degraded = true
-	}
-	return ratelimit.Combine(results), nil
 }
 
 // redisCacheStore is the service's cache.Store when Redis is configured: the

@@ -547,46 +547,17 @@ func (l *Limiter) probe() {
 	}
 }
 
-// fallback decides without Redis, by each policy's fail mode.
+// fallback decides without Redis, by each policy's fail mode, at this
+// instance's share for the live instances last seen.
 func (l *Limiter) fallback(ctx context.Context, subject string, items []ratelimit.Item, peek bool, cause error) (ratelimit.Decision, error) {
-	for _, it := range items {
-		if it.Policy.Fail == ratelimit.FailClosed {
-			l.unavailable.Add(1)
-			return ratelimit.Decision{}, fmt.Errorf("%w: policy %q fails closed: %w", ratelimit.ErrUnavailable, it.Policy.Name, cause)
-		}
+	d, err := ratelimit.DecideWithout(ctx, l.local, subject, items, peek, l.liveCount.Load(), cause)
+	switch {
+	case errors.Is(err, ratelimit.ErrUnavailable):
+		l.unavailable.Add(1)
+	case err == nil:
+		l.degraded.Add(1)
 	}
-	l.degraded.Add(1)
-	results := make([]ratelimit.Result, len(items))
-	var local []ratelimit.Item
-	var localIdx []int
-	n := l.liveCount.Load()
-	for i, it := range items {
-		if it.Policy.Fail == ratelimit.FailOpen {
-			results[i] = ratelimit.Result{Policy: it.Policy, Allowed: true, Remaining: it.Policy.Limit(), Degraded: true}
-			continue
-		}
-		local = append(local, ratelimit.Item{Policy: it.Policy.Share(n, it.Cost), Cost: it.Cost})
-		localIdx = append(localIdx, i)
-	}
-	if len(local) > 0 {
-		var d ratelimit.Decision
-		var err error
-		if peek {
-			d, err = l.local.Peek(ctx, subject, local...)
-		} else {
-			d, err = l.local.Decide(ctx, subject, local...)
-		}
-		if err != nil {
-			return ratelimit.Decision{}, err
-		}
-		for j, r := range d.Results {
-			i := localIdx[j]
-			r.Policy = items[i].Policy
-			r.Degraded = true
-			results[i] = r
-		}
-	}
-	return ratelimit.Combine(results), nil
+	return d, err
 }
 
 // heartbeats refreshes this instance in the live set and records N_live.
