@@ -149,7 +149,8 @@ func millis(ms int64) time.Duration { return time.Duration(ms) * time.Millisecon
 // Allowed iff no non-shadow result denied, RetryAfter the latest RetryAfter of
 // the violated policies. results is used as Decision.Results. Backends that
 // found the decision denied must report, for the admitting items, the
-// remaining quota without consumption ([Policy.Eval] with cost 0).
+// remaining quota without consumption ([Policy.Eval] with cost 0; [Uncharged]
+// does it).
 func Combine(results []Result) Decision {
 	d := Decision{Allowed: true, Results: results}
 	for _, r := range results {
@@ -159,4 +160,15 @@ func Combine(results []Result) Decision {
 		}
 	}
 	return d
+}
+
+// Uncharged sets, for a denied decision, the result of each admitting item
+// to its quota as it stands: [Policy.Eval] with cost 0 over states[i] at
+// nowMicros, as [Combine] asks of backends (nothing was consumed).
+func Uncharged(results []Result, items []Item, states []State, nowMicros int64) {
+	for i := range items {
+		if results[i].Allowed {
+			_, results[i], _ = items[i].Policy.Eval(states[i], nowMicros, 0)
+		}
+	}
 }

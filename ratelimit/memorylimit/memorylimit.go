@@ -281,12 +281,7 @@ func (l *Limiter) decide(results []ratelimit.Result, subject string, items []rat
 	}
 	d := ratelimit.Combine(results)
 	if !d.Allowed {
-		// Nothing is consumed: admitting policies report their quota as is.
-		for i, it := range items {
-			if results[i].Allowed {
-				_, results[i], _ = it.Policy.Eval(prev[i], now, 0)
-			}
-		}
+		ratelimit.Uncharged(results, items, prev, now)
 		return d, nil
 	}
 	if peek {

@@ -247,11 +247,7 @@ func (m *Reference) Decide(now time.Time, subject string, items []ratelimit.Item
 	}
 	d := ratelimit.Combine(results)
 	if !d.Allowed {
-		for i, it := range items {
-			if results[i].Allowed {
-				_, results[i], _ = it.Policy.Eval(prev[i], us, 0)
-			}
-		}
+		ratelimit.Uncharged(results, items, prev, us)
 		return d
 	}
 	if !peek {

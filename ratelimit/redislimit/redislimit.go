@@ -723,11 +723,7 @@ func evalStates(items []ratelimit.Item, states []ratelimit.State, nowMicros int6
 	}
 	d := ratelimit.Combine(results)
 	if !d.Allowed {
-		for i, it := range items {
-			if results[i].Allowed {
-				_, results[i], _ = it.Policy.Eval(states[i], nowMicros, 0)
-			}
-		}
+		ratelimit.Uncharged(results, items, states, nowMicros)
 	}
 	return d
 }
