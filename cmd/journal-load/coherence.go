@@ -200,16 +200,7 @@ func (c *coherenceRun) checkItem(base string, want entry, gone bool, wrote time.
 		return r.Status == http.StatusOK && json.Unmarshal(r.Body, &got) == nil && got == want
 	}
 	c.out.ItemReads++
-	path := "/v1/entries/" + want.ID
-	r := c.get(base, path, fresh)
-	if fresh(r) {
-		return
-	}
-	lag, ok, staleSeen := c.pollUntil(base, path, wrote, fresh)
-	if !answered(r) && !staleSeen {
-		return // only errors or 429s before the fresh answer: failed requests, not stale reads
-	}
-	c.stale("item", lag, ok)
+	c.read("item", base, "/v1/entries/"+want.ID, wrote, fresh)
 }
 
 // checkList reads the first list page on base: the entry must be there as
@@ -228,7 +219,12 @@ func (c *coherenceRun) checkList(base string, want entry, gone bool, wrote time.
 		return gone
 	}
 	c.out.ListReads++
-	const path = "/v1/entries?limit=20"
+	c.read("list", base, "/v1/entries?limit=20", wrote, fresh)
+}
+
+// read gets path on base once; an answer that is not fresh is a stale read
+// of kind, whose lag is measured by polling until the fresh answer.
+func (c *coherenceRun) read(kind, base, path string, wrote time.Time, fresh func(response) bool) {
 	r := c.get(base, path, fresh)
 	if fresh(r) {
 		return
@@ -237,5 +233,5 @@ func (c *coherenceRun) checkList(base string, want entry, gone bool, wrote time.
 	if !answered(r) && !staleSeen {
 		return // only errors or 429s before the fresh answer: failed requests, not stale reads
 	}
-	c.stale("list", lag, ok)
+	c.stale(kind, lag, ok)
 }
