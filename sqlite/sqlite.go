@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/internal/migrations"
@@ -121,11 +122,31 @@ func (s *Store) Close() error {
 // migrate applies every embedded migration not yet recorded in
 // schema_migrations, all in one IMMEDIATE transaction so concurrent openers
 // (other processes) serialize and each version is applied once.
+//
+// Where waiting for a lock could deadlock, SQLite returns SQLITE_BUSY at once
+// without calling the busy handler (https://sqlite.org/c3ref/busy_handler.html);
+// openers of a new file meet that while another converts it to WAL. The
+// transaction is then retried, for up to the busy timeout.
 func migrate(ctx context.Context, db *sql.DB) error {
 	ms, err := migrations.Load(migrationFS)
 	if err != nil {
 		return err
 	}
+	deadline := time.Now().Add(BusyTimeoutMillis * time.Millisecond)
+	for {
+		err := migrateOnce(ctx, db, ms)
+		if err == nil || sqliteCode(err)&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func migrateOnce(ctx context.Context, db *sql.DB, ms []migrations.Migration) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
