@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -17,9 +18,16 @@ func handleLivez(logger *slog.Logger) http.Handler {
 	})
 }
 
+// ErrStarting, wrapped by the error of a readiness [Check], says that the
+// dependency answers but is still getting ready (the rate limiter dialing its
+// connections): /readyz then answers 503 "unready" with the check's status
+// "starting", so that no traffic reaches the instance before it can serve it
+// at full speed. Any other error is "down".
+var ErrStarting = errors.New("httpapi: dependency starting")
+
 // checkJSON is one dependency in the /readyz answer.
 type checkJSON struct {
-	Status    string `json:"status"` // "up" or "down"
+	Status    string `json:"status"` // "up", "starting" or "down"
 	LatencyMS int64  `json:"latency_ms"`
 }
 
@@ -31,7 +39,8 @@ type readyJSON struct {
 
 // handleReadyz runs the checks concurrently, each bounded by timeout, and
 // answers 200 "ready", 200 "degraded" (Redis down), 503 "unready" (database
-// down) or 503 "draining" (shutting down; takes precedence).
+// down, or Redis starting: see [ErrStarting]) or 503 "draining" (shutting
+// down; takes precedence).
 func handleReadyz(logger *slog.Logger, database, redis Check, draining func() bool, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -49,7 +58,9 @@ func handleReadyz(logger *slog.Logger, database, redis Check, draining func() bo
 				start := time.Now()
 				err := check(ctx)
 				c := checkJSON{Status: "up", LatencyMS: time.Since(start).Milliseconds()}
-				if err != nil {
+				if errors.Is(err, ErrStarting) {
+					c.Status = "starting"
+				} else if err != nil {
 					c.Status = "down"
 					logger.LogAttrs(r.Context(), slog.LevelWarn, "readiness check failed",
 						slog.String("check", name), slog.String("error", err.Error()))
@@ -64,7 +75,7 @@ func handleReadyz(logger *slog.Logger, database, redis Check, draining func() bo
 		switch {
 		case draining():
 			out.Status, status = "draining", http.StatusServiceUnavailable
-		case out.Checks["database"].Status != "up":
+		case out.Checks["database"].Status != "up", out.Checks["redis"].Status == "starting":
 			out.Status, status = "unready", http.StatusServiceUnavailable
 		case redis != nil && out.Checks["redis"].Status != "up":
 			out.Status = "degraded"

@@ -1,6 +1,7 @@
-// Package ratelimit is the vocabulary of the journal rate limiter: rates,
-// policies, algorithms, fail modes, decisions and the [Limiter] contract that
-// every backend implements.
+// Package ratelimit is the journal rate limiter's contract: rates, policies,
+// algorithms, fail modes, decisions, the [Limiter] interface every backend
+// implements, and [Fallback], the one place that decides what happens when a
+// backend's shared store is unavailable.
 //
 // Three algorithms are offered, all counting only admitted requests:
 //
@@ -11,16 +12,19 @@
 //     never more than 2N in any interval of length D.
 //   - [Fixed]: at most N per aligned window (so 2N across a boundary).
 //
-// The algorithms are pure functions of (state, now, cost) ([Policy.Eval]), so
-// the in-process backend (memorylimit) and the Redis backend (redislimit, whose
-// Lua script implements the same integer arithmetic) make the same decisions
-// for the same calls at the same instants. GCRA works in microseconds; the
-// window algorithms work in milliseconds on windows aligned to the Unix epoch.
+// Backends: memorylimit (in process, exact for one process) and redislimit
+// (Redis or Redis Cluster, exact across any number of instances). Both make
+// the same decisions for the same calls at the same instants. A decision
+// covers several policies of one subject atomically and all-or-nothing: if any
+// enforced policy denies, nothing is consumed, every violated policy is
+// reported, and [Decision.RetryAfter] is the latest of their retry times.
+// Shadow policies are evaluated and reported but never block.
 //
-// A decision covers several policies of one subject atomically and
-// all-or-nothing: if any enforced policy denies, nothing is consumed, every
-// violated policy is reported, and [Decision.RetryAfter] is the latest of their
-// retry times. Shadow policies are evaluated and reported but never block.
+// A service running several instances composes a shared backend with a local
+// one through [NewFallback]: while the shared store answers, every decision is
+// exact; while it does not, each policy follows its [FailMode], and a subject
+// the instance has seen continues from the state the store last reported,
+// never from a fresh quota.
 //
 // This package depends on the standard library only.
 package ratelimit
@@ -290,14 +294,6 @@ type Item struct {
 	Cost   int64
 }
 
-// cost returns the effective cost of it.
-func (it Item) cost() int64 {
-	if it.Cost == 0 {
-		return 1
-	}
-	return it.Cost
-}
-
 // Result is the outcome of one policy within a decision.
 type Result struct {
 	Policy Policy
@@ -389,29 +385,6 @@ func AllowN(ctx context.Context, l Limiter, subject string, p Policy, n int64) (
 	return d.Results[0], nil
 }
 
-// ValidateItems checks the items of one decision as every backend must:
-// at least one, valid policies, distinct names, 0 <= cost <= limit. Errors wrap
-// [ErrInvalid]. Backends call it; users need not.
-func ValidateItems(items []Item) error {
-	if len(items) == 0 {
-		return fmt.Errorf("%w decision: no items", ErrInvalid)
-	}
-	for i, it := range items {
-		if err := it.Policy.Validate(); err != nil {
-			return err
-		}
-		if it.Cost < 0 || it.cost() > it.Policy.Limit() {
-			return fmt.Errorf("%w decision: cost %d of policy %q is outside 0..%d", ErrInvalid, it.Cost, it.Policy.Name, it.Policy.Limit())
-		}
-		for _, prev := range items[:i] {
-			if prev.Policy.Name == it.Policy.Name {
-				return fmt.Errorf("%w decision: policy %q appears twice", ErrInvalid, it.Policy.Name)
-			}
-		}
-	}
-	return nil
-}
-
 // maxRawSubject is the longest subject Key embeds verbatim.
 const maxRawSubject = 128
 
@@ -427,11 +400,11 @@ const maxRawSubject = 128
 // can neither break the hash tag nor collide with a verbatim one. prefix must
 // not contain '{'.
 func Key(prefix, subject, policy string) string {
-	return prefix + "rl:{" + SubjectTag(subject) + "}:" + policy
+	return prefix + "rl:{" + subjectTag(subject) + "}:" + policy
 }
 
-// SubjectTag returns the hash-tag form of subject used by [Key].
-func SubjectTag(subject string) string {
+// subjectTag returns the hash-tag form of subject used by [Key].
+func subjectTag(subject string) string {
 	if rawSubject(subject) {
 		return subject
 	}
@@ -452,58 +425,15 @@ func rawSubject(s string) bool {
 	return true
 }
 
-// DecideWithout decides items without the shared store, by each policy's
-// [FailMode] (DESIGN 4.2): a FailClosed policy makes the whole decision fail
-// with an error wrapping [ErrUnavailable] and cause; FailOpen policies admit
-// with their full quota; FailLocal policies are decided (or peeked) by local
-// at their share for live instances ([Policy.Share]). Every result is
-// Degraded and names the configured policy, not its share.
-func DecideWithout(ctx context.Context, local Limiter, subject string, items []Item, peek bool, live int64, cause error) (Decision, error) {
-	var shares []Item
-	for _, it := range items {
-		switch it.Policy.Fail {
-		case FailClosed:
-			return Decision{}, fmt.Errorf("%w: policy %q fails closed: %w", ErrUnavailable, it.Policy.Name, cause)
-		case FailLocal:
-			shares = append(shares, Item{Policy: it.Policy.Share(live, it.Cost), Cost: it.Cost})
-		}
-	}
-	var ld Decision
-	if len(shares) > 0 {
-		var err error
-		if peek {
-			ld, err = local.Peek(ctx, subject, shares...)
-		} else {
-			ld, err = local.Decide(ctx, subject, shares...)
-		}
-		if err != nil {
-			return Decision{}, err
-		}
-	}
-	results := make([]Result, len(items))
-	j := 0
-	for i, it := range items {
-		if it.Policy.Fail == FailLocal {
-			results[i] = ld.Results[j]
-			j++
-		} else {
-			results[i] = Result{Allowed: true, Remaining: it.Policy.Limit()}
-		}
-		results[i].Policy = it.Policy // headers describe the configured policy
-		results[i].Degraded = true
-	}
-	return Combine(results), nil
+// emissionMicros returns the GCRA emission interval: the period divided by
+// N, rounded up to a whole microsecond so that the rate never exceeds N/Per.
+func (p Policy) emissionMicros() int64 {
+	per := p.Rate.Per.Microseconds()
+	return (per + p.Rate.N - 1) / p.Rate.N
 }
 
-// Share returns p's share for one of n instances deciding without a shared
-// store: rate and burst divided by n, rounded up, and at least cost (so a
-// request that fits the whole policy still fits one share). n < 1 counts as 1.
-func (p Policy) Share(n, cost int64) Policy {
-	n, cost = max(n, 1), max(cost, 1)
-	div := func(x int64) int64 { return max((x+n-1)/n, cost) }
-	p.Rate.N = div(p.Rate.N)
-	if p.Burst > 0 {
-		p.Burst = div(p.Burst)
-	}
-	return p
+// EmissionInterval returns the GCRA emission interval of p: Rate.Per / Rate.N
+// rounded up to a microsecond. A request of cost c uses c intervals of quota.
+func (p Policy) EmissionInterval() time.Duration {
+	return time.Duration(p.emissionMicros()) * time.Microsecond
 }

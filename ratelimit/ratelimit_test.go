@@ -1,14 +1,12 @@
 package ratelimit_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/journalsvc/journal/ratelimit"
-	"github.com/journalsvc/journal/ratelimit/memorylimit"
 )
 
 func TestParseRate(t *testing.T) {
@@ -146,7 +144,7 @@ func TestKey(t *testing.T) {
 	// Subjects that could break the hash tag, or are long or odd, are hashed.
 	for _, s := range []string{"", "a}b", "a{b", "{x}", "a b", "~7", "é", strings.Repeat("x", 129), "a\nb"} {
 		k := ratelimit.Key("journal:", s, "ip")
-		tag := ratelimit.SubjectTag(s)
+		tag := tagOf(k)
 		if k != "journal:rl:{"+tag+"}:ip" || len(tag) != 33 || tag[0] != '~' || strings.ContainsAny(tag, "{} ") {
 			t.Errorf("Key(%q) = %q: want a hashed tag ~<32 hex>", s, k)
 		}
@@ -154,33 +152,37 @@ func TestKey(t *testing.T) {
 			t.Errorf("Key(%q) = %q: the hash tag is broken", s, k)
 		}
 	}
-	if ratelimit.SubjectTag("a}b") == ratelimit.SubjectTag("a{b") {
+	if tagOf(ratelimit.Key("", "a}b", "p")) == tagOf(ratelimit.Key("", "a{b", "p")) {
 		t.Error("different subjects hash to the same tag")
 	}
-	if got := ratelimit.SubjectTag(strings.Repeat("x", 128)); got != strings.Repeat("x", 128) {
+	if got := tagOf(ratelimit.Key("", strings.Repeat("x", 128), "p")); got != strings.Repeat("x", 128) {
 		t.Errorf("a 128-byte subject was hashed")
 	}
 }
 
-func TestDecisionViolatedAndCombine(t *testing.T) {
+// tagOf returns the hash tag of a key: what stands between its braces.
+func tagOf(key string) string {
+	_, rest, _ := strings.Cut(key, "{")
+	tag, _, _ := strings.Cut(rest, "}")
+	return tag
+}
+
+func TestDecisionViolated(t *testing.T) {
 	p := func(name string, shadow bool) ratelimit.Policy {
 		return ratelimit.Policy{Name: name, Shadow: shadow}
 	}
-	d := ratelimit.Combine([]ratelimit.Result{
+	d := ratelimit.Decision{Results: []ratelimit.Result{
 		{Policy: p("a", false), Allowed: true},
 		{Policy: p("b", false), RetryAfter: 3 * time.Second},
 		{Policy: p("c", true), RetryAfter: time.Hour},
-		{Policy: p("d", false), RetryAfter: 7 * time.Second},
-	})
-	if d.Allowed || d.RetryAfter != 7*time.Second {
-		t.Errorf("Combine = allowed %v retry %v, want denied with the latest retry 7s (shadow ignored)", d.Allowed, d.RetryAfter)
-	}
+		{Policy: p("d", false), RetryAfter: 7 * time.Second, Degraded: true},
+	}}
 	v := d.Violated()
 	if len(v) != 2 || v[0].Policy.Name != "b" || v[1].Policy.Name != "d" {
-		t.Errorf("Violated() = %+v, want b and d", v)
+		t.Errorf("Violated() = %+v, want b and d (not the shadow c)", v)
 	}
-	if d := ratelimit.Combine([]ratelimit.Result{{Policy: p("s", true)}}); !d.Allowed || d.RetryAfter != 0 {
-		t.Errorf("a shadow denial blocked: %+v", d)
+	if !d.Degraded() {
+		t.Error("Degraded() = false with a degraded result")
 	}
 }
 
@@ -201,65 +203,5 @@ func TestRateStringRoundTrips(t *testing.T) {
 	}
 	if got, want := (ratelimit.Rate{N: 100, Per: time.Minute}).String(), "100/1m"; got != want {
 		t.Errorf("String = %q, want %q", got, want)
-	}
-}
-
-func TestPolicyShare(t *testing.T) {
-	t.Parallel()
-	p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 100, Per: time.Minute}, Burst: 10}
-	for _, tc := range []struct {
-		n, cost, wantN, wantBurst int64
-	}{
-		{1, 1, 100, 10},
-		{0, 1, 100, 10}, // n < 1 counts as 1
-		{3, 1, 34, 4},   // rounded up
-		{100, 1, 1, 1},
-		{1000, 1, 1, 1}, // never below the cost
-		{1000, 5, 5, 5},
-	} {
-		got := p.Share(tc.n, tc.cost)
-		if got.Rate.N != tc.wantN || got.Burst != tc.wantBurst || got.Rate.Per != p.Rate.Per || got.Name != p.Name {
-			t.Errorf("Share(%d, %d) = %+v, want N %d burst %d", tc.n, tc.cost, got, tc.wantN, tc.wantBurst)
-		}
-	}
-	if got := (ratelimit.Policy{Rate: ratelimit.Rate{N: 9, Per: time.Second}}).Share(2, 1); got.Burst != 0 || got.Rate.N != 5 {
-		t.Errorf("Share of a policy without burst = %+v, want burst 0 (defaults to N) and N 5", got)
-	}
-}
-
-// TestDecideWithout: without the shared store, a FailClosed policy fails the
-// decision, FailOpen admits with its full quota, FailLocal is decided in
-// process at its share; every result is degraded and names the configured
-// policy.
-func TestDecideWithout(t *testing.T) {
-	local := memorylimit.New(memorylimit.Options{})
-	defer local.Close()
-	ctx := context.Background()
-	cause := errors.New("redis down")
-	open := ratelimit.Policy{Name: "open", Rate: ratelimit.Rate{N: 10, Per: time.Hour}, Fail: ratelimit.FailOpen}
-	loc := ratelimit.Policy{Name: "loc", Rate: ratelimit.Rate{N: 10, Per: time.Hour}} // FailLocal: 4 of 10 for 3 instances
-	closed := ratelimit.Policy{Name: "closed", Rate: ratelimit.Rate{N: 10, Per: time.Hour}, Fail: ratelimit.FailClosed}
-
-	_, err := ratelimit.DecideWithout(ctx, local, "s", []ratelimit.Item{{Policy: loc}, {Policy: closed}}, false, 3, cause)
-	if !errors.Is(err, ratelimit.ErrUnavailable) || !errors.Is(err, cause) || !strings.Contains(err.Error(), `"closed"`) {
-		t.Fatalf("with a FailClosed policy: err = %v, want ErrUnavailable naming it and wrapping the cause", err)
-	}
-	items := []ratelimit.Item{{Policy: open}, {Policy: loc}}
-	if d, err := ratelimit.DecideWithout(ctx, local, "s", items, true, 3, cause); err != nil || !d.Allowed || d.Results[1].Remaining != 3 {
-		t.Fatalf("peek: %+v, %v; want admitted, 3 of the share of 4 left after it", d, err)
-	}
-	for i := range 5 {
-		d, err := ratelimit.DecideWithout(ctx, local, "s", items, false, 3, cause)
-		if err != nil || d.Allowed != (i < 4) {
-			t.Fatalf("decision %d: %+v, %v; want the first 4 admitted", i, d, err)
-		}
-		for j, r := range d.Results {
-			if !r.Degraded || r.Policy != items[j].Policy {
-				t.Fatalf("decision %d result %d: %+v; want degraded, for the configured policy", i, j, r)
-			}
-		}
-		if r := d.Results[0]; !r.Allowed || r.Remaining != 10 {
-			t.Fatalf("decision %d: FailOpen result %+v, want admitted with its full quota", i, r)
-		}
 	}
 }

@@ -1,49 +1,13 @@
 package main
 
 import (
-	"context"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/journalsvc/journal/internal/testenv"
 )
-
-func TestRedisBudgetAccounting(t *testing.T) {
-	t.Parallel()
-	var ctx context.Context
-	h := withRedisBudget(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { ctx = r.Context() }), 30*time.Millisecond)
-	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
-
-	if spent(ctx) {
-		t.Fatal("fresh budget reported spent")
-	}
-	cctx, done, ok := redisCall(ctx)
-	if !ok {
-		t.Fatal("redisCall refused a fresh budget")
-	}
-	dl, has := cctx.Deadline()
-	if !has || time.Until(dl) > 30*time.Millisecond {
-		t.Errorf("call deadline %v from now, want at most the 30ms budget", time.Until(dl))
-	}
-	<-cctx.Done() // a call that waits out the whole budget
-	done()
-	if !spent(ctx) {
-		t.Error("budget not spent after a call used all of it")
-	}
-	if _, _, ok := redisCall(ctx); ok {
-		t.Error("redisCall allowed a call with the budget spent")
-	}
-	// Outside a request there is no budget: calls are bounded by their own
-	// timeouts only.
-	if _, done, ok := redisCall(context.Background()); !ok || spent(context.Background()) {
-		t.Error("no budget outside a request should allow calls")
-	} else {
-		done()
-	}
-}
 
 // TestRedisBudgetBoundsRequest pauses Redis (it answers nothing) and sends one
 // authenticated entry read, which makes four Redis calls (IP decision, token

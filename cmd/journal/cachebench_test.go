@@ -21,8 +21,10 @@ import (
 	"github.com/journalsvc/journal/cache/rediscache"
 	"github.com/journalsvc/journal/entrycache"
 	"github.com/journalsvc/journal/httpapi"
+	"github.com/journalsvc/journal/internal/redisconn"
 	"github.com/journalsvc/journal/internal/testenv"
 	"github.com/journalsvc/journal/password"
+	"github.com/journalsvc/journal/ratelimit"
 	"github.com/journalsvc/journal/ratelimit/httplimit"
 	"github.com/journalsvc/journal/ratelimit/memorylimit"
 	"github.com/journalsvc/journal/ratelimit/redislimit"
@@ -199,11 +201,15 @@ func startUncached(tb testing.TB, vars map[string]string) string {
 	tb.Cleanup(func() { _ = db.Close() })
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
-	rb := startRedis(*cfg.Redis, logger, redislimit.Options{Prefix: cfg.RedisPrefix, Timeout: cfg.RedisTimeout, InstanceID: "uncached"},
-		rediscache.Options{}, rediscache.ClientConfig{}, nil)
-	tb.Cleanup(rb.Close)
+	conn := redisconn.Start(redisconn.Options{URL: *cfg.Redis, Logger: logger,
+		Limiter: redislimit.Options{Prefix: cfg.RedisPrefix, Timeout: cfg.RedisTimeout, InstanceID: "uncached"}})
+	tb.Cleanup(conn.Close)
 	local := memorylimit.New(memorylimit.Options{})
 	tb.Cleanup(func() { _ = local.Close() })
+	limiter, err := ratelimit.NewFallback(conn.Limiter(), local, ratelimit.FallbackOptions{Instances: conn.LiveInstances})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	policies, err := loadPolicies(cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -212,14 +218,14 @@ func startUncached(tb testing.TB, vars map[string]string) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ipStage, userStage, err := limitMiddlewares(&redisLimiter{b: rb, local: local}, policies, trusted, logger, m.onDecision)
+	ipStage, userStage, err := limitMiddlewares(limiter, policies, trusted, logger, m.onDecision)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	h, err := httpapi.NewServer(httpapi.Options{
 		Logger: logger, Users: db, Tokens: db, Entries: db,
 		Passwords: password.New(password.Options{}), Metrics: reg, InstanceID: "uncached",
-		Database: db.Ping, Redis: rb.Ping, IPLimit: ipStage, UserLimit: userStage,
+		Database: db.Ping, Redis: conn.Ready, IPLimit: ipStage, UserLimit: userStage,
 	})
 	if err != nil {
 		tb.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/journalsvc/journal/internal/redisconn"
 	"github.com/journalsvc/journal/ratelimit"
 )
 
@@ -38,7 +39,7 @@ type Config struct {
 	// Redis is the parsed JOURNAL_REDIS_URL, or nil when it is empty (the
 	// default): the rate limiter and the cache then live in process, which is
 	// correct for a single instance only.
-	Redis *RedisURL
+	Redis *redisconn.URL
 	// RedisPrefix prefixes every key the service writes
 	// (JOURNAL_REDIS_PREFIX): 1-64 printable characters without spaces or
 	// braces (braces would break the hash tags). Default "journal:".
@@ -196,7 +197,7 @@ var settings = []setting{
 			c.Redis = nil
 			return nil
 		}
-		r, err := parseRedisURL(v)
+		r, err := redisconn.ParseURL(v)
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/journalsvc/journal/internal/redisconn"
 	"github.com/journalsvc/journal/ratelimit"
 )
 
@@ -93,7 +94,7 @@ func TestParseConfigValid(t *testing.T) {
 		{"DATABASE_URL", "postgresql://db/j", func(c Config) any { return c.Database }, DatabaseURL{PostgresURL: "postgresql://db/j"}},
 		{"DATABASE_MAX_CONNS", "1", func(c Config) any { return c.DatabaseMaxConns }, 1},
 		{"DATABASE_MAX_CONNS", "64", func(c Config) any { return c.DatabaseMaxConns }, 64},
-		{"REDIS_URL", "redis://127.0.0.1:6379/2", func(c Config) any { return *c.Redis }, RedisURL{Addrs: []string{"127.0.0.1:6379"}, DB: 2}},
+		{"REDIS_URL", "redis://127.0.0.1:6379/2", func(c Config) any { return *c.Redis }, redisconn.URL{Addrs: []string{"127.0.0.1:6379"}, DB: 2}},
 		{"REDIS_URL", "redis://a:1,b:2", func(c Config) any { return c.Redis.Cluster() }, true},
 		{"REDIS_PREFIX", "app1:", func(c Config) any { return c.RedisPrefix }, "app1:"},
 		{"REDIS_TIMEOUT", "250ms", func(c Config) any { return c.RedisTimeout }, 250 * time.Millisecond},

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -15,6 +18,7 @@ import (
 	"github.com/journalsvc/journal/cache/rediscache"
 	"github.com/journalsvc/journal/entrycache"
 	"github.com/journalsvc/journal/httpapi"
+	"github.com/journalsvc/journal/internal/redisconn"
 	"github.com/journalsvc/journal/password"
 	"github.com/journalsvc/journal/ratelimit"
 	"github.com/journalsvc/journal/ratelimit/httplimit"
@@ -64,47 +68,55 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Sto
 	}
 
 	var (
-		limiter    ratelimit.Limiter
+		primary    ratelimit.Limiter // nil: the in-process limiter alone
+		instances  func() int64
 		cacheStore cache.Store
 		redisCheck httpapi.Check
+		bypass     func(context.Context) bool
 	)
 	if cfg.Redis == nil {
-		ml := memorylimit.New(memorylimit.Options{})
-		st.closers = append(st.closers, func() { _ = ml.Close() })
-		limiter = ml
 		ms, err := memorycache.New(memorycache.Options{})
 		if err != nil {
 			return nil, err
 		}
 		cacheStore = ms
-		gaugeFuncs(reg, db.PendingChanges, nil, nil)
+		gaugeFuncs(reg, db.PendingChanges)
 	} else {
-		rb := startRedis(*cfg.Redis, logger.With("instance", instance),
-			redislimit.Options{
-				Prefix:      cfg.RedisPrefix,
-				Timeout:     cfg.RedisTimeout,
-				InstanceID:  instance,
-				Logger:      logger.With("instance", instance),
-				OnRedisCall: m.onRedisCall("ratelimit"),
+		conn := redisconn.Start(redisconn.Options{
+			URL:    *cfg.Redis,
+			Logger: logger.With("instance", instance),
+			Limiter: redislimit.Options{
+				Prefix:     cfg.RedisPrefix,
+				Timeout:    cfg.RedisTimeout,
+				InstanceID: instance,
+				Logger:     logger.With("instance", instance),
 			},
-			rediscache.Options{NearMaxAge: cfg.CacheNearMaxAge, Timeout: cfg.RedisTimeout},
-			rediscache.ClientConfig{OnInvalidations: m.onInvalidations},
-			func(d time.Duration) { m.invalidationLag.Observe(d.Seconds()) },
-		)
-		st.closers = append(st.closers, rb.Close)
-		local := memorylimit.New(memorylimit.Options{})
-		st.closers = append(st.closers, func() { _ = local.Close() })
-		limiter = &redisLimiter{b: rb, local: local}
-		cacheStore = redisCacheStore{b: rb}
-		redisCheck = rb.Ping
-		gaugeFuncs(reg, db.PendingChanges,
-			func() bool { l := rb.limiter.Load(); return l == nil || l.BreakerOpen() },
-			func() int64 {
-				if l := rb.limiter.Load(); l != nil {
-					return l.LiveInstances()
-				}
-				return 1
-			})
+			Cache:  rediscache.Options{NearMaxAge: cfg.CacheNearMaxAge, Timeout: cfg.RedisTimeout},
+			Client: rediscache.ClientConfig{OnInvalidations: m.onInvalidations},
+			OnLag:  func(d time.Duration) { m.invalidationLag.Observe(d.Seconds()) },
+		})
+		st.closers = append(st.closers, conn.Close)
+		primary, instances = conn.Limiter(), conn.LiveInstances
+		cacheStore = conn.CacheStore()
+		redisCheck = func(ctx context.Context) error {
+			err := conn.Ready(ctx)
+			if errors.Is(err, redisconn.ErrWarming) {
+				return fmt.Errorf("%w: %w", httpapi.ErrStarting, err)
+			}
+			return err
+		}
+		bypass = redisconn.Spent
+		gaugeFuncs(reg, db.PendingChanges)
+		reg.MustRegister(limiterCollector{stats: conn.LimiterStats})
+	}
+	local := memorylimit.New(memorylimit.Options{})
+	st.closers = append(st.closers, func() { _ = local.Close() })
+	var limiter ratelimit.Limiter = local
+	if primary != nil {
+		limiter, err = ratelimit.NewFallback(primary, local, ratelimit.FallbackOptions{Instances: instances})
+		if err != nil {
+			return nil, err
+		}
 	}
 	logger.Info("rate limits", "instance", instance, "policies", describePolicies(policies))
 
@@ -118,7 +130,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Sto
 		// budgets: a fill that failed (Redis restarting) must not hold every
 		// reader of the key for the library's default 500ms.
 		Cache:  cache.Options{OnResult: m.onCacheResult, Jitter: 0.1, LeaseWait: max(4*cfg.RedisTimeout, 100*time.Millisecond)},
-		Bypass: spent,
+		Bypass: bypass,
 	})
 	if err != nil {
 		return nil, err
@@ -149,7 +161,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Sto
 	}
 	st.handler = h
 	if cfg.Redis != nil {
-		st.handler = withRedisBudget(h, cfg.RedisTimeout)
+		st.handler = redisconn.WithBudget(h, cfg.RedisTimeout)
 	}
 	return st, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -71,6 +72,8 @@ type journalInstance struct {
 	logs *logSink
 	stop context.CancelFunc
 	done chan error // run's result, once
+	// result stops the instance and returns run's result (every call).
+	result func() error
 }
 
 // startJournal calls run on 127.0.0.1:0 with the environment vars (on top of
@@ -88,21 +91,25 @@ func startJournal(tb testing.TB, vars map[string]string, args ...string) *journa
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	j := &journalInstance{logs: newLogSink(), stop: cancel, done: make(chan error, 1)}
+	j.result = func() error {
+		cancel()
+		select {
+		case err := <-j.done:
+			j.done <- err // for the next caller
+			return err
+		case <-time.After(30 * time.Second):
+			return errors.New("run did not return within 30s of cancellation")
+		}
+	}
 	args = append([]string{"-addr", "127.0.0.1:0"}, args...)
 	go func() { j.done <- run(ctx, args, env(envm), io.Discard, j.logs) }()
 	var stopped bool
 	tb.Cleanup(func() {
-		cancel()
 		if stopped {
 			return
 		}
-		select {
-		case err := <-j.done:
-			if err != nil {
-				tb.Errorf("run returned %v at cleanup; logs:\n%s", err, tail(j.logs.String(), 30))
-			}
-		case <-time.After(30 * time.Second):
-			tb.Errorf("run did not return within 30s of cancellation")
+		if err := j.result(); err != nil {
+			tb.Errorf("run returned %v at cleanup; logs:\n%s", err, tail(j.logs.String(), 30))
 		}
 	})
 	select {

@@ -9,18 +9,17 @@ import (
 
 	"github.com/journalsvc/journal/ratelimit"
 	"github.com/journalsvc/journal/ratelimit/httplimit"
+	"github.com/journalsvc/journal/ratelimit/redislimit"
 )
 
 // metrics are the service's own collectors beyond httpapi's request metrics
 // (DESIGN.md section 6), registered in the registry /metrics serves.
 type metrics struct {
-	decisions     *prometheus.CounterVec   // policy, result, mode
-	redisCalls    *prometheus.HistogramVec // component
-	redisErrors   *prometheus.CounterVec   // component
-	cacheResults  *prometheus.CounterVec   // tier, result
-	invalidations prometheus.Counter       // near-cache keys invalidated by Redis pushes
-	flushes       prometheus.Counter       // whole near caches dropped
-	applied       prometheus.Counter       // outbox changes applied to the cache
+	decisions     *prometheus.CounterVec // policy, result, mode
+	cacheResults  *prometheus.CounterVec // tier, result
+	invalidations prometheus.Counter     // near-cache keys invalidated by Redis pushes
+	flushes       prometheus.Counter     // whole near caches dropped
+	applied       prometheus.Counter     // outbox changes applied to the cache
 	cacheTrusted  prometheus.Gauge
 	// invalidationLag is the time from a write on one instance until another
 	// instance's near cache learns of it (rediscache.LagProbe).
@@ -33,15 +32,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "journal_ratelimit_decisions_total",
 			Help: "Rate-limit results by policy, result (allowed, denied, unavailable) and mode (enforced, shadow, degraded).",
 		}, []string{"policy", "result", "mode"}),
-		redisCalls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "journal_redis_call_duration_seconds",
-			Help:    "Duration of calls to Redis by component.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
-		}, []string{"component"}),
-		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "journal_redis_errors_total",
-			Help: "Failed calls to Redis (timeouts included) by component.",
-		}, []string{"component"}),
 		cacheResults: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "journal_cache_results_total",
 			Help: "Cache lookups by tier (memory, near, redis) and result (hit, negative, miss, error).",
@@ -68,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "1 while the entry cache is trusted; 0 while reads go to the database (Redis failing or outbox not yet replayed).",
 		}),
 	}
-	reg.MustRegister(m.decisions, m.redisCalls, m.redisErrors, m.cacheResults, m.invalidations, m.flushes, m.applied, m.cacheTrusted, m.invalidationLag)
+	reg.MustRegister(m.decisions, m.cacheResults, m.invalidations, m.flushes, m.applied, m.cacheTrusted, m.invalidationLag)
 	return m
 }
 
@@ -93,17 +83,6 @@ func (m *metrics) onDecision(_ *http.Request, o httplimit.Outcome, d ratelimit.D
 	}
 }
 
-// onRedisCall observes one call of component.
-func (m *metrics) onRedisCall(component string) func(time.Duration, error) {
-	h, e := m.redisCalls.WithLabelValues(component), m.redisErrors.WithLabelValues(component)
-	return func(d time.Duration, err error) {
-		h.Observe(d.Seconds())
-		if err != nil {
-			e.Inc()
-		}
-	}
-}
-
 func (m *metrics) onCacheResult(tier, result string) {
 	m.cacheResults.WithLabelValues(tier, result).Inc()
 }
@@ -125,7 +104,7 @@ func (m *metrics) onTrust(trusted bool) {
 }
 
 // gaugeFuncs registers gauges read at scrape time.
-func gaugeFuncs(reg prometheus.Registerer, pending func(context.Context) (int64, error), breakerOpen func() bool, live func() int64) {
+func gaugeFuncs(reg prometheus.Registerer, pending func(context.Context) (int64, error)) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "journal_outbox_pending",
 		Help: "Committed writes whose cache invalidation has not been applied yet.",
@@ -138,21 +117,50 @@ func gaugeFuncs(reg prometheus.Registerer, pending func(context.Context) (int64,
 		}
 		return float64(n)
 	}))
-	if breakerOpen != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "journal_ratelimit_breaker_open",
-			Help: "1 while the rate limiter's Redis circuit breaker is open.",
-		}, func() float64 {
-			if breakerOpen() {
-				return 1
-			}
-			return 0
-		}))
+}
+
+// limiterCollector exports the Redis limiter's Stats when scraped.
+type limiterCollector struct {
+	stats func() (redislimit.Stats, bool)
+}
+
+var (
+	limiterCallsDesc = prometheus.NewDesc("journal_redis_call_duration_seconds",
+		"Duration of calls to Redis by component.", nil, prometheus.Labels{"component": "ratelimit"})
+	limiterErrorsDesc = prometheus.NewDesc("journal_redis_errors_total",
+		"Failed calls to Redis (timeouts included) by component.", nil, prometheus.Labels{"component": "ratelimit"})
+	limiterDenyHitsDesc = prometheus.NewDesc("journal_ratelimit_deny_cache_hits_total",
+		"Rate-limit decisions answered by the local deny cache, without a Redis call.", nil, nil)
+	limiterBreakerDesc = prometheus.NewDesc("journal_ratelimit_breaker_open",
+		"1 while the rate limiter's Redis circuit breaker is open.", nil, nil)
+	limiterLiveDesc = prometheus.NewDesc("journal_live_instances",
+		"Live instances seen in Redis heartbeats (the local fallback's divisor).", nil, nil)
+)
+
+func (limiterCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{limiterCallsDesc, limiterErrorsDesc, limiterDenyHitsDesc, limiterBreakerDesc, limiterLiveDesc} {
+		ch <- d
 	}
-	if live != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "journal_live_instances",
-			Help: "Live instances seen in Redis heartbeats (the local fallback's divisor).",
-		}, func() float64 { return float64(live()) }))
+}
+
+func (c limiterCollector) Collect(ch chan<- prometheus.Metric) {
+	s, ok := c.stats()
+	if !ok { // not connected yet: the breaker counts as open
+		s.BreakerOpen, s.LiveInstances = true, 1
 	}
+	buckets := make(map[float64]uint64, len(redislimit.LatencyBounds))
+	var cum uint64
+	for i, b := range redislimit.LatencyBounds {
+		cum += s.CallLatency[i]
+		buckets[b.Seconds()] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(limiterCallsDesc, s.RedisCalls, s.CallLatencySum.Seconds(), buckets)
+	ch <- prometheus.MustNewConstMetric(limiterErrorsDesc, prometheus.CounterValue, float64(s.RedisErrors))
+	ch <- prometheus.MustNewConstMetric(limiterDenyHitsDesc, prometheus.CounterValue, float64(s.DenyCacheHits))
+	open := 0.0
+	if s.BreakerOpen {
+		open = 1
+	}
+	ch <- prometheus.MustNewConstMetric(limiterBreakerDesc, prometheus.GaugeValue, open)
+	ch <- prometheus.MustNewConstMetric(limiterLiveDesc, prometheus.GaugeValue, float64(s.LiveInstances))
 }

@@ -71,13 +71,12 @@ type Options struct {
 //     [RetryAfterSeconds]) and an application/problem+json body of type
 //     [ProblemQuotaExceeded] whose "violated-policies" lists the violated
 //     policies; the next handler is not called.
-//   - error wrapping [ratelimit.ErrUnavailable] (a fail-closed policy's
-//     store is down): writes 503 with Retry-After and a problem body of
-//     type [ProblemTemporaryReducedCapacity].
-//   - any other error: fails per policy mode: 503 as above if an enforced
-//     item has Fail == FailClosed, else the request is admitted without
-//     RateLimit headers and the outcome is [OutcomeDegraded]. The error is
-//     logged.
+//   - error (for example one wrapping [ratelimit.ErrUnavailable]: a
+//     fail-closed policy's store is down): writes 503 with Retry-After and a
+//     problem body of type [ProblemTemporaryReducedCapacity], and logs the
+//     error. The middleware decides no fail mode itself: a limiter that
+//     should admit, or decide locally, while its store is down is wrapped in
+//     a [ratelimit.Fallback], which does so by each policy's fail mode.
 //
 // The outcome is recorded in the request context (see [WithOutcome]).
 type Middleware struct {
@@ -175,19 +174,12 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 func (m *Middleware) Limit(w http.ResponseWriter, r *http.Request, subject string, items ...ratelimit.Item) bool {
 	ctx := r.Context()
 	d, err := m.limiter.Decide(ctx, subject, items...)
-	var o Outcome
-	switch {
-	case err == nil:
+	o := OutcomeUnavailable
+	if err == nil {
 		o = OutcomeOf(d)
-	case errors.Is(err, ratelimit.ErrUnavailable) || failsClosed(items):
-		o = OutcomeUnavailable
+	} else {
 		d = ratelimit.Decision{}
 		m.logger.Log(ctx, errLevel(ctx), "ratelimit: cannot decide, failing closed",
-			"subject", subject, "policies", policyNames(items), "error", err)
-	default:
-		o = OutcomeDegraded
-		d = ratelimit.Decision{}
-		m.logger.Log(ctx, errLevel(ctx), "ratelimit: cannot decide, failing open",
 			"subject", subject, "policies", policyNames(items), "error", err)
 	}
 	if rec := recordFrom(ctx); rec != nil {
@@ -220,15 +212,6 @@ func errLevel(ctx context.Context) slog.Level {
 		return slog.LevelDebug
 	}
 	return slog.LevelWarn
-}
-
-func failsClosed(items []ratelimit.Item) bool {
-	for _, it := range items {
-		if it.Policy.Fail == ratelimit.FailClosed && !it.Policy.Shadow {
-			return true
-		}
-	}
-	return false
 }
 
 func policyNames(items []ratelimit.Item) []string {

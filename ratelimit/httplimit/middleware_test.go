@@ -294,44 +294,31 @@ func TestMiddlewareUnavailable(t *testing.T) {
 	}
 }
 
+// TestMiddlewareOtherErrors: the middleware decides no fail mode; any error
+// of the limiter is a 503, whatever the policies (ratelimit.Fallback is
+// where fail modes are decided).
 func TestMiddlewareOtherErrors(t *testing.T) {
 	boom := errors.New("boom")
-	tests := []struct {
-		name       string
-		items      []ratelimit.Item
-		wantStatus int
-		wantO      Outcome
-		wantLog    string
-	}{
-		{"open policy fails open", []ratelimit.Item{{Policy: ipPolicy}}, http.StatusOK, OutcomeDegraded, "failing open"},
-		{"closed policy fails closed", []ratelimit.Item{{Policy: ipPolicy}, {Policy: loginPolicy}}, http.StatusServiceUnavailable, OutcomeUnavailable, "failing closed"},
-		{"shadow closed policy does not close", []ratelimit.Item{{Policy: ipPolicy}, {Policy: ratelimit.Policy{Name: "s", Rate: ipPolicy.Rate, Fail: ratelimit.FailClosed, Shadow: true}}}, http.StatusOK, OutcomeDegraded, "failing open"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var logs bytes.Buffer
-			next := &okHandler{}
-			m := mustNew(t, answer(ratelimit.Decision{}, boom), Options{
-				Items:  StaticItems(tt.items...),
-				Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
-			})
-			w, o := serve(m.Handler(next), get("203.0.113.7:1234"))
-			if w.Code != tt.wantStatus {
-				t.Errorf("status = %d, want %d", w.Code, tt.wantStatus)
-			}
-			if got, want := next.Calls(), map[bool]int{true: 1, false: 0}[tt.wantStatus == 200]; got != want {
-				t.Errorf("next called %d times, want %d", got, want)
-			}
-			if o != tt.wantO {
-				t.Errorf("outcome = %v, want %v", o, tt.wantO)
-			}
-			if !strings.Contains(logs.String(), tt.wantLog) || !strings.Contains(logs.String(), `"error":"boom"`) {
-				t.Errorf("log = %q, want %q with the error", logs.String(), tt.wantLog)
-			}
-			if h := rateHeaders(w.Header()); h["Ratelimit"] != "" {
-				t.Errorf("undecided request carries RateLimit %q", h["Ratelimit"])
-			}
+	for _, items := range [][]ratelimit.Item{
+		{{Policy: ipPolicy}},
+		{{Policy: ipPolicy}, {Policy: loginPolicy}},
+	} {
+		var logs bytes.Buffer
+		next := &okHandler{}
+		m := mustNew(t, answer(ratelimit.Decision{}, boom), Options{
+			Items:  StaticItems(items...),
+			Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
 		})
+		w, o := serve(m.Handler(next), get("203.0.113.7:1234"))
+		if w.Code != http.StatusServiceUnavailable || next.Calls() != 0 || o != OutcomeUnavailable {
+			t.Errorf("%d policies: status %d, next called %d times, outcome %v; want 503, 0, unavailable", len(items), w.Code, next.Calls(), o)
+		}
+		if !strings.Contains(logs.String(), "failing closed") || !strings.Contains(logs.String(), `"error":"boom"`) {
+			t.Errorf("log = %q, want a line with the error", logs.String())
+		}
+		if h := rateHeaders(w.Header()); h["Ratelimit"] != "" {
+			t.Errorf("undecided request carries RateLimit %q", h["Ratelimit"])
+		}
 	}
 }
 

@@ -21,7 +21,7 @@ const (
 	// OutcomeAllowed: every policy admitted, using the shared store.
 	OutcomeAllowed
 	// OutcomeDegraded: admitted, but decided without the shared store
-	// (local fallback, fail-open), or admitted because the limiter failed.
+	// (a ratelimit.Fallback decided it locally or by failing open).
 	OutcomeDegraded
 	// OutcomeShadowDenied: admitted, but a shadow policy would have denied.
 	OutcomeShadowDenied

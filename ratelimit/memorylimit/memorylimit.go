@@ -1,7 +1,7 @@
 // Package memorylimit is the in-process backend of [ratelimit.Limiter]: exact
 // for one process (a single instance, or the local fallback of redislimit),
 // sharded, bounded, and with the same decisions as every other backend for the
-// same calls at the same instants (it applies [ratelimit.Policy.Eval]).
+// same calls at the same instants (it applies the reference semantics every backend shares).
 //
 // Keys are (subject, policy name) pairs, stored as a 64-bit hash keyed with a
 // random per-Limiter seed (so a client cannot craft collisions; the chance of
@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/internal/backend"
 )
 
 const numShards = 64
@@ -78,7 +79,7 @@ var _ ratelimit.Limiter = (*Limiter)(nil)
 type key uint64
 
 type entry struct {
-	st           ratelimit.State
+	st           backend.State
 	expires      int64 // Unix µs after which st is the zero state
 	blockedUntil int64 // Unix µs until which a request of cost 1 is denied
 }
@@ -253,12 +254,12 @@ func (l *Limiter) decide(results []ratelimit.Result, subject string, items []rat
 	}
 	var (
 		keysBuf [4]key
-		prevBuf [4]ratelimit.State
+		prevBuf [4]backend.State
 		nextBuf [4]entry
 	)
 	keys, prev, next := keysBuf[:0], prevBuf[:0], nextBuf[:0]
 	if len(items) > len(keysBuf) {
-		keys, prev, next = make([]key, 0, len(items)), make([]ratelimit.State, 0, len(items)), make([]entry, 0, len(items))
+		keys, prev, next = make([]key, 0, len(items)), make([]backend.State, 0, len(items)), make([]entry, 0, len(items))
 	}
 	h := l.hash(subject)
 	s := &l.shards[h%numShards]
@@ -269,19 +270,19 @@ func (l *Limiter) decide(results []ratelimit.Result, subject string, items []rat
 		it := &items[i]
 		k := keyOf(h, it.Policy.Name)
 		keys = append(keys, k)
-		var st ratelimit.State
+		var st backend.State
 		if j, ok := s.t.find(k); ok {
 			if e := &s.t.slots[j].e; e.expires > now {
 				st = e.st
 			}
 		}
 		prev = append(prev, st)
-		st, exp := it.Policy.EvalInto(&results[i], st, now, cost(*it))
+		st, exp := backend.Eval(&it.Policy, &results[i], st, now, backend.Cost(it))
 		next = append(next, entry{st: st, expires: exp})
 	}
-	d := ratelimit.Combine(results)
+	d := backend.Combine(results)
 	if !d.Allowed {
-		ratelimit.Uncharged(results, items, prev, now)
+		backend.Uncharged(results, items, prev, now)
 		return d, nil
 	}
 	if peek {
@@ -301,7 +302,8 @@ func (l *Limiter) decide(results []ratelimit.Result, subject string, items []rat
 // exhausted the quota, until when a request of cost 1 is denied.
 func admitted(p *ratelimit.Policy, e entry, remaining, now int64) entry {
 	if remaining == 0 {
-		_, r1, _ := p.Eval(e.st, now, 1)
+		var r1 ratelimit.Result
+		backend.Eval(p, &r1, e.st, now, 1)
 		e.blockedUntil = now + r1.RetryAfter.Microseconds()
 	}
 	return e
@@ -331,14 +333,14 @@ func (l *Limiter) decideOne(subject string, it *ratelimit.Item, results []rateli
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := l.nowMicros()
-	var st ratelimit.State
+	var st backend.State
 	j, found := s.t.find(k)
 	if found && s.t.slots[j].e.expires > now {
 		st = s.t.slots[j].e.st
 	}
 	r := &results[0]
-	next, exp := it.Policy.EvalInto(r, st, now, cost(*it))
-	d := ratelimit.Combine(results)
+	next, exp := backend.Eval(&it.Policy, r, st, now, backend.Cost(it))
+	d := backend.Combine(results)
 	if !r.Allowed || peek {
 		return d // a denial (or a shadow policy's) consumes nothing
 	}
@@ -346,34 +348,27 @@ func (l *Limiter) decideOne(subject string, it *ratelimit.Item, results []rateli
 	return d
 }
 
-// validate is [ratelimit.ValidateItems], remembering the policies of
+// validate is [backend.ValidateItems], remembering the policies of
 // one-item decisions that passed: for those, only the cost is checked again.
 func (l *Limiter) validate(items []ratelimit.Item) error {
 	if len(items) != 1 {
-		return ratelimit.ValidateItems(items)
+		return backend.ValidateItems(items)
 	}
 	it := &items[0]
 	for i := range l.valid {
 		if p := l.valid[i].Load(); p != nil && *p == it.Policy {
-			if it.Cost >= 0 && cost(*it) <= p.Limit() {
+			if it.Cost >= 0 && backend.Cost(it) <= p.Limit() {
 				return nil
 			}
 			break
 		}
 	}
-	if err := ratelimit.ValidateItems(items); err != nil {
+	if err := backend.ValidateItems(items); err != nil {
 		return err
 	}
 	p := it.Policy
 	l.valid[l.next.Add(1)%uint32(len(l.valid))].Store(&p)
 	return nil
-}
-
-func cost(it ratelimit.Item) int64 {
-	if it.Cost == 0 {
-		return 1
-	}
-	return it.Cost
 }
 
 // evict makes room for at least one key in a full shard: expired keys first,

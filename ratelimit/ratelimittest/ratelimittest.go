@@ -1,6 +1,6 @@
 // Package ratelimittest is the conformance suite every [ratelimit.Limiter]
 // backend passes: the same decisions as the reference semantics
-// ([ratelimit.Policy.Eval]) for the same calls at the same instants, the
+// (the reference semantics in ratelimit/internal/backend) for the same calls at the same instants, the
 // all-or-nothing multi-policy contract, Peek, Reset, shadow policies, and the
 // bounds of each algorithm as properties under randomized (seeded) schedules.
 //
@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/internal/backend"
 )
 
 // Clock is a fake clock, safe for concurrent use. The zero value is not
@@ -216,14 +217,14 @@ func testScripted(t *testing.T, newLimiter NewLimiter) {
 }
 
 // Reference is the reference model of a backend: a map of states driven by
-// [ratelimit.Policy.Eval] with the all-or-nothing rule. The zero value is
+// the reference semantics with the all-or-nothing rule. The zero value is
 // empty and ready; it is not safe for concurrent use.
 type Reference struct {
 	states map[string]refState
 }
 
 type refState struct {
-	st      ratelimit.State
+	st      backend.State
 	expires int64
 }
 
@@ -234,7 +235,7 @@ func (m *Reference) Decide(now time.Time, subject string, items []ratelimit.Item
 	}
 	us := now.UnixMicro()
 	results := make([]ratelimit.Result, len(items))
-	prev := make([]ratelimit.State, len(items))
+	prev := make([]backend.State, len(items))
 	nexts := make([]refState, len(items))
 	for i, it := range items {
 		s, ok := m.states[subject+"\x00"+it.Policy.Name]
@@ -242,12 +243,13 @@ func (m *Reference) Decide(now time.Time, subject string, items []ratelimit.Item
 			s = refState{}
 		}
 		prev[i] = s.st
-		next, r, exp := it.Policy.Eval(s.st, us, costOf(it))
+		var r ratelimit.Result
+		next, exp := backend.Eval(&it.Policy, &r, s.st, us, costOf(it))
 		results[i], nexts[i] = r, refState{next, exp}
 	}
-	d := ratelimit.Combine(results)
+	d := backend.Combine(results)
 	if !d.Allowed {
-		ratelimit.Uncharged(results, items, prev, us)
+		backend.Uncharged(results, items, prev, us)
 		return d
 	}
 	if !peek {

@@ -33,8 +33,9 @@ import (
 // A caller waits for its result, its context or the limiter's Timeout,
 // whichever comes first: rueidis holds callers during a (re)connection's dial
 // for as long as the dial takes, not for their deadline, and the flight is the
-// one that waits. Flights: in interleaved runs of BenchmarkDecide, 2 to 6
-// were within noise of each other, 1 was about 20% slower and 8 5-10%.
+// one that waits. The flight itself waits for the reply up to
+// max(Timeout, FlightTimeout), and only its outcome feeds the breaker: a
+// caller that stopped waiting tells nothing about Redis.
 const (
 	maxBatch   = 128
 	maxFlights = 4
@@ -118,9 +119,9 @@ type batcher struct {
 // dedicated is a connection of its own for one flight at a time (standalone
 // Redis). rueidis runs a command on a connection nobody else uses in the
 // calling goroutine, with the context's deadline as the socket's: no hand-off
-// to its writer and reader goroutines and back (BenchmarkDecide/10000keys
-// 5.6 -> 4.8-5.0 µs/op), and a hung server costs the flight its deadline.
-// A connection that failed is released, and rueidis closes it.
+// to its writer and reader goroutines and back, and a hung server costs the
+// flight its deadline. A connection that failed is released, and rueidis
+// closes it.
 type dedicated struct {
 	c       rueidis.DedicatedClient
 	release func()
@@ -206,20 +207,34 @@ func (b *batcher) do(ctx context.Context, timeout time.Duration, c *call) ([]rue
 		t.Stop()
 		timers.Put(t)
 	}()
+	var err error
 	select {
 	case <-c.done:
-		res, err := c.res, c.err
-		clear(c.keys)
-		*c = call{done: c.done, keys: c.keys, specs: c.specs}
-		calls.Put(c)
-		return res, err
+		return c.result()
 	case <-ctx.Done():
-		c.gone.Store(true)
-		return nil, ctx.Err()
+		err = ctx.Err()
 	case <-t.C:
-		c.gone.Store(true)
-		return nil, context.DeadlineExceeded
+		err = context.DeadlineExceeded
 	}
+	// A reply that arrived together with the deadline wins: on a saturated
+	// process both become ready long before this goroutine runs again.
+	select {
+	case <-c.done:
+		return c.result()
+	default:
+	}
+	c.gone.Store(true)
+	b.l.stats.abandoned.Add(1)
+	return nil, err
+}
+
+// result returns c's reply and puts c back in the pool.
+func (c *call) result() ([]rueidis.RedisMessage, error) {
+	res, err := c.res, c.err
+	clear(c.keys)
+	*c = call{done: c.done, keys: c.keys, specs: c.specs}
+	calls.Put(c)
+	return res, err
 }
 
 // take removes up to maxBatch calls from the queue, dropping those whose
@@ -316,12 +331,18 @@ func (b *batcher) send(batch []*call) {
 		}
 		idx = idx[n:]
 	}
-	// The flight waits at most the limiter's Timeout; each caller returns at
-	// its own deadline anyway.
-	ctx, cancel := context.WithTimeout(context.Background(), l.opts.Timeout)
+	// The flight waits longer than its callers (see FlightTimeout), and its
+	// outcome alone feeds the breaker.
+	ctx, cancel := context.WithTimeout(context.Background(), max(l.opts.Timeout, FlightTimeout))
+	start := time.Now()
 	msgs, err := b.exec(ctx, keys, args)
 	cancel()
-	l.calls.Add(1)
+	l.stats.call(time.Since(start), err)
+	if err != nil {
+		l.brk.failure(err)
+	} else {
+		l.brk.success()
+	}
 	if err == nil {
 		off := 0
 		for _, c := range batch {

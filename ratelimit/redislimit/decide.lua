@@ -25,9 +25,8 @@
 --          adds the time used (Unix µs) and the stored value of each of its
 --          keys ("" if none), from which the caller's deny cache re-evaluates
 --          the decision locally until its retry time.
--- Stored values: GCRA "<TAT>" (Unix µs; "g:<TAT>" of earlier versions is
--- still read), sliding "s:<window>:<count>:<previous count>", fixed
--- "f:<window>:<count>".
+-- Stored values: GCRA "<TAT>" (Unix µs), sliding
+-- "s:<window>:<count>:<previous count>", fixed "f:<window>:<count>".
 -- Every key written gets its TTL in the same SET; a key found without a TTL
 -- gets one (PEXPIRE), so no key of the limiter can outlive its relevance.
 
@@ -106,7 +105,7 @@ local function parse(raw, alg)
   local st = {t = 0, c = 0, p = 0}
   if not raw then return st end
   if alg == 'g' then
-    local v = string.match(raw, '^%d+$') or string.match(raw, '^g:(%d+)$')
+    local v = string.match(raw, '^%d+$')
     if v and #v <= 18 then st.t = tonumber(v) end
     return st
   end

@@ -12,11 +12,14 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/memorylimit"
 	"github.com/journalsvc/journal/ratelimit/redislimit"
 )
 
-// The client options the limiter expects: no retries (it has a deadline and
-// a breaker), a short write timeout and keep-alive to notice a dead server.
+// A limiter shared by every instance of a service: the client options the
+// limiter expects (no retries: it has a deadline and a breaker; a short write
+// timeout and keep-alive to notice a dead server), and the fallback that
+// decides each policy's fail mode while Redis is unavailable.
 func Example() {
 	client, err := rueidis.NewClient(rueidis.ClientOption{
 		InitAddress:      []string{"127.0.0.1:6379"},
@@ -35,17 +38,27 @@ func Example() {
 		Timeout:    50 * time.Millisecond,
 		InstanceID: "api-1",
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, nil)),
-		OnBreaker:  func(open bool) { /* set a gauge */ },
 	})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer l.Close()
+	// Ready once the connections are dialed and the script is loaded.
+	if err := l.Warm(context.Background()); err != nil {
+		fmt.Println(err)
+	}
+	local := memorylimit.New(memorylimit.Options{})
+	defer local.Close()
+	limiter, err := ratelimit.NewFallback(l, local, ratelimit.FallbackOptions{Instances: l.LiveInstances})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 
 	ip := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 100, Per: time.Minute}}
 	login := ratelimit.Policy{Name: "login", Rate: ratelimit.Rate{N: 10, Per: time.Minute}, Fail: ratelimit.FailClosed}
-	d, err := l.Decide(context.Background(), "ip:203.0.113.7", ratelimit.Item{Policy: ip}, ratelimit.Item{Policy: login})
+	d, err := limiter.Decide(context.Background(), "ip:203.0.113.7", ratelimit.Item{Policy: ip}, ratelimit.Item{Policy: login})
 	switch {
 	case errors.Is(err, ratelimit.ErrUnavailable):
 		fmt.Println("503: the login policy fails closed")

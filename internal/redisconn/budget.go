@@ -1,4 +1,4 @@
-package main
+package redisconn
 
 import (
 	"context"
@@ -8,19 +8,19 @@ import (
 )
 
 // redisBudget is the time one request may still spend waiting on Redis, all
-// calls together (JOURNAL_REDIS_TIMEOUT, DESIGN.md 3.1): the IP decision, the
-// token lookup, the user decision and the entry read share it. Each call is
-// bounded by what is left and charged what it took; when nothing is left the
-// limiter decides by fail mode and the cache is bypassed for the database,
-// without waiting on Redis at all. Safe for concurrent use.
+// calls together (JOURNAL_REDIS_TIMEOUT): the IP decision, the token lookup,
+// the user decision and the entry read share it. Each call is bounded by what
+// is left and charged what it took; when nothing is left the limiter decides
+// by fail mode and the cache is bypassed for the database, without waiting on
+// Redis at all. Safe for concurrent use.
 type redisBudget struct {
 	left atomic.Int64 // nanoseconds
 }
 
 type budgetKey struct{}
 
-// withRedisBudget gives every request a fresh budget of d.
-func withRedisBudget(next http.Handler, d time.Duration) http.Handler {
+// WithBudget gives every request a fresh budget of d.
+func WithBudget(next http.Handler, d time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b := &redisBudget{}
 		b.left.Store(int64(d))
@@ -35,15 +35,15 @@ func budgetFrom(ctx context.Context) *redisBudget {
 	return b
 }
 
-// spent reports whether ctx carries a budget with nothing left.
-func spent(ctx context.Context) bool {
+// Spent reports whether ctx carries a budget with nothing left.
+func Spent(ctx context.Context) bool {
 	b := budgetFrom(ctx)
 	return b != nil && b.left.Load() <= 0
 }
 
-// redisCall bounds ctx by the remaining budget. ok is false when the budget is
+// call bounds ctx by the remaining budget. ok is false when the budget is
 // spent; otherwise done must be called when the call returns, to charge it.
-func redisCall(ctx context.Context) (_ context.Context, done func(), ok bool) {
+func call(ctx context.Context) (_ context.Context, done func(), ok bool) {
 	b := budgetFrom(ctx)
 	if b == nil {
 		return ctx, func() {}, true

@@ -1,4 +1,4 @@
-package main
+package redisconn
 
 import (
 	"errors"
@@ -9,10 +9,10 @@ import (
 	"strings"
 )
 
-// RedisURL is a parsed JOURNAL_REDIS_URL: one Redis server (standalone or a
+// URL is a parsed JOURNAL_REDIS_URL: one Redis server (standalone or a
 // single cluster seed, which the client detects) or several seed nodes of a
 // Redis Cluster.
-type RedisURL struct {
+type URL struct {
 	// Addrs are the server addresses as host:port, in the order given. More
 	// than one address means Redis Cluster. A missing port is 6379.
 	Addrs []string
@@ -29,10 +29,10 @@ type RedisURL struct {
 // Cluster reports whether the URL names several seed nodes of a Redis
 // Cluster. A single address may still be a cluster node: the client detects
 // that when it connects.
-func (r RedisURL) Cluster() bool { return len(r.Addrs) > 1 }
+func (r URL) Cluster() bool { return len(r.Addrs) > 1 }
 
 // String returns the URL with the password replaced by "xxxxx", safe to log.
-func (r RedisURL) String() string {
+func (r URL) String() string {
 	var b strings.Builder
 	if r.TLS {
 		b.WriteString("rediss://")
@@ -55,14 +55,14 @@ func (r RedisURL) String() string {
 
 const defaultRedisPort = "6379"
 
-// parseRedisURL parses redis://[user:pass@]host:port[/db], rediss:// (TLS) and
-// the cluster form redis://[user:pass@]h1:p1,h2:p2,h3:p3 (DESIGN.md 3.1). The
+// ParseURL parses redis://[user:pass@]host:port[/db], rediss:// (TLS) and
+// the cluster form redis://[user:pass@]h1:p1,h2:p2,h3:p3. The
 // project parses it itself because the Redis client's ParseURL does not take
 // several hosts. A database number with several seeds, query parameters,
 // fragments, duplicate or empty addresses and out-of-range ports are errors;
 // the error text says what is wanted and never contains the password.
-func parseRedisURL(s string) (RedisURL, error) {
-	var r RedisURL
+func ParseURL(s string) (URL, error) {
+	var r URL
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
 		return r, errors.New("want redis://[user:pass@]host:port[/db], rediss://... or redis://h1:p1,h2:p2,... for a cluster")
@@ -84,34 +84,34 @@ func parseRedisURL(s string) (RedisURL, error) {
 		user, pass, _ := strings.Cut(userinfo, ":")
 		var err error
 		if r.Username, err = url.PathUnescape(user); err != nil {
-			return RedisURL{}, errors.New("malformed percent-encoding in the user name")
+			return URL{}, errors.New("malformed percent-encoding in the user name")
 		}
 		if r.Password, err = url.PathUnescape(pass); err != nil {
-			return RedisURL{}, errors.New("malformed percent-encoding in the password")
+			return URL{}, errors.New("malformed percent-encoding in the password")
 		}
 	}
 	if authority == "" {
-		return RedisURL{}, errors.New("no host: want redis://host:port")
+		return URL{}, errors.New("no host: want redis://host:port")
 	}
 	seen := make(map[string]bool)
 	for _, hp := range strings.Split(authority, ",") {
 		addr, err := redisAddr(strings.TrimSpace(hp))
 		if err != nil {
-			return RedisURL{}, err
+			return URL{}, err
 		}
 		if seen[addr] {
-			return RedisURL{}, fmt.Errorf("address %s appears twice", addr)
+			return URL{}, fmt.Errorf("address %s appears twice", addr)
 		}
 		seen[addr] = true
 		r.Addrs = append(r.Addrs, addr)
 	}
 	if hasPath && path != "" {
 		if r.Cluster() {
-			return RedisURL{}, errors.New("a database number (/db) cannot be used with a cluster (several addresses)")
+			return URL{}, errors.New("a database number (/db) cannot be used with a cluster (several addresses)")
 		}
 		db, err := strconv.Atoi(path)
 		if err != nil || db < 0 || strconv.Itoa(db) != path {
-			return RedisURL{}, fmt.Errorf("database %q: want a non-negative integer such as /0", path)
+			return URL{}, fmt.Errorf("database %q: want a non-negative integer such as /0", path)
 		}
 		r.DB = db
 	}

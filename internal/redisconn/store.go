@@ -1,0 +1,116 @@
+package redisconn
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/journalsvc/journal/cache"
+	"github.com/journalsvc/journal/cache/rediscache"
+)
+
+// CacheStore returns the Redis cache store as a cache.Store: the
+// rediscache.Store once connected (every call within the request's Redis
+// budget), an error wrapping [ErrConnecting] before, and [ErrBudgetSpent]
+// once the budget is spent (entrycache bypasses the cache before that, see
+// [Spent]).
+func (c *Conn) CacheStore() cache.Store { return cacheStore{c} }
+
+type cacheStore struct{ c *Conn }
+
+var _ cache.Store = cacheStore{}
+
+// get returns the connected store and ctx bounded by the request's Redis
+// budget; done charges the call.
+func (s cacheStore) get(ctx context.Context) (*rediscache.Store, context.Context, func(), error) {
+	st := s.c.store.Load()
+	if st == nil {
+		return nil, ctx, nil, ErrConnecting
+	}
+	bctx, done, ok := call(ctx)
+	if !ok {
+		return st, ctx, nil, ErrBudgetSpent
+	}
+	return st, bctx, done, nil
+}
+
+// cleanup is get for Fill and Release, which end a fill lease: they run even
+// with the budget spent (bounded by the store's own timeout and charged), or
+// the lease would stay until it expires and every other reader of the key
+// would wait for a fill that never comes.
+func (s cacheStore) cleanup(ctx context.Context) (*rediscache.Store, context.Context, func(), error) {
+	st, bctx, done, err := s.get(ctx)
+	if errors.Is(err, ErrBudgetSpent) {
+		return st, ctx, func() {}, nil
+	}
+	return st, bctx, done, err
+}
+
+func (s cacheStore) Name() string { return "redis" }
+
+// Healthy reports whether the store is connected and passes its liveness
+// check (entrycache reads the database while it does not).
+func (s cacheStore) Healthy() bool {
+	st := s.c.store.Load()
+	return st != nil && st.Healthy()
+}
+
+func (s cacheStore) Get(ctx context.Context, key string) (cache.Entry, error) {
+	st, ctx, done, err := s.get(ctx)
+	if err != nil {
+		return cache.Entry{}, err
+	}
+	defer done()
+	return st.Get(ctx, key)
+}
+
+func (s cacheStore) Set(ctx context.Context, key string, e cache.Entry, ttl time.Duration) error {
+	st, ctx, done, err := s.get(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return st.Set(ctx, key, e, ttl)
+}
+
+// Delete invalidates keys after a write, within the request's Redis budget
+// and the store's timeout (rediscache returns at the deadline even while its
+// client reconnects). Invalidations run inside the outbox transaction,
+// holding its row locks: the background replayer, which has no request
+// budget, must not hold them longer than one Redis deadline either, or a
+// write of the same user waits behind it.
+func (s cacheStore) Delete(ctx context.Context, keys ...string) error {
+	st, ctx, done, err := s.get(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return st.Delete(ctx, keys...)
+}
+
+func (s cacheStore) Lease(ctx context.Context, key string, ttl time.Duration) (string, cache.Entry, error) {
+	st, ctx, done, err := s.get(ctx)
+	if err != nil {
+		return "", cache.Entry{}, err
+	}
+	defer done()
+	return st.Lease(ctx, key, ttl)
+}
+
+func (s cacheStore) Fill(ctx context.Context, key, token string, e cache.Entry, ttl time.Duration) (bool, error) {
+	st, ctx, done, err := s.cleanup(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	return st.Fill(ctx, key, token, e, ttl)
+}
+
+func (s cacheStore) Release(ctx context.Context, key, token string) error {
+	st, ctx, done, err := s.cleanup(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return st.Release(ctx, key, token)
+}

@@ -1,0 +1,338 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// DefaultFallbackSubjects is the default bound of FallbackOptions.MaxSubjects.
+const DefaultFallbackSubjects = 1 << 16
+
+// FallbackOptions configures a [Fallback]. The zero value is usable.
+type FallbackOptions struct {
+	// Instances returns N_live, the number of instances that share the
+	// primary's store (for redislimit: [Limiter.LiveInstances] of
+	// redislimit, remembered from before an outage). Values below 1 count
+	// as 1. Default: always 1.
+	Instances func() int64
+	// MaxSubjects bounds the (subject, policy) reports remembered from the
+	// primary. Default [DefaultFallbackSubjects]; when full, reports that no
+	// longer matter go first, then arbitrary ones (their subjects then start
+	// from a fresh share, as unknown subjects do).
+	MaxSubjects int
+	// Now is the clock that dates the primary's reports. Default time.Now.
+	// It must agree with the local limiter's clock.
+	Now func() time.Time
+}
+
+// Fallback is a [Limiter] that decides with a primary limiter whose store is
+// shared by every instance (redislimit) and, when the primary reports that
+// store unavailable (an error wrapping [ErrUnavailable]), decides each item by
+// its policy's [FailMode]:
+//
+//   - FailClosed: the decision fails with an error wrapping [ErrUnavailable]
+//     that names the policy.
+//   - FailOpen: the item admits, reporting its policy's full limit as
+//     remaining.
+//   - FailLocal: the local limiter decides the item at this instance's share
+//     of the policy: rate and burst divided by the live instances
+//     (FallbackOptions.Instances), rounded up, and at least the item's cost.
+//
+// Results decided this way are Degraded and name the configured policy (not
+// its share). This is the only place where fail modes are decided.
+//
+// A subject the instance has seen continues from the state the primary last
+// reported, not from a fresh quota. Fallback remembers, per subject and
+// policy, the remaining quota and the retry time of the primary's last
+// decision (admitted, denied or peeked). The first degraded decision after a
+// report sets the local state to the share of that remaining quota, rounded
+// up, and to no quota at all while the report's retry time has not passed, so
+// a degraded decision never grants what the store had denied. From there the
+// share replenishes at its rate while the store stays unavailable. Hence,
+// across n instances and an outage of length t, a GCRA policy of rate N per D
+// admits at most what the store last reported as remaining, plus N*t/D, plus
+// up to 2n for rounding; a subject never seen, or last seen longer ago than
+// its policy's period, starts from a fresh share (at most its burst across
+// the instances).
+//
+// Fallback is safe for concurrent use. The primary and the local limiter are
+// not closed by it.
+type Fallback struct {
+	primary, local Limiter
+	instances      func() int64
+	now            func() time.Time
+	seen           seenTable
+}
+
+var _ Limiter = (*Fallback)(nil)
+
+// NewFallback returns a Fallback deciding with primary, and with local while
+// primary's store is unavailable. local should be an in-process limiter used
+// by nothing else (memorylimit). It returns an error wrapping [ErrInvalid]
+// when primary or local is nil or MaxSubjects is negative.
+func NewFallback(primary, local Limiter, opts FallbackOptions) (*Fallback, error) {
+	if primary == nil || local == nil {
+		return nil, fmt.Errorf("%w fallback: nil limiter", ErrInvalid)
+	}
+	if opts.MaxSubjects < 0 {
+		return nil, fmt.Errorf("%w fallback: negative MaxSubjects", ErrInvalid)
+	}
+	if opts.MaxSubjects == 0 {
+		opts.MaxSubjects = DefaultFallbackSubjects
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	f := &Fallback{primary: primary, local: local, instances: opts.Instances, now: opts.Now}
+	f.seen.init(opts.MaxSubjects)
+	return f, nil
+}
+
+// Decide implements [Limiter]: the primary's decision, or, when its store is
+// unavailable, the decision of each policy's fail mode (see [Fallback]).
+// Errors: invalid items wrap [ErrInvalid]; a FailClosed policy that cannot be
+// decided wraps [ErrUnavailable]; a cancelled ctx returns the primary's error.
+func (f *Fallback) Decide(ctx context.Context, subject string, items ...Item) (Decision, error) {
+	return f.decide(ctx, subject, items, false)
+}
+
+// Peek implements [Limiter] like [Fallback.Decide], consuming nothing.
+func (f *Fallback) Peek(ctx context.Context, subject string, items ...Item) (Decision, error) {
+	return f.decide(ctx, subject, items, true)
+}
+
+// Reset implements [Limiter]: it resets the policy in the primary and in the
+// local limiter and forgets the primary's report. The primary's error (for
+// example its store being unavailable) is returned.
+func (f *Fallback) Reset(ctx context.Context, subject, policy string) error {
+	f.seen.forget(subject, policy)
+	_ = f.local.Reset(ctx, subject, policy)
+	return f.primary.Reset(ctx, subject, policy)
+}
+
+func (f *Fallback) decide(ctx context.Context, subject string, items []Item, peek bool) (Decision, error) {
+	var d Decision
+	var err error
+	if peek {
+		d, err = f.primary.Peek(ctx, subject, items...)
+	} else {
+		d, err = f.primary.Decide(ctx, subject, items...)
+	}
+	if err == nil {
+		if !d.Degraded() {
+			f.seen.record(subject, d.Results, f.now().UnixMicro())
+		}
+		return d, nil
+	}
+	if !errors.Is(err, ErrUnavailable) {
+		return Decision{}, err
+	}
+	return f.without(ctx, subject, items, peek, err)
+}
+
+// without decides items by their fail modes (see [Fallback]).
+func (f *Fallback) without(ctx context.Context, subject string, items []Item, peek bool, cause error) (Decision, error) {
+	n := int64(1)
+	if f.instances != nil {
+		n = max(f.instances(), 1)
+	}
+	var shares []Item
+	for _, it := range items {
+		switch it.Policy.Fail {
+		case FailClosed:
+			if !it.Policy.Shadow {
+				return Decision{}, fmt.Errorf("%w: policy %q fails closed: %w", ErrUnavailable, it.Policy.Name, cause)
+			}
+		case FailLocal:
+			shares = append(shares, Item{Policy: it.Policy.share(n, it.Cost), Cost: it.Cost})
+		}
+	}
+	var ld Decision
+	if len(shares) > 0 {
+		if err := f.seen.seed(ctx, f.local, subject, items, shares, n, f.now().UnixMicro()); err != nil {
+			return Decision{}, err
+		}
+		var err error
+		if peek {
+			ld, err = f.local.Peek(ctx, subject, shares...)
+		} else {
+			ld, err = f.local.Decide(ctx, subject, shares...)
+		}
+		if err != nil {
+			return Decision{}, err
+		}
+	}
+	d := Decision{Allowed: true, Results: make([]Result, len(items))}
+	if len(shares) > 0 {
+		d.Allowed, d.RetryAfter = ld.Allowed, ld.RetryAfter
+	}
+	j := 0
+	for i, it := range items {
+		r := &d.Results[i]
+		if it.Policy.Fail == FailLocal {
+			*r = ld.Results[j]
+			j++
+		} else {
+			*r = Result{Allowed: true, Remaining: it.Policy.Limit()}
+		}
+		r.Policy = it.Policy // headers describe the configured policy
+		r.Degraded = true
+	}
+	return d, nil
+}
+
+// share returns p's share for one of n instances deciding without the shared
+// store: rate and burst divided by n, rounded up, and at least cost (so a
+// request that fits the whole policy still fits one share). n < 1 counts as 1.
+func (p Policy) share(n, cost int64) Policy {
+	n, cost = max(n, 1), max(cost, 1)
+	div := func(x int64) int64 { return max((x+n-1)/n, cost) }
+	p.Rate.N = div(p.Rate.N)
+	if p.Burst > 0 {
+		p.Burst = div(p.Burst)
+	}
+	return p
+}
+
+// seenTable remembers the primary's last report per (subject, policy):
+// sharded by subject, so the items of one decision share a lock, and bounded.
+type seenTable struct {
+	hashSeed maphash.Seed
+	perShard int
+	shards   [64]seenShard
+}
+
+type seenShard struct {
+	mu sync.Mutex
+	m  map[uint64]report
+	_  [40]byte // a shard per cache line
+}
+
+// report is what the primary last said about one policy of one subject.
+type report struct {
+	remaining int64
+	retryAt   int64 // Unix µs before which the policy denies a request of this cost
+	at        int64 // Unix µs of the report
+	expires   int64 // Unix µs after which the report no longer constrains anything
+	seeded    bool  // the local state was set from this report
+}
+
+func (t *seenTable) init(max int) {
+	t.hashSeed = maphash.MakeSeed()
+	t.perShard = (max + len(t.shards) - 1) / len(t.shards)
+	for i := range t.shards {
+		t.shards[i].m = make(map[uint64]report)
+	}
+}
+
+func (t *seenTable) shard(subject string) (*seenShard, uint64) {
+	h := maphash.String(t.hashSeed, subject)
+	return &t.shards[h%uint64(len(t.shards))], h
+}
+
+// keyOf mixes the policy name into the subject's hash (FNV-1a steps).
+func keyOf(h uint64, policy string) uint64 {
+	for i := 0; i < len(policy); i++ {
+		h ^= uint64(policy[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// record stores the primary's results for subject, reported at now (µs).
+func (t *seenTable) record(subject string, results []Result, now int64) {
+	s, h := t.shard(subject)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range results {
+		r := &results[i]
+		k := keyOf(h, r.Policy.Name)
+		rep := report{remaining: r.Remaining, at: now}
+		if !r.Allowed {
+			rep.retryAt = now + r.RetryAfter.Microseconds()
+		}
+		// A report constrains the share until the policy's period has
+		// passed after it (the whole quota is back by then) and its retry
+		// time has come.
+		rep.expires = max(now+r.Policy.Rate.Per.Microseconds(), rep.retryAt)
+		if old, ok := s.m[k]; ok && old.remaining == rep.remaining && old.retryAt == rep.retryAt && !old.seeded {
+			continue // the same report again: keep the map write off the hot path
+		}
+		if _, ok := s.m[k]; !ok && len(s.m) >= t.perShard {
+			s.evict(now)
+		}
+		s.m[k] = rep
+	}
+}
+
+// evict drops the reports that no longer matter and, if none did, one
+// arbitrary report. s.mu is held.
+func (s *seenShard) evict(now int64) {
+	n := len(s.m)
+	var victim uint64
+	for k, r := range s.m {
+		if r.expires <= now {
+			delete(s.m, k)
+		} else {
+			victim = k
+		}
+	}
+	if len(s.m) == n {
+		delete(s.m, victim)
+	}
+}
+
+// forget drops the report of (subject, policy).
+func (t *seenTable) forget(subject, policy string) {
+	s, h := t.shard(subject)
+	s.mu.Lock()
+	delete(s.m, keyOf(h, policy))
+	s.mu.Unlock()
+}
+
+// seed sets, for each FailLocal item with a report not yet applied, the local
+// state of its share to the share of the reported remaining quota (none while
+// the report's retry time has not passed). shares holds the FailLocal items'
+// shares in item order. Holding the shard's lock while seeding makes every
+// concurrent degraded decision of the subject see the seeded state.
+func (t *seenTable) seed(ctx context.Context, local Limiter, subject string, items, shares []Item, n, now int64) error {
+	s, h := t.shard(subject)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := 0
+	for i := range items {
+		it := &items[i]
+		if it.Policy.Fail != FailLocal {
+			continue
+		}
+		sh := shares[j].Policy
+		j++
+		k := keyOf(h, it.Policy.Name)
+		rep, ok := s.m[k]
+		if !ok || rep.seeded {
+			continue
+		}
+		rep.seeded = true
+		s.m[k] = rep
+		if rep.expires <= now {
+			continue // the whole quota is back: a fresh share
+		}
+		if err := local.Reset(ctx, subject, it.Policy.Name); err != nil {
+			return err
+		}
+		left := min((rep.remaining+n-1)/n, sh.Limit())
+		if rep.retryAt > now {
+			left = 0
+		}
+		if used := sh.Limit() - left; used > 0 {
+			if _, err := local.Decide(ctx, subject, Item{Policy: sh, Cost: used}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

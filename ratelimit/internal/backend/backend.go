@@ -1,0 +1,203 @@
+// Package backend is the kit every rate-limit backend shares: the stored
+// [State] of one policy for one subject, the reference semantics of the
+// algorithms ([Eval]), the all-or-nothing rule of a decision ([Combine],
+// [Uncharged]) and the validation of its items ([ValidateItems]).
+//
+// The algorithms are pure functions of (state, now, cost), so the in-process
+// backend (memorylimit) and the Redis backend (redislimit, whose Lua script
+// implements the same integer arithmetic) make the same decisions for the same
+// calls at the same instants. GCRA works in microseconds; the window
+// algorithms work in milliseconds on windows aligned to the Unix epoch.
+package backend
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/journalsvc/journal/ratelimit"
+)
+
+// State is the stored state of one policy for one subject. The zero value is
+// the state of a subject never seen (a full quota), whatever the algorithm;
+// a State of another algorithm than the policy's is treated as the zero value.
+type State struct {
+	Algorithm ratelimit.Algorithm
+	// T is, for GCRA, the theoretical arrival time in Unix microseconds;
+	// for the window algorithms, the index of the current window (Unix
+	// milliseconds divided by the period in milliseconds).
+	T int64
+	// Count is the cost admitted in window T (window algorithms).
+	Count int64
+	// Prev is the cost admitted in window T-1 (Sliding).
+	Prev int64
+}
+
+// Cost returns the effective cost of it: Item.Cost, or 1 when it is 0.
+func Cost(it *ratelimit.Item) int64 {
+	if it.Cost == 0 {
+		return 1
+	}
+	return it.Cost
+}
+
+// Eval applies one request of the given cost (>= 0; 0 evaluates without
+// consuming) to st at the instant nowMicros (Unix microseconds) under p,
+// which must be valid. It writes the policy's Result into *r (all of it,
+// Degraded false) and returns the state to store (st itself when the request
+// is denied) and the instant, in Unix microseconds, at which next becomes
+// equivalent to the zero State, so it may be dropped (a TTL).
+//
+// Eval is the reference semantics: every backend makes exactly these
+// decisions (the Redis script implements the same integer arithmetic).
+func Eval(p *ratelimit.Policy, r *ratelimit.Result, st State, nowMicros, cost int64) (next State, expiresMicros int64) {
+	*r = ratelimit.Result{Policy: *p}
+	if st.Algorithm != p.Algorithm {
+		st = State{Algorithm: p.Algorithm}
+	}
+	switch p.Algorithm {
+	case ratelimit.Sliding, ratelimit.Fixed:
+		return evalWindow(p, st, nowMicros, cost, r)
+	default:
+		return evalGCRA(p, st, nowMicros, cost, r)
+	}
+}
+
+// EmissionMicros returns the GCRA emission interval of p in microseconds.
+func EmissionMicros(p *ratelimit.Policy) int64 { return p.EmissionInterval().Microseconds() }
+
+func evalGCRA(p *ratelimit.Policy, st State, now, cost int64, r *ratelimit.Result) (State, int64) {
+	t := EmissionMicros(p)
+	tau := p.Limit() * t
+	tat := max(st.T, now)
+	newTAT := tat + cost*t
+	if allowAt := newTAT - tau; allowAt > now {
+		r.RetryAfter = micros(allowAt - now)
+		r.ResetAfter = micros(gcraReset(tat-now, t))
+		return st, tat
+	}
+	r.Allowed = true
+	r.Remaining = (tau - (newTAT - now)) / t
+	r.ResetAfter = micros(gcraReset(newTAT-now, t))
+	return State{Algorithm: ratelimit.GCRA, T: newTAT}, newTAT
+}
+
+// gcraReset returns the time until one more unit of quota is available when
+// the TAT is diff after now: at most one emission interval t.
+func gcraReset(diff, t int64) int64 {
+	if diff <= 0 {
+		return 0
+	}
+	if rem := diff % t; rem != 0 {
+		return rem
+	}
+	return t
+}
+
+func evalWindow(p *ratelimit.Policy, st State, now, cost int64, r *ratelimit.Result) (State, int64) {
+	w := p.Rate.Per.Milliseconds()
+	n := p.Rate.N
+	nowMs := now / 1000
+	idx := nowMs / w
+	elapsed := nowMs - idx*w
+	var curr, prev int64
+	switch st.T {
+	case idx:
+		curr, prev = st.Count, st.Prev
+	case idx - 1:
+		prev = st.Count
+	}
+	if p.Algorithm == ratelimit.Fixed {
+		prev = 0
+	}
+	r.ResetAfter = millis(w - elapsed)
+	weighted := ceilDiv(prev*(w-elapsed), w) // previous window's weighted count
+	k := n - curr - cost                     // room left for the previous window's share
+	if weighted <= k {
+		r.Allowed = true
+		r.Remaining = k - weighted
+		next := State{Algorithm: p.Algorithm, T: idx, Count: curr + cost, Prev: prev}
+		life := w // Fixed: until the window's end
+		if p.Algorithm == ratelimit.Sliding {
+			life = 2 * w // the count still weighs in the next window
+		}
+		return next, (idx*w + life) * 1000
+	}
+	// Denied: find the earliest elapsed time at which the request fits.
+	if p.Algorithm == ratelimit.Sliding && k >= 0 {
+		// prev*(w-e) <= k*w  <=>  e >= w - floor(k*w/prev); prev > 0 here.
+		if e := w - k*w/prev; e < w {
+			r.RetryAfter = millis(e - elapsed)
+			return st, stExpiry(st, w, p.Algorithm)
+		}
+	}
+	retry := w - elapsed // the next window, where curr becomes prev
+	if p.Algorithm == ratelimit.Sliding && curr > 0 {
+		retry += w - (n-cost)*w/curr
+	}
+	r.RetryAfter = millis(retry)
+	return st, stExpiry(st, w, p.Algorithm)
+}
+
+// stExpiry returns the expiry of an unchanged window state.
+func stExpiry(st State, w int64, a ratelimit.Algorithm) int64 {
+	if a == ratelimit.Sliding {
+		return (st.T*w + 2*w) * 1000
+	}
+	return (st.T*w + w) * 1000
+}
+
+func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
+
+func micros(us int64) time.Duration { return time.Duration(us) * time.Microsecond }
+func millis(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
+
+// Combine turns the per-item results of one decision into its Decision:
+// Allowed iff no non-shadow result denied, RetryAfter the latest RetryAfter of
+// the violated policies. results is used as Decision.Results. A backend that
+// found the decision denied must report, for the admitting items, the
+// remaining quota without consumption ([Uncharged] does it).
+func Combine(results []ratelimit.Result) ratelimit.Decision {
+	d := ratelimit.Decision{Allowed: true, Results: results}
+	for i := range results {
+		if r := &results[i]; !r.Allowed && !r.Policy.Shadow {
+			d.Allowed = false
+			d.RetryAfter = max(d.RetryAfter, r.RetryAfter)
+		}
+	}
+	return d
+}
+
+// Uncharged sets, for a denied decision, the result of each admitting item
+// to its quota as it stands: [Eval] with cost 0 over states[i] at nowMicros,
+// as [Combine] asks of backends (nothing was consumed).
+func Uncharged(results []ratelimit.Result, items []ratelimit.Item, states []State, nowMicros int64) {
+	for i := range items {
+		if results[i].Allowed {
+			Eval(&items[i].Policy, &results[i], states[i], nowMicros, 0)
+		}
+	}
+}
+
+// ValidateItems checks the items of one decision as every backend must: at
+// least one, valid policies, distinct names, 0 <= cost <= limit. Errors wrap
+// [ratelimit.ErrInvalid].
+func ValidateItems(items []ratelimit.Item) error {
+	if len(items) == 0 {
+		return fmt.Errorf("%w decision: no items", ratelimit.ErrInvalid)
+	}
+	for i := range items {
+		it := &items[i]
+		if err := it.Policy.Validate(); err != nil {
+			return err
+		}
+		if it.Cost < 0 || Cost(it) > it.Policy.Limit() {
+			return fmt.Errorf("%w decision: cost %d of policy %q is outside 0..%d", ratelimit.ErrInvalid, it.Cost, it.Policy.Name, it.Policy.Limit())
+		}
+		for _, prev := range items[:i] {
+			if prev.Policy.Name == it.Policy.Name {
+				return fmt.Errorf("%w decision: policy %q appears twice", ratelimit.ErrInvalid, it.Policy.Name)
+			}
+		}
+	}
+	return nil
+}

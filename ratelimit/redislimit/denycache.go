@@ -1,0 +1,199 @@
+package redislimit
+
+import (
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/internal/backend"
+)
+
+// denyCache remembers denied decisions until their retry time, as the states
+// and Redis time the script saw, so that a hit re-evaluates the decision
+// exactly (the reference semantics at Redis time plus the local time elapsed):
+// the same answer Redis would give while nothing else changes the keys. It is
+// keyed by subject, then by a seeded hash of (policies, costs); an admitted
+// decision of a subject on this instance drops the subject's entries (its
+// state changed). Sharded and bounded.
+type denyCache struct {
+	seed     maphash.Seed
+	perShard int
+	shards   [64]denyShard
+}
+
+type denyShard struct {
+	mu sync.Mutex
+	m  map[uint64]*denials // by subject hash
+	_  [48]byte
+}
+
+// denials are the cached denials of one subject (at most maxPerSubject).
+type denials struct {
+	entries []denyEntry
+}
+
+const maxPerSubject = 4
+
+type denyEntry struct {
+	itemsKey uint64
+	until    time.Time // local time
+	localAt  int64     // local Unix µs when cached
+	redisAt  int64     // Redis Unix µs the script used
+	states   []backend.State
+}
+
+func newDenyCache(size int) *denyCache {
+	c := &denyCache{seed: maphash.MakeSeed(), perShard: max(1, size/64)}
+	for i := range c.shards {
+		c.shards[i].m = make(map[uint64]*denials)
+	}
+	return c
+}
+
+// itemsKey hashes everything of items that a decision depends on.
+func (c *denyCache) itemsKey(items []ratelimit.Item) uint64 {
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	var buf [8 * 6]byte
+	for _, it := range items {
+		p := it.Policy
+		h.WriteString(p.Name)
+		b := buf[:0]
+		for _, x := range []int64{p.Rate.N, int64(p.Rate.Per), p.Burst, int64(p.Algorithm), it.Cost, boolInt(p.Shadow)} {
+			b = appendInt64(b, x)
+		}
+		h.Write(b)
+	}
+	return h.Sum64()
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func appendInt64(b []byte, x int64) []byte {
+	u := uint64(x)
+	return append(b, byte(u), byte(u>>8), byte(u>>16), byte(u>>24), byte(u>>32), byte(u>>40), byte(u>>48), byte(u>>56))
+}
+
+func (c *denyCache) shard(subject string) (*denyShard, uint64) {
+	sh := maphash.String(c.seed, subject)
+	return &c.shards[sh%64], sh
+}
+
+// get returns the cached denial of (subject, items), re-evaluated at now.
+func (c *denyCache) get(subject string, key uint64, items []ratelimit.Item, now time.Time) (ratelimit.Decision, bool) {
+	s, sh := c.shard(subject)
+	s.mu.Lock()
+	ds := s.m[sh]
+	if ds == nil {
+		s.mu.Unlock()
+		return ratelimit.Decision{}, false
+	}
+	var e denyEntry
+	found := false
+	for i, x := range ds.entries {
+		if x.itemsKey != key {
+			continue
+		}
+		if now.Before(x.until) {
+			e, found = x, true
+		} else {
+			ds.entries = append(ds.entries[:i], ds.entries[i+1:]...)
+			if len(ds.entries) == 0 {
+				delete(s.m, sh)
+			}
+		}
+		break
+	}
+	s.mu.Unlock()
+	if !found {
+		return ratelimit.Decision{}, false
+	}
+	d := evalStates(items, e.states, e.redisAt+now.UnixMicro()-e.localAt)
+	return d, !d.Allowed
+}
+
+// evalStates is the decision of the script over the given stored states at
+// nowMicros, without writing anything.
+func evalStates(items []ratelimit.Item, states []backend.State, nowMicros int64) ratelimit.Decision {
+	results := make([]ratelimit.Result, len(items))
+	for i := range items {
+		backend.Eval(&items[i].Policy, &results[i], states[i], nowMicros, backend.Cost(&items[i]))
+	}
+	d := backend.Combine(results)
+	if !d.Allowed {
+		backend.Uncharged(results, items, states, nowMicros)
+	}
+	return d
+}
+
+func (c *denyCache) put(subject string, key uint64, until time.Time, now time.Time, redisAt int64, states []backend.State) {
+	s, sh := c.shard(subject)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ds := s.m[sh]
+	if ds == nil {
+		if len(s.m) >= c.perShard {
+			for k, x := range s.m { // drop subjects whose denials all expired, else an arbitrary one
+				if !now.Before(x.latest()) {
+					delete(s.m, k)
+				}
+			}
+			if len(s.m) >= c.perShard {
+				for k := range s.m {
+					delete(s.m, k)
+					break
+				}
+			}
+		}
+		ds = &denials{}
+		s.m[sh] = ds
+	}
+	e := denyEntry{itemsKey: key, until: until, localAt: now.UnixMicro(), redisAt: redisAt, states: states}
+	for i, x := range ds.entries {
+		if x.itemsKey == key {
+			ds.entries[i] = e
+			return
+		}
+	}
+	if len(ds.entries) >= maxPerSubject {
+		ds.entries = ds.entries[1:]
+	}
+	ds.entries = append(ds.entries, e)
+}
+
+func (d *denials) latest() time.Time {
+	var t time.Time
+	for _, e := range d.entries {
+		if e.until.After(t) {
+			t = e.until
+		}
+	}
+	return t
+}
+
+// clear forgets every denial of subject.
+func (c *denyCache) clear(subject string) {
+	s, sh := c.shard(subject)
+	s.mu.Lock()
+	delete(s.m, sh)
+	s.mu.Unlock()
+}
+
+func (c *denyCache) len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for _, ds := range s.m {
+			n += len(ds.entries)
+		}
+		s.mu.Unlock()
+	}
+	return n
+}

@@ -1,0 +1,191 @@
+package redislimit_test
+
+import (
+	"context"
+	"flag"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/journalsvc/journal/internal/testenv"
+	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/redislimit"
+)
+
+var floodFor = flag.Duration("flood", 3*time.Second, "how long TestFloodStaysWithinTheBound floods each key")
+
+// instance is one service instance's limiter as a service composes it: a
+// redislimit.Limiter on its own client, warmed up, inside a
+// ratelimit.Fallback.
+func instance(t *testing.T, addr, prefix string, i int) (*redislimit.Limiter, ratelimit.Limiter) {
+	t.Helper()
+	l := newLimiter(t, newClient(t, addr), redislimit.Options{Prefix: prefix, InstanceID: prefix + strconv.Itoa(i)})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.Warm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return l, withFallback(t, l)
+}
+
+// TestFloodStaysWithinTheBound: 64 goroutines flood one key through 1 and
+// through 3 instances with default options, saturating the process (the deny
+// cache answers most decisions without a round trip, so the goroutines never
+// wait); the admitted count stays within each algorithm's stated bound, plus
+// one per instance for rounding.
+func TestFloodStaysWithinTheBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("floods for a few seconds per case")
+	}
+	addr := testenv.RedisAddr(t)
+	rate := ratelimit.Rate{N: 100, Per: time.Minute}
+	for _, alg := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
+		for _, n := range []int{1, 3} {
+			t.Run(alg.String()+"/instances="+strconv.Itoa(n), func(t *testing.T) {
+				prefix := randomPrefix(t)
+				var raw []*redislimit.Limiter
+				var lims []ratelimit.Limiter
+				for i := range n {
+					l, f := instance(t, addr, prefix, i)
+					raw, lims = append(raw, l), append(lims, f)
+				}
+				p := ratelimit.Policy{Name: "ip", Rate: rate, Algorithm: alg}
+				var admitted, degraded atomic.Int64
+				var mu sync.Mutex
+				var windows = map[int64]int64{} // fixed: admissions per aligned window
+				var wg sync.WaitGroup
+				start := time.Now()
+				stop := start.Add(*floodFor)
+				for g := range 64 {
+					wg.Go(func() {
+						l := lims[g%n]
+						for time.Now().Before(stop) {
+							d, err := l.Decide(context.Background(), "ip:198.51.100.9", ratelimit.Item{Policy: p})
+							if err != nil {
+								t.Errorf("Decide: %v", err)
+								return
+							}
+							if d.Allowed {
+								admitted.Add(1)
+								if d.Degraded() {
+									degraded.Add(1)
+								}
+								w := time.Now().UnixMilli() / rate.Per.Milliseconds()
+								mu.Lock()
+								windows[w]++
+								mu.Unlock()
+							}
+						}
+					})
+				}
+				wg.Wait()
+				elapsed := time.Since(start)
+				// GCRA and sliding (a fresh key, so no previous window
+				// weighs): B + N*t/D. Fixed: N per aligned window touched
+				// (an admission near a boundary may land in the next one).
+				bound := rate.N + int64(float64(rate.N)*elapsed.Seconds()/rate.Per.Seconds())
+				if alg == ratelimit.Fixed {
+					bound = rate.N * int64(len(windows))
+				}
+				bound += int64(n)
+				var st redislimit.Stats
+				for _, l := range raw {
+					s := l.Stats()
+					st.RedisCalls += s.RedisCalls
+					st.RedisErrors += s.RedisErrors
+					st.Abandoned += s.Abandoned
+					st.BreakerOpens += s.BreakerOpens
+					st.DenyCacheHits += s.DenyCacheHits
+				}
+				t.Logf("%v over %v: admitted %d (%d degraded), bound %d; script calls %d (%d failed), abandoned %d, breaker opened %d, deny-cache hits %d",
+					alg, elapsed.Round(time.Millisecond), admitted.Load(), degraded.Load(), bound, st.RedisCalls, st.RedisErrors, st.Abandoned, st.BreakerOpens, st.DenyCacheHits)
+				if got := admitted.Load(); got > bound {
+					t.Errorf("admitted %d, want at most %d", got, bound)
+				}
+			})
+		}
+	}
+}
+
+// TestSaturationGrantsNoFreshQuota: a subject whose quota Redis reported
+// spent gets nothing more while the process is saturated and its Redis calls
+// miss their deadline: the degraded decisions continue from the state last
+// seen from Redis, not from a fresh quota. The deny cache is off and the
+// deadline short, so that most decisions go to Redis and many miss it.
+func TestSaturationGrantsNoFreshQuota(t *testing.T) {
+	if testing.Short() {
+		t.Skip("saturates the CPU for a few seconds")
+	}
+	addr, prefix := testenv.RedisAddr(t), randomPrefix(t)
+	l := newLimiter(t, newClient(t, addr), redislimit.Options{
+		Prefix: prefix, Timeout: 2 * time.Millisecond, DenyCacheSize: -1, HeartbeatInterval: -1,
+	})
+	f := withFallback(t, l)
+	p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 5, Per: time.Hour}}
+	ctx := context.Background()
+	const subject = "ip:198.51.100.10"
+	// Another instance spends the quota; this one then sees it spent.
+	other := newLimiter(t, newClient(t, addr), redislimit.Options{Prefix: prefix, Timeout: time.Second, HeartbeatInterval: -1})
+	for i := range 5 {
+		if d, err := other.Decide(ctx, subject, ratelimit.Item{Policy: p}); err != nil || !d.Allowed {
+			t.Fatalf("decision %d: %+v, %v", i, d, err)
+		}
+	}
+	for { // on a busy machine a call may miss 2ms already (degraded)
+		d, err := f.Peek(ctx, subject, ratelimit.Item{Policy: p})
+		if err != nil || (!d.Degraded() && d.Allowed) {
+			t.Fatalf("peek: %+v, %v; want denied", d, err)
+		}
+		if !d.Degraded() {
+			break
+		}
+	}
+	stop := make(chan struct{})
+	var spin sync.WaitGroup
+	for range 4 * runtime.GOMAXPROCS(0) {
+		spin.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					runtime.Gosched()
+				}
+			}
+		})
+	}
+	var admitted, degraded, decisions atomic.Int64
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(2 * time.Second)
+	for range 16 {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				d, err := f.Decide(ctx, subject, ratelimit.Item{Policy: p})
+				if err != nil {
+					t.Errorf("Decide: %v", err)
+					return
+				}
+				decisions.Add(1)
+				if d.Degraded() {
+					degraded.Add(1)
+				}
+				if d.Allowed {
+					admitted.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	spin.Wait()
+	t.Logf("%d decisions on the spent subject, %d degraded, %d admitted; limiter %+v", decisions.Load(), degraded.Load(), admitted.Load(), l.Stats())
+	if admitted.Load() != 0 {
+		t.Errorf("a subject with no quota left was admitted %d times under saturation", admitted.Load())
+	}
+	if degraded.Load() == 0 {
+		t.Errorf("no decision missed its 2ms deadline: the test did not reach the degraded path")
+	}
+}
