@@ -209,7 +209,24 @@ func TestInvalidTTL(t *testing.T) {
 	if _, err := c.GetOrLoad(context.Background(), "k", 0, nil); !errors.Is(err, cache.ErrInvalidTTL) {
 		t.Errorf("GetOrLoad with ttl 0 = %v, want ErrInvalidTTL", err)
 	}
-	if err := c.SetNotFound(context.Background(), "k", 0); !errors.Is(err, cache.ErrInvalidTTL) {
-		t.Errorf("SetNotFound with ttl 0 = %v, want ErrInvalidTTL", err)
+	if err := c.SetNegative(context.Background(), "k", 0); !errors.Is(err, cache.ErrInvalidTTL) {
+		t.Errorf("SetNegative with ttl 0 = %v, want ErrInvalidTTL", err)
+	}
+}
+
+// TestStatusWords keeps one word per state: what Status.String prints is
+// what OnResult reports for it, so a metric label and a logged status agree.
+func TestStatusWords(t *testing.T) {
+	for _, tt := range []struct {
+		s    cache.Status
+		want string
+	}{
+		{cache.Hit, cache.ResultHit},
+		{cache.Negative, cache.ResultNegative},
+		{cache.Miss, cache.ResultMiss},
+	} {
+		if got := tt.s.String(); got != tt.want {
+			t.Errorf("%d.String() = %q, want %q", tt.s, got, tt.want)
+		}
 	}
 }

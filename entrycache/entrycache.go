@@ -46,8 +46,9 @@ type Options struct {
 	Prefix string
 	// TTL of cached entries, pages and tokens. Default 5m (JOURNAL_CACHE_TTL).
 	TTL time.Duration
-	// NotFoundTTL caps how long a missing entry is remembered. Default 10s.
-	NotFoundTTL time.Duration
+	// NegativeTTL caps how long a missing entry is remembered (a negative
+	// entry). Default 10s.
+	NegativeTTL time.Duration
 	// DegradedReads bounds database reads at once while the cache is not
 	// trusted, so an outage does not stampede the database. Default 32.
 	DegradedReads int
@@ -134,8 +135,8 @@ func New(d journal.Store, cs cache.Store, opts Options) (*Store, error) {
 	if opts.TTL <= 0 {
 		opts.TTL = 5 * time.Minute
 	}
-	if opts.NotFoundTTL <= 0 {
-		opts.NotFoundTTL = 10 * time.Second
+	if opts.NegativeTTL <= 0 {
+		opts.NegativeTTL = 10 * time.Second
 	}
 	if opts.DegradedReads <= 0 {
 		opts.DegradedReads = 32
@@ -163,7 +164,7 @@ func New(d journal.Store, cs cache.Store, opts Options) (*Store, error) {
 		pages:   newMemo[cachedPage](memoSlots/8, 64<<10),
 	}
 	copts := opts.Cache
-	copts.NotFoundTTL = opts.NotFoundTTL
+	copts.NegativeTTL = opts.NegativeTTL
 	userOnResult := copts.OnResult
 	copts.OnResult = func(tier, result string) {
 		if result == cache.ResultError {

@@ -24,8 +24,8 @@
 // near-cache copy (reads go to Redis and fail with its error), so a paused
 // Redis turns reads into errors within about LivenessInterval+PingTimeout.
 //
-// Values are stored with a small header: a kind byte ('v' value, 'n' cached
-// not-found), a 16-hex-digit version id, the expiry and the load time; a fill
+// Values are stored with a small header: a kind byte ('v' value, 'n' negative
+// entry), a 16-hex-digit version id, the expiry and the load time; a fill
 // lease is the string "lease:<id>". Keys are used as given: the caller chooses
 // the prefix, and with Redis Cluster the hash tags.
 package rediscache
@@ -273,10 +273,10 @@ func (s *Store) encode(e cache.Entry, ttl time.Duration) (string, error) {
 	switch e.Status {
 	case cache.Hit:
 		kind = 'v'
-	case cache.NotFound:
+	case cache.Negative:
 		kind = 'n'
 	default:
-		return "", errors.New("rediscache: only Hit and NotFound entries can be stored")
+		return "", errors.New("rediscache: only Hit and Negative entries can be stored")
 	}
 	b := make([]byte, 0, headerLen+len(e.Value))
 	b = append(b, kind)
@@ -303,7 +303,7 @@ func decode(b []byte) (cache.Entry, error) {
 		Delta:  time.Duration(binary.BigEndian.Uint64(b[tokenLen+8:])) * time.Microsecond,
 	}
 	if b[0] == 'n' {
-		e.Status = cache.NotFound
+		e.Status = cache.Negative
 	} else {
 		e.Value = b[headerLen:]
 	}
