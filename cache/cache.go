@@ -47,8 +47,10 @@ type Options struct {
 	// exp(-remaining/(delta*beta)), while callers keep getting the current
 	// value. 1 is the paper's choice; 0 (default) disables early refresh.
 	EarlyRefresh float64
-	// DegradedLoads bounds loads running at once on this Cache while the store
-	// fails (Redis down), so the source of truth is not stampeded. Default 16.
+	// DegradedLoads bounds the loads of this Cache that run without the
+	// store, so an outage does not stampede the source of truth: those of
+	// GetOrLoad while the store fails, and every [Cache.Load], together.
+	// Default 16.
 	DegradedLoads int
 	// OnResult, if set, is called once per Get and GetOrLoad with the tier
 	// (Entry.Tier, or the store's Name on an error) and one of the Result*
@@ -66,9 +68,10 @@ type Options struct {
 type Cache struct {
 	store   Store
 	opts    Options
-	flights singleflight.Group
+	flights singleflight.Group // fills through the store
+	direct  singleflight.Group // loads without the store
 	refresh singleflight.Group
-	sem     chan struct{}
+	sem     chan struct{} // bounds loads without the store
 }
 
 // New returns a Cache over store. It returns ErrNilStore if store is nil.
@@ -191,39 +194,56 @@ type loaded struct {
 // the key; the others poll for its fill for up to Options.LeaseWait, then load
 // without storing.
 //
-// When the store fails, GetOrLoad still answers from the loader (at most
-// Options.DegradedLoads at once, single-flight per key) and writes nothing
-// back.
+// When the store fails, GetOrLoad answers as [Cache.Load] does: from the
+// loader, bounded, writing nothing back.
 func (c *Cache) GetOrLoad(ctx context.Context, key string, ttl time.Duration, load LoadFunc) ([]byte, error) {
 	if ttl <= 0 {
 		return nil, ErrInvalidTTL
 	}
 	e, err := c.store.Get(ctx, key)
-	degraded := err != nil
-	if degraded {
+	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
 		c.report(c.store.Name(), ResultError)
-	} else {
-		c.report(e.Tier, e.Status.String())
-		switch e.Status {
-		case Hit:
-			c.maybeRefresh(ctx, key, e, ttl, load)
-			return e.Value, nil
-		case Negative:
-			return nil, ErrNotFound
-		}
+		// Do not spend a second store deadline on a store that just failed.
+		return c.Load(ctx, key, load)
 	}
-	ch := c.flights.DoChan(key, func() (any, error) {
+	c.report(e.Tier, e.Status.String())
+	switch e.Status {
+	case Hit:
+		c.maybeRefresh(ctx, key, e, ttl, load)
+		return e.Value, nil
+	case Negative:
+		return nil, ErrNotFound
+	}
+	return c.await(ctx, c.flights.DoChan(key, func() (any, error) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LoadTimeout)
 		defer cancel()
-		if degraded {
-			// Do not spend a second store deadline on a store that just failed.
-			return c.loadDegraded(fctx, load)
-		}
 		return c.fill(fctx, key, ttl, load)
-	})
+	}))
+}
+
+// Load answers key from load without reading or writing the store. It is the
+// path GetOrLoad takes while the store fails, for a caller that knows the
+// store must not be used now (it is unhealthy, or what it holds cannot be
+// trusted). Concurrent Loads of one key share one load (single-flight, on a
+// context detached from the first caller and bounded by
+// [Options.LoadTimeout]); at most [Options.DegradedLoads] such loads run at
+// once. It returns ErrNotFound when the loader did, the loader's error, or
+// ctx's error when ctx is done first. Nothing is cached and OnResult is not
+// called.
+func (c *Cache) Load(ctx context.Context, key string, load LoadFunc) ([]byte, error) {
+	return c.await(ctx, c.direct.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LoadTimeout)
+		defer cancel()
+		return c.loadDegraded(fctx, load)
+	}))
+}
+
+// await returns the outcome of a flight, or ctx's error when ctx is done
+// first (the flight goes on for its other callers).
+func (c *Cache) await(ctx context.Context, ch <-chan singleflight.Result) ([]byte, error) {
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -298,7 +318,8 @@ func (c *Cache) load(ctx context.Context, load LoadFunc) (loaded, error) {
 	return loaded{value: v}, nil
 }
 
-// loadDegraded loads while the store fails: bounded, nothing written back.
+// loadDegraded loads without the store: at most Options.DegradedLoads at
+// once, nothing written back.
 func (c *Cache) loadDegraded(ctx context.Context, load LoadFunc) (loaded, error) {
 	select {
 	case c.sem <- struct{}{}:

@@ -26,6 +26,12 @@
 //     as a negative entry for at most [Options.NegativeTTL].
 //   - Optional probabilistic early refresh (XFetch) and TTL jitter.
 //
+// While the store fails, GetOrLoad still answers, from the loader. So does
+// [Cache.Load], for a caller that knows the store must not be used at that
+// moment. Those loads write nothing back and share one bound,
+// [Options.DegradedLoads], so an outage of the cache does not stampede the
+// source of truth.
+//
 // Values are byte slices; the cache does not encode or decode them.
 package cache
 

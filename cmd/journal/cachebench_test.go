@@ -303,7 +303,8 @@ func BenchmarkEntryTiers(b *testing.B) {
 					defer rs.Close()
 					var tiers [2]atomic.Int64 // near, redis hits
 					ec, err := entrycache.New(noClose{db}, rs, entrycache.Options{
-						Prefix: benchPrefix(),
+						Prefix:  benchPrefix(),
+						Healthy: rs.Healthy,
 						Cache: cache.Options{OnResult: func(t, r string) {
 							if r == cache.ResultHit && t == "near" {
 								tiers[0].Add(1)

@@ -66,6 +66,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Sto
 	var (
 		limiter    ratelimit.Limiter
 		cacheStore cache.Store
+		cacheUp    func() bool // nil: in-process, always up
 		redisCheck httpapi.Check
 	)
 	if cfg.Redis == nil {
@@ -96,6 +97,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Sto
 		st.closers = append(st.closers, func() { _ = local.Close() })
 		limiter = &redisLimiter{b: rb, local: local}
 		cacheStore = redisCacheStore{b: rb}
+		cacheUp = redisCacheStore{b: rb}.Healthy
 		redisCheck = rb.Ping
 		gaugeFuncs(reg, db.PendingChanges,
 			func() bool { l := rb.limiter.Load(); return l == nil || l.BreakerOpen() },
@@ -114,6 +116,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Sto
 		Logger:       logger.With("instance", instance),
 		OnTrust:      m.onTrust,
 		OnInvalidate: func(n int) { m.applied.Add(float64(n)) },
+		Healthy:      cacheUp,
 		// A reader waits for another instance's fill at most a few Redis
 		// budgets: a fill that failed (Redis restarting) must not hold every
 		// reader of the key for the library's default 500ms.
