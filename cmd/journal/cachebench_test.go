@@ -127,13 +127,13 @@ func benchAPI(b *testing.B, base string) {
 }
 
 // benchClients is the number of concurrent clients of the HTTP benchmarks,
-// as wrk's -c64 in scripts/bench-fullstack.
+// as wrk's -c64 in bench/fullstack.sh.
 const benchClients = 64
 
 // startQuiet calls run with vars on a free loopback port and waits for
 // /readyz to answer 200. Unlike startJournal it does not need run's
 // "listening" log line, so vars may set JOURNAL_LOG_LEVEL to warn (no access
-// log written, as in scripts/bench-fullstack). run is stopped at Cleanup.
+// log written, as in bench/fullstack.sh). run is stopped at Cleanup.
 func startQuiet(tb testing.TB, vars map[string]string) string {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
