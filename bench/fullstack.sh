@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The full-stack goal of DESIGN.md 8, measured in one run with wrk:
+# The full-stack goal (docs/design.md, "Numbers"), measured in one run with wrk:
 # a cached GET /v1/entries/{id} of the journal service with Redis backends
 # (IP limit + auth + user limit + near-cache hit, limits set high, log level
 # warn) against a bare net/http handler writing the same bytes and headers
@@ -198,5 +198,5 @@ row "journal, memory backends" "${rps[memory]}" "$(ratio "${rps[memory]}" "${rps
 row "journal, Redis, paced at half peak" "${prate[redis]}" "-" "${pp50[redis]}" "${pp99[redis]}" "-"
 row "bare, paced at the same rate" "${prate[bare]}" "-" "${pp50[bare]}" "${pp99[bare]}" "-"
 echo
-echo "goal (DESIGN.md 8): Redis backends >= 40% of bare: $(awk -v a="${rps[redis]}" -v b="${rps[bare]}" 'BEGIN {print (a >= 0.4*b) ? "met" : "NOT met"}');" \
+echo "goal (docs/design.md, Numbers): Redis backends >= 40% of bare: $(awk -v a="${rps[redis]}" -v b="${rps[bare]}" 'BEGIN {print (a >= 0.4*b) ? "met" : "NOT met"}');" \
 	"p99 at half peak < 5 ms: $(awk -v p="${pp99[redis]}" 'BEGIN {print (p < 5) ? "met" : "NOT met"}')"

@@ -1,5 +1,5 @@
 // Package entrycache is the read-through cache decorator of the journal store
-// (DESIGN.md section 5.3). It serves entries, list pages and token lookups
+// (docs/design.md, "Cache and coherence"). It serves entries, list pages and token lookups
 // from a cache.Store (in-process, or Redis with a coherent near cache in each
 // instance) and keeps every instance's view coherent with the database:
 //
@@ -323,7 +323,7 @@ func (s *Store) invalidate(ctx context.Context, userID string) {
 		// again (its liveness check plus one replay interval, well under a
 		// second), and this instance reads the database until then. If only
 		// this instance thought Redis unhealthy, the others serve their copies
-		// for that long: the DESIGN's bound for writes during an outage
+		// for that long, within the promise for writes made during an outage
 		// (visible everywhere within 1 s).
 		s.distrust("cache store unhealthy at write")
 		return

@@ -396,7 +396,7 @@ func TestUsersIsolated(t *testing.T) {
 
 // lagBound is how long a write on A may stay invisible on B: the
 // invalidation is on its way when the write returns (rediscache settles it),
-// but B's client may not have read it yet. DESIGN.md 5.3 says under 100ms;
+// but B's client may not have read it yet. The promise is under 100ms;
 // 3x for -race on 2 shared cores.
 const lagBound = 300 * time.Millisecond
 

@@ -39,8 +39,8 @@ func benchPrefix() string { return "bench" + strconv.FormatUint(rand.Uint64(), 3
 
 // BenchmarkFullStack measures GET /v1/entries/{id} and a 20-entry list page
 // through everything run builds, over loopback HTTP/1.1 keep-alive, the
-// configuration of the full-stack goal of DESIGN.md 8: IP limit + auth +
-// user limit + entry cache, limits set high, access log at warn (not
+// configuration of the full-stack goal (docs/design.md, "Numbers"): IP limit
+// + auth + user limit + entry cache, limits set high, access log at warn (not
 // written). Variants:
 //
 //   - redis: JOURNAL_REDIS_URL set (Redis limiter: two EVALSHA per request;
