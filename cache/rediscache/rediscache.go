@@ -15,8 +15,8 @@
 // connection that also serves the key's near-cache reads (one connection per
 // node, see [ClientOptions]); Redis delivers the invalidation before the PTTL's
 // reply, so when a write returns its invalidation has been applied. Other
-// instances see the write when its invalidation reaches them: microseconds on
-// one host, the measured invalidation lag in general.
+// instances see the write when its invalidation reaches them, after the
+// invalidation lag that [LagProbe] measures.
 //
 // Hung Redis: rueidis drops a connection whose PING is not answered within
 // ConnWriteTimeout, flushing its near cache. In addition the Store PINGs every
@@ -333,11 +333,12 @@ func writeErr(op string, resps []rueidis.RedisResult) error {
 // doMulti is client.DoMulti bounded by ctx even when the client does not
 // honour it: while rueidis reconnects to a hung server (one that accepts TCP
 // but answers nothing, like a paused master), its callers wait for the
-// reconnection's dial timeout, not for their own deadline (measured: 1.06s
-// for a 50ms deadline). A write must not wait that long; it gets ctx's error
-// instead, and its result is whatever Redis did, as for any timed-out write.
-// Get uses it only while the liveness check fails: near-cache hits must stay
-// cheap (a goroutine per call would double them).
+// reconnection's dial timeout, not for their own deadline, and the dial may
+// take many times what ctx allows. A write must not wait that long; it gets
+// ctx's error instead, and its result is whatever Redis did, as for any
+// timed-out write. Get uses it only while the liveness check fails: near-cache
+// hits must stay cheap, and a goroutine per call would cost as much as the
+// hit itself.
 func (s *Store) doMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
 	if _, ok := ctx.Deadline(); !ok {
 		return s.client.DoMulti(ctx, cmds...)
