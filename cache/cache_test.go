@@ -91,24 +91,30 @@ func TestStoreErrorIsError(t *testing.T) {
 	}
 }
 
+// slowLoads counts loads and the most that ran at once. Its load takes 20ms
+// and returns "db".
+type slowLoads struct{ running, peak, loads atomic.Int32 }
+
+func (s *slowLoads) load(context.Context) ([]byte, error) {
+	s.loads.Add(1)
+	n := s.running.Add(1)
+	for {
+		p := s.peak.Load()
+		if n <= p || s.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	s.running.Add(-1)
+	return []byte("db"), nil
+}
+
 func TestDegradedLoadsNotWrittenBack(t *testing.T) {
 	f := &failing{Store: newMemory(t, nil)}
 	c := newCache(t, f, cache.Options{DegradedLoads: 2})
 	f.down.Store(true)
-	var running, peak, loads atomic.Int32
-	load := func(ctx context.Context) ([]byte, error) {
-		loads.Add(1)
-		n := running.Add(1)
-		for {
-			p := peak.Load()
-			if n <= p || peak.CompareAndSwap(p, n) {
-				break
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-		running.Add(-1)
-		return []byte("db"), nil
-	}
+	var sl slowLoads
+	load, peak, loads := sl.load, &sl.peak, &sl.loads
 	var wg sync.WaitGroup
 	for i := range 10 {
 		key := string(rune('a' + i))
@@ -196,19 +202,8 @@ func TestDegradedBoundShared(t *testing.T) {
 	f := &failing{Store: newMemory(t, nil)}
 	c := newCache(t, f, cache.Options{DegradedLoads: 2})
 	f.down.Store(true)
-	var running, peak atomic.Int32
-	load := func(ctx context.Context) ([]byte, error) {
-		n := running.Add(1)
-		for {
-			p := peak.Load()
-			if n <= p || peak.CompareAndSwap(p, n) {
-				break
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-		running.Add(-1)
-		return []byte("db"), nil
-	}
+	var sl slowLoads
+	load, peak := sl.load, &sl.peak
 	var wg sync.WaitGroup
 	for i := range 8 {
 		key := string(rune('a' + i))

@@ -171,17 +171,25 @@ func create(tb testing.TB, s journal.EntryStore, userID, title string) journal.E
 	return e
 }
 
-func TestSingleInstanceReadThrough(t *testing.T) {
-	t.Parallel()
-	db, err := sqlite.Open(ctxT(t), filepath.Join(t.TempDir(), "j.db"))
+// openSingle returns a fresh SQLite database and an in-process cache store:
+// one instance without Redis.
+func openSingle(tb testing.TB) (journal.Store, *memorycache.Store) {
+	tb.Helper()
+	db, err := sqlite.Open(ctxT(tb), filepath.Join(tb.TempDir(), "j.db"))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { _ = db.Close() })
+	tb.Cleanup(func() { _ = db.Close() })
 	ms, err := memorycache.New(memorycache.Options{})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return db, ms
+}
+
+func TestSingleInstanceReadThrough(t *testing.T) {
+	t.Parallel()
+	db, ms := openSingle(t)
 	a := newInstance(t, db, ms, "journal:")
 	ctx := ctxT(t)
 	u := newUser(t, db, "alice")
@@ -228,15 +236,7 @@ func TestSingleInstanceReadThrough(t *testing.T) {
 // serves.
 func TestUnhealthyStore(t *testing.T) {
 	t.Parallel()
-	db, err := sqlite.Open(ctxT(t), filepath.Join(t.TempDir(), "j.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	ms, err := memorycache.New(memorycache.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, ms := openSingle(t)
 	var healthy atomic.Bool
 	healthy.Store(true)
 	c := &counting{Store: db}
