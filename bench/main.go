@@ -1,6 +1,6 @@
 // Command bench compares the journal Redis rate limiter (ratelimit/redislimit)
 // with go-redis/redis_rate v10 and ulule/limiter v3 on the same Redis, with
-// the workloads of DESIGN.md section 8:
+// the workloads of the limiter goals in docs/design.md, "Numbers":
 //
 //   - admit: G goroutines (default 64) over K keys (default 10,000), limits
 //     high enough that every decision admits;

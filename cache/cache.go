@@ -10,10 +10,11 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// Results reported to [Options.OnResult].
+// Results reported to [Options.OnResult]. The first three are the
+// [Status.String] of what the key held.
 const (
 	ResultHit      = "hit"      // the key held a value
-	ResultNegative = "negative" // the key held a cached not-found
+	ResultNegative = "negative" // the key held a negative entry
 	ResultMiss     = "miss"     // the key held nothing (or a lease)
 	ResultError    = "error"    // the store failed
 )
@@ -34,9 +35,9 @@ type Options struct {
 	// LoadTimeout bounds a fill, which runs on a context detached from the
 	// caller that started it. Default 5s.
 	LoadTimeout time.Duration
-	// NotFoundTTL caps the TTL of a negative entry stored when the loader
+	// NegativeTTL caps the TTL of a negative entry stored when the loader
 	// returns ErrNotFound. Default 10s; negative: not-found is not cached.
-	NotFoundTTL time.Duration
+	NegativeTTL time.Duration
 	// Jitter spreads TTLs of writes uniformly in [ttl*(1-Jitter), ttl] so
 	// entries written together do not expire together. 0 (default) disables it;
 	// values are clamped to [0, 0.5].
@@ -46,8 +47,10 @@ type Options struct {
 	// exp(-remaining/(delta*beta)), while callers keep getting the current
 	// value. 1 is the paper's choice; 0 (default) disables early refresh.
 	EarlyRefresh float64
-	// DegradedLoads bounds loads running at once on this Cache while the store
-	// fails (Redis down), so the source of truth is not stampeded. Default 16.
+	// DegradedLoads bounds the loads of this Cache that run without the
+	// store, so an outage does not stampede the source of truth: those of
+	// GetOrLoad while the store fails, and every [Cache.Load], together.
+	// Default 16.
 	DegradedLoads int
 	// OnResult, if set, is called once per Get and GetOrLoad with the tier
 	// (Entry.Tier, or the store's Name on an error) and one of the Result*
@@ -65,9 +68,10 @@ type Options struct {
 type Cache struct {
 	store   Store
 	opts    Options
-	flights singleflight.Group
+	flights singleflight.Group // fills through the store
+	direct  singleflight.Group // loads without the store
 	refresh singleflight.Group
-	sem     chan struct{}
+	sem     chan struct{} // bounds loads without the store
 }
 
 // New returns a Cache over store. It returns ErrNilStore if store is nil.
@@ -88,8 +92,8 @@ func New(store Store, opts Options) (*Cache, error) {
 	if opts.LoadTimeout <= 0 {
 		opts.LoadTimeout = 5 * time.Second
 	}
-	if opts.NotFoundTTL == 0 {
-		opts.NotFoundTTL = 10 * time.Second
+	if opts.NegativeTTL == 0 {
+		opts.NegativeTTL = 10 * time.Second
 	}
 	opts.Jitter = min(max(opts.Jitter, 0), 0.5)
 	opts.EarlyRefresh = max(opts.EarlyRefresh, 0)
@@ -117,7 +121,7 @@ func (c *Cache) report(tier, result string) {
 	}
 }
 
-// Get returns what key holds: Hit with its value, NotFound, or Miss (absent,
+// Get returns what key holds: Hit with its value, Negative, or Miss (absent,
 // expired, or held by a fill lease). A store failure is returned as an error,
 // never as a Miss.
 func (c *Cache) Get(ctx context.Context, key string) (Result, error) {
@@ -126,22 +130,11 @@ func (c *Cache) Get(ctx context.Context, key string) (Result, error) {
 		c.report(c.store.Name(), ResultError)
 		return Result{}, err
 	}
-	c.report(e.Tier, resultOf(e.Status))
+	c.report(e.Tier, e.Status.String())
 	if e.Status != Hit {
 		return Result{Status: e.Status}, nil
 	}
 	return Result{Status: Hit, Value: e.Value}, nil
-}
-
-func resultOf(s Status) string {
-	switch s {
-	case Hit:
-		return ResultHit
-	case NotFound:
-		return ResultNegative
-	default:
-		return ResultMiss
-	}
 }
 
 // jitter returns ttl shortened by a random fraction of up to Options.Jitter.
@@ -161,12 +154,12 @@ func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	return c.store.Set(ctx, key, Entry{Status: Hit, Value: value}, c.jitter(ttl))
 }
 
-// SetNotFound stores a negative entry under key for ttl (with jitter).
-func (c *Cache) SetNotFound(ctx context.Context, key string, ttl time.Duration) error {
+// SetNegative stores a negative entry under key for ttl (with jitter).
+func (c *Cache) SetNegative(ctx context.Context, key string, ttl time.Duration) error {
 	if ttl <= 0 {
 		return ErrInvalidTTL
 	}
-	return c.store.Set(ctx, key, Entry{Status: NotFound}, c.jitter(ttl))
+	return c.store.Set(ctx, key, Entry{Status: Negative}, c.jitter(ttl))
 }
 
 // Delete removes keys, voiding any fill lease they hold, so a load that
@@ -201,39 +194,56 @@ type loaded struct {
 // the key; the others poll for its fill for up to Options.LeaseWait, then load
 // without storing.
 //
-// When the store fails, GetOrLoad still answers from the loader (at most
-// Options.DegradedLoads at once, single-flight per key) and writes nothing
-// back.
+// When the store fails, GetOrLoad answers as [Cache.Load] does: from the
+// loader, bounded, writing nothing back.
 func (c *Cache) GetOrLoad(ctx context.Context, key string, ttl time.Duration, load LoadFunc) ([]byte, error) {
 	if ttl <= 0 {
 		return nil, ErrInvalidTTL
 	}
 	e, err := c.store.Get(ctx, key)
-	degraded := err != nil
-	if degraded {
+	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
 		c.report(c.store.Name(), ResultError)
-	} else {
-		c.report(e.Tier, resultOf(e.Status))
-		switch e.Status {
-		case Hit:
-			c.maybeRefresh(ctx, key, e, ttl, load)
-			return e.Value, nil
-		case NotFound:
-			return nil, ErrNotFound
-		}
+		// Do not spend a second store deadline on a store that just failed.
+		return c.Load(ctx, key, load)
 	}
-	ch := c.flights.DoChan(key, func() (any, error) {
+	c.report(e.Tier, e.Status.String())
+	switch e.Status {
+	case Hit:
+		c.maybeRefresh(ctx, key, e, ttl, load)
+		return e.Value, nil
+	case Negative:
+		return nil, ErrNotFound
+	}
+	return c.await(ctx, c.flights.DoChan(key, func() (any, error) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LoadTimeout)
 		defer cancel()
-		if degraded {
-			// Do not spend a second store deadline on a store that just failed.
-			return c.loadDegraded(fctx, load)
-		}
 		return c.fill(fctx, key, ttl, load)
-	})
+	}))
+}
+
+// Load answers key from load without reading or writing the store. It is the
+// path GetOrLoad takes while the store fails, for a caller that knows the
+// store must not be used now (it is unhealthy, or what it holds cannot be
+// trusted). Concurrent Loads of one key share one load (single-flight, on a
+// context detached from the first caller and bounded by
+// [Options.LoadTimeout]); at most [Options.DegradedLoads] such loads run at
+// once. It returns ErrNotFound when the loader did, the loader's error, or
+// ctx's error when ctx is done first. Nothing is cached and OnResult is not
+// called.
+func (c *Cache) Load(ctx context.Context, key string, load LoadFunc) ([]byte, error) {
+	return c.await(ctx, c.direct.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LoadTimeout)
+		defer cancel()
+		return c.loadDegraded(fctx, load)
+	}))
+}
+
+// await returns the outcome of a flight, or ctx's error when ctx is done
+// first (the flight goes on for its other callers).
+func (c *Cache) await(ctx context.Context, ch <-chan singleflight.Result) ([]byte, error) {
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -291,7 +301,7 @@ func answer(e Entry) (loaded, bool) {
 	switch e.Status {
 	case Hit:
 		return loaded{value: e.Value}, true
-	case NotFound:
+	case Negative:
 		return loaded{notFound: true}, true
 	}
 	return loaded{}, false
@@ -308,7 +318,8 @@ func (c *Cache) load(ctx context.Context, load LoadFunc) (loaded, error) {
 	return loaded{value: v}, nil
 }
 
-// loadDegraded loads while the store fails: bounded, nothing written back.
+// loadDegraded loads without the store: at most Options.DegradedLoads at
+// once, nothing written back.
 func (c *Cache) loadDegraded(ctx context.Context, load LoadFunc) (loaded, error) {
 	select {
 	case c.sem <- struct{}{}:
@@ -330,11 +341,11 @@ func (c *Cache) loadAndFill(ctx context.Context, key, token string, ttl time.Dur
 		// Never cache a load error; free the key for the next loader.
 		_ = c.store.Release(ctx, key, token)
 		return l, err
-	case l.notFound && c.opts.NotFoundTTL < 0:
+	case l.notFound && c.opts.NegativeTTL < 0:
 		_ = c.store.Release(ctx, key, token)
 	case l.notFound:
 		// A store error here only loses the fill; the callers get the answer.
-		_, _ = c.store.Fill(ctx, key, token, Entry{Status: NotFound, Delta: delta}, c.jitter(min(ttl, c.opts.NotFoundTTL)))
+		_, _ = c.store.Fill(ctx, key, token, Entry{Status: Negative, Delta: delta}, c.jitter(min(ttl, c.opts.NegativeTTL)))
 	default:
 		_, _ = c.store.Fill(ctx, key, token, Entry{Status: Hit, Value: l.value, Delta: delta}, c.jitter(ttl))
 	}
@@ -364,11 +375,11 @@ func (c *Cache) maybeRefresh(ctx context.Context, key string, e Entry, ttl time.
 		}
 		ne := Entry{Status: Hit, Value: l.value, Delta: c.opts.Now().Sub(start)}
 		if l.notFound {
-			ne = Entry{Status: NotFound, Delta: ne.Delta}
-			if c.opts.NotFoundTTL < 0 {
+			ne = Entry{Status: Negative, Delta: ne.Delta}
+			if c.opts.NegativeTTL < 0 {
 				return nil, nil
 			}
-			ttl = min(ttl, c.opts.NotFoundTTL)
+			ttl = min(ttl, c.opts.NegativeTTL)
 		}
 		// Stored only if the key still holds the entry we read: a Delete or
 		// Set since then wins.

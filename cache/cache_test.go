@@ -91,24 +91,30 @@ func TestStoreErrorIsError(t *testing.T) {
 	}
 }
 
+// slowLoads counts loads and the most that ran at once. Its load takes 20ms
+// and returns "db".
+type slowLoads struct{ running, peak, loads atomic.Int32 }
+
+func (s *slowLoads) load(context.Context) ([]byte, error) {
+	s.loads.Add(1)
+	n := s.running.Add(1)
+	for {
+		p := s.peak.Load()
+		if n <= p || s.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	s.running.Add(-1)
+	return []byte("db"), nil
+}
+
 func TestDegradedLoadsNotWrittenBack(t *testing.T) {
 	f := &failing{Store: newMemory(t, nil)}
 	c := newCache(t, f, cache.Options{DegradedLoads: 2})
 	f.down.Store(true)
-	var running, peak, loads atomic.Int32
-	load := func(ctx context.Context) ([]byte, error) {
-		loads.Add(1)
-		n := running.Add(1)
-		for {
-			p := peak.Load()
-			if n <= p || peak.CompareAndSwap(p, n) {
-				break
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-		running.Add(-1)
-		return []byte("db"), nil
-	}
+	var sl slowLoads
+	load, peak, loads := sl.load, &sl.peak, &sl.loads
 	var wg sync.WaitGroup
 	for i := range 10 {
 		key := string(rune('a' + i))
@@ -133,6 +139,90 @@ func TestDegradedLoadsNotWrittenBack(t *testing.T) {
 		if e, _ := f.Get(context.Background(), string(rune('a'+i))); e.Status != cache.Miss {
 			t.Errorf("key %c = %v after the outage, want miss (nothing written back)", 'a'+i, e.Status)
 		}
+	}
+}
+
+// TestLoadBypassesStore: Load answers from the loader without reading or
+// writing a working store, single-flight per key.
+func TestLoadBypassesStore(t *testing.T) {
+	s := newMemory(t, nil)
+	c := newCache(t, s, cache.Options{})
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", []byte("cached"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Load(ctx, "k", func(context.Context) ([]byte, error) { return []byte("db"), nil })
+	if err != nil || string(v) != "db" {
+		t.Errorf("Load(k) = %q, %v; want the loader's value", v, err)
+	}
+	if r, _ := c.Get(ctx, "k"); string(r.Value) != "cached" {
+		t.Errorf("k holds %q after Load, want the stored value untouched", r.Value)
+	}
+	if _, err := c.Load(ctx, "m", func(context.Context) ([]byte, error) { return []byte("db"), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Load(ctx, "nf", func(context.Context) ([]byte, error) { return nil, cache.ErrNotFound }); !errors.Is(err, cache.ErrNotFound) {
+		t.Errorf("Load of a missing value = %v, want ErrNotFound", err)
+	}
+	for _, k := range []string{"m", "nf"} {
+		if r, _ := c.Get(ctx, k); r.Status != cache.Miss {
+			t.Errorf("%s = %v after Load, want miss (nothing stored)", k, r.Status)
+		}
+	}
+
+	release := make(chan struct{})
+	var loads atomic.Int32
+	slow := func(context.Context) ([]byte, error) {
+		loads.Add(1)
+		<-release
+		return []byte("db"), nil
+	}
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() {
+			if v, err := c.Load(ctx, "shared", slow); err != nil || string(v) != "db" {
+				t.Errorf("Load(shared) = %q, %v", v, err)
+			}
+		})
+	}
+	for loads.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // let the other callers join the flight
+	close(release)
+	wg.Wait()
+	if n := loads.Load(); n != 1 {
+		t.Errorf("5 concurrent Loads of one key ran %d loads, want 1", n)
+	}
+}
+
+// TestDegradedBoundShared: GetOrLoad on a failing store and Load share the
+// one bound of DegradedLoads.
+func TestDegradedBoundShared(t *testing.T) {
+	f := &failing{Store: newMemory(t, nil)}
+	c := newCache(t, f, cache.Options{DegradedLoads: 2})
+	f.down.Store(true)
+	var sl slowLoads
+	load, peak := sl.load, &sl.peak
+	var wg sync.WaitGroup
+	for i := range 8 {
+		key := string(rune('a' + i))
+		wg.Go(func() {
+			var v []byte
+			var err error
+			if i%2 == 0 {
+				v, err = c.GetOrLoad(context.Background(), key, time.Minute, load)
+			} else {
+				v, err = c.Load(context.Background(), key, load)
+			}
+			if err != nil || string(v) != "db" {
+				t.Errorf("key %s = %q, %v", key, v, err)
+			}
+		})
+	}
+	wg.Wait()
+	if p := peak.Load(); p > 2 {
+		t.Errorf("%d loads ran at once without the store, want at most DegradedLoads 2", p)
 	}
 }
 
@@ -209,7 +299,24 @@ func TestInvalidTTL(t *testing.T) {
 	if _, err := c.GetOrLoad(context.Background(), "k", 0, nil); !errors.Is(err, cache.ErrInvalidTTL) {
 		t.Errorf("GetOrLoad with ttl 0 = %v, want ErrInvalidTTL", err)
 	}
-	if err := c.SetNotFound(context.Background(), "k", 0); !errors.Is(err, cache.ErrInvalidTTL) {
-		t.Errorf("SetNotFound with ttl 0 = %v, want ErrInvalidTTL", err)
+	if err := c.SetNegative(context.Background(), "k", 0); !errors.Is(err, cache.ErrInvalidTTL) {
+		t.Errorf("SetNegative with ttl 0 = %v, want ErrInvalidTTL", err)
+	}
+}
+
+// TestStatusWords keeps one word per state: what Status.String prints is
+// what OnResult reports for it, so a metric label and a logged status agree.
+func TestStatusWords(t *testing.T) {
+	for _, tt := range []struct {
+		s    cache.Status
+		want string
+	}{
+		{cache.Hit, cache.ResultHit},
+		{cache.Negative, cache.ResultNegative},
+		{cache.Miss, cache.ResultMiss},
+	} {
+		if got := tt.s.String(); got != tt.want {
+			t.Errorf("%d.String() = %q, want %q", tt.s, got, tt.want)
+		}
 	}
 }

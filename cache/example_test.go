@@ -28,7 +28,7 @@ func Example() {
 	r, _ = c.Get(ctx, "entry:1")
 	fmt.Println(r.Status, string(r.Value))
 
-	_ = c.SetNotFound(ctx, "entry:2", 10*time.Second)
+	_ = c.SetNegative(ctx, "entry:2", 10*time.Second)
 	r, _ = c.Get(ctx, "entry:2")
 	fmt.Println(r.Status)
 
@@ -40,6 +40,6 @@ func Example() {
 	// Output:
 	// miss
 	// hit {"title":"hi"}
-	// not_found
+	// negative
 	// {"title":"from the database"} <nil>
 }

@@ -6,8 +6,9 @@
 // Redis keeps coherent through server-assisted invalidation. Package cachetest
 // holds the conformance suite every Store passes.
 //
-// A [Cache] wraps a Store. Its Get reports four states: a hit, a cached
-// not-found (a negative entry), a miss, and an error. An error of the store is
+// A [Cache] wraps a Store. Its Get reports four states: a hit, a negative
+// entry (the source of truth said the value does not exist, and that answer is
+// cached), a miss, and an error. An error of the store is
 // always returned as an error, never as a miss. [Cache.GetOrLoad] adds
 // stampede control:
 //
@@ -22,8 +23,14 @@
 //     that lose the race poll briefly for the fill, then load for themselves
 //     without storing.
 //   - A load error is never cached. A loader returning [ErrNotFound] is cached
-//     as a negative entry for at most [Options.NotFoundTTL].
+//     as a negative entry for at most [Options.NegativeTTL].
 //   - Optional probabilistic early refresh (XFetch) and TTL jitter.
+//
+// While the store fails, GetOrLoad still answers, from the loader. So does
+// [Cache.Load], for a caller that knows the store must not be used at that
+// moment. Those loads write nothing back and share one bound,
+// [Options.DegradedLoads], so an outage of the cache does not stampede the
+// source of truth.
 //
 // Values are byte slices; the cache does not encode or decode them.
 package cache
@@ -56,18 +63,19 @@ const (
 	Miss Status = iota
 	// Hit means the key holds a value.
 	Hit
-	// NotFound means the key holds a cached negative entry: the source of truth
-	// said the value does not exist.
-	NotFound
+	// Negative means the key holds a negative entry: the source of truth said
+	// the value does not exist, and that answer is cached.
+	Negative
 )
 
-// String returns "miss", "hit" or "not_found".
+// String returns "miss", "hit" or "negative", the words [Options.OnResult]
+// reports.
 func (s Status) String() string {
 	switch s {
 	case Hit:
 		return "hit"
-	case NotFound:
-		return "not_found"
+	case Negative:
+		return "negative"
 	default:
 		return "miss"
 	}
@@ -75,7 +83,7 @@ func (s Status) String() string {
 
 // Result is what [Cache.Get] returns.
 type Result struct {
-	// Status is Hit, NotFound or Miss.
+	// Status is Hit, Negative or Miss.
 	Status Status
 	// Value is the cached value when Status is Hit, nil otherwise. It may be
 	// shared with the store and must not be modified.
@@ -84,7 +92,7 @@ type Result struct {
 
 // Entry is what a [Store] holds under a key, as its Get and Lease return it.
 type Entry struct {
-	// Status is Hit, NotFound or Miss.
+	// Status is Hit, Negative or Miss.
 	Status Status
 	// Value is the value when Status is Hit. It may be shared with the store
 	// and must not be modified.
@@ -118,7 +126,7 @@ type Store interface {
 	// Get returns what key holds. An absent or expired key, and a key holding
 	// a lease, is a Miss (Leased tells the two apart).
 	Get(ctx context.Context, key string) (Entry, error)
-	// Set stores e (Status Hit with Value, or NotFound; Delta is kept) under
+	// Set stores e (Status Hit with Value, or Negative; Delta is kept) under
 	// key for ttl, unconditionally, replacing a value or a lease. ttl must be
 	// positive.
 	Set(ctx context.Context, key string, e Entry, ttl time.Duration) error

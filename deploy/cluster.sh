@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# cluster.sh runs N journal instances on loopback behind nginx (DESIGN.md
-# section 7), against the Redis and PostgreSQL named by JOURNAL_REDIS_URL and
+# cluster.sh runs N journal instances on loopback behind nginx (docs/design.md,
+# "Scale-out"), against the Redis and PostgreSQL named by JOURNAL_REDIS_URL and
 # JOURNAL_DATABASE_URL.
 #
 # Usage: deploy/cluster.sh up|down|rolling-restart|status

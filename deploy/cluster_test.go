@@ -1,6 +1,6 @@
 // Package deploy_test runs deploy/cluster.sh end to end: three journal
 // instances behind nginx on the shared Redis and a fresh PostgreSQL
-// database, driven by cmd/journal-load (DESIGN.md sections 7 and 8).
+// database, driven by cmd/journal-load (docs/design.md, "Scale-out").
 package deploy_test
 
 import (

@@ -35,7 +35,7 @@ func clusterStore(tb testing.TB, cl *testenv.Cluster) *rediscache.Store {
 }
 
 // userMaster returns the address of the master of u's cache slot: every key
-// of u is journal:e:{u:<uid>}:... (DESIGN.md 5.3).
+// of u is journal:e:{u:<uid>}:..., one hash tag.
 func userMaster(tb testing.TB, cl *testenv.Cluster, u journal.User) string {
 	tb.Helper()
 	return cl.MasterFor(tb, "{u:"+u.ID+"}").Addr()

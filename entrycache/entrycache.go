@@ -1,5 +1,5 @@
 // Package entrycache is the read-through cache decorator of the journal store
-// (DESIGN.md section 5.3). It serves entries, list pages and token lookups
+// (docs/design.md, "Cache and coherence"). It serves entries, list pages and token lookups
 // from a cache.Store (in-process, or Redis with a coherent near cache in each
 // instance) and keeps every instance's view coherent with the database:
 //
@@ -15,9 +15,11 @@
 //     applies it to the cache after the commit, before the write returns. A
 //     change that could not be applied (Redis down, or the instance died)
 //     stays in the outbox and is replayed by any instance.
-//   - While the cache store fails, and after it comes back until the outbox is
-//     empty again, the cache is not trusted: reads go to the database, at most
-//     Options.DegradedReads at a time, and nothing is written back.
+//   - While the cache store fails or reports itself unhealthy
+//     (Options.Healthy), and after it comes back until the outbox is empty
+//     again, the cache is not trusted: reads go to the database through
+//     [cache.Cache.Load], single-flight per key and at most
+//     Options.Cache.DegradedLoads at a time, and nothing is written back.
 //   - Token lookups are cached by token hash; a revocation deletes the cached
 //     token through the same outbox, so it takes effect on the revoking
 //     instance at once and on the others within the invalidation lag.
@@ -37,7 +39,6 @@ import (
 
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/cache"
-	"golang.org/x/sync/singleflight"
 )
 
 // Options configure a Store. The zero value gives the documented defaults.
@@ -46,25 +47,29 @@ type Options struct {
 	Prefix string
 	// TTL of cached entries, pages and tokens. Default 5m (JOURNAL_CACHE_TTL).
 	TTL time.Duration
-	// NotFoundTTL caps how long a missing entry is remembered. Default 10s.
-	NotFoundTTL time.Duration
-	// DegradedReads bounds database reads at once while the cache is not
-	// trusted, so an outage does not stampede the database. Default 32.
-	DegradedReads int
+	// NegativeTTL caps how long a missing entry is remembered (a negative
+	// entry). Default 10s.
+	NegativeTTL time.Duration
 	// ReplayInterval is the pause of the outbox replayer while the cache is
 	// not trusted. Default 200ms. While trusted it sweeps every 25 intervals.
 	ReplayInterval time.Duration
 	// OpTimeout bounds the invalidation applied after a write and each replay
 	// batch. Default 1s.
 	OpTimeout time.Duration
-	// LoadTimeout bounds a database read made while the cache is not trusted
-	// (shared by the callers of one key, so detached from the first caller's
-	// cancellation). Default 5s, the stores' statement timeout: a slow
-	// database must not fail more reads because the cache is down.
-	LoadTimeout time.Duration
-	// Cache configures the cache.Cache built over the store. Its OnResult is
-	// called after this package's own bookkeeping.
+	// Cache configures the cache.Cache built over the store; it owns every
+	// bound on database reads: DegradedLoads bounds the reads made while the
+	// cache is not trusted, LoadTimeout bounds each load (default 5s, the
+	// stores' statement timeout: a slow database must not fail more reads
+	// because the cache is down). Its OnResult is called after this package's
+	// own bookkeeping.
 	Cache cache.Options
+	// Healthy reports whether the cache store can be used now, for a store
+	// that knows its liveness (rediscache.Store.Healthy). While it reports
+	// false no read or write waits on the store: reads go to the database,
+	// a write leaves its invalidation in the outbox, and the cache is not
+	// trusted until the outbox has been replayed with the store healthy.
+	// Default: always healthy (an in-process store).
+	Healthy func() bool
 	// Logger receives state changes. Default: discard.
 	Logger *slog.Logger
 	// OnTrust, if set, is called when the cache becomes trusted (true) or not
@@ -86,23 +91,16 @@ type db interface {
 	journal.Outbox
 }
 
-// healthReporter is implemented by stores that know their liveness
-// (rediscache.Store).
-type healthReporter interface{ Healthy() bool }
-
 // Store decorates a journal.Store: entry reads, page reads and token lookups
 // go through the cache; writes go to the database and then invalidate. It
 // implements journal.Store (users, Ping and Close pass through). It is safe
 // for concurrent use; Close stops the replayer (and closes the database).
 type Store struct {
 	journal.Store
-	db    db
-	store cache.Store
-	c     *cache.Cache
-	opts  Options
-	log   *slog.Logger
-	sem   chan struct{}
-	sf    singleflight.Group
+	db   db
+	c    *cache.Cache
+	opts Options
+	log  *slog.Logger
 
 	// Decoded cached values (see memo).
 	tokens  *memo[journal.Token]
@@ -134,11 +132,8 @@ func New(d journal.Store, cs cache.Store, opts Options) (*Store, error) {
 	if opts.TTL <= 0 {
 		opts.TTL = 5 * time.Minute
 	}
-	if opts.NotFoundTTL <= 0 {
-		opts.NotFoundTTL = 10 * time.Second
-	}
-	if opts.DegradedReads <= 0 {
-		opts.DegradedReads = 32
+	if opts.NegativeTTL <= 0 {
+		opts.NegativeTTL = 10 * time.Second
 	}
 	if opts.ReplayInterval <= 0 {
 		opts.ReplayInterval = 200 * time.Millisecond
@@ -146,15 +141,14 @@ func New(d journal.Store, cs cache.Store, opts Options) (*Store, error) {
 	if opts.OpTimeout <= 0 {
 		opts.OpTimeout = time.Second
 	}
-	if opts.LoadTimeout <= 0 {
-		opts.LoadTimeout = 5 * time.Second
+	if opts.Healthy == nil {
+		opts.Healthy = func() bool { return true }
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{
-		Store: d, db: d, store: cs, opts: opts, log: opts.Logger,
-		sem:  make(chan struct{}, opts.DegradedReads),
+		Store: d, db: d, opts: opts, log: opts.Logger,
 		kick: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 
@@ -163,7 +157,7 @@ func New(d journal.Store, cs cache.Store, opts Options) (*Store, error) {
 		pages:   newMemo[cachedPage](memoSlots/8, 64<<10),
 	}
 	copts := opts.Cache
-	copts.NotFoundTTL = opts.NotFoundTTL
+	copts.NegativeTTL = opts.NegativeTTL
 	userOnResult := copts.OnResult
 	copts.OnResult = func(tier, result string) {
 		if result == cache.ResultError {
@@ -195,14 +189,14 @@ func (s *Store) Close() error {
 func (s *Store) Trusted() bool { return s.trusted.Load() }
 
 // useCache reports whether a read may go through the cache: it is trusted,
-// Options.Bypass does not refuse ctx, and the store does not already know it
-// is unhealthy (then no read waits on
-// a Redis deadline; the cache is distrusted until the outbox is replayed).
+// Options.Bypass does not refuse ctx, and Options.Healthy does not already
+// report the store unhealthy (then no read waits on the store's deadline; the
+// cache is distrusted until the outbox is replayed).
 func (s *Store) useCache(ctx context.Context) bool {
 	if !s.trusted.Load() || (s.opts.Bypass != nil && s.opts.Bypass(ctx)) {
 		return false
 	}
-	if h, ok := s.store.(healthReporter); ok && !h.Healthy() {
+	if !s.opts.Healthy() {
 		s.distrust("cache store unhealthy")
 		return false
 	}
@@ -260,7 +254,7 @@ func (s *Store) replayer() {
 // replay drains the outbox; it reports whether it ended empty with the cache
 // store healthy.
 func (s *Store) replay() bool {
-	if h, ok := s.store.(healthReporter); ok && !h.Healthy() {
+	if !s.opts.Healthy() {
 		return false
 	}
 	for {
@@ -322,14 +316,14 @@ func (s *Store) apply(ctx context.Context, changes []journal.Change) error {
 // write, so the write is invisible to no instance once it returns. On failure
 // the changes stay in the outbox and the cache is distrusted until replayed.
 func (s *Store) invalidate(ctx context.Context, userID string) {
-	if h, ok := s.store.(healthReporter); ok && !h.Healthy() {
+	if !s.opts.Healthy() {
 		// Redis is known to be down or hung: do not wait on it (a write would
 		// otherwise spend its Redis budget here). The change stays in the
 		// outbox; the replayer applies it as soon as the store is healthy
 		// again (its liveness check plus one replay interval, well under a
 		// second), and this instance reads the database until then. If only
 		// this instance thought Redis unhealthy, the others serve their copies
-		// for that long: the DESIGN's bound for writes during an outage
+		// for that long, within the promise for writes made during an outage
 		// (visible everywhere within 1 s).
 		s.distrust("cache store unhealthy at write")
 		return
@@ -348,34 +342,6 @@ func (s *Store) userPrefix(userID string) string  { return s.opts.Prefix + "e:{u
 func (s *Store) itemKey(userID, id string) string { return s.userPrefix(userID) + "i:" + id }
 func (s *Store) genKey(userID string) string      { return s.userPrefix(userID) + "gen" }
 func (s *Store) tokenKey(hash string) string      { return s.opts.Prefix + "t:{" + hash + "}" }
-
-// degraded runs read against the database while the cache is not trusted:
-// concurrent reads of one key share one load (single-flight), and at most
-// Options.DegradedReads loads run at once, so an outage does not stampede the
-// database. Each caller still honours its own ctx.
-func degraded[T any](ctx context.Context, s *Store, key string, read func(context.Context) (T, error)) (T, error) {
-	var zero T
-	ch := s.sf.DoChan(key, func() (any, error) {
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.LoadTimeout)
-		defer cancel()
-		select {
-		case s.sem <- struct{}{}:
-		case <-lctx.Done():
-			return zero, lctx.Err()
-		}
-		defer func() { <-s.sem }()
-		return read(lctx)
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return zero, r.Err
-		}
-		return r.Val.(T), nil
-	case <-ctx.Done():
-		return zero, ctx.Err()
-	}
-}
 
 // memoSlots bounds the decoded tokens and entries each Store remembers (and
 // an eighth of it the pages): with the byte limits given in New, at most
@@ -401,24 +367,22 @@ func (s *Store) Entry(ctx context.Context, userID, id string) (journal.Entry, er
 	if !journal.ValidID(id) || !journal.ValidID(userID) {
 		return journal.Entry{}, journal.ErrNotFound
 	}
-	if !s.useCache(ctx) {
-		return degraded(ctx, s, s.itemKey(userID, id), func(ctx context.Context) (journal.Entry, error) { return s.db.Entry(ctx, userID, id) })
-	}
-	c, err := readThrough(ctx, s, s.itemKey(userID, id), "entry", s.entries, func(ctx context.Context) (cachedEntry, error) {
+	c, err := readThrough(ctx, s, s.useCache(ctx), s.itemKey(userID, id), "entry", s.entries, func(ctx context.Context) (cachedEntry, error) {
 		e, err := s.db.Entry(ctx, userID, id)
 		return fromEntry(e), err
 	})
 	return c.entry(), err
 }
 
-// readThrough returns the value of key through the cache, as the JSON of S
-// that load reads from the database on a miss. A load that reports
-// journal.ErrNotFound is cached as a negative entry and returned as
-// journal.ErrNotFound; other load errors are returned and never cached.
-// Decoded values come from m and may be shared: treat them as read-only.
-func readThrough[S any](ctx context.Context, s *Store, key, what string, m *memo[S], load func(context.Context) (S, error)) (S, error) {
+// readThrough returns the value of key, as the JSON of S that load reads
+// from the database. With useCache it reads through the cache: a load that
+// reports journal.ErrNotFound is cached as a negative entry, other load errors
+// are never cached. Without, it asks the database through cache.Cache.Load
+// (bounded, nothing stored). A missing value is journal.ErrNotFound either
+// way. Decoded values come from m and may be shared: treat them as read-only.
+func readThrough[S any](ctx context.Context, s *Store, useCache bool, key, what string, m *memo[S], load func(context.Context) (S, error)) (S, error) {
 	var zero S
-	b, err := s.c.GetOrLoad(ctx, key, s.opts.TTL, func(ctx context.Context) ([]byte, error) {
+	loadJSON := func(ctx context.Context) ([]byte, error) {
 		v, err := load(ctx)
 		if errors.Is(err, journal.ErrNotFound) {
 			return nil, cache.ErrNotFound
@@ -427,7 +391,14 @@ func readThrough[S any](ctx context.Context, s *Store, key, what string, m *memo
 			return nil, err
 		}
 		return json.Marshal(v)
-	})
+	}
+	var b []byte
+	var err error
+	if useCache {
+		b, err = s.c.GetOrLoad(ctx, key, s.opts.TTL, loadJSON)
+	} else {
+		b, err = s.c.Load(ctx, key, loadJSON)
+	}
 	switch {
 	case errors.Is(err, cache.ErrNotFound):
 		return zero, journal.ErrNotFound
@@ -465,16 +436,18 @@ func (s *Store) ListEntries(ctx context.Context, userID string, req journal.Page
 	if req.After != nil {
 		cur = req.After.Encode()
 	}
-	if !s.useCache(ctx) {
-		key := s.userPrefix(userID) + "p:degraded:" + strconv.Itoa(req.Limit) + ":" + cur
-		return degraded(ctx, s, key, func(ctx context.Context) (journal.Page, error) { return s.db.ListEntries(ctx, userID, req) })
-	}
-	gen, err := s.generation(ctx, userID)
-	if err != nil {
-		return journal.Page{}, err
+	useCache := s.useCache(ctx)
+	// Without the cache there is no generation to read; the key then only
+	// names the read for single-flight.
+	gen := "degraded"
+	if useCache {
+		var err error
+		if gen, err = s.generation(ctx, userID); err != nil {
+			return journal.Page{}, err
+		}
 	}
 	key := s.userPrefix(userID) + "p:" + gen + ":" + strconv.Itoa(req.Limit) + ":" + cur
-	cp, err := readThrough(ctx, s, key, "page", s.pages, func(ctx context.Context) (cachedPage, error) {
+	cp, err := readThrough(ctx, s, useCache, key, "page", s.pages, func(ctx context.Context) (cachedPage, error) {
 		p, err := s.db.ListEntries(ctx, userID, req)
 		cp := cachedPage{Entries: make([]cachedEntry, len(p.Entries)), Next: p.Next}
 		for i, e := range p.Entries {
@@ -527,10 +500,7 @@ func (s *Store) DeleteEntry(ctx context.Context, userID, id string, ifVersion in
 // TokenByHash implements journal.TokenStore through the cache. A cached token
 // lives at most until it expires and at most TTL.
 func (s *Store) TokenByHash(ctx context.Context, hash string) (journal.Token, error) {
-	if !s.useCache(ctx) {
-		return degraded(ctx, s, s.tokenKey(hash), func(ctx context.Context) (journal.Token, error) { return s.db.TokenByHash(ctx, hash) })
-	}
-	return readThrough(ctx, s, s.tokenKey(hash), "token", s.tokens, func(ctx context.Context) (journal.Token, error) {
+	return readThrough(ctx, s, s.useCache(ctx), s.tokenKey(hash), "token", s.tokens, func(ctx context.Context) (journal.Token, error) {
 		return s.db.TokenByHash(ctx, hash)
 	})
 }

@@ -8,11 +8,12 @@ import (
 
 // memo remembers the JSON decoding of recently read cached values. A cached
 // value's bytes determine its decoding, so decode returns exactly what
-// json.Unmarshal would; it only skips the work, which was about 9% of the
-// service's user CPU on a cached GET /v1/entries/{id} (the token and the
-// entry decoded on every request; docs/perf.md). It is bounded: len(slots)
-// values of at most maxBytes each; a value whose slot is taken replaces the
-// slot's. Safe for concurrent use; lock-free.
+// json.Unmarshal would; it only skips the work. That work recurs: a near-cache
+// hit returns the same bytes on every request, and every authenticated
+// request reads its token, so without the memo the hottest path of the
+// service would decode the same token and entry again and again. It is
+// bounded: len(slots) values of at most maxBytes each; a value whose slot is
+// taken replaces the slot's. Safe for concurrent use; lock-free.
 type memo[T any] struct {
 	seed     maphash.Seed
 	maxBytes int

@@ -22,7 +22,7 @@ type route struct {
 	Handler http.Handler
 }
 
-// routes is the whole API surface (DESIGN.md 3.2), in one place. The
+// routes is the whole API surface, in one place. The
 // OpenAPI document (openapi.json) describes exactly these routes; a test
 // keeps the two equal.
 func routes(o Options) []route {

@@ -1,15 +1,18 @@
-// Package httpapi is the HTTP layer of the journal service: the routes of
-// DESIGN.md section 3.2 on a net/http ServeMux, handlers, authentication,
-// middleware, problem+json errors (RFC 9457), health endpoints, metrics and
-// the OpenAPI document.
+// Package httpapi is the HTTP layer of the journal service: the API of
+// docs/design.md, "Public contract", on a net/http ServeMux, with handlers,
+// authentication, middleware, problem+json errors (RFC 9457), health
+// endpoints, request metrics and the OpenAPI document.
 //
-// NewServer builds the whole handler from explicit dependencies; nothing is
-// global. The middleware order is fixed (DESIGN.md 3.3):
+// [NewServer] builds the whole handler from explicit dependencies; nothing is
+// global. routes.go lists every route with its access (public, authenticated
+// or operational), and a test keeps openapi.json equal to it. errors.go maps
+// every error to one status and problem body. The middleware order is fixed:
 //
 //	recover -> request ID -> access log -> IP limit -> auth -> user limit -> handler
 //
-// The four operational routes (/livez, /readyz, /metrics, /openapi.json) are
-// never rate limited nor authenticated.
+// so a flood is refused before any password is hashed or the database is
+// read, and every refusal is logged. The four operational routes (/livez,
+// /readyz, /metrics, /openapi.json) are never rate limited nor authenticated.
 package httpapi
 
 import (

@@ -177,8 +177,8 @@ func TestTokenCreate(t *testing.T) {
 
 // TestUnknownUserCostsLikeWrongPassword checks that an unknown user's 401
 // does the password work (DummyVerify): with real argon2id parameters, both
-// take comparable time (3x margin), while skipping the hash would be about
-// 100x faster.
+// take comparable time (3x margin), while skipping the hash would be orders
+// of magnitude faster.
 func TestUnknownUserCostsLikeWrongPassword(t *testing.T) {
 	// Not parallel: other tests' load would blur the timing.
 	real := password.Params{Memory: 2048, Iterations: 2, Parallelism: 1, SaltLen: 16, KeyLen: 32}

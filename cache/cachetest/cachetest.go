@@ -48,7 +48,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"GetOrLoadSingleFlight", testSingleFlight},
 		{"GetOrLoadFirstCallerCancelled", testFirstCallerCancelled},
 		{"GetOrLoadErrorNotCached", testErrorNotCached},
-		{"GetOrLoadNotFoundCached", testNotFoundCached},
+		{"GetOrLoadNegativeCached", testNegativeCached},
 		{"GetOrLoadWaitsForLease", testWaitsForLease},
 		{"GetOrLoadLeaseHolderGone", testLeaseHolderGone},
 		{"GetOrLoadVoidedFillNotStored", testVoidedFillNotStored},
@@ -138,8 +138,8 @@ func testStates(t *testing.T, s cache.Store) {
 	// Empty values are values, not misses.
 	mustSet(t, s, k, hit(""), time.Minute)
 	wantEntry(t, s, k, cache.Hit, "")
-	mustSet(t, s, k, cache.Entry{Status: cache.NotFound}, time.Minute)
-	wantEntry(t, s, k, cache.NotFound, "")
+	mustSet(t, s, k, cache.Entry{Status: cache.Negative}, time.Minute)
+	wantEntry(t, s, k, cache.Negative, "")
 	// A value may be any bytes, including what looks like a lease marker.
 	mustSet(t, s, k, hit("lease:0123456789abcdef\x00\xff"), time.Minute)
 	wantEntry(t, s, k, cache.Hit, "lease:0123456789abcdef\x00\xff")
@@ -201,9 +201,9 @@ func testExpiry(t *testing.T, s cache.Store) {
 func testDelete(t *testing.T, s cache.Store) {
 	a, b := Key(t, "a"), Key(t, "b")
 	mustSet(t, s, a, hit("1"), time.Minute)
-	mustSet(t, s, b, cache.Entry{Status: cache.NotFound}, time.Minute)
+	mustSet(t, s, b, cache.Entry{Status: cache.Negative}, time.Minute)
 	wantEntry(t, s, a, cache.Hit, "1") // read first, so a near cache holds it
-	wantEntry(t, s, b, cache.NotFound, "")
+	wantEntry(t, s, b, cache.Negative, "")
 	if err := s.Delete(context.Background(), a, b, Key(t, "absent")); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
@@ -245,8 +245,8 @@ func testLease(t *testing.T, s cache.Store) {
 	// A negative entry can fill a lease too.
 	k2 := Key(t, "lease-nf")
 	token = mustLease(t, s, k2, time.Minute)
-	mustFill(t, s, k2, token, cache.Entry{Status: cache.NotFound}, true)
-	wantEntry(t, s, k2, cache.NotFound, "")
+	mustFill(t, s, k2, token, cache.Entry{Status: cache.Negative}, true)
+	wantEntry(t, s, k2, cache.Negative, "")
 }
 
 func testLeaseVoidedByDelete(t *testing.T, s cache.Store) {
@@ -455,7 +455,7 @@ func testErrorNotCached(t *testing.T, s cache.Store) {
 	}
 }
 
-func testNotFoundCached(t *testing.T, s cache.Store) {
+func testNegativeCached(t *testing.T, s cache.Store) {
 	k := Key(t, "nf")
 	c := newCache(t, s, cache.Options{})
 	var loads atomic.Int32
@@ -472,8 +472,8 @@ func testNotFoundCached(t *testing.T, s cache.Store) {
 		t.Errorf("loads = %d, want 1 (not-found is cached)", got)
 	}
 	r, err := c.Get(context.Background(), k)
-	if err != nil || r.Status != cache.NotFound {
-		t.Errorf("Get = %v, %v; want not_found", r.Status, err)
+	if err != nil || r.Status != cache.Negative {
+		t.Errorf("Get = %v, %v; want negative", r.Status, err)
 	}
 }
 
@@ -569,7 +569,7 @@ func testOnResult(t *testing.T, s cache.Store) {
 	if _, err := c.Get(ctx, k); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetNotFound(ctx, k, time.Minute); err != nil {
+	if err := c.SetNegative(ctx, k, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Get(ctx, k); err != nil {

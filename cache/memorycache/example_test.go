@@ -41,5 +41,5 @@ func Example() {
 	// hello <nil>
 	// hello <nil>
 	// true
-	// not_found
+	// negative
 }

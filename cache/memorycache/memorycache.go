@@ -124,10 +124,10 @@ func (s *Store) newItem(e cache.Entry, ttl time.Duration) (*item, error) {
 		// Copy, so the caller may reuse its slice.
 		it.value = append(make([]byte, 0, len(e.Value)), e.Value...)
 		it.token = s.token('v')
-	case cache.NotFound:
+	case cache.Negative:
 		it.token = s.token('n')
 	default:
-		return nil, errors.New("memorycache: only Hit and NotFound entries can be stored")
+		return nil, errors.New("memorycache: only Hit and Negative entries can be stored")
 	}
 	return it, nil
 }

@@ -15,8 +15,8 @@
 // connection that also serves the key's near-cache reads (one connection per
 // node, see [ClientOptions]); Redis delivers the invalidation before the PTTL's
 // reply, so when a write returns its invalidation has been applied. Other
-// instances see the write when its invalidation reaches them: microseconds on
-// one host, the measured invalidation lag in general.
+// instances see the write when its invalidation reaches them, after the
+// invalidation lag that [LagProbe] measures.
 //
 // Hung Redis: rueidis drops a connection whose PING is not answered within
 // ConnWriteTimeout, flushing its near cache. In addition the Store PINGs every
@@ -24,8 +24,8 @@
 // near-cache copy (reads go to Redis and fail with its error), so a paused
 // Redis turns reads into errors within about LivenessInterval+PingTimeout.
 //
-// Values are stored with a small header: a kind byte ('v' value, 'n' cached
-// not-found), a 16-hex-digit version id, the expiry and the load time; a fill
+// Values are stored with a small header: a kind byte ('v' value, 'n' negative
+// entry), a 16-hex-digit version id, the expiry and the load time; a fill
 // lease is the string "lease:<id>". Keys are used as given: the caller chooses
 // the prefix, and with Redis Cluster the hash tags.
 package rediscache
@@ -273,10 +273,10 @@ func (s *Store) encode(e cache.Entry, ttl time.Duration) (string, error) {
 	switch e.Status {
 	case cache.Hit:
 		kind = 'v'
-	case cache.NotFound:
+	case cache.Negative:
 		kind = 'n'
 	default:
-		return "", errors.New("rediscache: only Hit and NotFound entries can be stored")
+		return "", errors.New("rediscache: only Hit and Negative entries can be stored")
 	}
 	b := make([]byte, 0, headerLen+len(e.Value))
 	b = append(b, kind)
@@ -303,7 +303,7 @@ func decode(b []byte) (cache.Entry, error) {
 		Delta:  time.Duration(binary.BigEndian.Uint64(b[tokenLen+8:])) * time.Microsecond,
 	}
 	if b[0] == 'n' {
-		e.Status = cache.NotFound
+		e.Status = cache.Negative
 	} else {
 		e.Value = b[headerLen:]
 	}
@@ -333,11 +333,12 @@ func writeErr(op string, resps []rueidis.RedisResult) error {
 // doMulti is client.DoMulti bounded by ctx even when the client does not
 // honour it: while rueidis reconnects to a hung server (one that accepts TCP
 // but answers nothing, like a paused master), its callers wait for the
-// reconnection's dial timeout, not for their own deadline (measured: 1.06s
-// for a 50ms deadline). A write must not wait that long; it gets ctx's error
-// instead, and its result is whatever Redis did, as for any timed-out write.
-// Get uses it only while the liveness check fails: near-cache hits must stay
-// cheap (a goroutine per call would double them).
+// reconnection's dial timeout, not for their own deadline, and the dial may
+// take many times what ctx allows. A write must not wait that long; it gets
+// ctx's error instead, and its result is whatever Redis did, as for any
+// timed-out write. Get uses it only while the liveness check fails: near-cache
+// hits must stay cheap, and a goroutine per call would cost as much as the
+// hit itself.
 func (s *Store) doMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
 	if _, ok := ctx.Deadline(); !ok {
 		return s.client.DoMulti(ctx, cmds...)

@@ -29,10 +29,11 @@ func TestRedisBudgetBoundsRequest(t *testing.T) {
 	expect(t, "GET with Redis paused", c.do("GET", "/v1/entries/"+id, nil), http.StatusOK)
 	took := time.Since(start)
 	t.Logf("authenticated GET with Redis paused took %v (budget %v)", took, budget)
-	// Budget + database time + -race slack: good runs take about the budget
-	// plus 10-60ms; a second budget wait (e.g. behind an outbox row lock)
-	// would take about twice the budget, and without the shared budget the
-	// four calls would wait about 4 x the budget.
+	// Budget + database time + -race slack: a request waits on Redis once,
+	// for its whole budget, then reads the database; a second budget wait
+	// (e.g. behind an outbox row lock) would take about twice the budget, and
+	// without the shared budget the four calls would wait about 4 x the
+	// budget.
 	if took > budget+300*time.Millisecond {
 		t.Errorf("GET with Redis paused took %v, want about the %v budget", took, budget)
 	}

@@ -41,8 +41,8 @@ func benchPrefix() string { return "bench" + strconv.FormatUint(rand.Uint64(), 3
 
 // BenchmarkFullStack measures GET /v1/entries/{id} and a 20-entry list page
 // through everything run builds, over loopback HTTP/1.1 keep-alive, the
-// configuration of the full-stack goal of DESIGN.md 8: IP limit + auth +
-// user limit + entry cache, limits set high, access log at warn (not
+// configuration of the full-stack goal (docs/design.md, "Numbers"): IP limit
+// + auth + user limit + entry cache, limits set high, access log at warn (not
 // written). Variants:
 //
 //   - redis: JOURNAL_REDIS_URL set (Redis limiter: two EVALSHA per request;
@@ -129,13 +129,13 @@ func benchAPI(b *testing.B, base string) {
 }
 
 // benchClients is the number of concurrent clients of the HTTP benchmarks,
-// as wrk's -c64 in scripts/bench-fullstack.
+// as wrk's -c64 in bench/fullstack.sh.
 const benchClients = 64
 
 // startQuiet calls run with vars on a free loopback port and waits for
 // /readyz to answer 200. Unlike startJournal it does not need run's
 // "listening" log line, so vars may set JOURNAL_LOG_LEVEL to warn (no access
-// log written, as in scripts/bench-fullstack). run is stopped at Cleanup.
+// log written, as in bench/fullstack.sh). run is stopped at Cleanup.
 func startQuiet(tb testing.TB, vars map[string]string) string {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -309,7 +309,8 @@ func BenchmarkEntryTiers(b *testing.B) {
 					defer rs.Close()
 					var tiers [2]atomic.Int64 // near, redis hits
 					ec, err := entrycache.New(noClose{db}, rs, entrycache.Options{
-						Prefix: benchPrefix(),
+						Prefix:  benchPrefix(),
+						Healthy: rs.Healthy,
 						Cache: cache.Options{OnResult: func(t, r string) {
 							if r == cache.ResultHit && t == "near" {
 								tiers[0].Add(1)

@@ -19,7 +19,8 @@ import (
 	"github.com/journalsvc/journal/ratelimit"
 )
 
-// Config is the whole configuration of the service (DESIGN.md 3.1). Every
+// Config is the whole configuration of the service (docs/design.md, "Public
+// contract"). Every
 // field is set from an environment variable JOURNAL_X or the flag -x of the
 // same name in lower case without the prefix; a flag beats the variable, the
 // variable beats the default. An environment variable set to the empty string
@@ -66,7 +67,7 @@ type Config struct {
 	// sliding or fixed. Default gcra.
 	RateLimitAlgorithm ratelimit.Algorithm
 	// RateLimitPolicies is the path of an optional YAML policy file
-	// (JOURNAL_RATE_LIMIT_POLICIES, DESIGN.md 4.4). parseConfig checks that
+	// (JOURNAL_RATE_LIMIT_POLICIES, package policyfile). parseConfig checks that
 	// it is a readable regular file; its content is validated by the limiter
 	// wiring. Default "" (none).
 	RateLimitPolicies string
@@ -165,8 +166,8 @@ type setting struct {
 func (s setting) env() string  { return "JOURNAL_" + s.name }
 func (s setting) flag() string { return strings.ToLower(strings.ReplaceAll(s.name, "_", "-")) }
 
-// settings lists every setting of DESIGN.md 3.1, in its order. It is a
-// read-only table.
+// settings lists every setting of the service, in the order -h prints them.
+// It is a read-only table.
 var settings = []setting{
 	{name: "ADDR", def: ":8080", usage: "listen address (host:port; port 0 picks a free one)", set: func(c *Config, v string) error {
 		_, port, err := net.SplitHostPort(v)
@@ -445,7 +446,7 @@ func redact(v string) string {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `Usage: journal [flags]
 
-journal serves the journal REST API (DESIGN.md 3.2). Every setting is a flag
+journal serves the journal REST API (docs/design.md). Every setting is a flag
 or an environment variable; a flag beats the variable, the variable beats the
 default. Rates are N/DURATION (N >= 1, DURATION >= 1s, burst N) or off.
 

@@ -55,7 +55,8 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 }
 
-// TestSettingsMatchDesign keeps the settings table equal to DESIGN.md 3.1.
+// TestSettingsMatchDesign keeps the settings table equal to the list in
+// docs/design.md, "Public contract".
 func TestSettingsMatchDesign(t *testing.T) {
 	want := []string{
 		"JOURNAL_ADDR", "JOURNAL_DATABASE_URL", "JOURNAL_DATABASE_MAX_CONNS", "JOURNAL_REDIS_URL",
@@ -70,7 +71,7 @@ func TestSettingsMatchDesign(t *testing.T) {
 		got = append(got, s.env())
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("settings (-DESIGN.md +code):\n%s", diff)
+		t.Errorf("settings (-docs/design.md +code):\n%s", diff)
 	}
 }
 

@@ -245,8 +245,8 @@ func TestRunBindError(t *testing.T) {
 }
 
 // TestGracefulShutdown holds a real API request in flight (its body is not
-// yet sent) while run is cancelled, and checks DESIGN.md 6 through the real
-// handler: /readyz 503 "draining" during the drain while /livez stays 200,
+// yet sent) while run is cancelled, and checks the shutdown order through the
+// real handler: /readyz 503 "draining" during the drain while /livez stays 200,
 // new connections refused once the listener closes, the in-flight request
 // completes with 201, run returns nil.
 func TestGracefulShutdown(t *testing.T) {

@@ -71,6 +71,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Sto
 		primary    ratelimit.Limiter // nil: the in-process limiter alone
 		instances  func() int64
 		cacheStore cache.Store
+		cacheUp    func() bool // nil: in-process, always up
 		redisCheck httpapi.Check
 		bypass     func(context.Context) bool
 	)
@@ -98,6 +99,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Sto
 		st.closers = append(st.closers, conn.Close)
 		primary, instances = conn.Limiter(), conn.LiveInstances
 		cacheStore = conn.CacheStore()
+		cacheUp = conn.CacheHealthy
 		redisCheck = func(ctx context.Context) error {
 			err := conn.Ready(ctx)
 			if errors.Is(err, redisconn.ErrWarming) {
@@ -126,6 +128,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Sto
 		Logger:       logger.With("instance", instance),
 		OnTrust:      m.onTrust,
 		OnInvalidate: func(n int) { m.applied.Add(float64(n)) },
+		Healthy:      cacheUp,
 		// A reader waits for another instance's fill at most a few Redis
 		// budgets: a fill that failed (Redis restarting) must not hold every
 		// reader of the key for the library's default 500ms.

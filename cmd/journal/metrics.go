@@ -13,7 +13,7 @@ import (
 )
 
 // metrics are the service's own collectors beyond httpapi's request metrics
-// (DESIGN.md section 6), registered in the registry /metrics serves.
+// (docs/design.md, "Lifecycle and operations"), registered in the registry /metrics serves.
 type metrics struct {
 	decisions     *prometheus.CounterVec // policy, result, mode
 	cacheResults  *prometheus.CounterVec // tier, result

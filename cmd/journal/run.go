@@ -20,7 +20,7 @@ import (
 
 // run is the whole program: it parses the configuration from args and getenv,
 // opens the listener, the database and the handler stack, and serves until ctx
-// is cancelled, then shuts down gracefully (DESIGN.md 6) and returns nil.
+// is cancelled, then shuts down gracefully (see serve) and returns nil.
 // -h writes the settings to stdout and returns nil. Logs are JSON lines on
 // stderr; the first is {"msg":"listening","addr":"HOST:PORT",...} with the
 // actual address. Errors: a *ConfigError or *usageError for bad

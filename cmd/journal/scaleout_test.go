@@ -194,7 +194,7 @@ func TestRedisKilledUnderService(t *testing.T) {
 	if !degraded {
 		t.Errorf("no response during the outage was marked ;journal-degraded")
 	}
-	if slowest > time.Second { // DESIGN: deadline + DB time; generous margin under -race
+	if slowest > time.Second { // deadline + DB time; generous margin under -race
 		t.Errorf("slowest GET during the outage took %v", slowest)
 	}
 	login := newAPIClient(t, j.URL).do("POST", "/v1/tokens", map[string]string{"username": "alice", "password": "correct horse battery"})

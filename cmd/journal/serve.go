@@ -46,7 +46,7 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 }
 
 // serve serves srv on ln until ctx is cancelled, then shuts down gracefully
-// (DESIGN.md 6): draining is set at once (readiness answers 503 "draining"),
+// (docs/design.md, "Lifecycle and operations"): draining is set at once (readiness answers 503 "draining"),
 // keep-alives are disabled so clients reconnect elsewhere, and after drain the
 // listener is closed and in-flight requests get up to timeout to finish, on a
 // fresh context. serve returns nil after a clean shutdown; an error if Serve

@@ -49,7 +49,7 @@ func refused(addr string) bool {
 }
 
 // TestServeGracefulShutdown drives serve with a minimal handler: it checks the
-// order of DESIGN.md 6 independently of httpapi (the end-to-end test checks
+// shutdown order (see serve) independently of httpapi (the end-to-end test checks
 // it again through run and the real handler).
 func TestServeGracefulShutdown(t *testing.T) {
 	t.Parallel()

@@ -48,10 +48,11 @@ func (s cacheStore) cleanup(ctx context.Context) (*rediscache.Store, context.Con
 
 func (s cacheStore) Name() string { return "redis" }
 
-// Healthy reports whether the store is connected and passes its liveness
-// check (entrycache reads the database while it does not).
-func (s cacheStore) Healthy() bool {
-	st := s.c.store.Load()
+// CacheHealthy reports whether the cache store is connected and passes its
+// liveness check: the entry cache's Healthy option (it reads the database
+// while the store is not).
+func (c *Conn) CacheHealthy() bool {
+	st := c.store.Load()
 	return st != nil && st.Healthy()
 }
 

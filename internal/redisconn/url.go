@@ -56,7 +56,7 @@ func (r URL) String() string {
 const defaultRedisPort = "6379"
 
 // ParseURL parses redis://[user:pass@]host:port[/db], rediss:// (TLS) and
-// the cluster form redis://[user:pass@]h1:p1,h2:p2,h3:p3. The
+// the cluster form redis://[user:pass@]h1:p1,h2:p2,h3:p3 (JOURNAL_REDIS_URL). The
 // project parses it itself because the Redis client's ParseURL does not take
 // several hosts. A database number with several seeds, query parameters,
 // fragments, duplicate or empty addresses and out-of-range ports are errors;

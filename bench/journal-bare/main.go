@@ -1,7 +1,8 @@
 // Command journal-bare is the baseline of the full-stack benchmark
-// (DESIGN.md 8): a bare net/http server that answers every request with one
-// fixed response, the same status, headers and body bytes as a cached
-// GET /v1/entries/{id} of the journal service, and does nothing else.
+// (bench/fullstack.sh; the goal is in docs/design.md, "Numbers"): a bare
+// net/http server that answers every request with one fixed response, the
+// same status, headers and body bytes as a cached GET /v1/entries/{id} of the
+// journal service, and does nothing else.
 //
 // It reads the response to replay from a file in the format `curl -si`
 // prints (status line, headers, blank line, body):

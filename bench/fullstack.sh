@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The full-stack goal of DESIGN.md 8, measured in one run with wrk:
+# The full-stack goal (docs/design.md, "Numbers"), measured in one run with wrk:
 # a cached GET /v1/entries/{id} of the journal service with Redis backends
 # (IP limit + auth + user limit + near-cache hit, limits set high, log level
 # warn) against a bare net/http handler writing the same bytes and headers
-# (cmd/journal-bare replays the recorded response), with the memory-backend
+# (bench/journal-bare replays the recorded response), with the memory-backend
 # figure beside it; then a paced run at half of the Redis-backend peak for
 # its p99 (wrk cannot pace and Debian has no wrk2: `journal-bare pace`).
 #
@@ -15,7 +15,7 @@
 # table, and stops everything it started. Redis keys live under a random
 # prefix and are deleted at the end.
 #
-# Usage: scripts/bench-fullstack
+# Usage: bench/fullstack.sh
 # Environment: JOURNAL_REDIS_URL (redis://127.0.0.1:6379), DURATION (5s) of
 # each wrk run and of each paced run, ROUNDS (2) of the three wrk runs,
 # interleaved so that a burst of other load on the machine does not land
@@ -36,7 +36,7 @@ THREADS=${THREADS:-2}
 WARMUP=${WARMUP:-1s}
 PREFIX="benchfs$RANDOM$RANDOM:"
 
-log() { printf 'bench-fullstack: %s\n' "$*" >&2; }
+log() { printf 'fullstack.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 for tool in wrk curl go redis-cli; do
 	command -v "$tool" >/dev/null || die "$tool is not installed"
@@ -59,7 +59,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 log "building journal and journal-bare"
 go build -o "$dir/journal" ./cmd/journal
-go build -o "$dir/journal-bare" ./cmd/journal-bare
+(cd bench && go build -o "$dir/journal-bare" ./journal-bare)
 
 declare -A pid
 # start_journal NAME PORT [VAR=VALUE...]: a journal instance with high limits.
@@ -198,5 +198,5 @@ row "journal, memory backends" "${rps[memory]}" "$(ratio "${rps[memory]}" "${rps
 row "journal, Redis, paced at half peak" "${prate[redis]}" "-" "${pp50[redis]}" "${pp99[redis]}" "-"
 row "bare, paced at the same rate" "${prate[bare]}" "-" "${pp50[bare]}" "${pp99[bare]}" "-"
 echo
-echo "goal (DESIGN.md 8): Redis backends >= 40% of bare: $(awk -v a="${rps[redis]}" -v b="${rps[bare]}" 'BEGIN {print (a >= 0.4*b) ? "met" : "NOT met"}');" \
+echo "goal (docs/design.md, Numbers): Redis backends >= 40% of bare: $(awk -v a="${rps[redis]}" -v b="${rps[bare]}" 'BEGIN {print (a >= 0.4*b) ? "met" : "NOT met"}');" \
 	"p99 at half peak < 5 ms: $(awk -v p="${pp99[redis]}" 'BEGIN {print (p < 5) ? "met" : "NOT met"}')"
