@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -66,83 +65,31 @@ func schemaURL(tb testing.TB, base string) string {
 	return u.String()
 }
 
-// migrationVersions returns the versions in schema_migrations, in order, read
-// on a connection of its own.
-func migrationVersions(tb testing.TB, url string) []int32 {
-	tb.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations ORDER BY version")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	vs, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return vs
-}
-
-func TestMigrationsTwice(t *testing.T) {
-	t.Parallel()
-	url := testenv.PostgresURL(t)
-	ctx := context.Background()
-	s1, err := postgres.Open(ctx, url, 2)
-	if err != nil {
-		t.Fatalf("first Open = %v", err)
-	}
-	u := journal.User{ID: journal.NewID(time.Now()), Username: "alice", PasswordHash: "h", CreatedAt: journal.Now(time.Now())}
-	if err := s1.CreateUser(ctx, u); err != nil {
-		t.Fatal(err)
-	}
-	s1.Close()
-	s2 := openStore(t, url)
-	if got, err := s2.UserByID(ctx, u.ID); err != nil || got != u {
-		t.Errorf("after reopening, UserByID = %+v, %v; want %+v", got, err, u)
-	}
-	openStore(t, url) // while s2 is open
-	if got := migrationVersions(t, url); len(got) != 1 || got[0] != 1 {
-		t.Errorf("schema_migrations versions = %v, want [1]", got)
-	}
-}
-
-func TestMigrationsConcurrent(t *testing.T) {
-	t.Parallel()
-	url := testenv.PostgresURL(t)
-	const n = 5
-	var wg sync.WaitGroup
-	stores := make([]*postgres.Store, n)
-	errs := make([]error, n)
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			stores[i], errs[i] = postgres.Open(ctx, url, 2)
-		}()
-	}
-	close(start)
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("Open %d = %v", i, err)
-			continue
+func TestMigrations(t *testing.T) {
+	storetest.RunMigrations(t, []int{1}, func(t *testing.T) storetest.MigrationTarget {
+		url := testenv.PostgresURL(t)
+		return storetest.MigrationTarget{
+			Open: func(ctx context.Context) (journal.Store, error) { return postgres.Open(ctx, url, 2) },
+			Versions: func(tb testing.TB) []int {
+				tb.Helper()
+				ctx := context.Background()
+				conn, err := pgx.Connect(ctx, url)
+				if err != nil {
+					tb.Fatal(err)
+				}
+				defer conn.Close(ctx)
+				rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations ORDER BY version")
+				if err != nil {
+					tb.Fatal(err)
+				}
+				vs, err := pgx.CollectRows(rows, pgx.RowTo[int])
+				if err != nil {
+					tb.Fatal(err)
+				}
+				return vs
+			},
 		}
-		if err := stores[i].Ping(context.Background()); err != nil {
-			t.Errorf("Ping %d = %v", i, err)
-		}
-		stores[i].Close()
-	}
-	if got := migrationVersions(t, url); len(got) != 1 || got[0] != 1 {
-		t.Errorf("schema_migrations versions = %v, want [1]", got)
-	}
+	})
 }
 
 func TestStatementTimeoutDefault(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -218,6 +219,21 @@ func testTokens(t *testing.T, s journal.Store) {
 	if diff := cmp.Diff([]string{u.ID + "//" + hash}, changeKeys(changes)); diff != "" {
 		t.Errorf("outbox after revoke (-want +got):\n%s", diff)
 	}
+
+	// A token may be stored revoked; its user must exist.
+	_, hash = journal.NewTokenSecret()
+	revoked := journal.Token{Hash: hash, UserID: u.ID, CreatedAt: base, ExpiresAt: base.Add(time.Hour), Revoked: true}
+	if err := s.CreateToken(ctx, revoked); err != nil {
+		t.Fatalf("CreateToken(revoked) = %v", err)
+	}
+	if got, err := s.TokenByHash(ctx, hash); err != nil || !got.Revoked {
+		t.Errorf("TokenByHash(created revoked) = %+v, %v; want a revoked token", got, err)
+	}
+	_, hash = journal.NewTokenSecret()
+	orphan := journal.Token{Hash: hash, UserID: journal.NewID(base), CreatedAt: base, ExpiresAt: base.Add(time.Hour)}
+	if err := s.CreateToken(ctx, orphan); !errors.Is(err, journal.ErrNotFound) {
+		t.Errorf("CreateToken(unknown user) = %v, want ErrNotFound", err)
+	}
 }
 
 func testEntryCRUD(t *testing.T, s journal.Store) {
@@ -396,7 +412,7 @@ func testConditionalWrites(t *testing.T, s journal.Store) {
 	}
 	drain(t, s, "")
 
-	for _, v := range []int64{1, 3, 100, -1} {
+	for _, v := range []int64{1, 3, 100, -1, 1 << 40, math.MaxInt64} {
 		if _, err := s.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: ptr("lost")}, v, base.Add(time.Hour)); !errors.Is(err, journal.ErrVersionMismatch) {
 			t.Errorf("UpdateEntry(ifVersion %d) = %v, want ErrVersionMismatch", v, err)
 		}
