@@ -22,6 +22,17 @@ type Cluster struct {
 // clusterSize is the number of nodes of a [Cluster]: 3 masters, 3 replicas.
 const clusterSize = 6
 
+// pickBusPort chooses a free cluster bus port (--cluster-port) for r: not
+// the default port+10000, which may be taken or above 65535. It reports false
+// when the port it found is r's own.
+func (r *Redis) pickBusPort() (bool, error) {
+	var err error
+	if r.bus, err = freePort(); err != nil {
+		return false, err
+	}
+	return r.bus != r.port, nil
+}
+
 // RedisCluster starts six redis-server nodes in cluster mode
 // (cluster-node-timeout 1000 ms) on free loopback ports, joins them with
 // `redis-cli --cluster create ... --cluster-replicas 1`, and returns once
@@ -41,7 +52,7 @@ func RedisCluster(tb testing.TB) *Cluster {
 			// An empty replica syncs at once instead of after the default 5 s.
 			"--repl-diskless-sync-delay", "0",
 		})
-		if err := r.startFree(true); err != nil {
+		if err := r.startFree(r.pickBusPort); err != nil {
 			tb.Fatalf("testenv: RedisCluster: %v", err)
 		}
 		c.nodes = append(c.nodes, r)
