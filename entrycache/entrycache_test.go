@@ -2,11 +2,8 @@ package entrycache_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,9 +14,8 @@ import (
 	"github.com/journalsvc/journal/cache/memorycache"
 	"github.com/journalsvc/journal/cache/rediscache"
 	"github.com/journalsvc/journal/entrycache"
+	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/internal/testenv"
-	"github.com/journalsvc/journal/postgres"
-	"github.com/journalsvc/journal/sqlite"
 )
 
 // counting wraps a real store and counts entry reads that reach it, so tests
@@ -52,12 +48,6 @@ func ctxT(tb testing.TB) context.Context {
 	return ctx
 }
 
-func randomPrefix() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return "test:" + hex.EncodeToString(b[:]) + ":"
-}
-
 // instance is one service instance's view: its own cache client over the
 // shared database.
 type instance struct {
@@ -74,7 +64,7 @@ type instance struct {
 // cached read is such a call.
 func (in *instance) roundTrip(tb testing.TB, ctx context.Context) {
 	tb.Helper()
-	if _, err := in.cs.Get(ctx, randomPrefix()+"round-trip"); err != nil {
+	if _, err := in.cs.Get(ctx, testenv.RandomPrefix()+"round-trip"); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -94,7 +84,7 @@ func newInstance(tb testing.TB, db journal.Store, cs cache.Store, prefix string)
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = s.Close() })
-	waitFor(tb, 5*time.Second, "cache trusted", s.Trusted)
+	testenv.WaitFor(tb, 5*time.Second, "cache trusted", s.Trusted)
 	return &instance{Store: s, db: c, cs: cs}
 }
 
@@ -125,28 +115,6 @@ func redisStoreOpts(tb testing.TB, addr string, opts rediscache.Options) *redisc
 	return s
 }
 
-func openPostgres(tb testing.TB) journal.Store {
-	tb.Helper()
-	s, err := postgres.Open(ctxT(tb), testenv.PostgresURL(tb), 8)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = s.Close() })
-	return s
-}
-
-func waitFor(tb testing.TB, limit time.Duration, what string, cond func() bool) time.Duration {
-	tb.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			tb.Fatalf("%s: not within %v", what, limit)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 func newUser(tb testing.TB, s journal.Store, name string) journal.User {
 	tb.Helper()
 	now := journal.Now(time.Now())
@@ -169,11 +137,7 @@ func create(tb testing.TB, s journal.EntryStore, userID, title string) journal.E
 
 func TestSingleInstanceReadThrough(t *testing.T) {
 	t.Parallel()
-	db, err := sqlite.Open(ctxT(t), filepath.Join(t.TempDir(), "j.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := testdb.SQLite(t)
 	ms, err := memorycache.New(memorycache.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -222,9 +186,9 @@ func TestSingleInstanceReadThrough(t *testing.T) {
 // and pages: no read may be stale.
 func TestCoherenceAcrossInstances(t *testing.T) {
 	t.Parallel()
-	db := openPostgres(t)
+	db := testdb.Postgres(t)
 	addr := testenv.RedisAddr(t)
-	prefix := randomPrefix()
+	prefix := testenv.RandomPrefix()
 	a := newInstance(t, db, redisStore(t, addr), prefix)
 	b := newInstance(t, db, redisStore(t, addr), prefix)
 	// 1,000 pairs are about 6,000 database and cache operations: on a loaded
@@ -278,7 +242,7 @@ func TestCoherenceAcrossInstances(t *testing.T) {
 			strictStale++
 		default:
 			stale++
-			lags = append(lags, waitFor(t, time.Second, "B sees A's write", fresh))
+			lags = append(lags, testenv.WaitFor(t, time.Second, "B sees A's write", fresh))
 		}
 	}
 	t.Logf("%d pairs: %d stale reads without a round trip on B (lags %v), %d with one", pairs, stale, lags, strictStale)
@@ -311,8 +275,8 @@ func TestCoherenceAcrossInstances(t *testing.T) {
 
 func TestUsersIsolated(t *testing.T) {
 	t.Parallel()
-	db := openPostgres(t)
-	a := newInstance(t, db, redisStore(t, testenv.RedisAddr(t)), randomPrefix())
+	db := testdb.Postgres(t)
+	a := newInstance(t, db, redisStore(t, testenv.RedisAddr(t)), testenv.RandomPrefix())
 	ctx := ctxT(t)
 	alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
 	e := create(t, a, alice.ID, "secret")
@@ -358,8 +322,8 @@ func TestRevocationVisibleElsewhere(t *testing.T) {
 // testStampede runs the stampede test with instances whose cache stores
 // newStore makes (one per instance, over one Redis or Redis Cluster).
 func testStampede(t *testing.T, newStore func(testing.TB) cache.Store) {
-	db := openPostgres(t)
-	prefix := randomPrefix()
+	db := testdb.Postgres(t)
+	prefix := testenv.RandomPrefix()
 	insts := []*instance{
 		newInstance(t, db, newStore(t), prefix),
 		newInstance(t, db, newStore(t), prefix),
@@ -405,8 +369,8 @@ func testStampede(t *testing.T, newStore func(testing.TB) cache.Store) {
 // testRevocation runs the revocation test with two instances whose cache
 // stores newStore makes.
 func testRevocation(t *testing.T, newStore func(testing.TB) cache.Store) {
-	db := openPostgres(t)
-	prefix := randomPrefix()
+	db := testdb.Postgres(t)
+	prefix := testenv.RandomPrefix()
 	a := newInstance(t, db, newStore(t), prefix)
 	b := newInstance(t, db, newStore(t), prefix)
 	ctx := ctxT(t)
@@ -431,7 +395,7 @@ func testRevocation(t *testing.T, newStore func(testing.TB) cache.Store) {
 	if tok, err := a.TokenByHash(ctx, hash); err != nil || tok.Valid(time.Now()) {
 		t.Errorf("revoking instance still accepts the token: %+v, %v", tok, err)
 	}
-	lag := waitFor(t, 3*time.Second, "revocation visible on B", func() bool {
+	lag := testenv.WaitFor(t, 3*time.Second, "revocation visible on B", func() bool {
 		tok, err := b.TokenByHash(ctx, hash)
 		return err == nil && !tok.Valid(time.Now())
 	})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/internal/testdb"
 )
 
 // benchStores returns the stores the benchmarks run on: SQLite always,
@@ -16,7 +17,7 @@ import (
 func benchStores(b *testing.B) map[string]func(b *testing.B) journal.Store {
 	return map[string]func(b *testing.B) journal.Store{
 		"sqlite":   func(b *testing.B) journal.Store { return newTestServer(b).store },
-		"postgres": func(b *testing.B) journal.Store { return openPostgres(b) },
+		"postgres": func(b *testing.B) journal.Store { return testdb.Postgres(b) },
 	}
 }
 

@@ -2,8 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/url"
 	"testing"
 	"time"
@@ -11,28 +9,17 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/internal/storetest"
+	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/internal/testenv"
 	"github.com/journalsvc/journal/postgres"
 )
-
-func openStore(tb testing.TB, url string) *postgres.Store {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := postgres.Open(ctx, url, 8)
-	if err != nil {
-		tb.Fatalf("Open = %v", err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	return s
-}
 
 // TestConformance gives each subtest a schema of its own in one fresh
 // database (creating a database per subtest costs about a second each).
 func TestConformance(t *testing.T) {
 	base := testenv.PostgresURL(t)
 	storetest.Run(t, func(t *testing.T) journal.Store {
-		return openStore(t, schemaURL(t, base))
+		return testdb.PostgresAt(t, schemaURL(t, base))
 	})
 }
 
@@ -40,11 +27,7 @@ func TestConformance(t *testing.T) {
 // whose connections use it as their search_path.
 func schemaURL(tb testing.TB, base string) string {
 	tb.Helper()
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		tb.Fatal(err)
-	}
-	schema := "t_" + hex.EncodeToString(b[:])
+	schema := testenv.RandomName("t_")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base)
@@ -95,7 +78,7 @@ func TestMigrations(t *testing.T) {
 func TestStatementTimeoutDefault(t *testing.T) {
 	t.Parallel()
 	url := testenv.PostgresURL(t)
-	s := openStore(t, url)
+	s := testdb.PostgresAt(t, url)
 	var got string
 	if err := s.Pool().QueryRow(context.Background(), "SHOW statement_timeout").Scan(&got); err != nil {
 		t.Fatal(err)
@@ -104,7 +87,7 @@ func TestStatementTimeoutDefault(t *testing.T) {
 		t.Errorf("statement_timeout = %q, want %q", got, want)
 	}
 	// A URL that sets it wins.
-	s2 := openStore(t, url+"&statement_timeout=1500")
+	s2 := testdb.PostgresAt(t, url+"&statement_timeout=1500")
 	if err := s2.Pool().QueryRow(context.Background(), "SHOW statement_timeout").Scan(&got); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +98,7 @@ func TestStatementTimeoutDefault(t *testing.T) {
 
 func TestContextBoundsQueries(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, testenv.PostgresURL(t))
+	s := testdb.Postgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -143,14 +126,14 @@ func TestOpenBadURL(t *testing.T) {
 }
 
 func BenchmarkStore(b *testing.B) {
-	storetest.Bench(b, openStore(b, testenv.PostgresURL(b)))
+	storetest.Bench(b, testdb.Postgres(b))
 }
 
 // TestApplyChangesSkipsLockedRows checks that ApplyChanges("") does not wait
 // for rows another call holds (FOR UPDATE SKIP LOCKED) but claims the others.
 func TestApplyChangesSkipsLockedRows(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, testenv.PostgresURL(t))
+	s := testdb.Postgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	now := journal.Now(time.Now())

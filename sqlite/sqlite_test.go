@@ -5,33 +5,17 @@ import (
 	"database/sql"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/internal/storetest"
+	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/sqlite"
 	_ "modernc.org/sqlite"
 )
 
-func openStore(tb testing.TB, path string) *sqlite.Store {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := sqlite.Open(ctx, path)
-	if err != nil {
-		tb.Fatalf("Open(%q) = %v", path, err)
-	}
-	tb.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			tb.Errorf("Close = %v", err)
-		}
-	})
-	return s
-}
-
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) journal.Store {
-		return openStore(t, filepath.Join(t.TempDir(), "journal.db"))
+		return testdb.SQLite(t)
 	})
 }
 
@@ -88,5 +72,5 @@ func TestOpenCanceled(t *testing.T) {
 }
 
 func BenchmarkStore(b *testing.B) {
-	storetest.Bench(b, openStore(b, filepath.Join(b.TempDir(), "journal.db")))
+	storetest.Bench(b, testdb.SQLite(b))
 }
