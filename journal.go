@@ -75,8 +75,9 @@ func Invalid(field, message string) error {
 // returns equals every later read on both databases.
 const TimeResolution = time.Microsecond
 
-// Now returns t in UTC truncated to TimeResolution.
-func Now(t time.Time) time.Time { return t.UTC().Truncate(TimeResolution) }
+// StoredTime returns t as a store keeps it: in UTC, truncated to
+// TimeResolution. It reads no clock.
+func StoredTime(t time.Time) time.Time { return t.UTC().Truncate(TimeResolution) }
 
 type ctxKey int
 

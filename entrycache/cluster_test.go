@@ -94,7 +94,7 @@ func testClusterCoherence(t *testing.T, cl *testenv.Cluster) {
 				t.Fatal(err)
 			}
 			title := fmt.Sprintf("v%d", i+1)
-			upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.Now(time.Now()))
+			upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.StoredTime(time.Now()))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -117,7 +117,7 @@ func redisStoreOpts(tb testing.TB, addr string, opts rediscache.Options) *redisc
 
 func newUser(tb testing.TB, s journal.Store, name string) journal.User {
 	tb.Helper()
-	now := journal.Now(time.Now())
+	now := journal.StoredTime(time.Now())
 	u := journal.User{ID: journal.NewID(now), Username: name, PasswordHash: "x", CreatedAt: now}
 	if err := s.CreateUser(ctxT(tb), u); err != nil {
 		tb.Fatal(err)
@@ -127,7 +127,7 @@ func newUser(tb testing.TB, s journal.Store, name string) journal.User {
 
 func create(tb testing.TB, s journal.EntryStore, userID, title string) journal.Entry {
 	tb.Helper()
-	now := journal.Now(time.Now())
+	now := journal.StoredTime(time.Now())
 	e, err := s.CreateEntry(ctxT(tb), journal.Entry{ID: journal.NewID(now), UserID: userID, Title: title, CreatedAt: now, UpdatedAt: now})
 	if err != nil {
 		tb.Fatal(err)
@@ -157,7 +157,7 @@ func TestSingleInstanceReadThrough(t *testing.T) {
 		t.Errorf("database entry loads after 3 reads = %d, want 1", got)
 	}
 	title := "second"
-	upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, e.Version, journal.Now(time.Now()))
+	upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, e.Version, journal.StoredTime(time.Now()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestCoherenceAcrossInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 		title := fmt.Sprintf("v%d", i+1)
-		upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.Now(time.Now()))
+		upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.StoredTime(time.Now()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -376,7 +376,7 @@ func testRevocation(t *testing.T, newStore func(testing.TB) cache.Store) {
 	ctx := ctxT(t)
 	u := newUser(t, db, "alice")
 	_, hash := journal.NewTokenSecret()
-	now := journal.Now(time.Now())
+	now := journal.StoredTime(time.Now())
 	if err := db.CreateToken(ctx, journal.Token{Hash: hash, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func TestRedisOutage(t *testing.T) {
 			}
 			title := "during"
 			start := time.Now()
-			upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.Now(time.Now()))
+			upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.StoredTime(time.Now()))
 			if err != nil {
 				t.Fatalf("update during outage: %v", err)
 			}

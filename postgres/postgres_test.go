@@ -136,7 +136,7 @@ func TestApplyChangesSkipsLockedRows(t *testing.T) {
 	s := testdb.Postgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	now := journal.Now(time.Now())
+	now := journal.StoredTime(time.Now())
 	u := journal.User{ID: journal.NewID(now), Username: "alice", PasswordHash: "h", CreatedAt: now}
 	if err := s.CreateUser(ctx, u); err != nil {
 		t.Fatal(err)

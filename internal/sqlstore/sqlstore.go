@@ -108,7 +108,7 @@ func (s *Store) errorf(op string, err error) error {
 
 // time returns the argument that stores t: in UTC, truncated to
 // [journal.TimeResolution].
-func (s *Store) time(t time.Time) any { return s.d.Time(journal.Now(t)) }
+func (s *Store) time(t time.Time) any { return s.d.Time(journal.StoredTime(t)) }
 
 // CreateUser stores u. It returns [journal.ErrUsernameTaken] when the username
 // exists, and an error when u.ID is not a valid id.
@@ -248,7 +248,7 @@ func (s *Store) CreateEntry(ctx context.Context, e journal.Entry) (journal.Entry
 		return journal.Entry{}, journal.ErrNotFound
 	}
 	e.Version = 1
-	e.CreatedAt, e.UpdatedAt = journal.Now(e.CreatedAt), journal.Now(e.UpdatedAt)
+	e.CreatedAt, e.UpdatedAt = journal.StoredTime(e.CreatedAt), journal.StoredTime(e.UpdatedAt)
 	err := Write(ctx, s, "create entry", func(tx DB) error {
 		_, err := tx.Exec(ctx,
 			"INSERT INTO entries ("+entryColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7)",

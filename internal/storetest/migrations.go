@@ -33,7 +33,7 @@ func RunMigrations(t *testing.T, want []int, fresh func(t *testing.T) MigrationT
 		if err != nil {
 			t.Fatalf("first Open = %v", err)
 		}
-		u := journal.User{ID: journal.NewID(base), Username: "alice", PasswordHash: "h", CreatedAt: journal.Now(base)}
+		u := journal.User{ID: journal.NewID(base), Username: "alice", PasswordHash: "h", CreatedAt: journal.StoredTime(base)}
 		if err := s1.CreateUser(ctx, u); err != nil {
 			t.Fatal(err)
 		}

@@ -69,7 +69,7 @@ func ctxT(tb testing.TB) context.Context {
 // newUser creates and returns a user named name with a fresh id.
 func newUser(tb testing.TB, s journal.Store, name string) journal.User {
 	tb.Helper()
-	u := journal.User{ID: journal.NewID(base), Username: name, PasswordHash: "hash-of-" + name, CreatedAt: journal.Now(base)}
+	u := journal.User{ID: journal.NewID(base), Username: name, PasswordHash: "hash-of-" + name, CreatedAt: journal.StoredTime(base)}
 	if err := s.CreateUser(ctxT(tb), u); err != nil {
 		tb.Fatalf("CreateUser(%q) = %v", name, err)
 	}
@@ -180,7 +180,7 @@ func testTokens(t *testing.T, s journal.Store) {
 		t.Fatalf("CreateToken = %v", err)
 	}
 	want := tok
-	want.CreatedAt, want.ExpiresAt = journal.Now(tok.CreatedAt), journal.Now(tok.ExpiresAt)
+	want.CreatedAt, want.ExpiresAt = journal.StoredTime(tok.CreatedAt), journal.StoredTime(tok.ExpiresAt)
 	got, err := s.TokenByHash(ctx, hash)
 	if err != nil {
 		t.Fatalf("TokenByHash = %v", err)
@@ -246,7 +246,7 @@ func testEntryCRUD(t *testing.T, s journal.Store) {
 	}
 	want := in
 	want.Version = 1
-	want.CreatedAt, want.UpdatedAt = journal.Now(base), journal.Now(base)
+	want.CreatedAt, want.UpdatedAt = journal.StoredTime(base), journal.StoredTime(base)
 	if diff := cmp.Diff(want, created); diff != "" {
 		t.Errorf("CreateEntry mismatch (-want +got):\n%s", diff)
 	}
@@ -274,7 +274,7 @@ func testEntryCRUD(t *testing.T, s journal.Store) {
 			t.Fatalf("UpdateEntry step %d = %v", i, err)
 		}
 		want := journal.Entry{ID: in.ID, UserID: u.ID, Title: st.wantTitle, Body: st.wantBody, Version: int64(i + 2),
-			CreatedAt: journal.Now(base), UpdatedAt: journal.Now(now)}
+			CreatedAt: journal.StoredTime(base), UpdatedAt: journal.StoredTime(now)}
 		if diff := cmp.Diff(want, up); diff != "" {
 			t.Errorf("UpdateEntry step %d mismatch (-want +got):\n%s", i, diff)
 		}
@@ -484,7 +484,7 @@ func testTimesRoundTrip(t *testing.T, s journal.Store) {
 		if err != nil {
 			t.Fatalf("CreateEntry(%v) = %v", at, err)
 		}
-		want := journal.Now(at)
+		want := journal.StoredTime(at)
 		if !created.CreatedAt.Equal(want) || created.CreatedAt != want {
 			t.Errorf("CreateEntry(%v).CreatedAt = %v, want %v (UTC, microseconds)", at, created.CreatedAt, want)
 		}
@@ -503,7 +503,7 @@ func testTimesRoundTrip(t *testing.T, s journal.Store) {
 		if err != nil {
 			t.Fatalf("UpdateEntry = %v", err)
 		}
-		if want := journal.Now(upAt); up.UpdatedAt != want {
+		if want := journal.StoredTime(upAt); up.UpdatedAt != want {
 			t.Errorf("UpdateEntry.UpdatedAt = %v, want %v", up.UpdatedAt, want)
 		}
 		if got, _ := s.Entry(ctx, u.ID, created.ID); got.UpdatedAt != up.UpdatedAt {
