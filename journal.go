@@ -25,9 +25,6 @@ var (
 	// ErrVersionMismatch reports that a conditional update or delete expected a
 	// version the entry no longer has (HTTP 412).
 	ErrVersionMismatch = errors.New("journal: version mismatch")
-	// ErrUnauthorized reports missing, malformed, unknown, expired or revoked
-	// credentials (HTTP 401).
-	ErrUnauthorized = errors.New("journal: unauthorized")
 	// ErrInvalidCursor reports a page cursor that does not decode (HTTP 400).
 	ErrInvalidCursor = errors.New("journal: invalid cursor")
 )
