@@ -143,14 +143,16 @@ type Outbox interface {
 	PendingChanges(ctx context.Context) (int64, error)
 }
 
-// Store is everything a database adapter provides.
-type Store interface {
+// Database is the contract of a database adapter (the sqlite and postgres
+// stores): users, tokens and entries kept with the outbox of their changes.
+// Implementations are safe for concurrent use.
+type Database interface {
 	UserStore
 	TokenStore
 	EntryStore
 	Outbox
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
-	// Close releases the database; the store must not be used afterwards.
+	// Close releases the database; it must not be used afterwards.
 	Close() error
 }

@@ -90,12 +90,12 @@ type db interface {
 // (rediscache.Store).
 type healthReporter interface{ Healthy() bool }
 
-// Store decorates a journal.Store: entry reads, page reads and token lookups
+// Store decorates a journal.Database: entry reads, page reads and token lookups
 // go through the cache; writes go to the database and then invalidate. It
-// implements journal.Store (users, Ping and Close pass through). It is safe
+// implements journal.Database (users, Ping and Close pass through). It is safe
 // for concurrent use; Close stops the replayer (and closes the database).
 type Store struct {
-	journal.Store
+	journal.Database
 	db    db
 	store cache.Store
 	c     *cache.Cache
@@ -116,7 +116,7 @@ type Store struct {
 	closed  sync.Once
 }
 
-var _ journal.Store = (*Store)(nil)
+var _ journal.Database = (*Store)(nil)
 
 // ErrNilDependency is returned by New when the database or the cache store is nil.
 var ErrNilDependency = errors.New("entrycache: nil dependency")
@@ -124,7 +124,7 @@ var ErrNilDependency = errors.New("entrycache: nil dependency")
 // New returns a Store over database d with the cache store cs. The cache
 // starts untrusted until the first replay finds the outbox empty (normally
 // within ReplayInterval of start). New starts the replayer; Close stops it.
-func New(d journal.Store, cs cache.Store, opts Options) (*Store, error) {
+func New(d journal.Database, cs cache.Store, opts Options) (*Store, error) {
 	if d == nil || cs == nil {
 		return nil, ErrNilDependency
 	}
@@ -153,7 +153,7 @@ func New(d journal.Store, cs cache.Store, opts Options) (*Store, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{
-		Store: d, db: d, store: cs, opts: opts, log: opts.Logger,
+		Database: d, db: d, store: cs, opts: opts, log: opts.Logger,
 		sem:  make(chan struct{}, opts.DegradedReads),
 		kick: make(chan struct{}, 1),
 		stop: make(chan struct{}),
@@ -188,7 +188,7 @@ func New(d journal.Store, cs cache.Store, opts Options) (*Store, error) {
 func (s *Store) Close() error {
 	s.closed.Do(func() { close(s.stop) })
 	s.done.Wait()
-	return s.Store.Close()
+	return s.Database.Close()
 }
 
 // Trusted reports whether reads are currently served from the cache.

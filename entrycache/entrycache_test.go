@@ -21,7 +21,7 @@ import (
 // counting wraps a real store and counts entry reads that reach it, so tests
 // can tell cache hits from database loads.
 type counting struct {
-	journal.Store
+	journal.Database
 	entryLoads atomic.Int64
 	pageLoads  atomic.Int64
 	tokenLoads atomic.Int64
@@ -29,17 +29,17 @@ type counting struct {
 
 func (c *counting) Entry(ctx context.Context, userID, id string) (journal.Entry, error) {
 	c.entryLoads.Add(1)
-	return c.Store.Entry(ctx, userID, id)
+	return c.Database.Entry(ctx, userID, id)
 }
 
 func (c *counting) ListEntries(ctx context.Context, userID string, req journal.PageRequest) (journal.Page, error) {
 	c.pageLoads.Add(1)
-	return c.Store.ListEntries(ctx, userID, req)
+	return c.Database.ListEntries(ctx, userID, req)
 }
 
 func (c *counting) TokenByHash(ctx context.Context, hash string) (journal.Token, error) {
 	c.tokenLoads.Add(1)
-	return c.Store.TokenByHash(ctx, hash)
+	return c.Database.TokenByHash(ctx, hash)
 }
 
 func ctxT(tb testing.TB) context.Context {
@@ -69,9 +69,9 @@ func (in *instance) roundTrip(tb testing.TB, ctx context.Context) {
 	}
 }
 
-func newInstance(tb testing.TB, db journal.Store, cs cache.Store, prefix string) *instance {
+func newInstance(tb testing.TB, db journal.Database, cs cache.Store, prefix string) *instance {
 	tb.Helper()
-	c := &counting{Store: db}
+	c := &counting{Database: db}
 	s, err := entrycache.New(nopClose{c}, cs, entrycache.Options{
 		Prefix:         prefix,
 		ReplayInterval: 20 * time.Millisecond,
@@ -89,7 +89,7 @@ func newInstance(tb testing.TB, db journal.Store, cs cache.Store, prefix string)
 }
 
 // nopClose keeps one instance's Close from closing the shared database.
-type nopClose struct{ journal.Store }
+type nopClose struct{ journal.Database }
 
 func (nopClose) Close() error { return nil }
 
@@ -115,7 +115,7 @@ func redisStoreOpts(tb testing.TB, addr string, opts rediscache.Options) *redisc
 	return s
 }
 
-func newUser(tb testing.TB, s journal.Store, name string) journal.User {
+func newUser(tb testing.TB, s journal.Database, name string) journal.User {
 	tb.Helper()
 	now := journal.StoredTime(time.Now())
 	u := journal.User{ID: journal.NewID(now), Username: name, PasswordHash: "x", CreatedAt: now}

@@ -1,4 +1,4 @@
-// Package postgres implements [journal.Store] on PostgreSQL with pgx v5
+// Package postgres implements [journal.Database] on PostgreSQL with pgx v5
 // (pgxpool).
 //
 // Every query is bounded by the caller's context, and the pool sets a
@@ -36,7 +36,7 @@ const DefaultStatementTimeout = 5 * time.Second
 // of every instance on one database ("journal" in ASCII).
 const migrationLockKey int64 = 0x6a6f75726e616c
 
-// Store is a [journal.Store] on a PostgreSQL connection pool. It runs the
+// Store is a [journal.Database] on a PostgreSQL connection pool. It runs the
 // queries it shares with the sqlite store, and applies outbox changes its own
 // way (see [Store.ApplyChanges]). It is safe for concurrent use and must not
 // be used after Close.
@@ -46,7 +46,7 @@ type Store struct {
 	pool *pgxpool.Pool
 }
 
-var _ journal.Store = (*Store)(nil)
+var _ journal.Database = (*Store)(nil)
 
 // queries are the methods the store shares with the sqlite store.
 type queries = sqlstore.Store

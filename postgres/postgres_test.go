@@ -18,7 +18,7 @@ import (
 // database (creating a database per subtest costs about a second each).
 func TestConformance(t *testing.T) {
 	base := testenv.PostgresURL(t)
-	storetest.Run(t, func(t *testing.T) journal.Store {
+	storetest.Run(t, func(t *testing.T) journal.Database {
 		return testdb.PostgresAt(t, schemaURL(t, base))
 	})
 }
@@ -52,7 +52,7 @@ func TestMigrations(t *testing.T) {
 	storetest.RunMigrations(t, []int{1}, func(t *testing.T) storetest.MigrationTarget {
 		url := testenv.PostgresURL(t)
 		return storetest.MigrationTarget{
-			Open: func(ctx context.Context) (journal.Store, error) { return postgres.Open(ctx, url, 2) },
+			Open: func(ctx context.Context) (journal.Database, error) { return postgres.Open(ctx, url, 2) },
 			Versions: func(tb testing.TB) []int {
 				tb.Helper()
 				ctx := context.Background()

@@ -1,4 +1,4 @@
-// Package sqlite implements [journal.Store] on an SQLite database file with
+// Package sqlite implements [journal.Database] on an SQLite database file with
 // modernc.org/sqlite (pure Go, no cgo).
 //
 // The database runs in WAL mode with foreign keys on. Writes go through a
@@ -36,7 +36,7 @@ var migrationFS embed.FS
 // process (or by a WAL checkpoint) before it fails with SQLITE_BUSY.
 const BusyTimeoutMillis = 5000
 
-// Store is a [journal.Store] on one SQLite file. It runs the queries it shares
+// Store is a [journal.Database] on one SQLite file. It runs the queries it shares
 // with the postgres store, and applies outbox changes its own way (see
 // [Store.ApplyChanges]). It is safe for concurrent use and must not be used
 // after Close.
@@ -51,7 +51,7 @@ type Store struct {
 	replaying sync.Mutex
 }
 
-var _ journal.Store = (*Store)(nil)
+var _ journal.Database = (*Store)(nil)
 
 // queries are the methods the store shares with the postgres store.
 type queries = sqlstore.Store

@@ -14,7 +14,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) journal.Store {
+	storetest.Run(t, func(t *testing.T) journal.Database {
 		return testdb.SQLite(t)
 	})
 }
@@ -23,7 +23,7 @@ func TestMigrations(t *testing.T) {
 	storetest.RunMigrations(t, []int{1}, func(t *testing.T) storetest.MigrationTarget {
 		path := filepath.Join(t.TempDir(), "journal.db")
 		return storetest.MigrationTarget{
-			Open: func(ctx context.Context) (journal.Store, error) { return sqlite.Open(ctx, path) },
+			Open: func(ctx context.Context) (journal.Database, error) { return sqlite.Open(ctx, path) },
 			Versions: func(tb testing.TB) []int {
 				tb.Helper()
 				db, err := sql.Open("sqlite", path)

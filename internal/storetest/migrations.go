@@ -13,7 +13,7 @@ import (
 // MigrationTarget is one empty database that a store opens, for [RunMigrations].
 type MigrationTarget struct {
 	// Open opens a store on the database, applying the pending migrations.
-	Open func(ctx context.Context) (journal.Store, error)
+	Open func(ctx context.Context) (journal.Database, error)
 	// Versions returns the versions recorded in schema_migrations, ascending,
 	// read without a store.
 	Versions func(tb testing.TB) []int
@@ -54,7 +54,7 @@ func RunMigrations(t *testing.T, want []int, fresh func(t *testing.T) MigrationT
 		db := fresh(t)
 		const n = 5
 		var wg sync.WaitGroup
-		stores := make([]journal.Store, n)
+		stores := make([]journal.Database, n)
 		errs := make([]error, n)
 		start := make(chan struct{})
 		for i := range n {
@@ -86,7 +86,7 @@ func RunMigrations(t *testing.T, want []int, fresh func(t *testing.T) MigrationT
 }
 
 // openMigrated opens a store on db, closed at the end of the test.
-func openMigrated(tb testing.TB, db MigrationTarget) journal.Store {
+func openMigrated(tb testing.TB, db MigrationTarget) journal.Database {
 	tb.Helper()
 	s, err := db.Open(ctxT(tb))
 	if err != nil {
