@@ -109,10 +109,6 @@ func (pg *Postgres) URL() string {
 	return "postgres://postgres@127.0.0.1:" + strconv.Itoa(pg.port) + "/postgres?sslmode=disable"
 }
 
-// Dir returns the directory that holds the data directory (data/), the Unix
-// socket and the server's log (postgres.log).
-func (pg *Postgres) Dir() string { return pg.dir }
-
 // command returns a command running the PostgreSQL program name as the
 // server's OS user, in pg.dir. It switches user with SysProcAttr.Credential
 // rather than `runuser -u postgres --`: the effect for initdb is the same, and

@@ -98,9 +98,6 @@ func (r *Redis) Addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
 // URL returns the server's address as "redis://127.0.0.1:PORT".
 func (r *Redis) URL() string { return "redis://" + r.Addr() }
 
-// Dir returns the server's working directory (its log is redis.log there).
-func (r *Redis) Dir() string { return r.dir }
-
 // command returns the command that runs redis-server on r.port.
 func (r *Redis) command() *exec.Cmd {
 	argv := []string{
