@@ -45,8 +45,8 @@ func TestHashSaltsDiffer(t *testing.T) {
 	}
 }
 
-// TestKnownHash pins the encoding: a hash stored by an earlier build must keep
-// verifying. The vector was produced by this package with cheap parameters.
+// TestKnownHash pins the encoding: a stored hash must keep verifying. The
+// vector was produced by this package with cheap parameters.
 func TestKnownHash(t *testing.T) {
 	const enc = "$argon2id$v=19$m=64,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$55PWTvddWPUD1GMbKxSff4ASfF85k9ibHJt4HlHQtBM"
 	h := New(Options{Params: cheap})
