@@ -5,8 +5,9 @@
 // time is stored, the current time in SQL, how a constraint violation is
 // reported) and runs the queries through [DB], a small interface its driver
 // adapter implements. Queries use numbered placeholders ($1, $2, ...), which
-// both PostgreSQL and SQLite accept, and only SQL both databases run alike
-// (row-value comparisons, RETURNING, CAST). What the databases do differently
+// are PostgreSQL's own and which modernc.org/sqlite binds to the argument of
+// that position, and only SQL both databases run alike (row-value
+// comparisons, RETURNING, CAST). What the databases do differently
 // on purpose stays in the store packages: opening and migrating, pooling,
 // and how [journal.Outbox.ApplyChanges] claims rows.
 package sqlstore
