@@ -18,7 +18,7 @@ type Entry struct {
 	UpdatedAt time.Time
 }
 
-// Entry limits (DESIGN.md section 3.2).
+// Entry limits, checked by ValidateTitle and ValidateBody.
 const (
 	MaxTitleChars = 200       // Unicode characters
 	MaxBodyBytes  = 64 * 1024 // bytes
@@ -112,7 +112,8 @@ type EntryStore interface {
 
 // Change is one committed write recorded in the outbox table in the same
 // transaction as the write, so the cache invalidation it requires survives a
-// Redis outage or a crash between commit and invalidation (DESIGN.md 5.2).
+// Redis outage or a crash between commit and invalidation (see
+// docs/design.md, section "Cache and coherence").
 type Change struct {
 	Seq       int64  // outbox sequence number
 	UserID    string // whose data changed
@@ -143,14 +144,16 @@ type Outbox interface {
 	PendingChanges(ctx context.Context) (int64, error)
 }
 
-// Store is everything a database adapter provides.
-type Store interface {
+// Database is the contract of a database adapter (the sqlite and postgres
+// stores): users, tokens and entries kept with the outbox of their changes.
+// Implementations are safe for concurrent use.
+type Database interface {
 	UserStore
 	TokenStore
 	EntryStore
 	Outbox
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
-	// Close releases the database; the store must not be used afterwards.
+	// Close releases the database; it must not be used afterwards.
 	Close() error
 }

@@ -25,9 +25,6 @@ var (
 	// ErrVersionMismatch reports that a conditional update or delete expected a
 	// version the entry no longer has (HTTP 412).
 	ErrVersionMismatch = errors.New("journal: version mismatch")
-	// ErrUnauthorized reports missing, malformed, unknown, expired or revoked
-	// credentials (HTTP 401).
-	ErrUnauthorized = errors.New("journal: unauthorized")
 	// ErrInvalidCursor reports a page cursor that does not decode (HTTP 400).
 	ErrInvalidCursor = errors.New("journal: invalid cursor")
 )
@@ -75,8 +72,9 @@ func Invalid(field, message string) error {
 // returns equals every later read on both databases.
 const TimeResolution = time.Microsecond
 
-// Now returns t in UTC truncated to TimeResolution.
-func Now(t time.Time) time.Time { return t.UTC().Truncate(TimeResolution) }
+// StoredTime returns t as a store keeps it: in UTC, truncated to
+// TimeResolution. It reads no clock.
+func StoredTime(t time.Time) time.Time { return t.UTC().Truncate(TimeResolution) }
 
 type ctxKey int
 

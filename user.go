@@ -14,7 +14,7 @@ type User struct {
 	CreatedAt    time.Time
 }
 
-// Username and password limits (DESIGN.md section 3.2).
+// Username and password limits, checked by ValidateCredentials.
 const (
 	MinUsernameLen = 3
 	MaxUsernameLen = 32

@@ -10,6 +10,7 @@ import (
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/cache"
 	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/internal/testenv"
 )
 
@@ -59,8 +60,8 @@ func TestCluster(t *testing.T) {
 // the old version only until the invalidation arrives; each such read is
 // counted and must turn fresh within lagBound.
 func testClusterCoherence(t *testing.T, cl *testenv.Cluster) {
-	db := openPostgres(t)
-	prefix := randomPrefix()
+	db := testdb.Postgres(t)
+	prefix := testenv.RandomPrefix()
 	a := newInstance(t, db, clusterStore(t, cl), prefix)
 	b := newInstance(t, db, clusterStore(t, cl), prefix)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -93,7 +94,7 @@ func testClusterCoherence(t *testing.T, cl *testenv.Cluster) {
 				t.Fatal(err)
 			}
 			title := fmt.Sprintf("v%d", i+1)
-			upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.Now(time.Now()))
+			upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.StoredTime(time.Now()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -123,14 +124,11 @@ func testClusterCoherence(t *testing.T, cl *testenv.Cluster) {
 					continue
 				}
 				*c.stale++
-				start := time.Now()
-				for !c.fresh() {
-					if time.Since(start) > lagBound {
-						t.Fatalf("%s pair %d: B still reads the old %s %v after the update on A", u.Username, i, c.what, lagBound)
-					}
-					time.Sleep(time.Millisecond)
+				lag, ok := testenv.Poll(lagBound, time.Millisecond, c.fresh)
+				if !ok {
+					t.Fatalf("%s pair %d: B still reads the old %s %v after the update on A", u.Username, i, c.what, lagBound)
 				}
-				maxLag = max(maxLag, time.Since(start))
+				maxLag = max(maxLag, lag)
 			}
 		}
 		t.Logf("%s (master %s): %d write-on-A/read-on-B pairs, %d stale item reads, %d stale page reads, longest lag %v",
@@ -138,7 +136,7 @@ func testClusterCoherence(t *testing.T, cl *testenv.Cluster) {
 		if err := a.DeleteEntry(ctx, u.ID, e.ID, journal.AnyVersion); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, lagBound, "B sees the delete on A", func() bool {
+		testenv.WaitFor(t, lagBound, "B sees the delete on A", func() bool {
 			_, err := b.Entry(ctx, u.ID, e.ID)
 			p, perr := b.ListEntries(ctx, u.ID, journal.PageRequest{Limit: 20})
 			return errors.Is(err, journal.ErrNotFound) && perr == nil && len(p.Entries) == 0

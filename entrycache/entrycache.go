@@ -91,12 +91,12 @@ type db interface {
 	journal.Outbox
 }
 
-// Store decorates a journal.Store: entry reads, page reads and token lookups
+// Store decorates a journal.Database: entry reads, page reads and token lookups
 // go through the cache; writes go to the database and then invalidate. It
-// implements journal.Store (users, Ping and Close pass through). It is safe
+// implements journal.Database (users, Ping and Close pass through). It is safe
 // for concurrent use; Close stops the replayer (and closes the database).
 type Store struct {
-	journal.Store
+	journal.Database
 	db   db
 	c    *cache.Cache
 	opts Options
@@ -114,7 +114,7 @@ type Store struct {
 	closed  sync.Once
 }
 
-var _ journal.Store = (*Store)(nil)
+var _ journal.Database = (*Store)(nil)
 
 // ErrNilDependency is returned by New when the database or the cache store is nil.
 var ErrNilDependency = errors.New("entrycache: nil dependency")
@@ -122,7 +122,7 @@ var ErrNilDependency = errors.New("entrycache: nil dependency")
 // New returns a Store over database d with the cache store cs. The cache
 // starts untrusted until the first replay finds the outbox empty (normally
 // within ReplayInterval of start). New starts the replayer; Close stops it.
-func New(d journal.Store, cs cache.Store, opts Options) (*Store, error) {
+func New(d journal.Database, cs cache.Store, opts Options) (*Store, error) {
 	if d == nil || cs == nil {
 		return nil, ErrNilDependency
 	}
@@ -148,7 +148,7 @@ func New(d journal.Store, cs cache.Store, opts Options) (*Store, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{
-		Store: d, db: d, opts: opts, log: opts.Logger,
+		Database: d, db: d, opts: opts, log: opts.Logger,
 		kick: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 
@@ -182,7 +182,7 @@ func New(d journal.Store, cs cache.Store, opts Options) (*Store, error) {
 func (s *Store) Close() error {
 	s.closed.Do(func() { close(s.stop) })
 	s.done.Wait()
-	return s.Store.Close()
+	return s.Database.Close()
 }
 
 // Trusted reports whether reads are currently served from the cache.

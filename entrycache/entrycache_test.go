@@ -2,11 +2,8 @@ package entrycache_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,15 +14,14 @@ import (
 	"github.com/journalsvc/journal/cache/memorycache"
 	"github.com/journalsvc/journal/cache/rediscache"
 	"github.com/journalsvc/journal/entrycache"
+	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/internal/testenv"
-	"github.com/journalsvc/journal/postgres"
-	"github.com/journalsvc/journal/sqlite"
 )
 
 // counting wraps a real store and counts entry reads that reach it, so tests
 // can tell cache hits from database loads.
 type counting struct {
-	journal.Store
+	journal.Database
 	entryLoads atomic.Int64
 	pageLoads  atomic.Int64
 	tokenLoads atomic.Int64
@@ -33,29 +29,23 @@ type counting struct {
 
 func (c *counting) Entry(ctx context.Context, userID, id string) (journal.Entry, error) {
 	c.entryLoads.Add(1)
-	return c.Store.Entry(ctx, userID, id)
+	return c.Database.Entry(ctx, userID, id)
 }
 
 func (c *counting) ListEntries(ctx context.Context, userID string, req journal.PageRequest) (journal.Page, error) {
 	c.pageLoads.Add(1)
-	return c.Store.ListEntries(ctx, userID, req)
+	return c.Database.ListEntries(ctx, userID, req)
 }
 
 func (c *counting) TokenByHash(ctx context.Context, hash string) (journal.Token, error) {
 	c.tokenLoads.Add(1)
-	return c.Store.TokenByHash(ctx, hash)
+	return c.Database.TokenByHash(ctx, hash)
 }
 
 func ctxT(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	tb.Cleanup(cancel)
 	return ctx
-}
-
-func randomPrefix() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return "test:" + hex.EncodeToString(b[:]) + ":"
 }
 
 // instance is one service instance's view: its own cache client over the
@@ -74,14 +64,14 @@ type instance struct {
 // cached read is such a call.
 func (in *instance) roundTrip(tb testing.TB, ctx context.Context) {
 	tb.Helper()
-	if _, err := in.cs.Get(ctx, randomPrefix()+"round-trip"); err != nil {
+	if _, err := in.cs.Get(ctx, testenv.RandomPrefix()+"round-trip"); err != nil {
 		tb.Fatal(err)
 	}
 }
 
-func newInstance(tb testing.TB, db journal.Store, cs cache.Store, prefix string) *instance {
+func newInstance(tb testing.TB, db journal.Database, cs cache.Store, prefix string) *instance {
 	tb.Helper()
-	c := &counting{Store: db}
+	c := &counting{Database: db}
 	opts := entrycache.Options{
 		Prefix:         prefix,
 		ReplayInterval: 20 * time.Millisecond,
@@ -98,12 +88,12 @@ func newInstance(tb testing.TB, db journal.Store, cs cache.Store, prefix string)
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = s.Close() })
-	waitFor(tb, 5*time.Second, "cache trusted", s.Trusted)
+	testenv.WaitFor(tb, 5*time.Second, "cache trusted", s.Trusted)
 	return &instance{Store: s, db: c, cs: cs}
 }
 
 // nopClose keeps one instance's Close from closing the shared database.
-type nopClose struct{ journal.Store }
+type nopClose struct{ journal.Database }
 
 func (nopClose) Close() error { return nil }
 
@@ -129,31 +119,9 @@ func redisStoreOpts(tb testing.TB, addr string, opts rediscache.Options) *redisc
 	return s
 }
 
-func openPostgres(tb testing.TB) journal.Store {
+func newUser(tb testing.TB, s journal.Database, name string) journal.User {
 	tb.Helper()
-	s, err := postgres.Open(ctxT(tb), testenv.PostgresURL(tb), 8)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = s.Close() })
-	return s
-}
-
-func waitFor(tb testing.TB, limit time.Duration, what string, cond func() bool) time.Duration {
-	tb.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			tb.Fatalf("%s: not within %v", what, limit)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
-func newUser(tb testing.TB, s journal.Store, name string) journal.User {
-	tb.Helper()
-	now := journal.Now(time.Now())
+	now := journal.StoredTime(time.Now())
 	u := journal.User{ID: journal.NewID(now), Username: name, PasswordHash: "x", CreatedAt: now}
 	if err := s.CreateUser(ctxT(tb), u); err != nil {
 		tb.Fatal(err)
@@ -163,7 +131,7 @@ func newUser(tb testing.TB, s journal.Store, name string) journal.User {
 
 func create(tb testing.TB, s journal.EntryStore, userID, title string) journal.Entry {
 	tb.Helper()
-	now := journal.Now(time.Now())
+	now := journal.StoredTime(time.Now())
 	e, err := s.CreateEntry(ctxT(tb), journal.Entry{ID: journal.NewID(now), UserID: userID, Title: title, CreatedAt: now, UpdatedAt: now})
 	if err != nil {
 		tb.Fatal(err)
@@ -173,13 +141,9 @@ func create(tb testing.TB, s journal.EntryStore, userID, title string) journal.E
 
 // openSingle returns a fresh SQLite database and an in-process cache store:
 // one instance without Redis.
-func openSingle(tb testing.TB) (journal.Store, *memorycache.Store) {
+func openSingle(tb testing.TB) (journal.Database, *memorycache.Store) {
 	tb.Helper()
-	db, err := sqlite.Open(ctxT(tb), filepath.Join(tb.TempDir(), "j.db"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = db.Close() })
+	db := testdb.SQLite(tb)
 	ms, err := memorycache.New(memorycache.Options{})
 	if err != nil {
 		tb.Fatal(err)
@@ -205,7 +169,7 @@ func TestSingleInstanceReadThrough(t *testing.T) {
 		t.Errorf("database entry loads after 3 reads = %d, want 1", got)
 	}
 	title := "second"
-	upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, e.Version, journal.Now(time.Now()))
+	upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, e.Version, journal.StoredTime(time.Now()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,13 +203,13 @@ func TestUnhealthyStore(t *testing.T) {
 	db, ms := openSingle(t)
 	var healthy atomic.Bool
 	healthy.Store(true)
-	c := &counting{Store: db}
+	c := &counting{Database: db}
 	s, err := entrycache.New(nopClose{c}, ms, entrycache.Options{ReplayInterval: 20 * time.Millisecond, Healthy: healthy.Load})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	waitFor(t, 5*time.Second, "cache trusted", s.Trusted)
+	testenv.WaitFor(t, 5*time.Second, "cache trusted", s.Trusted)
 	ctx := ctxT(t)
 	u := newUser(t, db, "alice")
 	e := create(t, s, u.ID, "first")
@@ -268,7 +232,7 @@ func TestUnhealthyStore(t *testing.T) {
 	}
 
 	healthy.Store(true)
-	waitFor(t, 5*time.Second, "cache trusted again", s.Trusted)
+	testenv.WaitFor(t, 5*time.Second, "cache trusted again", s.Trusted)
 	for range 3 {
 		if _, err := s.Entry(ctx, u.ID, e.ID); err != nil {
 			t.Fatal(err)
@@ -283,9 +247,9 @@ func TestUnhealthyStore(t *testing.T) {
 // and pages: no read may be stale.
 func TestCoherenceAcrossInstances(t *testing.T) {
 	t.Parallel()
-	db := openPostgres(t)
+	db := testdb.Postgres(t)
 	addr := testenv.RedisAddr(t)
-	prefix := randomPrefix()
+	prefix := testenv.RandomPrefix()
 	a := newInstance(t, db, redisStore(t, addr), prefix)
 	b := newInstance(t, db, redisStore(t, addr), prefix)
 	// 1,000 pairs are about 6,000 database and cache operations: on a loaded
@@ -314,7 +278,7 @@ func TestCoherenceAcrossInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 		title := fmt.Sprintf("v%d", i+1)
-		upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.Now(time.Now()))
+		upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.StoredTime(time.Now()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -339,7 +303,7 @@ func TestCoherenceAcrossInstances(t *testing.T) {
 			strictStale++
 		default:
 			stale++
-			lags = append(lags, waitFor(t, time.Second, "B sees A's write", fresh))
+			lags = append(lags, testenv.WaitFor(t, time.Second, "B sees A's write", fresh))
 		}
 	}
 	t.Logf("%d pairs: %d stale reads without a round trip on B (lags %v), %d with one", pairs, stale, lags, strictStale)
@@ -372,8 +336,8 @@ func TestCoherenceAcrossInstances(t *testing.T) {
 
 func TestUsersIsolated(t *testing.T) {
 	t.Parallel()
-	db := openPostgres(t)
-	a := newInstance(t, db, redisStore(t, testenv.RedisAddr(t)), randomPrefix())
+	db := testdb.Postgres(t)
+	a := newInstance(t, db, redisStore(t, testenv.RedisAddr(t)), testenv.RandomPrefix())
 	ctx := ctxT(t)
 	alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
 	e := create(t, a, alice.ID, "secret")
@@ -419,8 +383,8 @@ func TestRevocationVisibleElsewhere(t *testing.T) {
 // testStampede runs the stampede test with instances whose cache stores
 // newStore makes (one per instance, over one Redis or Redis Cluster).
 func testStampede(t *testing.T, newStore func(testing.TB) cache.Store) {
-	db := openPostgres(t)
-	prefix := randomPrefix()
+	db := testdb.Postgres(t)
+	prefix := testenv.RandomPrefix()
 	insts := []*instance{
 		newInstance(t, db, newStore(t), prefix),
 		newInstance(t, db, newStore(t), prefix),
@@ -466,14 +430,14 @@ func testStampede(t *testing.T, newStore func(testing.TB) cache.Store) {
 // testRevocation runs the revocation test with two instances whose cache
 // stores newStore makes.
 func testRevocation(t *testing.T, newStore func(testing.TB) cache.Store) {
-	db := openPostgres(t)
-	prefix := randomPrefix()
+	db := testdb.Postgres(t)
+	prefix := testenv.RandomPrefix()
 	a := newInstance(t, db, newStore(t), prefix)
 	b := newInstance(t, db, newStore(t), prefix)
 	ctx := ctxT(t)
 	u := newUser(t, db, "alice")
 	_, hash := journal.NewTokenSecret()
-	now := journal.Now(time.Now())
+	now := journal.StoredTime(time.Now())
 	if err := db.CreateToken(ctx, journal.Token{Hash: hash, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
@@ -492,7 +456,7 @@ func testRevocation(t *testing.T, newStore func(testing.TB) cache.Store) {
 	if tok, err := a.TokenByHash(ctx, hash); err != nil || tok.Valid(time.Now()) {
 		t.Errorf("revoking instance still accepts the token: %+v, %v", tok, err)
 	}
-	lag := waitFor(t, 3*time.Second, "revocation visible on B", func() bool {
+	lag := testenv.WaitFor(t, 3*time.Second, "revocation visible on B", func() bool {
 		tok, err := b.TokenByHash(ctx, hash)
 		return err == nil && !tok.Valid(time.Now())
 	})

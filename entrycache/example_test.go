@@ -33,7 +33,7 @@ func Example() {
 	}
 	defer store.Close() // closes db too
 
-	now := journal.Now(time.Now())
+	now := journal.StoredTime(time.Now())
 	user := journal.User{ID: journal.NewID(now), Username: "alice", PasswordHash: "x", CreatedAt: now}
 	_ = store.CreateUser(ctx, user)
 	e, _ := store.CreateEntry(ctx, journal.Entry{ID: journal.NewID(now), UserID: user.ID, Title: "first", CreatedAt: now, UpdatedAt: now})
@@ -41,7 +41,7 @@ func Example() {
 	got, _ := store.Entry(ctx, user.ID, e.ID) // loaded from the database, then cached
 	fmt.Println(got.Title, got.Version)
 	title := "edited"
-	_, _ = store.UpdateEntry(ctx, user.ID, e.ID, journal.EntryPatch{Title: &title}, got.Version, journal.Now(time.Now()))
+	_, _ = store.UpdateEntry(ctx, user.ID, e.ID, journal.EntryPatch{Title: &title}, got.Version, journal.StoredTime(time.Now()))
 	got, _ = store.Entry(ctx, user.ID, e.ID) // the update invalidated the cached copy
 	fmt.Println(got.Title, got.Version)
 	// Output:

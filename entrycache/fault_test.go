@@ -6,6 +6,7 @@ import (
 
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/internal/testenv"
 )
 
@@ -18,9 +19,9 @@ func TestRedisOutage(t *testing.T) {
 	for _, mode := range []string{"pause", "kill"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			db := openPostgres(t)
+			db := testdb.Postgres(t)
 			r := testenv.StartRedis(t)
-			prefix := randomPrefix()
+			prefix := testenv.RandomPrefix()
 			opts := rediscache.Options{} // production defaults: 50ms per call
 			a := newInstance(t, db, redisStoreOpts(t, r.Addr(), opts), prefix)
 			b := newInstance(t, db, redisStoreOpts(t, r.Addr(), opts), prefix)
@@ -44,7 +45,7 @@ func TestRedisOutage(t *testing.T) {
 			}
 			title := "during"
 			start := time.Now()
-			upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.Now(time.Now()))
+			upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.StoredTime(time.Now()))
 			if err != nil {
 				t.Fatalf("update during outage: %v", err)
 			}
@@ -54,7 +55,7 @@ func TestRedisOutage(t *testing.T) {
 			// B must see the write within 1 s (3 s with margin), every read
 			// answered correctly (old or new, never an error) and quickly.
 			var slowest time.Duration
-			lag := waitFor(t, 3*time.Second, "write visible on B during the outage", func() bool {
+			lag := testenv.WaitFor(t, 3*time.Second, "write visible on B during the outage", func() bool {
 				t0 := time.Now()
 				got, err := b.Entry(ctx, u.ID, e.ID)
 				if d := time.Since(t0); d > slowest {

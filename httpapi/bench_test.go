@@ -9,20 +9,21 @@ import (
 	"time"
 
 	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/internal/testdb"
 )
 
 // benchStores returns the stores the benchmarks run on: SQLite always,
 // PostgreSQL on a fresh database of the test server.
-func benchStores(b *testing.B) map[string]func(b *testing.B) journal.Store {
-	return map[string]func(b *testing.B) journal.Store{
-		"sqlite":   func(b *testing.B) journal.Store { return newTestServer(b).store },
-		"postgres": func(b *testing.B) journal.Store { return openPostgres(b) },
+func benchStores(b *testing.B) map[string]func(b *testing.B) journal.Database {
+	return map[string]func(b *testing.B) journal.Database{
+		"sqlite":   func(b *testing.B) journal.Database { return newTestServer(b).store },
+		"postgres": func(b *testing.B) journal.Database { return testdb.Postgres(b) },
 	}
 }
 
 // benchServer is the full handler stack (every middleware, JSON access log
 // to io.Discard, metrics) on st, with one user who has n entries.
-func benchServer(b *testing.B, st journal.Store, n int) (h http.Handler, token string, ids []string) {
+func benchServer(b *testing.B, st journal.Database, n int) (h http.Handler, token string, ids []string) {
 	b.Helper()
 	ts := newTestServer(b, func(o *Options) {
 		o.Users, o.Tokens, o.Entries, o.Database = st, st, st, st.Ping

@@ -17,7 +17,7 @@ import (
 // every later GET.
 const timeFormat = "2006-01-02T15:04:05.000000Z07:00"
 
-func formatTime(t time.Time) string { return journal.Now(t).Format(timeFormat) }
+func formatTime(t time.Time) string { return journal.StoredTime(t).Format(timeFormat) }
 
 // entryJSON is the wire form of an entry.
 type entryJSON struct {
@@ -114,7 +114,7 @@ func handleEntryCreate(logger *slog.Logger, entries journal.EntryStore, now func
 			writeError(w, r, logger, err)
 			return
 		}
-		t := journal.Now(now())
+		t := journal.StoredTime(now())
 		e, err := entries.CreateEntry(r.Context(), journal.Entry{
 			ID: journal.NewID(t), UserID: userID(r), Title: in.Title.Value, Body: in.Body.Value,
 			CreatedAt: t, UpdatedAt: t,
@@ -204,7 +204,7 @@ func handleEntryPatch(logger *slog.Logger, entries journal.EntryStore, now func(
 			writeError(w, r, logger, err)
 			return
 		}
-		e, err := entries.UpdateEntry(r.Context(), uid, id, p, ifVersion, journal.Now(now()))
+		e, err := entries.UpdateEntry(r.Context(), uid, id, p, ifVersion, journal.StoredTime(now()))
 		if err != nil {
 			writeError(w, r, logger, err)
 			return

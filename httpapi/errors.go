@@ -76,8 +76,6 @@ func problemFor(r *http.Request, err error) problem {
 		p.Errors = []journal.FieldError{{Field: "username", Message: "is already taken"}}
 	case errors.Is(err, journal.ErrVersionMismatch):
 		p.Status, p.Detail = http.StatusPreconditionFailed, errPreconditionETag.detail
-	case errors.Is(err, journal.ErrUnauthorized):
-		p.Status, p.Detail = http.StatusUnauthorized, "invalid credentials"
 	case errors.Is(err, password.ErrBusy):
 		p.Type = httplimit.ProblemTemporaryReducedCapacity
 		p.Status, p.Detail = http.StatusServiceUnavailable, "too many password checks in progress; retry later"

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,9 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/journalsvc/journal"
-	"github.com/journalsvc/journal/internal/testenv"
+	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/password"
-	"github.com/journalsvc/journal/postgres"
 	"github.com/journalsvc/journal/sqlite"
 )
 
@@ -96,12 +94,7 @@ type testServer struct {
 // captured logs and cheap password hashing; mod may change the options.
 func newTestServer(tb testing.TB, mod ...func(*Options)) *testServer {
 	tb.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "j.db"))
-	if err != nil {
-		tb.Fatalf("sqlite.Open: %v", err)
-	}
-	tb.Cleanup(func() { _ = st.Close() })
+	st := testdb.SQLite(tb)
 	ts := &testServer{
 		store:  st,
 		clock:  &fakeClock{t: time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)},
@@ -124,6 +117,7 @@ func newTestServer(tb testing.TB, mod ...func(*Options)) *testServer {
 	for _, m := range mod {
 		m(&ts.opts)
 	}
+	var err error
 	ts.h, err = NewServer(ts.opts)
 	if err != nil {
 		tb.Fatalf("NewServer: %v", err)
@@ -269,17 +263,7 @@ func bothStores(t *testing.T, test func(t *testing.T, ts *testServer)) {
 	})
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
-		st := openPostgres(t)
+		st := testdb.Postgres(t)
 		test(t, newTestServer(t, func(o *Options) { o.Users, o.Tokens, o.Entries, o.Database = st, st, st, st.Ping }))
 	})
-}
-
-func openPostgres(tb testing.TB) journal.Store {
-	tb.Helper()
-	st, err := postgres.Open(context.Background(), testenv.PostgresURL(tb), 8)
-	if err != nil {
-		tb.Fatalf("postgres.Open: %v", err)
-	}
-	tb.Cleanup(func() { _ = st.Close() })
-	return st
 }

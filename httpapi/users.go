@@ -49,7 +49,7 @@ func handleUserCreate(logger *slog.Logger, users journal.UserStore, pw *password
 			writeError(w, r, logger, err)
 			return
 		}
-		t := journal.Now(now())
+		t := journal.StoredTime(now())
 		u := journal.User{ID: journal.NewID(t), Username: in.Username, PasswordHash: hash, CreatedAt: t}
 		if err := users.CreateUser(r.Context(), u); err != nil {
 			writeError(w, r, logger, err)
@@ -121,8 +121,8 @@ func handleTokenCreate(logger *slog.Logger, users journal.UserStore, tokens jour
 			return
 		}
 		secret, hash := journal.NewTokenSecret()
-		t := journal.Now(now())
-		tok := journal.Token{Hash: hash, UserID: u.ID, CreatedAt: t, ExpiresAt: journal.Now(t.Add(ttl))}
+		t := journal.StoredTime(now())
+		tok := journal.Token{Hash: hash, UserID: u.ID, CreatedAt: t, ExpiresAt: journal.StoredTime(t.Add(ttl))}
 		if err := tokens.CreateToken(r.Context(), tok); err != nil {
 			writeError(w, r, logger, err)
 			return

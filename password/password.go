@@ -8,7 +8,7 @@
 //
 // with the salt and key in unpadded standard base64. Verification reads the
 // parameters from the string, so hashes made with older parameters keep
-// verifying after the defaults change (see [Hasher.NeedsRehash]).
+// verifying after the defaults change.
 package password
 
 import (
@@ -141,9 +141,6 @@ func New(opts Options) *Hasher {
 	return h
 }
 
-// Params returns the parameters of new hashes.
-func (h *Hasher) Params() Params { return h.params }
-
 // Reserve takes one of the hashing slots for work the caller runs under the
 // same bound (Hash and Verify take one each). When every slot is taken it
 // waits up to MaxWait, unless MaxWaiters callers already wait, and returns
@@ -229,14 +226,6 @@ func (h *Hasher) DummyVerify(ctx context.Context, password string) error {
 	h.release()
 	_ = subtle.ConstantTimeCompare(got, h.dummyKey)
 	return nil
-}
-
-// NeedsRehash reports whether encoded was made with parameters other than
-// the Hasher's (or cannot be read), so a caller may store a new hash after a
-// successful login.
-func (h *Hasher) NeedsRehash(encoded string) bool {
-	p, _, _, err := decode(encoded)
-	return err != nil || p != h.params
 }
 
 var b64 = base64.RawStdEncoding

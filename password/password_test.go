@@ -34,9 +34,6 @@ func TestHashVerifyDefaultParams(t *testing.T) {
 	if ok, err := h.Verify(ctx, enc, "correct horse battery stapler"); ok || err != nil {
 		t.Errorf("Verify(wrong password) = %v, %v; want false, nil", ok, err)
 	}
-	if h.NeedsRehash(enc) {
-		t.Errorf("NeedsRehash(fresh hash) = true")
-	}
 }
 
 func TestHashSaltsDiffer(t *testing.T) {
@@ -48,8 +45,8 @@ func TestHashSaltsDiffer(t *testing.T) {
 	}
 }
 
-// TestKnownHash pins the encoding: a hash stored by an earlier build must keep
-// verifying. The vector was produced by this package with cheap parameters.
+// TestKnownHash pins the encoding: a stored hash must keep verifying. The
+// vector was produced by this package with cheap parameters.
 func TestKnownHash(t *testing.T) {
 	const enc = "$argon2id$v=19$m=64,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$55PWTvddWPUD1GMbKxSff4ASfF85k9ibHJt4HlHQtBM"
 	h := New(Options{Params: cheap})
@@ -58,9 +55,6 @@ func TestKnownHash(t *testing.T) {
 	}
 	if ok, err := h.Verify(context.Background(), enc, "Password"); ok || err != nil {
 		t.Errorf("Verify(known vector, wrong) = %v, %v; want false, nil", ok, err)
-	}
-	if New(Options{}).NeedsRehash(enc) != true {
-		t.Errorf("NeedsRehash(cheap hash) with default params = false")
 	}
 }
 
@@ -99,25 +93,30 @@ func TestDummyVerify(t *testing.T) {
 // TestDummyVerifyCostsLikeVerify compares the median time of a failed Verify
 // with DummyVerify; the bound (3x either way) is generous so that a loaded
 // machine does not make it flaky, yet skipping the hash would fail it by
-// orders of magnitude.
+// orders of magnitude. The two are timed in turns, so a burst of load from
+// elsewhere slows both, and the test does not run in parallel with the
+// package's other tests, which keep every core busy.
 func TestDummyVerifyCostsLikeVerify(t *testing.T) {
-	t.Parallel()
 	p := Params{Memory: 1024, Iterations: 2, Parallelism: 1, SaltLen: 16, KeyLen: 32}
 	h := New(Options{Params: p})
 	ctx := context.Background()
 	enc, _ := h.Hash(ctx, "the real password")
-	median := func(f func()) time.Duration {
-		var d []time.Duration
-		for range 7 {
-			start := time.Now()
-			f()
-			d = append(d, time.Since(start))
-		}
+	timed := func(f func()) time.Duration {
+		start := time.Now()
+		f()
+		return time.Since(start)
+	}
+	const n = 9
+	var wrongs, dummies []time.Duration
+	for range n {
+		wrongs = append(wrongs, timed(func() { _, _ = h.Verify(ctx, enc, "a wrong password") }))
+		dummies = append(dummies, timed(func() { _ = h.DummyVerify(ctx, "a wrong password") }))
+	}
+	median := func(d []time.Duration) time.Duration {
 		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 		return d[len(d)/2]
 	}
-	wrong := median(func() { _, _ = h.Verify(ctx, enc, "a wrong password") })
-	dummy := median(func() { _ = h.DummyVerify(ctx, "a wrong password") })
+	wrong, dummy := median(wrongs), median(dummies)
 	if dummy*3 < wrong || wrong*3 < dummy {
 		t.Errorf("median Verify(wrong) = %v, DummyVerify = %v; want within 3x", wrong, dummy)
 	}

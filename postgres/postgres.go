@@ -1,4 +1,4 @@
-// Package postgres implements [journal.Store] on PostgreSQL with pgx v5
+// Package postgres implements [journal.Database] on PostgreSQL with pgx v5
 // (pgxpool).
 //
 // Every query is bounded by the caller's context, and the pool sets a
@@ -12,17 +12,16 @@ package postgres
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/internal/migrations"
+	"github.com/journalsvc/journal/internal/sqlstore"
 )
 
 //go:embed migrations/*.sql
@@ -37,13 +36,20 @@ const DefaultStatementTimeout = 5 * time.Second
 // of every instance on one database ("journal" in ASCII).
 const migrationLockKey int64 = 0x6a6f75726e616c
 
-// Store is a [journal.Store] on a PostgreSQL connection pool. It is safe for
-// concurrent use and must not be used after Close.
+// Store is a [journal.Database] on a PostgreSQL connection pool. It runs the
+// queries it shares with the sqlite store, and applies outbox changes its own
+// way (see [Store.ApplyChanges]). It is safe for concurrent use and must not
+// be used after Close.
 type Store struct {
+	*queries // users, tokens, entries, PendingChanges
+
 	pool *pgxpool.Pool
 }
 
-var _ journal.Store = (*Store)(nil)
+var _ journal.Database = (*Store)(nil)
+
+// queries are the methods the store shares with the sqlite store.
+type queries = sqlstore.Store
 
 // Open connects to the PostgreSQL database at url (a postgres:// URL or a
 // key=value connection string), with at most maxConns connections (0 means
@@ -72,7 +78,9 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	s := &Store{pool: pool}
+	s.queries = sqlstore.New(dialect, db{pool}, db{pool}, s.inTx)
+	return s, nil
 }
 
 // Pool returns the underlying pool, for metrics and tests. Its connections
@@ -175,23 +183,4 @@ func runMigrations(ctx context.Context, conn *pgx.Conn, ms []migrations.Migratio
 		}
 	}
 	return nil
-}
-
-// PostgreSQL error codes (SQLSTATE) the store maps to domain errors.
-const (
-	codeUniqueViolation     = "23505"
-	codeForeignKeyViolation = "23503"
-)
-
-func pgCode(err error) (code, constraint string) {
-	var e *pgconn.PgError
-	if errors.As(err, &e) {
-		return e.Code, e.ConstraintName
-	}
-	return "", ""
-}
-
-func isDomainError(err error) bool {
-	return errors.Is(err, journal.ErrNotFound) || errors.Is(err, journal.ErrVersionMismatch) ||
-		errors.Is(err, journal.ErrUsernameTaken)
 }

@@ -2,38 +2,24 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/internal/storetest"
+	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/internal/testenv"
 	"github.com/journalsvc/journal/postgres"
 )
 
-func openStore(tb testing.TB, url string) *postgres.Store {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := postgres.Open(ctx, url, 8)
-	if err != nil {
-		tb.Fatalf("Open = %v", err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	return s
-}
-
 // TestConformance gives each subtest a schema of its own in one fresh
-// database (creating a database per subtest costs about a second each).
+// database: a schema is far cheaper to create than a database.
 func TestConformance(t *testing.T) {
 	base := testenv.PostgresURL(t)
-	storetest.Run(t, func(t *testing.T) journal.Store {
-		return openStore(t, schemaURL(t, base))
+	storetest.Run(t, func(t *testing.T) journal.Database {
+		return testdb.PostgresAt(t, schemaURL(t, base))
 	})
 }
 
@@ -41,11 +27,7 @@ func TestConformance(t *testing.T) {
 // whose connections use it as their search_path.
 func schemaURL(tb testing.TB, base string) string {
 	tb.Helper()
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		tb.Fatal(err)
-	}
-	schema := "t_" + hex.EncodeToString(b[:])
+	schema := testenv.RandomName("t_")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base)
@@ -66,89 +48,37 @@ func schemaURL(tb testing.TB, base string) string {
 	return u.String()
 }
 
-// migrationVersions returns the versions in schema_migrations, in order, read
-// on a connection of its own.
-func migrationVersions(tb testing.TB, url string) []int32 {
-	tb.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations ORDER BY version")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	vs, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return vs
-}
-
-func TestMigrationsTwice(t *testing.T) {
-	t.Parallel()
-	url := testenv.PostgresURL(t)
-	ctx := context.Background()
-	s1, err := postgres.Open(ctx, url, 2)
-	if err != nil {
-		t.Fatalf("first Open = %v", err)
-	}
-	u := journal.User{ID: journal.NewID(time.Now()), Username: "alice", PasswordHash: "h", CreatedAt: journal.Now(time.Now())}
-	if err := s1.CreateUser(ctx, u); err != nil {
-		t.Fatal(err)
-	}
-	s1.Close()
-	s2 := openStore(t, url)
-	if got, err := s2.UserByID(ctx, u.ID); err != nil || got != u {
-		t.Errorf("after reopening, UserByID = %+v, %v; want %+v", got, err, u)
-	}
-	openStore(t, url) // while s2 is open
-	if got := migrationVersions(t, url); len(got) != 1 || got[0] != 1 {
-		t.Errorf("schema_migrations versions = %v, want [1]", got)
-	}
-}
-
-func TestMigrationsConcurrent(t *testing.T) {
-	t.Parallel()
-	url := testenv.PostgresURL(t)
-	const n = 5
-	var wg sync.WaitGroup
-	stores := make([]*postgres.Store, n)
-	errs := make([]error, n)
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			stores[i], errs[i] = postgres.Open(ctx, url, 2)
-		}()
-	}
-	close(start)
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("Open %d = %v", i, err)
-			continue
+func TestMigrations(t *testing.T) {
+	storetest.RunMigrations(t, []int{1}, func(t *testing.T) storetest.MigrationTarget {
+		url := testenv.PostgresURL(t)
+		return storetest.MigrationTarget{
+			Open: func(ctx context.Context) (journal.Database, error) { return postgres.Open(ctx, url, 2) },
+			Versions: func(tb testing.TB) []int {
+				tb.Helper()
+				ctx := context.Background()
+				conn, err := pgx.Connect(ctx, url)
+				if err != nil {
+					tb.Fatal(err)
+				}
+				defer conn.Close(ctx)
+				rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations ORDER BY version")
+				if err != nil {
+					tb.Fatal(err)
+				}
+				vs, err := pgx.CollectRows(rows, pgx.RowTo[int])
+				if err != nil {
+					tb.Fatal(err)
+				}
+				return vs
+			},
 		}
-		if err := stores[i].Ping(context.Background()); err != nil {
-			t.Errorf("Ping %d = %v", i, err)
-		}
-		stores[i].Close()
-	}
-	if got := migrationVersions(t, url); len(got) != 1 || got[0] != 1 {
-		t.Errorf("schema_migrations versions = %v, want [1]", got)
-	}
+	})
 }
 
 func TestStatementTimeoutDefault(t *testing.T) {
 	t.Parallel()
 	url := testenv.PostgresURL(t)
-	s := openStore(t, url)
+	s := testdb.PostgresAt(t, url)
 	var got string
 	if err := s.Pool().QueryRow(context.Background(), "SHOW statement_timeout").Scan(&got); err != nil {
 		t.Fatal(err)
@@ -157,7 +87,7 @@ func TestStatementTimeoutDefault(t *testing.T) {
 		t.Errorf("statement_timeout = %q, want %q", got, want)
 	}
 	// A URL that sets it wins.
-	s2 := openStore(t, url+"&statement_timeout=1500")
+	s2 := testdb.PostgresAt(t, url+"&statement_timeout=1500")
 	if err := s2.Pool().QueryRow(context.Background(), "SHOW statement_timeout").Scan(&got); err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +98,7 @@ func TestStatementTimeoutDefault(t *testing.T) {
 
 func TestContextBoundsQueries(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, testenv.PostgresURL(t))
+	s := testdb.Postgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -196,17 +126,17 @@ func TestOpenBadURL(t *testing.T) {
 }
 
 func BenchmarkStore(b *testing.B) {
-	storetest.Bench(b, openStore(b, testenv.PostgresURL(b)))
+	storetest.Bench(b, testdb.Postgres(b))
 }
 
 // TestApplyChangesSkipsLockedRows checks that ApplyChanges("") does not wait
 // for rows another call holds (FOR UPDATE SKIP LOCKED) but claims the others.
 func TestApplyChangesSkipsLockedRows(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, testenv.PostgresURL(t))
+	s := testdb.Postgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	now := journal.Now(time.Now())
+	now := journal.StoredTime(time.Now())
 	u := journal.User{ID: journal.NewID(now), Username: "alice", PasswordHash: "h", CreatedAt: now}
 	if err := s.CreateUser(ctx, u); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-// Package sqlite implements [journal.Store] on an SQLite database file with
+// Package sqlite implements [journal.Database] on an SQLite database file with
 // modernc.org/sqlite (pure Go, no cgo).
 //
 // The database runs in WAL mode with foreign keys on. Writes go through a
@@ -24,6 +24,7 @@ import (
 
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/internal/migrations"
+	"github.com/journalsvc/journal/internal/sqlstore"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -35,9 +36,13 @@ var migrationFS embed.FS
 // process (or by a WAL checkpoint) before it fails with SQLITE_BUSY.
 const BusyTimeoutMillis = 5000
 
-// Store is a [journal.Store] on one SQLite file. It is safe for concurrent use
-// and must not be used after Close.
+// Store is a [journal.Database] on one SQLite file. It runs the queries it shares
+// with the postgres store, and applies outbox changes its own way (see
+// [Store.ApplyChanges]). It is safe for concurrent use and must not be used
+// after Close.
 type Store struct {
+	*queries // users, tokens, entries, PendingChanges
+
 	w *sql.DB // exactly one connection; every write transaction is BEGIN IMMEDIATE
 	r *sql.DB // read-only connections
 
@@ -46,7 +51,10 @@ type Store struct {
 	replaying sync.Mutex
 }
 
-var _ journal.Store = (*Store)(nil)
+var _ journal.Database = (*Store)(nil)
+
+// queries are the methods the store shares with the postgres store.
+type queries = sqlstore.Store
 
 // Open opens (creating it if needed) the SQLite database file at path, applies
 // the pending schema migrations and returns the store. path is a file system
@@ -99,7 +107,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = r.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	return &Store{w: w, r: r}, nil
+	s := &Store{w: w, r: r}
+	s.queries = sqlstore.New(dialect, db{r}, db{w}, s.inTx)
+	return s, nil
 }
 
 // Ping checks that both pools answer.
@@ -199,12 +209,4 @@ func sqliteCode(err error) int {
 		return e.Code()
 	}
 	return 0
-}
-
-func isUniqueViolation(err error) bool {
-	return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE
-}
-
-func isForeignKeyViolation(err error) bool {
-	return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
 }

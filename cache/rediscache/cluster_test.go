@@ -160,7 +160,7 @@ func TestClusterDeleteAcrossSlots(t *testing.T) {
 			t.Errorf("A reads %q right after its own Delete: %v %q, want miss", k, e.Status, e.Value)
 		}
 	}
-	lag := waitFor(t, lagBound, "B sees the deletes of A on every master", func() bool {
+	lag := testenv.WaitFor(t, lagBound, "B sees the deletes of A on every master", func() bool {
 		for _, k := range keys {
 			if get(t, b.store, k).Status != cache.Miss {
 				return false

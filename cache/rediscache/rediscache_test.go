@@ -168,7 +168,7 @@ func TestCoherenceAcrossInstances(t *testing.T) {
 	if err := a.cache.Delete(context.Background(), k); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, lagBound, "B sees the delete on A", func() bool {
+	testenv.WaitFor(t, lagBound, "B sees the delete on A", func() bool {
 		r, err := b.cache.Get(context.Background(), k)
 		if err != nil {
 			t.Fatal(err)
@@ -242,19 +242,6 @@ func TestMalformedIsError(t *testing.T) {
 	}
 }
 
-// waitFor polls cond every 10ms until it is true or limit passes.
-func waitFor(tb testing.TB, limit time.Duration, what string, cond func() bool) time.Duration {
-	tb.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			tb.Fatalf("%s: not within %v", what, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 func TestPausedRedis(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
@@ -272,7 +259,7 @@ func TestPausedRedis(t *testing.T) {
 	paused := time.Now()
 	// Until the outage is detected B may serve its (still correct) copy; then
 	// every read is an error: never a miss, never another value.
-	took := waitFor(t, 3*time.Second, "reads fail after SIGSTOP", func() bool {
+	took := testenv.WaitFor(t, 3*time.Second, "reads fail after SIGSTOP", func() bool {
 		e, err := b.store.Get(ctx, k)
 		if err != nil {
 			return true
@@ -301,7 +288,7 @@ func TestPausedRedis(t *testing.T) {
 	}
 	r.Resume(t)
 	t.Logf("paused for %v", time.Since(paused))
-	waitFor(t, 5*time.Second, "reads recover after SIGCONT", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "reads recover after SIGCONT", func() bool {
 		_, err := b.store.Get(ctx, k)
 		return err == nil
 	})
@@ -309,7 +296,7 @@ func TestPausedRedis(t *testing.T) {
 		t.Errorf("after the outage k2 = %v %q, want miss (nothing written back)", e.Status, e.Value)
 	}
 	// Coherence is back: a write on A is seen on B.
-	waitFor(t, 5*time.Second, "writes work after SIGCONT", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "writes work after SIGCONT", func() bool {
 		return a.store.Set(ctx, k, cache.Entry{Status: cache.Hit, Value: []byte("after")}, time.Minute) == nil
 	})
 	converge(t, b.store, k, "before", "after")
@@ -326,7 +313,7 @@ func TestKilledRedis(t *testing.T) {
 	set(t, a.store, k, "before")
 	get(t, b.store, k)
 	r.Kill(t)
-	waitFor(t, 3*time.Second, "reads fail after SIGKILL", func() bool {
+	testenv.WaitFor(t, 3*time.Second, "reads fail after SIGKILL", func() bool {
 		e, err := b.store.Get(ctx, k)
 		if err != nil {
 			return true
@@ -338,14 +325,14 @@ func TestKilledRedis(t *testing.T) {
 	})
 	r.Restart(t)
 	// The restarted server is empty: B must not serve its old copy.
-	waitFor(t, 5*time.Second, "reads recover after restart", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "reads recover after restart", func() bool {
 		e, err := b.store.Get(ctx, k)
 		if err == nil && e.Status != cache.Miss {
 			t.Fatalf("after restart B reads %v %q, want miss (server is empty)", e.Status, e.Value)
 		}
 		return err == nil
 	})
-	waitFor(t, 5*time.Second, "writes work after restart", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "writes work after restart", func() bool {
 		return a.store.Set(ctx, k, cache.Entry{Status: cache.Hit, Value: []byte("after")}, time.Minute) == nil
 	})
 	converge(t, b.store, k, "", "after")
@@ -394,7 +381,7 @@ func TestInvalidationsHook(t *testing.T) {
 	set(t, a.store, k, "1")
 	get(t, b.store, k)
 	set(t, a.store, k, "2")
-	waitFor(t, 3*time.Second, "B counts the invalidation", func() bool { return n.Load() >= 1 })
+	testenv.WaitFor(t, 3*time.Second, "B counts the invalidation", func() bool { return n.Load() >= 1 })
 }
 
 // TestBoundedWhileReconnecting: while rueidis redials a hung server for a

@@ -251,7 +251,7 @@ func BenchmarkEntryTiers(b *testing.B) {
 	addr := testenv.RedisAddr(b)
 	for dbName, dbURL := range databases(b) {
 		b.Run(dbName, func(b *testing.B) {
-			var db journal.Store
+			var db journal.Database
 			var err error
 			if u := dbURL(); dbName == "sqlite" {
 				db, err = sqlite.Open(context.Background(), u[len("sqlite:"):])

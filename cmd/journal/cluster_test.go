@@ -125,21 +125,6 @@ func TestClusterExactLimits(t *testing.T) {
 	}
 }
 
-// freshWithin reads until fresh reports true or bound passes, and returns how
-// long that took (bound+ if it never did).
-func freshWithin(bound time.Duration, fresh func() bool) (time.Duration, bool) {
-	start := time.Now()
-	for {
-		if fresh() {
-			return time.Since(start), true
-		}
-		if time.Since(start) > bound {
-			return time.Since(start), false
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // invalidationBound is how long a write on one instance may stay invisible
 // on another: the promise is under 100ms (docs/design.md, "Numbers");
 // tests give 3x.
@@ -213,7 +198,7 @@ func TestClusterCoherentCaching(t *testing.T) {
 					continue
 				}
 				*c.stale++
-				lag, ok := freshWithin(invalidationBound, c.fresh)
+				lag, ok := testenv.Poll(invalidationBound, 2*time.Millisecond, c.fresh)
 				if !ok {
 					t.Fatalf("%s round %d: B still serves the old %s %v after the PATCH on A", u.name, i, c.what, lag)
 				}
@@ -428,7 +413,7 @@ func testMasterFailover(t *testing.T, faultName string, fault func(*testenv.Redi
 	// The limiter decides on the cluster again, on both instances.
 	for _, in := range insts {
 		onIn := &apiClient{tb: t, base: in.URL, token: c.token, hc: c.hc}
-		lag, ok := freshWithin(10*time.Second, func() bool {
+		lag, ok := testenv.Poll(10*time.Second, 2*time.Millisecond, func() bool {
 			r := onIn.do("GET", "/v1/entries/"+entryID, nil)
 			return r.Code == http.StatusOK && r.Header.Get("RateLimit") != "" &&
 				!strings.Contains(r.Header.Get("RateLimit"), "journal-degraded")
@@ -440,7 +425,7 @@ func testMasterFailover(t *testing.T, faultName string, fault func(*testenv.Redi
 	}
 	// The cache is trusted again (outbox replayed, every node answering).
 	for _, in := range insts {
-		lag, ok := freshWithin(10*time.Second, func() bool { return metricValue(t, in, "journal_cache_trusted") == 1 })
+		lag, ok := testenv.Poll(10*time.Second, 2*time.Millisecond, func() bool { return metricValue(t, in, "journal_cache_trusted") == 1 })
 		if !ok {
 			t.Errorf("%s: entry cache not trusted %v after the promotion", in.Addr, lag)
 		}
@@ -454,7 +439,7 @@ func testMasterFailover(t *testing.T, faultName string, fault func(*testenv.Redi
 	expect(t, "GET item on B", onB.do("GET", "/v1/entries/"+entryID, nil), http.StatusOK)
 	patched := onA.do("PATCH", "/v1/entries/"+entryID, map[string]string{"title": "after"})
 	expect(t, "PATCH on A after the failover", patched, http.StatusOK)
-	lag, ok := freshWithin(invalidationBound, func() bool {
+	lag, ok := testenv.Poll(invalidationBound, 2*time.Millisecond, func() bool {
 		r := onB.do("GET", "/v1/entries/"+entryID, nil)
 		return r.Code == http.StatusOK && r.Header.Get("ETag") == patched.Header.Get("ETag")
 	})

@@ -270,7 +270,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal("no listening line")
 	}
 	base := "http://" + addr
-	waitFor(t, 60*time.Second, "/readyz 200", func() bool { code, _, _ := get(base + "/readyz"); return code == 200 })
+	testenv.WaitFor(t, 60*time.Second, "/readyz 200", func() bool { code, _, _ := get(base + "/readyz"); return code == 200 })
 	c := signup(t, base, "carol")
 
 	// Send the headers of POST /v1/entries with Expect: 100-continue and wait
@@ -291,7 +291,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 
 	cancel()
-	waitFor(t, 3*drain, "/readyz 503", func() bool { code, _, _ := get(base + "/readyz"); return code == http.StatusServiceUnavailable })
+	testenv.WaitFor(t, 3*drain, "/readyz 503", func() bool { code, _, _ := get(base + "/readyz"); return code == http.StatusServiceUnavailable })
 	code, readyBody, err := get(base + "/readyz")
 	if err == nil && (code != http.StatusServiceUnavailable || !strings.Contains(readyBody, `"draining"`)) {
 		t.Errorf("/readyz while draining = %d %s, want 503 with status draining", code, readyBody)
@@ -299,7 +299,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if code, _, err := get(base + "/livez"); err == nil && code != http.StatusOK {
 		t.Errorf("/livez while draining = %d, want 200", code)
 	}
-	waitFor(t, 10*drain+10*time.Second, "new connections to be refused", func() bool { return refused(addr) })
+	testenv.WaitFor(t, 10*drain+10*time.Second, "new connections to be refused", func() bool { return refused(addr) })
 	select {
 	case err := <-done:
 		t.Fatalf("run returned %v while a request was in flight", err)
@@ -462,7 +462,7 @@ func TestBinarySIGTERM(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("no listening line; logs:\n%s", logs.String())
 	}
-	waitFor(t, 60*time.Second, "/readyz 200", func() bool { code, _, _ := get("http://" + addr + "/readyz"); return code == 200 })
+	testenv.WaitFor(t, 60*time.Second, "/readyz 200", func() bool { code, _, _ := get("http://" + addr + "/readyz"); return code == 200 })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

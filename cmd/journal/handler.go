@@ -45,7 +45,7 @@ func (s *stack) close() {
 // registry, /readyz checking the database (and Redis when configured) and
 // answering "draining" once draining is set. On error, whatever was built is
 // closed.
-func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Store, draining *atomic.Bool) (_ *stack, err error) {
+func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Database, draining *atomic.Bool) (_ *stack, err error) {
 	st := &stack{}
 	defer func() {
 		if err != nil {
@@ -171,6 +171,6 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Sto
 
 // noClose keeps entrycache's Close from closing the database, which run
 // closes itself after the server stopped.
-type noClose struct{ journal.Store }
+type noClose struct{ journal.Database }
 
 func (noClose) Close() error { return nil }

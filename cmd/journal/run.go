@@ -96,7 +96,7 @@ func defaultInstanceID(addr net.Addr) string {
 const storeOpenTimeout = time.Minute
 
 // openStore opens the database of cfg and applies its migrations.
-func openStore(ctx context.Context, cfg Config) (journal.Store, error) {
+func openStore(ctx context.Context, cfg Config) (journal.Database, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeOpenTimeout)
 	defer cancel()
 	if cfg.Database.SQLitePath != "" {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,12 +12,6 @@ import (
 	"github.com/journalsvc/journal/internal/testenv"
 )
 
-func randomPrefix() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return "test" + hex.EncodeToString(b[:]) + ":"
-}
-
 // sharedEnv is the environment of instances sharing one PostgreSQL database
 // and one Redis under a fresh key prefix.
 func sharedEnv(tb testing.TB, redisURL string, extra map[string]string) map[string]string {
@@ -27,7 +19,7 @@ func sharedEnv(tb testing.TB, redisURL string, extra map[string]string) map[stri
 	m := map[string]string{
 		"JOURNAL_DATABASE_URL": testenv.PostgresURL(tb),
 		"JOURNAL_REDIS_URL":    redisURL,
-		"JOURNAL_REDIS_PREFIX": randomPrefix(),
+		"JOURNAL_REDIS_PREFIX": testenv.RandomPrefix(),
 		// Under -race on 2 shared cores, with other packages' tests running, a
 		// Redis reply can take over a second (seen in CI). A missed deadline
 		// makes the decision degraded (local fallback), which is by design but

@@ -12,19 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// waitFor polls cond every 10ms until it is true or timeout passes.
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+	"github.com/journalsvc/journal/internal/testenv"
+)
 
 // get returns the status and body of GET url on a new connection, or an error.
 func get(url string) (int, string, error) {
@@ -99,14 +89,14 @@ func TestServeGracefulShutdown(t *testing.T) {
 	<-started
 	cancel()
 
-	waitFor(t, 3*drain, "readiness 503", func() bool {
+	testenv.WaitFor(t, 3*drain, "readiness 503", func() bool {
 		code, _, _ := get("http://" + addr + "/readyz")
 		return code == http.StatusServiceUnavailable
 	})
 	if code, _, err := get("http://" + addr + "/livez"); err != nil || code != 200 {
 		t.Errorf("GET /livez while draining = %d, %v; want 200", code, err)
 	}
-	waitFor(t, 10*drain, "the listener to close", func() bool { return refused(addr) })
+	testenv.WaitFor(t, 10*drain, "the listener to close", func() bool { return refused(addr) })
 	select {
 	case err := <-done:
 		t.Fatalf("serve returned %v with a request in flight", err)

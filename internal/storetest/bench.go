@@ -13,7 +13,7 @@ import (
 // Bench benchmarks the store alone: Entry by id, a 20-entry ListEntries page
 // (first page and a cursor page) and CreateEntry, each with b.RunParallel.
 // s must be a fresh, empty store.
-func Bench(b *testing.B, s journal.Store) {
+func Bench(b *testing.B, s journal.Database) {
 	ctx := context.Background()
 	u := journal.User{ID: journal.NewID(base), Username: "bench", PasswordHash: "h", CreatedAt: base}
 	if err := s.CreateUser(ctx, u); err != nil {

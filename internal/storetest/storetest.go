@@ -1,8 +1,8 @@
-// Package storetest is the conformance suite every [journal.Store]
+// Package storetest is the conformance suite every [journal.Database]
 // implementation passes. A store package calls [Run] from its tests:
 //
 //	func TestConformance(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) journal.Store { return openTestStore(t) })
+//		storetest.Run(t, func(t *testing.T) journal.Database { return openTestStore(t) })
 //	}
 package storetest
 
@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -23,10 +24,10 @@ import (
 // Run runs the conformance suite. open must return a store on a fresh, empty
 // database (migrated), closed by the caller's cleanup; it is called once per
 // subtest, and subtests run in parallel.
-func Run(t *testing.T, open func(t *testing.T) journal.Store) {
+func Run(t *testing.T, open func(t *testing.T) journal.Database) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s journal.Store)
+		fn   func(t *testing.T, s journal.Database)
 	}{
 		{"Users", testUsers},
 		{"Tokens", testTokens},
@@ -66,9 +67,9 @@ func ctxT(tb testing.TB) context.Context {
 }
 
 // newUser creates and returns a user named name with a fresh id.
-func newUser(tb testing.TB, s journal.Store, name string) journal.User {
+func newUser(tb testing.TB, s journal.Database, name string) journal.User {
 	tb.Helper()
-	u := journal.User{ID: journal.NewID(base), Username: name, PasswordHash: "hash-of-" + name, CreatedAt: journal.Now(base)}
+	u := journal.User{ID: journal.NewID(base), Username: name, PasswordHash: "hash-of-" + name, CreatedAt: journal.StoredTime(base)}
 	if err := s.CreateUser(ctxT(tb), u); err != nil {
 		tb.Fatalf("CreateUser(%q) = %v", name, err)
 	}
@@ -76,7 +77,7 @@ func newUser(tb testing.TB, s journal.Store, name string) journal.User {
 }
 
 // newEntry creates an entry of userID created at at.
-func newEntry(tb testing.TB, s journal.Store, userID, title string, at time.Time) journal.Entry {
+func newEntry(tb testing.TB, s journal.Database, userID, title string, at time.Time) journal.Entry {
 	tb.Helper()
 	e, err := s.CreateEntry(ctxT(tb), journal.Entry{
 		ID: journal.NewID(at), UserID: userID, Title: title, Body: "body of " + title, CreatedAt: at, UpdatedAt: at,
@@ -90,7 +91,7 @@ func newEntry(tb testing.TB, s journal.Store, userID, title string, at time.Time
 func ptr(s string) *string { return &s }
 
 // drain applies every pending change and returns them.
-func drain(tb testing.TB, s journal.Store, userID string) []journal.Change {
+func drain(tb testing.TB, s journal.Database, userID string) []journal.Change {
 	tb.Helper()
 	var all []journal.Change
 	for {
@@ -107,7 +108,7 @@ func drain(tb testing.TB, s journal.Store, userID string) []journal.Change {
 	}
 }
 
-func pending(tb testing.TB, s journal.Store) int64 {
+func pending(tb testing.TB, s journal.Database) int64 {
 	tb.Helper()
 	n, err := s.PendingChanges(ctxT(tb))
 	if err != nil {
@@ -125,13 +126,13 @@ func changeKeys(cs []journal.Change) []string {
 	return out
 }
 
-func testPing(t *testing.T, s journal.Store) {
+func testPing(t *testing.T, s journal.Database) {
 	if err := s.Ping(ctxT(t)); err != nil {
 		t.Fatalf("Ping = %v", err)
 	}
 }
 
-func testUsers(t *testing.T, s journal.Store) {
+func testUsers(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
 	u := newUser(t, s, "alice")
 
@@ -170,7 +171,7 @@ func testUsers(t *testing.T, s journal.Store) {
 	}
 }
 
-func testTokens(t *testing.T, s journal.Store) {
+func testTokens(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
 	u := newUser(t, s, "alice")
 	_, hash := journal.NewTokenSecret()
@@ -179,7 +180,7 @@ func testTokens(t *testing.T, s journal.Store) {
 		t.Fatalf("CreateToken = %v", err)
 	}
 	want := tok
-	want.CreatedAt, want.ExpiresAt = journal.Now(tok.CreatedAt), journal.Now(tok.ExpiresAt)
+	want.CreatedAt, want.ExpiresAt = journal.StoredTime(tok.CreatedAt), journal.StoredTime(tok.ExpiresAt)
 	got, err := s.TokenByHash(ctx, hash)
 	if err != nil {
 		t.Fatalf("TokenByHash = %v", err)
@@ -218,9 +219,24 @@ func testTokens(t *testing.T, s journal.Store) {
 	if diff := cmp.Diff([]string{u.ID + "//" + hash}, changeKeys(changes)); diff != "" {
 		t.Errorf("outbox after revoke (-want +got):\n%s", diff)
 	}
+
+	// A token may be stored revoked; its user must exist.
+	_, hash = journal.NewTokenSecret()
+	revoked := journal.Token{Hash: hash, UserID: u.ID, CreatedAt: base, ExpiresAt: base.Add(time.Hour), Revoked: true}
+	if err := s.CreateToken(ctx, revoked); err != nil {
+		t.Fatalf("CreateToken(revoked) = %v", err)
+	}
+	if got, err := s.TokenByHash(ctx, hash); err != nil || !got.Revoked {
+		t.Errorf("TokenByHash(created revoked) = %+v, %v; want a revoked token", got, err)
+	}
+	_, hash = journal.NewTokenSecret()
+	orphan := journal.Token{Hash: hash, UserID: journal.NewID(base), CreatedAt: base, ExpiresAt: base.Add(time.Hour)}
+	if err := s.CreateToken(ctx, orphan); !errors.Is(err, journal.ErrNotFound) {
+		t.Errorf("CreateToken(unknown user) = %v, want ErrNotFound", err)
+	}
 }
 
-func testEntryCRUD(t *testing.T, s journal.Store) {
+func testEntryCRUD(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
 	u := newUser(t, s, "alice")
 	in := journal.Entry{ID: journal.NewID(base), UserID: u.ID, Title: "Hello", Body: "World ✓", CreatedAt: base, UpdatedAt: base, Version: 42}
@@ -230,7 +246,7 @@ func testEntryCRUD(t *testing.T, s journal.Store) {
 	}
 	want := in
 	want.Version = 1
-	want.CreatedAt, want.UpdatedAt = journal.Now(base), journal.Now(base)
+	want.CreatedAt, want.UpdatedAt = journal.StoredTime(base), journal.StoredTime(base)
 	if diff := cmp.Diff(want, created); diff != "" {
 		t.Errorf("CreateEntry mismatch (-want +got):\n%s", diff)
 	}
@@ -258,7 +274,7 @@ func testEntryCRUD(t *testing.T, s journal.Store) {
 			t.Fatalf("UpdateEntry step %d = %v", i, err)
 		}
 		want := journal.Entry{ID: in.ID, UserID: u.ID, Title: st.wantTitle, Body: st.wantBody, Version: int64(i + 2),
-			CreatedAt: journal.Now(base), UpdatedAt: journal.Now(now)}
+			CreatedAt: journal.StoredTime(base), UpdatedAt: journal.StoredTime(now)}
 		if diff := cmp.Diff(want, up); diff != "" {
 			t.Errorf("UpdateEntry step %d mismatch (-want +got):\n%s", i, diff)
 		}
@@ -307,7 +323,7 @@ func testEntryCRUD(t *testing.T, s journal.Store) {
 	}
 }
 
-func testEntryMalformedIDs(t *testing.T, s journal.Store) {
+func testEntryMalformedIDs(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
 	u := newUser(t, s, "alice")
 	e := newEntry(t, s, u.ID, "one", base)
@@ -335,7 +351,7 @@ func testEntryMalformedIDs(t *testing.T, s journal.Store) {
 	}
 }
 
-func testIsolation(t *testing.T, s journal.Store) {
+func testIsolation(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
 	alice := newUser(t, s, "alice")
 	bob := newUser(t, s, "bob")
@@ -383,7 +399,7 @@ func testIsolation(t *testing.T, s journal.Store) {
 	}
 }
 
-func testConditionalWrites(t *testing.T, s journal.Store) {
+func testConditionalWrites(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
 	u := newUser(t, s, "alice")
 	e := newEntry(t, s, u.ID, "v1", base)
@@ -396,7 +412,7 @@ func testConditionalWrites(t *testing.T, s journal.Store) {
 	}
 	drain(t, s, "")
 
-	for _, v := range []int64{1, 3, 100, -1} {
+	for _, v := range []int64{1, 3, 100, -1, 1 << 40, math.MaxInt64} {
 		if _, err := s.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: ptr("lost")}, v, base.Add(time.Hour)); !errors.Is(err, journal.ErrVersionMismatch) {
 			t.Errorf("UpdateEntry(ifVersion %d) = %v, want ErrVersionMismatch", v, err)
 		}
@@ -453,7 +469,7 @@ func testConditionalWrites(t *testing.T, s journal.Store) {
 	}
 }
 
-func testTimesRoundTrip(t *testing.T, s journal.Store) {
+func testTimesRoundTrip(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
 	u := newUser(t, s, "alice")
 	times := []time.Time{
@@ -468,7 +484,7 @@ func testTimesRoundTrip(t *testing.T, s journal.Store) {
 		if err != nil {
 			t.Fatalf("CreateEntry(%v) = %v", at, err)
 		}
-		want := journal.Now(at)
+		want := journal.StoredTime(at)
 		if !created.CreatedAt.Equal(want) || created.CreatedAt != want {
 			t.Errorf("CreateEntry(%v).CreatedAt = %v, want %v (UTC, microseconds)", at, created.CreatedAt, want)
 		}
@@ -487,7 +503,7 @@ func testTimesRoundTrip(t *testing.T, s journal.Store) {
 		if err != nil {
 			t.Fatalf("UpdateEntry = %v", err)
 		}
-		if want := journal.Now(upAt); up.UpdatedAt != want {
+		if want := journal.StoredTime(upAt); up.UpdatedAt != want {
 			t.Errorf("UpdateEntry.UpdatedAt = %v, want %v", up.UpdatedAt, want)
 		}
 		if got, _ := s.Entry(ctx, u.ID, created.ID); got.UpdatedAt != up.UpdatedAt {
@@ -498,7 +514,7 @@ func testTimesRoundTrip(t *testing.T, s journal.Store) {
 
 // listAll pages through every entry of userID with the given page size and
 // returns the pages.
-func listAll(tb testing.TB, s journal.Store, userID string, limit int) [][]journal.Entry {
+func listAll(tb testing.TB, s journal.Database, userID string, limit int) [][]journal.Entry {
 	tb.Helper()
 	var pages [][]journal.Entry
 	req := journal.PageRequest{Limit: limit}
@@ -541,7 +557,7 @@ func newestFirst(es []journal.Entry) {
 	})
 }
 
-func testPagination(t *testing.T, s journal.Store) {
+func testPagination(t *testing.T, s journal.Database) {
 	u := newUser(t, s, "alice")
 	other := newUser(t, s, "bob")
 	var want []journal.Entry
@@ -593,7 +609,7 @@ func testPagination(t *testing.T, s journal.Store) {
 	}
 }
 
-func testPaginationTies(t *testing.T, s journal.Store) {
+func testPaginationTies(t *testing.T, s journal.Database) {
 	u := newUser(t, s, "alice")
 	var want []journal.Entry
 	for i := range 7 {
@@ -617,7 +633,7 @@ func testPaginationTies(t *testing.T, s journal.Store) {
 	}
 }
 
-func testPaginationLimits(t *testing.T, s journal.Store) {
+func testPaginationLimits(t *testing.T, s journal.Database) {
 	u := newUser(t, s, "alice")
 	newEntry(t, s, u.ID, "one", base)
 	for _, limit := range []int{0, -1, journal.MaxPageLimit + 1} {
@@ -633,7 +649,7 @@ func testPaginationLimits(t *testing.T, s journal.Store) {
 	}
 }
 
-func testPaginationConcurrentInserts(t *testing.T, s journal.Store) {
+func testPaginationConcurrentInserts(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
 	u := newUser(t, s, "alice")
 	const initial = 60
@@ -703,7 +719,7 @@ func testPaginationConcurrentInserts(t *testing.T, s journal.Store) {
 	}
 }
 
-func testConcurrentWriters(t *testing.T, s journal.Store) {
+func testConcurrentWriters(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
 	const writers, each = 8, 15
 	users := make([]journal.User, writers)
@@ -752,7 +768,7 @@ func testConcurrentWriters(t *testing.T, s journal.Store) {
 	}
 }
 
-func testOutboxRecordsWrites(t *testing.T, s journal.Store) {
+func testOutboxRecordsWrites(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
 	u := newUser(t, s, "alice")
 	if got := pending(t, s); got != 0 {
@@ -796,7 +812,7 @@ func testOutboxRecordsWrites(t *testing.T, s journal.Store) {
 	}
 }
 
-func testApplyChanges(t *testing.T, s journal.Store) {
+func testApplyChanges(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
 	u := newUser(t, s, "alice")
 	var ids []string
@@ -850,7 +866,7 @@ func testApplyChanges(t *testing.T, s journal.Store) {
 	}
 }
 
-func testApplyChangesUserFilter(t *testing.T, s journal.Store) {
+func testApplyChangesUserFilter(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
 	alice := newUser(t, s, "alice")
 	bob := newUser(t, s, "bob")
@@ -891,7 +907,7 @@ func testApplyChangesUserFilter(t *testing.T, s journal.Store) {
 // replay skips the held changes, so no change is applied twice; the write
 // path (one user) applies every change of the user, the held ones included,
 // and leaves none of them pending once both calls return.
-func testApplyChangesConcurrent(t *testing.T, s journal.Store) {
+func testApplyChangesConcurrent(t *testing.T, s journal.Database) {
 	for _, mode := range []string{"any user", "one user"} {
 		t.Run(mode, func(t *testing.T) {
 			ctx := ctxT(t)

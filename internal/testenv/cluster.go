@@ -22,6 +22,17 @@ type Cluster struct {
 // clusterSize is the number of nodes of a [Cluster]: 3 masters, 3 replicas.
 const clusterSize = 6
 
+// pickBusPort chooses a free cluster bus port (--cluster-port) for r: not
+// the default port+10000, which may be taken or above 65535. It reports false
+// when the port it found is r's own.
+func (r *Redis) pickBusPort() (bool, error) {
+	var err error
+	if r.bus, err = freePort(); err != nil {
+		return false, err
+	}
+	return r.bus != r.port, nil
+}
+
 // RedisCluster starts six redis-server nodes in cluster mode
 // (cluster-node-timeout 1000 ms) on free loopback ports, joins them with
 // `redis-cli --cluster create ... --cluster-replicas 1`, and returns once
@@ -41,7 +52,7 @@ func RedisCluster(tb testing.TB) *Cluster {
 			// An empty replica syncs at once instead of after the default 5 s.
 			"--repl-diskless-sync-delay", "0",
 		})
-		if err := r.startFree(true); err != nil {
+		if err := r.startFree(r.pickBusPort); err != nil {
 			tb.Fatalf("testenv: RedisCluster: %v", err)
 		}
 		c.nodes = append(c.nodes, r)
@@ -115,14 +126,6 @@ func (c *Cluster) Addrs() []string {
 // URL returns "redis://127.0.0.1:P1,127.0.0.1:P2,..." with all six nodes.
 func (c *Cluster) URL() string { return "redis://" + strings.Join(c.Addrs(), ",") }
 
-// Node returns node i, 0 <= i < 6. At creation, redis-cli makes nodes 0-2 the
-// masters and 3-5 their replicas, but failovers change roles: use
-// [Cluster.MasterFor] or [Cluster.MasterAddrs] to find the current masters.
-func (c *Cluster) Node(i int) *Redis { return c.nodes[i] }
-
-// Nodes returns the six nodes, in the order of [Cluster.Node].
-func (c *Cluster) Nodes() []*Redis { return append([]*Redis(nil), c.nodes...) }
-
 // clusterNode is one line of CLUSTER NODES.
 type clusterNode struct {
 	addr   string // host:port, without the bus port
@@ -182,23 +185,6 @@ func parseClusterNodes(s string) ([]clusterNode, error) {
 		out = append(out, n)
 	}
 	return out, nil
-}
-
-// MasterAddrs returns the addresses of the masters that serve slots and are
-// not marked failed, as the first node that answers sees them. After a
-// failover this view converges within a few node timeouts.
-func (c *Cluster) MasterAddrs() []string {
-	nodes, err := c.clusterNodes()
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, n := range nodes {
-		if n.master && !n.failed && len(n.slots) > 0 {
-			out = append(out, n.addr)
-		}
-	}
-	return out
 }
 
 // MasterFor returns the node that masters the slot of key ([KeySlot]) as the

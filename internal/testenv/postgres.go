@@ -2,8 +2,6 @@ package testenv
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/url"
 	"os"
 	"testing"
@@ -36,11 +34,7 @@ func PostgresURL(tb testing.TB) string {
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		tb.Fatalf("testenv: JOURNAL_TEST_POSTGRES_URL=%q is not a postgres:// URL", base)
 	}
-	var buf [8]byte
-	if _, err := rand.Read(buf[:]); err != nil {
-		tb.Fatalf("testenv: PostgresURL: %v", err)
-	}
-	name := "journal_test_" + hex.EncodeToString(buf[:])
+	name := RandomName("journal_test_")
 
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()

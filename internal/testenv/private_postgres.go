@@ -9,8 +9,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,20 +21,18 @@ const initdbTimeout = 60 * time.Second
 // Postgres is a private PostgreSQL server started by [StartPostgres]. It
 // listens on 127.0.0.1 on a port that stays the same across
 // [Postgres.Restart], with trust authentication for the role postgres, and
-// is stopped at the end of the test that started it. Its methods are safe for
-// concurrent use; the ones that take a tb must be called from the test
-// goroutine.
+// is stopped at the end of the test that started it. [Postgres.Pause] stops
+// the postmaster and all its processes; [Postgres.Kill] is a crash of all of
+// them. Committed data survives [Postgres.Restart] (after a Kill, through
+// crash recovery), except what fsync=off loses if the machine itself
+// crashes. Its methods are safe for concurrent use; the ones that take a tb
+// must be called from the test goroutine.
 type Postgres struct {
+	server
 	binDir string
 	dir    string // owned by the server's OS user; holds data/, the socket and logs
 	data   string
-	log    string
 	cred   *syscall.Credential // nil: run as the current user
-	port   int                 // fixed once StartPostgres returns
-
-	mu     sync.Mutex
-	p      *proc // the postmaster; nil before the first start
-	paused bool
 }
 
 // StartPostgres creates a PostgreSQL cluster with initdb in a new temporary
@@ -71,7 +67,15 @@ func StartPostgres(tb testing.TB) *Postgres {
 		binDir: binDir,
 		dir:    dir,
 		data:   filepath.Join(dir, "data"),
-		log:    filepath.Join(dir, "postgres.log"),
+	}
+	pg.server = server{
+		name:    "postgres",
+		log:     filepath.Join(dir, "postgres.log"),
+		ready:   "accept connections",
+		command: pg.postmaster,
+		serving: pg.serving,
+		signal:  signalFamily,
+		kill:    killFamily,
 	}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
@@ -94,15 +98,7 @@ func StartPostgres(tb testing.TB) *Postgres {
 			tb.Errorf("testenv: stop postgres on port %d: %v", pg.port, err)
 		}
 	})
-	for attempt := 0; attempt < 5; attempt++ {
-		if pg.port, err = freePort(); err != nil {
-			break
-		}
-		if err = pg.start(); !errors.Is(err, errPortInUse) {
-			break
-		}
-	}
-	if err != nil {
+	if err := pg.startFree(nil); err != nil {
 		tb.Fatalf("testenv: StartPostgres: %v", err)
 	}
 	return pg
@@ -111,67 +107,6 @@ func StartPostgres(tb testing.TB) *Postgres {
 // URL returns "postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable".
 func (pg *Postgres) URL() string {
 	return "postgres://postgres@127.0.0.1:" + strconv.Itoa(pg.port) + "/postgres?sslmode=disable"
-}
-
-// Port returns the server's TCP port.
-func (pg *Postgres) Port() int { return pg.port }
-
-// Dir returns the directory that holds the data directory (data/), the Unix
-// socket and the server's log (postgres.log).
-func (pg *Postgres) Dir() string { return pg.dir }
-
-// Kill ends the server like a crash: SIGKILL to the postmaster and its
-// backends, and waits until they are gone. Killing a stopped
-// server does nothing. [Postgres.Restart] recovers the data directory.
-func (pg *Postgres) Kill(tb testing.TB) {
-	tb.Helper()
-	if err := pg.stop(); err != nil {
-		tb.Fatalf("testenv: Kill: %v", err)
-	}
-}
-
-// Pause stops the postmaster and all its processes with SIGSTOP: connections
-// stay open but nothing answers, like a hung server, until [Postgres.Resume].
-func (pg *Postgres) Pause(tb testing.TB) {
-	tb.Helper()
-	pg.mu.Lock()
-	defer pg.mu.Unlock()
-	if pg.p == nil || pg.p.exited() {
-		tb.Fatalf("testenv: Pause: postgres on port %d is not running", pg.port)
-	}
-	if err := signalFamily(pg.p, syscall.SIGSTOP); err != nil {
-		tb.Fatalf("testenv: Pause: %v", err)
-	}
-	pg.paused = true
-}
-
-// Resume continues a server stopped by [Postgres.Pause] with SIGCONT.
-// Resuming a running server does nothing.
-func (pg *Postgres) Resume(tb testing.TB) {
-	tb.Helper()
-	pg.mu.Lock()
-	defer pg.mu.Unlock()
-	if pg.p == nil || pg.p.exited() {
-		tb.Fatalf("testenv: Resume: postgres on port %d is not running", pg.port)
-	}
-	if err := signalFamily(pg.p, syscall.SIGCONT); err != nil {
-		tb.Fatalf("testenv: Resume: %v", err)
-	}
-	pg.paused = false
-}
-
-// Restart starts the server again on the same port and data directory,
-// killing it first if it still runs (paused or not), and returns once it
-// accepts connections. Committed data survives (after a Kill, through crash
-// recovery), except what fsync=off lost if the machine itself crashed.
-func (pg *Postgres) Restart(tb testing.TB) {
-	tb.Helper()
-	if err := pg.stop(); err != nil {
-		tb.Fatalf("testenv: Restart: %v", err)
-	}
-	if err := restartOnSamePort(pg.start); err != nil {
-		tb.Fatalf("testenv: Restart: %v", err)
-	}
 }
 
 // command returns a command running the PostgreSQL program name as the
@@ -207,64 +142,29 @@ func (pg *Postgres) initdb() error {
 	return nil
 }
 
-// start starts the postmaster on pg.port and waits until it accepts
-// connections.
-func (pg *Postgres) start() error {
-	pg.mu.Lock()
-	defer pg.mu.Unlock()
-	if pg.p != nil && !pg.p.exited() {
-		return fmt.Errorf("testenv: postgres on port %d already runs", pg.port)
-	}
+// postmaster returns the command that runs the postmaster on pg.port.
+func (pg *Postgres) postmaster() *exec.Cmd {
 	cmd := pg.command("postgres", "-D", pg.data, "-p", strconv.Itoa(pg.port),
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "unix_socket_directories="+pg.dir,
 		// fsync and full-page writes off: a killed server (the fault tests'
 		// crash) loses nothing the OS already has. synchronous_commit stays
-		// on: off, a commit waits in shared memory for the WAL writer, and a
-		// kill soon after a pause (which stopped that writer) lost it in CI.
+		// on: off, a commit waits in shared memory for the WAL writer, which a
+		// pause stops, and a kill soon after the pause loses the commit.
 		"-c", "fsync=off",
 		"-c", "full_page_writes=off",
 		"-c", "logging_collector=off",
 	)
 	// Its own process group, out of the way of a terminal's Ctrl-C.
 	cmd.SysProcAttr.Setpgid = true
-	logStart := fileSize(pg.log)
-	p, err := startProc(cmd, pg.log)
-	if err != nil {
-		return err
-	}
-	pg.p, pg.paused = p, false
-	deadline := time.Now().Add(StartTimeout)
-	for {
-		if p.exited() {
-			_ = killFamily(p) // backends, if any got that far
-			if strings.Contains(readFrom(pg.log, logStart), "Address already in use") {
-				return fmt.Errorf("%w: postgres could not bind 127.0.0.1:%d", errPortInUse, pg.port)
-			}
-			return fmt.Errorf("postgres on 127.0.0.1:%d exited at start (%v): %s", pg.port, p.err, logTail(pg.log))
-		}
-		// The server answering must be ours, not one that won the race for
-		// the port.
-		if dataDir, err := pgShow(context.Background(), pg.URL(), "data_directory"); err == nil && dataDir == pg.data {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			_ = killFamily(p)
-			return fmt.Errorf("postgres on 127.0.0.1:%d did not accept connections within %v: %s", pg.port, StartTimeout, logTail(pg.log))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return cmd
 }
 
-// stop kills the postmaster and its processes if they run and waits for them.
-func (pg *Postgres) stop() error {
-	pg.mu.Lock()
-	defer pg.mu.Unlock()
-	if pg.p == nil {
-		return nil
-	}
-	pg.paused = false
-	return killFamily(pg.p)
+// serving reports whether the server accepting connections on pg.port is
+// ours: its data directory is pg.data.
+func (pg *Postgres) serving(*proc) bool {
+	dataDir, err := pgShow(context.Background(), pg.URL(), "data_directory")
+	return err == nil && dataDir == pg.data
 }
 
 // signalFamily sends sig to the postmaster p and to its children. The

@@ -1,15 +1,11 @@
 package testenv
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -41,20 +37,18 @@ func RedisAddr(tb testing.TB) string {
 
 // Redis is a private redis-server started by [StartRedis] (or one node of a
 // [Cluster]). It listens on 127.0.0.1 on a port that stays the same across
-// [Redis.Restart], keeps no data on disk (no RDB, no AOF) and is stopped at the
-// end of the test that started it. Its methods are safe for concurrent use;
-// the ones that take a tb must be called from the test goroutine.
+// [Redis.Restart], keeps no data on disk (no RDB, no AOF), and is stopped at
+// the end of the test that started it. [Redis.Pause] makes it hang,
+// [Redis.Kill] makes it crash and lose its data; after [Redis.Restart] it is
+// empty (a cluster node keeps its cluster configuration, nodes.conf, and
+// rejoins). Its methods are safe for concurrent use; the ones that take a tb
+// must be called from the test goroutine.
 type Redis struct {
+	server
 	bin  string
 	dir  string
-	log  string
 	args []string
-	port int // fixed once StartRedis returns
 	bus  int // cluster bus port (--cluster-port), 0 outside a cluster
-
-	mu     sync.Mutex
-	p      *proc // nil before the first start
-	paused bool
 }
 
 // StartRedis starts a private redis-server on a free loopback port with
@@ -66,34 +60,10 @@ type Redis struct {
 func StartRedis(tb testing.TB, args ...string) *Redis {
 	tb.Helper()
 	r := newRedis(tb, args)
-	if err := r.startFree(false); err != nil {
+	if err := r.startFree(nil); err != nil {
 		tb.Fatalf("testenv: StartRedis: %v", err)
 	}
 	return r
-}
-
-// startFree starts r on free ports (and a free cluster bus port if
-// clusterBus), retrying with other ports when it loses a race for one.
-func (r *Redis) startFree(clusterBus bool) error {
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		if r.port, err = freePort(); err != nil {
-			return err
-		}
-		if clusterBus {
-			// Not the default port+10000, which may be taken or above 65535.
-			if r.bus, err = freePort(); err != nil {
-				return err
-			}
-			if r.bus == r.port {
-				continue
-			}
-		}
-		if err = r.start(); !errors.Is(err, errPortInUse) {
-			return err
-		}
-	}
-	return err
 }
 
 // newRedis prepares a Redis (binary, directory, cleanup) without starting it.
@@ -104,7 +74,15 @@ func newRedis(tb testing.TB, args []string) *Redis {
 		dir:  tb.TempDir(),
 		args: append([]string(nil), args...),
 	}
-	r.log = filepath.Join(r.dir, "redis.log")
+	r.server = server{
+		name:    "redis-server",
+		log:     filepath.Join(r.dir, "redis.log"),
+		ready:   "answer PING",
+		command: r.command,
+		serving: r.serving,
+		signal:  (*proc).signal,
+		kill:    (*proc).kill,
+	}
 	// Registered after TempDir, so it runs before the directory is removed.
 	tb.Cleanup(func() {
 		if err := r.stop(); err != nil {
@@ -120,76 +98,8 @@ func (r *Redis) Addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
 // URL returns the server's address as "redis://127.0.0.1:PORT".
 func (r *Redis) URL() string { return "redis://" + r.Addr() }
 
-// Port returns the server's TCP port.
-func (r *Redis) Port() int { return r.port }
-
-// Dir returns the server's working directory (its log is redis.log there).
-func (r *Redis) Dir() string { return r.dir }
-
-// Pause stops the server process with SIGSTOP: it keeps its connections open
-// but answers nothing, like a hung server, until [Redis.Resume].
-func (r *Redis) Pause(tb testing.TB) {
-	tb.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.p == nil || r.p.exited() {
-		tb.Fatalf("testenv: Pause: redis-server on port %d is not running", r.port)
-	}
-	if err := r.p.signal(syscall.SIGSTOP); err != nil {
-		tb.Fatalf("testenv: Pause: %v", err)
-	}
-	r.paused = true
-}
-
-// Resume continues a server stopped by [Redis.Pause] with SIGCONT. Resuming a
-// running server does nothing.
-func (r *Redis) Resume(tb testing.TB) {
-	tb.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.p == nil || r.p.exited() {
-		tb.Fatalf("testenv: Resume: redis-server on port %d is not running", r.port)
-	}
-	if err := r.p.signal(syscall.SIGCONT); err != nil {
-		tb.Fatalf("testenv: Resume: %v", err)
-	}
-	r.paused = false
-}
-
-// Kill ends the server with SIGKILL, like a crash, and waits until the
-// process is gone: its port refuses connections afterwards. Killing a
-// stopped server does nothing. Its data is lost (nothing is persisted).
-func (r *Redis) Kill(tb testing.TB) {
-	tb.Helper()
-	if err := r.stop(); err != nil {
-		tb.Fatalf("testenv: Kill: %v", err)
-	}
-}
-
-// Restart starts the server again on the same port and directory, killing it
-// first if it still runs (paused or not), and returns once it answers PING.
-// It works after [Redis.Kill]. The new server starts empty (a cluster node
-// keeps its cluster configuration, nodes.conf, and rejoins).
-func (r *Redis) Restart(tb testing.TB) {
-	tb.Helper()
-	if err := r.stop(); err != nil {
-		tb.Fatalf("testenv: Restart: %v", err)
-	}
-	if err := restartOnSamePort(r.start); err != nil {
-		tb.Fatalf("testenv: Restart: %v", err)
-	}
-}
-
-// errPortInUse reports that a server could not bind its port.
-var errPortInUse = errors.New("testenv: port already in use")
-
-// start starts redis-server on r.port and waits until it answers PING.
-func (r *Redis) start() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.p != nil && !r.p.exited() {
-		return fmt.Errorf("testenv: redis-server on port %d already runs", r.port)
-	}
+// command returns the command that runs redis-server on r.port.
+func (r *Redis) command() *exec.Cmd {
 	argv := []string{
 		"--port", strconv.Itoa(r.port),
 		"--bind", "127.0.0.1",
@@ -205,45 +115,13 @@ func (r *Redis) start() error {
 	argv = append(argv, r.args...)
 	cmd := exec.Command(r.bin, argv...)
 	cmd.Dir = r.dir
-	logStart := fileSize(r.log)
-	p, err := startProc(cmd, r.log)
-	if err != nil {
-		return err
-	}
-	r.p, r.paused = p, false
-	deadline := time.Now().Add(StartTimeout)
-	for {
-		if p.exited() {
-			if strings.Contains(readFrom(r.log, logStart), "Address already in use") {
-				return fmt.Errorf("%w: redis-server could not bind %s", errPortInUse, r.Addr())
-			}
-			return fmt.Errorf("redis-server on %s exited at start (%v): %s", r.Addr(), p.err, logTail(r.log))
-		}
-		// The server answering must be ours, not one that won the race for
-		// the port.
-		if info, err := redisString(r.Addr(), 500*time.Millisecond, "INFO", "server"); err == nil {
-			if strings.Contains(info, "\nprocess_id:"+strconv.Itoa(p.cmd.Process.Pid)+"\r") {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			_ = p.kill()
-			return fmt.Errorf("redis-server on %s did not answer PING within %v: %s", r.Addr(), StartTimeout, logTail(r.log))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return cmd
 }
 
-// stop kills the server if it runs and waits for it.
-func (r *Redis) stop() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.p == nil {
-		return nil
-	}
-	err := r.p.kill()
-	r.paused = false
-	return err
+// serving reports whether the redis-server answering on r.port is p.
+func (r *Redis) serving(p *proc) bool {
+	info, err := redisString(r.Addr(), 500*time.Millisecond, "INFO", "server")
+	return err == nil && strings.Contains(info, "\nprocess_id:"+strconv.Itoa(p.cmd.Process.Pid)+"\r")
 }
 
 // fileSize returns the size of the file at path, 0 if it does not exist.
@@ -262,18 +140,4 @@ func readFrom(path string, offset int64) string {
 		return ""
 	}
 	return string(b[offset:])
-}
-
-// restartOnSamePort starts a server again on the port it had. The port was
-// ours a moment ago; another process may grab it in between, rarely: retry
-// briefly, then report it.
-func restartOnSamePort(start func() error) error {
-	var err error
-	for attempt := 0; attempt < 10; attempt++ {
-		if err = start(); !errors.Is(err, errPortInUse) {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return err
 }

@@ -89,12 +89,9 @@ func readReply(r *bufio.Reader) (any, error) {
 	case ':':
 		return strconv.ParseInt(body, 10, 64)
 	case '$':
-		n, err := strconv.Atoi(body)
-		if err != nil {
-			return nil, fmt.Errorf("testenv: malformed RESP bulk length %q", body)
-		}
-		if n < 0 {
-			return nil, nil
+		n, err := respLength(body)
+		if err != nil || n < 0 {
+			return nil, err // a negative length is a null reply
 		}
 		buf := make([]byte, n+2)
 		if _, err := io.ReadFull(r, buf); err != nil {
@@ -102,12 +99,9 @@ func readReply(r *bufio.Reader) (any, error) {
 		}
 		return string(buf[:n]), nil
 	case '*':
-		n, err := strconv.Atoi(body)
-		if err != nil {
-			return nil, fmt.Errorf("testenv: malformed RESP array length %q", body)
-		}
-		if n < 0 {
-			return nil, nil
+		n, err := respLength(body)
+		if err != nil || n < 0 {
+			return nil, err
 		}
 		out := make([]any, n)
 		for i := range out {
@@ -119,4 +113,14 @@ func readReply(r *bufio.Reader) (any, error) {
 	default:
 		return nil, errors.New("testenv: unsupported RESP type " + strconv.Quote(string(kind)))
 	}
+}
+
+// respLength parses the length of a RESP bulk string or array; -1 means a
+// null reply.
+func respLength(body string) (int, error) {
+	n, err := strconv.Atoi(body)
+	if err != nil {
+		return 0, fmt.Errorf("testenv: malformed RESP length %q", body)
+	}
+	return n, nil
 }

@@ -45,7 +45,7 @@ func TestFloodStaysWithinTheBound(t *testing.T) {
 	for _, alg := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
 		for _, n := range []int{1, 3} {
 			t.Run(alg.String()+"/instances="+strconv.Itoa(n), func(t *testing.T) {
-				prefix := randomPrefix(t)
+				prefix := testenv.RandomPrefix()
 				var raw []*redislimit.Limiter
 				var lims []ratelimit.Limiter
 				for i := range n {
@@ -119,7 +119,7 @@ func TestSaturationGrantsNoFreshQuota(t *testing.T) {
 	if testing.Short() {
 		t.Skip("saturates the CPU for a few seconds")
 	}
-	addr, prefix := testenv.RedisAddr(t), randomPrefix(t)
+	addr, prefix := testenv.RedisAddr(t), testenv.RandomPrefix()
 	l := newLimiter(t, newClient(t, addr), redislimit.Options{
 		Prefix: prefix, Timeout: 2 * time.Millisecond, DenyCacheSize: -1, HeartbeatInterval: -1,
 	})

@@ -2,8 +2,6 @@ package redislimit_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net"
 	"strconv"
@@ -38,15 +36,6 @@ func newClient(tb testing.TB, addr string) rueidis.Client {
 	}
 	tb.Cleanup(c.Close)
 	return c
-}
-
-func randomPrefix(tb testing.TB) string {
-	tb.Helper()
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		tb.Fatal(err)
-	}
-	return "test:" + hex.EncodeToString(b[:]) + ":"
 }
 
 func newLimiter(tb testing.TB, c rueidis.Client, opts redislimit.Options) *redislimit.Limiter {
@@ -104,7 +93,7 @@ func TestConformance(t *testing.T) {
 	for _, denyCache := range []bool{false, true} {
 		t.Run("denycache="+strconv.FormatBool(denyCache), func(t *testing.T) {
 			ratelimittest.Run(t, func(t *testing.T, clock *ratelimittest.Clock) ratelimit.Limiter {
-				prefix := randomPrefix(t)
+				prefix := testenv.RandomPrefix()
 				opts := redislimit.Options{Prefix: prefix, HeartbeatInterval: -1, Timeout: time.Second, Now: clock.Now}
 				if !denyCache {
 					opts.DenyCacheSize = -1
@@ -131,7 +120,7 @@ func TestConformance(t *testing.T) {
 // peek, gives it a TTL.
 func TestKeysWithoutTTLAreRepaired(t *testing.T) {
 	c := newClient(t, testenv.RedisAddr(t))
-	prefix := randomPrefix(t)
+	prefix := testenv.RandomPrefix()
 	l := newLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1, DenyCacheSize: -1})
 	ctx := context.Background()
 	small := ratelimit.Policy{Name: "small", Rate: ratelimit.Rate{N: 1, Per: time.Hour}}
@@ -165,7 +154,7 @@ func TestExactAcrossInstances(t *testing.T) {
 	for _, a := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
 		t.Run(a.String(), func(t *testing.T) {
 			const limit = 50
-			prefix := randomPrefix(t)
+			prefix := testenv.RandomPrefix()
 			per := time.Hour
 			if a == ratelimit.Fixed {
 				per = 24 * time.Hour // aligned to UTC days: a boundary during the test is very unlikely
@@ -187,7 +176,7 @@ func TestClockSkewCannotMatter(t *testing.T) {
 	for _, a := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding} {
 		t.Run(a.String(), func(t *testing.T) {
 			p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 30, Per: time.Hour}, Algorithm: a}
-			admitted, _ := runInstances(t, addr, randomPrefix(t), p, skews)
+			admitted, _ := runInstances(t, addr, testenv.RandomPrefix(), p, skews)
 			if admitted != 30 {
 				t.Errorf("admitted %d with skewed instance clocks, want exactly 30", admitted)
 			}
@@ -291,7 +280,7 @@ func TestFloodedKeyCostsNoRoundTrips(t *testing.T) {
 // cache of another through PUBLISH.
 func TestResetClearsEveryInstance(t *testing.T) {
 	addr := testenv.RedisAddr(t)
-	prefix := randomPrefix(t)
+	prefix := testenv.RandomPrefix()
 	a := newLimiter(t, newClient(t, addr), redislimit.Options{Prefix: prefix, HeartbeatInterval: -1})
 	b := newLimiter(t, newClient(t, addr), redislimit.Options{Prefix: prefix, HeartbeatInterval: -1})
 	p := ratelimit.Policy{Name: "login", Rate: ratelimit.Rate{N: 2, Per: time.Hour}, Fail: ratelimit.FailClosed}
@@ -555,7 +544,7 @@ func TestLocalFallbackSharesTheLimit(t *testing.T) {
 func BenchmarkDecide(b *testing.B) {
 	c := newClient(b, testenv.RedisAddr(b))
 	b.Run("10000keys", func(b *testing.B) {
-		l := newLimiter(b, c, redislimit.Options{Prefix: randomPrefix(b), HeartbeatInterval: -1, Timeout: time.Second})
+		l := newLimiter(b, c, redislimit.Options{Prefix: testenv.RandomPrefix(), HeartbeatInterval: -1, Timeout: time.Second})
 		p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 1 << 30, Per: time.Hour}}
 		keys := make([]string, 10000)
 		for i := range keys {
@@ -578,7 +567,7 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	})
 	b.Run("flooded", func(b *testing.B) {
-		l := newLimiter(b, c, redislimit.Options{Prefix: randomPrefix(b), HeartbeatInterval: -1, Timeout: time.Second})
+		l := newLimiter(b, c, redislimit.Options{Prefix: testenv.RandomPrefix(), HeartbeatInterval: -1, Timeout: time.Second})
 		p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 10, Per: time.Hour}}
 		b.SetParallelism(32)
 		b.ReportAllocs()
@@ -595,7 +584,7 @@ func BenchmarkDecide(b *testing.B) {
 // write (an older version, a typo by hand) is a zero state, never an error.
 func TestForeignValuesAreAFreshState(t *testing.T) {
 	c := newClient(t, testenv.RedisAddr(t))
-	prefix := randomPrefix(t)
+	prefix := testenv.RandomPrefix()
 	l := newLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1, DenyCacheSize: -1})
 	ctx := context.Background()
 	for i, raw := range []string{"g:xyz", "g:1780000000000000", "garbage", "s:1:2:3:4", "f:", "17", "s:x:1:1"} {
@@ -615,7 +604,7 @@ func TestForeignValuesAreAFreshState(t *testing.T) {
 // TestGCRAValueFormat: a GCRA state is stored as the TAT in decimal digits.
 func TestGCRAValueFormat(t *testing.T) {
 	c := newClient(t, testenv.RedisAddr(t))
-	prefix := randomPrefix(t)
+	prefix := testenv.RandomPrefix()
 	l := newLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1})
 	ctx := context.Background()
 	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 2, Per: time.Hour}}
@@ -637,7 +626,7 @@ func TestGCRAValueFormat(t *testing.T) {
 func TestScriptFlushIsNotAFailure(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	c := newClient(t, srv.Addr())
-	l := newLimiter(t, c, redislimit.Options{Prefix: randomPrefix(t), HeartbeatInterval: -1, BreakerFailures: 1})
+	l := newLimiter(t, c, redislimit.Options{Prefix: testenv.RandomPrefix(), HeartbeatInterval: -1, BreakerFailures: 1})
 	ctx := context.Background()
 	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 100, Per: time.Hour}}
 	for i := range 3 {
@@ -663,7 +652,7 @@ func TestScriptFlushIsNotAFailure(t *testing.T) {
 // context's error and does not count towards opening the breaker.
 func TestCallerCancellationIsNotAFailure(t *testing.T) {
 	c := newClient(t, testenv.RedisAddr(t))
-	l := newLimiter(t, c, redislimit.Options{Prefix: randomPrefix(t), HeartbeatInterval: -1, BreakerFailures: 1})
+	l := newLimiter(t, c, redislimit.Options{Prefix: testenv.RandomPrefix(), HeartbeatInterval: -1, BreakerFailures: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 3, Per: time.Hour}}
@@ -681,7 +670,7 @@ func TestCallerCancellationIsNotAFailure(t *testing.T) {
 // cache.
 func TestDenyCacheIsBounded(t *testing.T) {
 	c := newClient(t, testenv.RedisAddr(t))
-	l := newLimiter(t, c, redislimit.Options{Prefix: randomPrefix(t), HeartbeatInterval: -1, DenyCacheSize: 64})
+	l := newLimiter(t, c, redislimit.Options{Prefix: testenv.RandomPrefix(), HeartbeatInterval: -1, DenyCacheSize: 64})
 	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 1, Per: time.Hour}}
 	ctx := context.Background()
 	for i := 0; i < 300; i++ {
@@ -713,7 +702,7 @@ func TestDeadlineHoldsWhileReconnecting(t *testing.T) {
 	}
 	t.Cleanup(c.Close)
 	const timeout = 100 * time.Millisecond
-	l := newLimiter(t, c, redislimit.Options{Prefix: randomPrefix(t), Timeout: timeout, HeartbeatInterval: -1})
+	l := newLimiter(t, c, redislimit.Options{Prefix: testenv.RandomPrefix(), Timeout: timeout, HeartbeatInterval: -1})
 	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 100, Per: time.Minute}, Fail: ratelimit.FailOpen}
 	if d, err := l.Decide(context.Background(), "ip:192.0.2.7", ratelimit.Item{Policy: p}); err != nil || !d.Allowed {
 		t.Fatalf("healthy decision: %+v, %v", d, err)
@@ -743,7 +732,7 @@ func TestDeadlineHoldsWhileReconnecting(t *testing.T) {
 // result and effect as if it had run alone.
 func TestBatchedDecisionsStayIndependent(t *testing.T) {
 	c := newClient(t, testenv.RedisAddr(t))
-	prefix := randomPrefix(t)
+	prefix := testenv.RandomPrefix()
 	l := newLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1, Timeout: 5 * time.Second, DenyCacheSize: -1})
 	ctx := context.Background()
 	one := ratelimit.Policy{Name: "one", Rate: ratelimit.Rate{N: 1, Per: time.Hour}}

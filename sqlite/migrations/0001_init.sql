@@ -29,8 +29,9 @@ CREATE TABLE entries (
 
 CREATE INDEX entries_user_created ON entries (user_id, created_at DESC, id DESC);
 
--- One row per committed write whose cache invalidation is still pending
--- (DESIGN.md 5.2). entry_id and token_hash are '' when not applicable.
+-- One row per committed write whose cache invalidation is still pending,
+-- written in the write's transaction so the invalidation survives a crash or
+-- a Redis outage. entry_id and token_hash are '' when not applicable.
 CREATE TABLE outbox (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id    TEXT    NOT NULL,

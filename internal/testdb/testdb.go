@@ -1,0 +1,61 @@
+// Package testdb opens the project's stores for tests: the stores' own tests
+// and those of the packages built on them. Every store is closed at the end
+// of the test that opened it, and a failure to close it fails that test.
+package testdb
+
+import (
+	"context"
+	"io"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/journalsvc/journal/internal/testenv"
+	"github.com/journalsvc/journal/postgres"
+	"github.com/journalsvc/journal/sqlite"
+)
+
+// openTimeout bounds the opening of a store, migrations included.
+const openTimeout = 30 * time.Second
+
+// SQLite returns a store on a new SQLite file in a tb.TempDir.
+func SQLite(tb testing.TB) *sqlite.Store {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+	defer cancel()
+	s, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "journal.db"))
+	if err != nil {
+		tb.Fatalf("testdb: sqlite.Open: %v", err)
+	}
+	closeAtCleanup(tb, s)
+	return s
+}
+
+// Postgres returns a store with at most 8 connections on a new, empty
+// database of the shared PostgreSQL server (see [testenv.PostgresURL]).
+func Postgres(tb testing.TB) *postgres.Store {
+	tb.Helper()
+	return PostgresAt(tb, testenv.PostgresURL(tb))
+}
+
+// PostgresAt returns a store with at most 8 connections on the database at
+// url.
+func PostgresAt(tb testing.TB, url string) *postgres.Store {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+	defer cancel()
+	s, err := postgres.Open(ctx, url, 8)
+	if err != nil {
+		tb.Fatalf("testdb: postgres.Open: %v", err)
+	}
+	closeAtCleanup(tb, s)
+	return s
+}
+
+func closeAtCleanup(tb testing.TB, c io.Closer) {
+	tb.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			tb.Errorf("testdb: Close: %v", err)
+		}
+	})
+}
