@@ -62,8 +62,8 @@ func (u *poolUser) isDeleted(id string) bool {
 
 // runMixed offers the mixed workload at cfg.Rate requests per second for
 // cfg.Duration (open loop, see [pacer]) with at most cfg.Concurrency in
-// flight. Each request comes from a new simulated client address, so the
-// per-IP limit does not shape the load; the user limit does apply.
+// flight. With simulated clients each request comes from a new address, so
+// the per-IP limit does not shape the load; the user limit does apply.
 func runMixed(ctx context.Context, cfg config, a *api, rec *recorder, prog *progress) (*pacedSummary, error) {
 	clients := newClientPool(cfg.FakeClients)
 	out := &pacedSummary{TargetRate: cfg.Rate, ByOp: map[string]int{}, FailedByOp: map[string]int{}}
@@ -144,7 +144,7 @@ func setupUsers(ctx context.Context, a *api, base string, n int, clients *client
 					Body: map[string]string{"title": fmt.Sprintf("seed %d", j), "body": "seed entry of the mixed workload"}})
 				var e entry
 				if r.Status != http.StatusCreated || json.Unmarshal(r.Body, &e) != nil {
-					errs <- fmt.Errorf("%w: POST /v1/entries: %s", errSetup, r.describe())
+					errs <- setupError("POST /v1/entries", r)
 					return
 				}
 				pu.ids = append(pu.ids, e.ID)

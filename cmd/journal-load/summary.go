@@ -116,8 +116,10 @@ func (s *summary) check() {
 	if r := s.Ratelimit; r != nil {
 		if r.Limit == 0 {
 			p = append(p, fmt.Sprintf("no RateLimit-Policy member %q seen", r.Policy))
-		} else if !r.Exact {
+		} else if !r.Exact && r.RefillAllowance == 0 {
 			p = append(p, fmt.Sprintf("admitted %d, want exactly %d", r.Admitted, r.Expected))
+		} else if !r.Exact {
+			p = append(p, fmt.Sprintf("admitted %d, want %d to %d", r.Admitted, r.Expected, r.Expected+r.RefillAllowance))
 		}
 		if r.RetryAfterMissing > 0 {
 			p = append(p, fmt.Sprintf("%d responses 429 without a valid Retry-After", r.RetryAfterMissing))
