@@ -165,7 +165,9 @@ Scenarios (-scenario) and what the target must allow:
              up one user (unless -users is given) and lowers -rate to what
              the ip limit leaves (at 100/1m, about 9 requests/s for 10 s).
   outage     mixed, charted second by second while you stop, pause or kill
-             Redis. Needs what mixed needs.
+             Redis; it polls /readyz and marks on the charts when the
+             service stopped and started answering "ready". Needs what mixed
+             needs.
   ratelimit  One client floods GET /v1/entries until -requests or -duration;
              the admitted requests must be what the -policy limit had left
              when the flood began, plus what it gave back during the flood.

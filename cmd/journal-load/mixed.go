@@ -63,7 +63,9 @@ func (u *poolUser) isDeleted(id string) bool {
 // runMixed offers the mixed workload at cfg.Rate requests per second for
 // cfg.Duration (open loop, see [pacer]) with at most cfg.Concurrency in
 // flight. With simulated clients each request comes from a new address, so
-// the per-IP limit does not shape the load; the user limit does apply.
+// the per-IP limit does not shape the load; the user limit does apply. The
+// outage scenario also records when /readyz stopped and started answering
+// "ready" (see [watchReady]).
 func runMixed(ctx context.Context, cfg config, a *api, rec *recorder, prog *progress) (*pacedSummary, error) {
 	clients := newClientPool(cfg.FakeClients)
 	out := &pacedSummary{TargetRate: cfg.Rate, ByOp: map[string]int{}, FailedByOp: map[string]int{}}
@@ -102,6 +104,16 @@ func runMixed(ctx context.Context, cfg config, a *api, rec *recorder, prog *prog
 	}
 	start := time.Now()
 	rec.Begin(start)
+	// The outage scenario watches /readyz, so that its charts show when
+	// the fault began and ended.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	faults := make(chan []fault, 1)
+	if cfg.Scenario == "outage" {
+		go func() { faults <- watchReady(watchCtx, a, cfg.Target, start) }()
+	} else {
+		faults <- nil
+	}
 	p := &pacer{Rate: cfg.Rate, Start: start, End: start.Add(cfg.Duration)}
 	sent, missed := p.Run(ctx, func(k int) bool {
 		select {
@@ -116,6 +128,8 @@ func runMixed(ctx context.Context, cfg config, a *api, rec *recorder, prog *prog
 	})
 	close(jobs)
 	wg.Wait()
+	stopWatch()
+	out.Faults = <-faults
 	out.Sent, out.Missed = sent, missed
 	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -27,6 +28,8 @@ type standin struct {
 	ignoreForwarded bool
 	// signupLimit, when above 0, is how many sign-ups each client may make.
 	signupLimit int
+	// notReady makes /readyz answer "degraded" with Redis down.
+	notReady atomic.Bool
 
 	mu      sync.Mutex
 	users   map[string]string // name -> password
@@ -63,6 +66,10 @@ func (s *standin) serve(tb testing.TB, name string, lag time.Duration) *httptest
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Instance", name)
 		if r.URL.Path == "/readyz" {
+			if s.notReady.Load() {
+				w.Write([]byte(`{"status":"degraded","checks":{"database":{"status":"up"},"redis":{"status":"down"}}}`))
+				return
+			}
 			w.Write([]byte(`{"status":"ready","checks":{"database":{"status":"up"},"redis":{"status":"up"}}}`))
 			return
 		}

@@ -179,6 +179,90 @@ func TestCoherenceFewerPairs(t *testing.T) {
 	}
 }
 
+func TestReadiness(t *testing.T) {
+	tests := []struct {
+		r     response
+		ready bool
+		what  string
+	}{
+		{response{Status: 200, Body: []byte(`{"status":"ready","checks":{"database":{"status":"up"}}}`)}, true, ""},
+		{response{Status: 200, Body: []byte(`{"status":"degraded","checks":{"database":{"status":"up"},"redis":{"status":"down"}}}`)}, false, "redis down"},
+		{response{Status: 503, Body: []byte(`{"status":"unready","checks":{"database":{"status":"down"},"redis":{"status":"down"}}}`)}, false, "database down, redis down"},
+		{response{Status: 503, Body: []byte(`{"status":"draining","checks":{"database":{"status":"up"}}}`)}, false, "draining"},
+		{response{Status: 502, Body: []byte(`Bad Gateway`)}, false, "/readyz 502"},
+		{response{Err: errors.New("connection refused")}, false, "no answer"},
+	}
+	for _, tt := range tests {
+		ready, what := readiness(tt.r)
+		if ready != tt.ready || what != tt.what {
+			t.Errorf("readiness(%d %s) = %v, %q; want %v, %q", tt.r.Status, tt.r.Body, ready, what, tt.ready, tt.what)
+		}
+	}
+}
+
+// TestOutageMarksFaults: the outage scenario records when /readyz stopped
+// and started answering "ready", and its report shades that on the charts.
+func TestOutageMarksFaults(t *testing.T) {
+	t.Parallel()
+	st := newStandin(1000000)
+	srv := st.serve(t, "a", 0)
+	report := filepath.Join(t.TempDir(), "outage.html")
+	// The set-up against the stand-in takes milliseconds: the fault begins
+	// about 0.8 s into the load and lasts 1 s.
+	down := time.AfterFunc(800*time.Millisecond, func() { st.notReady.Store(true) })
+	up := time.AfterFunc(1800*time.Millisecond, func() { st.notReady.Store(false) })
+	t.Cleanup(func() { down.Stop(); up.Stop() })
+	s, out, err := runLoad(t, "-scenario", "outage", "-target", srv.URL, "-rate", "50", "-duration", "3s", "-users", "2", "-report", report)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	f := s.Paced.Faults
+	if len(f) != 1 {
+		t.Fatalf("faults %+v, want one", f)
+	}
+	// Polls every 250 ms; generous bounds for a loaded machine.
+	if f[0].What != "redis down" || f[0].BeginS < 0.5 || f[0].BeginS > 1.6 || !f[0].Ended() ||
+		f[0].EndS-f[0].BeginS < 0.5 || f[0].EndS-f[0].BeginS > 1.8 {
+		t.Errorf("fault %+v, want redis down from about 0.8 s for about 1 s", f[0])
+	}
+	if !strings.Contains(out, "fault seen") || !strings.Contains(out, "redis down from") {
+		t.Errorf("summary table lacks the fault:\n%s", out)
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(b)
+	checkHTML(t, page, "by-status", "latency", "failed")
+	if got := strings.Count(page, `class="band"`); got < 3 {
+		t.Errorf("%d shaded fault bands, want one on each of the 3 or more charts", got)
+	}
+	for _, want := range []string{`class="bandline"`, ">redis down</text>", "Faults seen", "faults seen"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}
+
+// TestMixedHasNoFaultBands: only the outage scenario watches /readyz.
+func TestMixedHasNoFaultBands(t *testing.T) {
+	t.Parallel()
+	st := newStandin(1000000)
+	st.notReady.Store(true)
+	report := filepath.Join(t.TempDir(), "mixed.html")
+	s, out, err := runLoad(t, "-scenario", "mixed", "-target", st.serve(t, "a", 0).URL, "-rate", "20", "-duration", "600ms", "-users", "1", "-report", report)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Paced.Faults) != 0 || strings.Contains(string(b), `class="band"`) {
+		t.Errorf("mixed run recorded faults %+v or drew bands", s.Paced.Faults)
+	}
+}
+
 func TestUsageSaysWhatEachScenarioNeeds(t *testing.T) {
 	t.Parallel()
 	var stderr bytes.Buffer
