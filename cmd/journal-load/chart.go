@@ -24,7 +24,8 @@ type hline struct {
 }
 
 // band is a stretch of the run shaded on a chart, between two vertical
-// lines: a fault the scenario saw.
+// lines at the points of the buckets in which it began and ended: a fault
+// the scenario saw.
 type band struct {
 	From, To float64 // seconds from the start; To < 0: to the end of the chart
 	Label    string  // written at the start line
@@ -162,9 +163,12 @@ func (c chart) SVG() template.HTML {
 	for t := 0; t < n; t += every {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="xlab">%ss</text>`, x(t), chartH-10, fmtSec(float64(t)*stepS))
 	}
-	// Fault bands go under the data, their lines and labels over it.
+	// Fault bands go under the data, their lines and labels over it. A
+	// point stands for the requests sent during its bucket, so a moment is
+	// drawn at the point of the bucket it falls in: the spike of the
+	// requests that met the fault lies on its line, not before it.
 	xs := func(sec float64) float64 {
-		return math.Min(math.Max(marginL+sec/stepS/span*pw, marginL), chartW-marginR)
+		return math.Min(math.Max(marginL+math.Floor(sec/stepS)/span*pw, marginL), chartW-marginR)
 	}
 	for _, bd := range c.Bands {
 		to := float64(chartW - marginR)

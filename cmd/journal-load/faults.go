@@ -46,10 +46,12 @@ func readiness(r response) (ready bool, what string) {
 }
 
 // watchReady asks base's /readyz every readyEvery until ctx is done and
-// returns the faults it saw, in seconds from start: each from the first
-// answer other than "ready" to the next "ready" (a fault still on when ctx
-// ends has EndS -1). A fault's What lists each distinct thing /readyz said
-// during it, in order.
+// returns the faults it saw, in seconds from start: each from the moment
+// the first answer other than "ready" was asked for to the moment the next
+// "ready" arrived (a fault still on when ctx ends has EndS -1). A check of
+// a hung dependency waits for it, so a "ready" that arrives late marks when
+// the dependency answered again, not when it was asked. A fault's What
+// lists each distinct thing /readyz said during it, in order.
 func watchReady(ctx context.Context, a *api, base string, start time.Time) []fault {
 	var faults []fault
 	var cur *fault
@@ -64,7 +66,7 @@ func watchReady(ctx context.Context, a *api, base string, start time.Time) []fau
 		ready, what := readiness(r)
 		switch {
 		case ready && cur != nil:
-			cur.EndS = at
+			cur.EndS = at + r.Latency.Seconds()
 			faults = append(faults, *cur)
 			cur = nil
 		case !ready && cur == nil:
