@@ -207,9 +207,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	notes, err := plan(&cfg, adr)
-	for _, n := range notes {
-		fmt.Fprintln(stderr, "journal-load:", n)
-	}
 	if err != nil {
 		return err
 	}
@@ -220,7 +217,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		width = 100 * time.Millisecond
 	}
 	rec := newRecorder(start, width)
-	prog := newProgress(stderr, rec, cfg)
+	prog := newProgress(stderr, rec, cfg, notes)
 	s := &summary{Scenario: cfg.Scenario, Target: cfg.Target, Started: start.UTC()}
 	s.Params = params(cfg)
 

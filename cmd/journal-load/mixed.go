@@ -103,7 +103,7 @@ func runMixed(ctx context.Context, cfg config, a *api, rec *recorder, prog *prog
 		}(w)
 	}
 	start := time.Now()
-	rec.Begin(start)
+	prog.Begin(start)
 	// The outage scenario watches /readyz, so that its charts show when
 	// the fault began and ended.
 	watchCtx, stopWatch := context.WithCancel(ctx)

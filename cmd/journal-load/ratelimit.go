@@ -33,7 +33,7 @@ func runRatelimit(ctx context.Context, cfg config, a *api, rec *recorder, prog *
 		return out, err
 	}
 
-	rec.Begin(time.Now())
+	prog.Begin(time.Now())
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	var (

@@ -96,10 +96,12 @@ const (
 // then, since every request counts against this tool's one address, it
 // keeps the run within the ip limit: one user unless -users was given and
 // a lower -rate (mixed, outage), fewer -pairs (coherence). When even that
-// does not fit it returns one line that says what to change. The returned
-// notes say what it changed.
+// does not fit it returns only an error: one line that says what to
+// change. Otherwise the returned notes say what it changed.
 func plan(cfg *config, adr addressing) ([]string, error) {
 	var notes []string
+	// why says why the ip limit binds, for the one line of an error.
+	why := "the target's"
 	if cfg.FakeClients && adr.Measured && !adr.Believed {
 		cfg.FakeClients = false
 		who := "this tool's address"
@@ -108,6 +110,7 @@ func plan(cfg *config, adr addressing) ([]string, error) {
 		}
 		notes = append(notes, fmt.Sprintf("%s ignores X-Forwarded-For from %s, so all requests count against that one address (-fake-clients is off for this run)",
 			cfg.Target, who))
+		why = fmt.Sprintf("%s ignores X-Forwarded-For from %s, and its", cfg.Target, who)
 	}
 	ip := adr.IP
 	if cfg.FakeClients || !adr.Measured || ip.Q <= 0 || ip.W <= 0 {
@@ -126,8 +129,8 @@ func plan(cfg *config, adr addressing) ([]string, error) {
 		left := ip.R - cfg.Users*userSetup
 		rate := math.Floor(10*budgetShare*float64(left)/window) / 10
 		if left < minPaced || rate <= 0 {
-			return notes, fmt.Errorf("the target's %s leaves %d requests for this address, too few to set up %d users and run: wait %d s, or %s",
-				limit, ip.R, cfg.Users, wait(cfg.Users*userSetup+minPaced), adr.change("ip"))
+			return nil, fmt.Errorf("%s %s leaves %d requests for that address, too few to set up %d users and run: wait %d s, or %s",
+				why, limit, ip.R, cfg.Users, wait(cfg.Users*userSetup+minPaced), adr.change("ip"))
 		}
 		if rate < cfg.Rate {
 			users := "1 user"
@@ -141,8 +144,8 @@ func plan(cfg *config, adr addressing) ([]string, error) {
 	case "coherence":
 		pairs := int(budgetShare * float64(ip.R-coherenceFixed) / coherencePerPair)
 		if pairs < minPairs {
-			return notes, fmt.Errorf("the target's %s leaves %d requests for this address, too few for %d write/read pairs: wait %d s, or %s",
-				limit, ip.R, minPairs, wait(coherenceFixed+minPairs*coherencePerPair), adr.change("ip"))
+			return nil, fmt.Errorf("%s %s leaves %d requests for that address, too few for %d write/read pairs: wait %d s, or %s",
+				why, limit, ip.R, minPairs, wait(coherenceFixed+minPairs*coherencePerPair), adr.change("ip"))
 		}
 		if pairs < cfg.Pairs {
 			notes = append(notes, fmt.Sprintf("staying within its %s (%d left): %d write/read pairs instead of %d; for more, %s",

@@ -120,9 +120,13 @@ func TestSignupRefusedSaysWhatToChange(t *testing.T) {
 	st := newStandin(1000)
 	st.ignoreForwarded, st.signupLimit = true, 2
 	srv := st.serve(t, "a", 0)
-	err := run(context.Background(), []string{"-target", srv.URL, "-duration", "1s", "-users", "3"}, &bytes.Buffer{}, &bytes.Buffer{})
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-target", srv.URL, "-duration", "1s", "-users", "3"}, &stdout, &stderr)
 	oneLine(t, err, "setup: POST /v1/users refused (429)", "signup limit (2 per 3600 s)", "retry in 72 s",
 		"JOURNAL_TRUSTED_PROXIES=127.0.0.1/32", "JOURNAL_RATE_LIMIT_SIGNUP")
+	if stdout.Len()+stderr.Len() != 0 {
+		t.Errorf("the run printed more than its error line: %q %q", stdout.String(), stderr.String())
+	}
 
 	// A target that believes the addresses: trusting is not the fix.
 	err = advise(&refusedError{What: "POST /v1/users", R: response{Status: 429,
@@ -141,9 +145,14 @@ func TestTooLittleLeft(t *testing.T) {
 	st := newStandin(12)
 	st.ignoreForwarded = true
 	srv := st.serve(t, "a", 0)
-	err := run(context.Background(), []string{"-target", srv.URL}, &bytes.Buffer{}, &bytes.Buffer{})
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-target", srv.URL}, &stdout, &stderr)
 	// 9 left after the probe; one user and a run need 15: 6 more at 12 per hour.
-	oneLine(t, err, "ip limit of 12 per 3600 s leaves 9 requests", "wait 1800 s", "JOURNAL_TRUSTED_PROXIES=127.0.0.1/32", "JOURNAL_RATE_LIMIT_IP")
+	oneLine(t, err, srv.URL+" ignores X-Forwarded-For from 127.0.0.1, and its ip limit of 12 per 3600 s leaves 9 requests",
+		"wait 1800 s", "JOURNAL_TRUSTED_PROXIES=127.0.0.1/32", "JOURNAL_RATE_LIMIT_IP")
+	if stdout.Len()+stderr.Len() != 0 {
+		t.Errorf("the run printed more than its error line: %q %q", stdout.String(), stderr.String())
+	}
 	if got := st.used["127.0.0.1"]; got != 3 {
 		t.Errorf("the target saw %d requests, want only the probe's 3", got)
 	}
