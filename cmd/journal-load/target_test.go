@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,14 +81,33 @@ func oneLine(tb testing.TB, err error, want ...string) {
 	}
 }
 
+// trustingNoProxy starts one instance of a stand-in that, like the service
+// by default, keys clients by the peer only, with an ip limit and, when
+// above 0, a signup limit.
+func trustingNoProxy(tb testing.TB, limit, signups int) (*standin, *httptest.Server) {
+	tb.Helper()
+	st := newStandin(limit)
+	st.ignoreForwarded, st.signupLimit = true, signups
+	return st, st.serve(tb, "a", 0)
+}
+
+// stopsWithOneLine runs the tool with args and asserts that it stops with
+// one line (see oneLine) and prints nothing else.
+func stopsWithOneLine(tb testing.TB, args []string, want ...string) {
+	tb.Helper()
+	var stdout, stderr bytes.Buffer
+	oneLine(tb, run(context.Background(), args, &stdout, &stderr), want...)
+	if stdout.Len()+stderr.Len() != 0 {
+		tb.Errorf("the run printed more than its error line: %q %q", stdout.String(), stderr.String())
+	}
+}
+
 // TestMixedWithinIPLimit: against a target that ignores X-Forwarded-For
 // (the service's default), the default scenario signs up one user, lowers
 // its rate to what the ip limit leaves, and completes without a 429.
 func TestMixedWithinIPLimit(t *testing.T) {
 	t.Parallel()
-	st := newStandin(60)
-	st.ignoreForwarded, st.signupLimit = true, 10
-	srv := st.serve(t, "a", 0)
+	_, srv := trustingNoProxy(t, 60, 10)
 	var stderr bytes.Buffer
 	js := filepath.Join(t.TempDir(), "s.json")
 	err := run(context.Background(), []string{"-target", srv.URL, "-duration", "2s", "-json", js, "-check"}, &bytes.Buffer{}, &stderr)
@@ -117,19 +137,13 @@ func TestMixedWithinIPLimit(t *testing.T) {
 // settings to change.
 func TestSignupRefusedSaysWhatToChange(t *testing.T) {
 	t.Parallel()
-	st := newStandin(1000)
-	st.ignoreForwarded, st.signupLimit = true, 2
-	srv := st.serve(t, "a", 0)
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"-target", srv.URL, "-duration", "1s", "-users", "3"}, &stdout, &stderr)
-	oneLine(t, err, "setup: POST /v1/users refused (429)", "signup limit (2 per 3600 s)", "retry in 72 s",
+	_, srv := trustingNoProxy(t, 1000, 2)
+	stopsWithOneLine(t, []string{"-target", srv.URL, "-duration", "1s", "-users", "3"},
+		"setup: POST /v1/users refused (429)", "signup limit (2 per 3600 s)", "retry in 72 s",
 		"JOURNAL_TRUSTED_PROXIES=127.0.0.1/32", "JOURNAL_RATE_LIMIT_SIGNUP")
-	if stdout.Len()+stderr.Len() != 0 {
-		t.Errorf("the run printed more than its error line: %q %q", stdout.String(), stderr.String())
-	}
 
 	// A target that believes the addresses: trusting is not the fix.
-	err = advise(&refusedError{What: "POST /v1/users", R: response{Status: 429,
+	err := advise(&refusedError{What: "POST /v1/users", R: response{Status: 429,
 		Header: http.Header{"Retry-After": {"9"}, "Ratelimit-Policy": {`"signup";q=1;w=60`}},
 		Body:   []byte(`{"violated-policies":["signup"]}`)}}, addressing{Measured: true, Believed: true})
 	oneLine(t, err, "signup limit (1 per 60 s)", "retry in 9 s; or raise JOURNAL_RATE_LIMIT_SIGNUP")
@@ -142,17 +156,11 @@ func TestSignupRefusedSaysWhatToChange(t *testing.T) {
 // and a run, the tool says how long to wait and what to change.
 func TestTooLittleLeft(t *testing.T) {
 	t.Parallel()
-	st := newStandin(12)
-	st.ignoreForwarded = true
-	srv := st.serve(t, "a", 0)
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"-target", srv.URL}, &stdout, &stderr)
+	st, srv := trustingNoProxy(t, 12, 0)
 	// 9 left after the probe; one user and a run need 15: 6 more at 12 per hour.
-	oneLine(t, err, srv.URL+" ignores X-Forwarded-For from 127.0.0.1, and its ip limit of 12 per 3600 s leaves 9 requests",
+	stopsWithOneLine(t, []string{"-target", srv.URL},
+		srv.URL+" ignores X-Forwarded-For from 127.0.0.1, and its ip limit of 12 per 3600 s leaves 9 requests",
 		"wait 1800 s", "JOURNAL_TRUSTED_PROXIES=127.0.0.1/32", "JOURNAL_RATE_LIMIT_IP")
-	if stdout.Len()+stderr.Len() != 0 {
-		t.Errorf("the run printed more than its error line: %q %q", stdout.String(), stderr.String())
-	}
 	if got := st.used["127.0.0.1"]; got != 3 {
 		t.Errorf("the target saw %d requests, want only the probe's 3", got)
 	}
@@ -160,9 +168,7 @@ func TestTooLittleLeft(t *testing.T) {
 
 func TestRatelimitIgnoredAddresses(t *testing.T) {
 	t.Parallel()
-	st := newStandin(40)
-	st.ignoreForwarded = true
-	srv := st.serve(t, "a", 0)
+	_, srv := trustingNoProxy(t, 40, 0)
 	s, out, err := runLoad(t, "-scenario", "ratelimit", "-target", srv.URL, "-requests", "100", "-check")
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out)
