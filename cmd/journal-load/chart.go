@@ -23,6 +23,17 @@ type hline struct {
 	Color string
 }
 
+// band is a stretch of the run shaded on a chart, between two vertical
+// lines at the points of the buckets in which it began and ended: a fault
+// the scenario saw.
+type band struct {
+	From, To float64 // seconds from the start; To < 0: to the end of the chart
+	Label    string  // written at the start line
+}
+
+// bandColor is the colour of a fault band and its lines.
+const bandColor = "#c92a2a"
+
 // chart describes one SVG chart of per-second values; x is the second of
 // the run.
 type chart struct {
@@ -34,6 +45,7 @@ type chart struct {
 	Step    float64 // seconds between two points
 	Stacked bool    // stacked areas; else lines
 	Lines   []hline
+	Bands   []band
 }
 
 // Chart geometry (viewBox units; the SVG scales to its container).
@@ -151,6 +163,21 @@ func (c chart) SVG() template.HTML {
 	for t := 0; t < n; t += every {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="xlab">%ss</text>`, x(t), chartH-10, fmtSec(float64(t)*stepS))
 	}
+	// Fault bands go under the data, their lines and labels over it. A
+	// point stands for the requests sent during its bucket, so a moment is
+	// drawn at the point of the bucket it falls in: the spike of the
+	// requests that met the fault lies on its line, not before it.
+	xs := func(sec float64) float64 {
+		return math.Min(math.Max(marginL+math.Floor(sec/stepS)/span*pw, marginL), chartW-marginR)
+	}
+	for _, bd := range c.Bands {
+		to := float64(chartW - marginR)
+		if bd.To >= 0 {
+			to = xs(bd.To)
+		}
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%.1f" fill="%s" class="band"/>`,
+			xs(bd.From), marginT, math.Max(to-xs(bd.From), 1), ph, bandColor)
+	}
 	if n > 0 {
 		// Areas are drawn top series first so lower ones stay visible.
 		for i := len(c.Series) - 1; i >= 0; i-- {
@@ -181,6 +208,18 @@ func (c chart) SVG() template.HTML {
 			marginL, y(l.Value), chartW-marginR, y(l.Value), l.Color)
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="limitlab" fill="%s">%s</text>`,
 			chartW-marginR-6, y(l.Value)-6, l.Color, html.EscapeString(l.Label))
+	}
+	for _, bd := range c.Bands {
+		lines := []float64{xs(bd.From)}
+		if bd.To >= 0 {
+			lines = append(lines, xs(bd.To))
+		}
+		for _, lx := range lines {
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%.1f" stroke="%s" class="bandline"/>`,
+				lx, marginT, lx, marginT+ph, bandColor)
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="bandlab" fill="%s">%s</text>`,
+			xs(bd.From)+5, marginT+14, bandColor, html.EscapeString(bd.Label))
 	}
 	// Hover: one transparent column per second with the values.
 	colW := pw / float64(max(n, 1))

@@ -189,7 +189,16 @@ type user struct {
 }
 
 // errSetup marks a failure to prepare a scenario (sign-up, login).
-var errSetup = errors.New("journal-load: setup")
+var errSetup = errors.New("setup")
+
+// setupError returns the error of a set-up request what whose answer r was
+// not the one wanted: a [*refusedError] for a 429, else an [errSetup].
+func setupError(what string, r response) error {
+	if r.Status == http.StatusTooManyRequests {
+		return &refusedError{What: what, R: r}
+	}
+	return fmt.Errorf("%w: %s: %s", errSetup, what, r.describe())
+}
 
 // newUser signs up a new account on base and logs in. Every request comes
 // from the client address cl.
@@ -198,7 +207,7 @@ func newUser(ctx context.Context, a *api, base, cl string) (user, error) {
 	r := a.Do(ctx, call{Base: base, Method: http.MethodPost, Path: "/v1/users", Client: cl,
 		Body: map[string]string{"username": u.Name, "password": u.Password}})
 	if r.Status != http.StatusCreated {
-		return u, fmt.Errorf("%w: POST /v1/users: %s", errSetup, r.describe())
+		return u, setupError("POST /v1/users", r)
 	}
 	tok, err := login(ctx, a, base, u)
 	u.Token = tok
@@ -206,7 +215,7 @@ func newUser(ctx context.Context, a *api, base, cl string) (user, error) {
 }
 
 // Login retries: the service refuses logins with 503 and Retry-After when
-// its rate limiter cannot reach Redis (login fails closed, DESIGN.md 4.2),
+// its rate limiter cannot reach Redis (the login policy fails closed),
 // which a loaded Redis causes for a moment; a client retries after the
 // advertised delay (capped at loginRetryMax), at most loginAttempts times.
 const (
@@ -234,7 +243,7 @@ func login(ctx context.Context, a *api, base string, u user) (string, error) {
 		}
 	}
 	if r.Status != http.StatusCreated {
-		return "", fmt.Errorf("%w: POST /v1/tokens: %s", errSetup, r.describe())
+		return "", setupError("POST /v1/tokens", r)
 	}
 	var t struct {
 		Token string `json:"token"`

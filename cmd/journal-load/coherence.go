@@ -42,7 +42,7 @@ func runCoherence(ctx context.Context, cfg config, a *api, rec *recorder, prog *
 	if err != nil {
 		return out, err
 	}
-	rec.Begin(time.Now())
+	prog.Begin(time.Now())
 	c := &coherenceRun{ctx: ctx, a: a, rec: rec, out: out, tok: u.Token}
 	var live []entry // entries that exist, oldest first
 	for k := 0; k < cfg.Pairs && ctx.Err() == nil; k++ {

@@ -1,18 +1,17 @@
-// Command journal-load drives a running journal service (one instance or a
-// cluster behind nginx, see deploy/cluster.sh) and proves what DESIGN.md
-// sections 7 and 8 promise, with live progress, a summary table and an HTML
-// report.
+// Command journal-load drives a running journal service (one instance, or a
+// cluster behind nginx, see deploy/cluster.sh) and shows what it promises
+// under load: exact rate limits across instances, coherent caches, no failed
+// request across a rolling restart or a Redis outage. It prints live
+// progress and a summary table, and writes an HTML report (-report) and the
+// summary as JSON (-json).
 //
-// Scenarios:
-//
-//	ratelimit  flood through the balancer as one client; count admitted vs
-//	           429 per instance; admitted total vs the limit announced in
-//	           RateLimit-Policy; Retry-After on every 429.
-//	coherence  write on one instance (-instances), read at once on another:
-//	           stale reads, invalidation lag, and token revocation lag.
-//	mixed      a realistic read/write mix over a pool of users at -rate
-//	           requests per second (open loop).
-//	outage     mixed, charted second by second, while you kill or pause Redis.
+// Before a scenario it probes how the target counts its requests: a target
+// that ignores the made-up client addresses this tool sends in
+// X-Forwarded-For (-fake-clients) counts every request against the tool's
+// one address, and the tool then keeps its run within the target's ip
+// limit, or stops with one line that says what to change on the target.
+// journal-load -h lists the scenarios and what each needs the target to
+// allow.
 //
 // Usage:
 //
@@ -68,6 +67,7 @@ type config struct {
 	JSON        string        // -json FILE, "" for none
 	Instances   []string      // -instances, for coherence
 	Users       int           // -users, mixed/outage pool size, default 20
+	UsersSet    bool          // -users was given
 	Requests    int           // -requests, ratelimit: stop after this many (0: at -duration)
 	Pairs       int           // -pairs, coherence: write/read pairs, default 60
 	Timeout     time.Duration // -timeout per request, default 10s
@@ -93,11 +93,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Requests, "requests", 0, "ratelimit: stop after this many requests (0: run for -duration)")
 	fs.IntVar(&c.Pairs, "pairs", 60, "coherence: write-then-read pairs")
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Second, "timeout of one request")
-	fs.BoolVar(&c.FakeClients, "fake-clients", true, "send X-Forwarded-For with made-up client addresses (198.18.0.0/15) so each run and user is its own rate-limit subject behind a trusted proxy")
+	fs.BoolVar(&c.FakeClients, "fake-clients", true, "send X-Forwarded-For with made-up client addresses (198.18.0.0/15) so each run and user is its own rate-limit subject behind a trusted proxy; off for the run when the target ignores them")
 	fs.StringVar(&c.Policy, "policy", "ip", "ratelimit: the RateLimit-Policy member whose limit the admitted count is checked against")
 	fs.BoolVar(&c.Check, "check", false, "exit 1 when the scenario's checks fail (failed requests, inexact limit, stale reads)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: journal-load [flags]\n\nDrives a journal service and reports rates, errors and latency.\n\nFlags:\n")
+		fmt.Fprint(fs.Output(), usageHead)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -106,6 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 		return c, errUsage
 	}
+	fs.Visit(func(f *flag.Flag) { c.UsersSet = c.UsersSet || f.Name == "users" })
 	bad := func(format string, a ...any) (config, error) {
 		fmt.Fprintf(stderr, "journal-load: "+format+"\n", a...)
 		return c, errUsage
@@ -144,6 +145,51 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	return c, nil
 }
 
+// usageHead is the start of -h: the scenarios and what each needs the
+// target to allow; the flags follow.
+const usageHead = `Usage: journal-load [flags]
+
+Drives a journal service and reports rates, errors and latency.
+
+Scenarios (-scenario) and what the target must allow:
+
+  mixed      The default: a read/write mix at -rate requests per second for
+             -duration, over -users users, each request from its own made-up
+             address (-fake-clients) so that only the user limit applies.
+             Needs: -users sign-ups; for each user rate x duration / users
+             requests under JOURNAL_RATE_LIMIT_USER; and a target that
+             believes X-Forwarded-For from this tool (its address in
+             JOURNAL_TRUSTED_PROXIES, or behind deploy/cluster.sh's nginx).
+             A target that ignores the header (the service's default) counts
+             every request against this tool's address: the tool then signs
+             up one user (unless -users is given) and lowers -rate to what
+             the ip limit leaves (at 100/1m, about 9 requests/s for 10 s).
+  outage     mixed, charted second by second while you stop, pause or kill
+             Redis; it polls /readyz and marks on the charts when the
+             service stopped and started answering "ready". Needs what mixed
+             needs.
+  ratelimit  One client floods GET /v1/entries until -requests or -duration;
+             the admitted requests must be what the -policy limit had left
+             when the flood began, plus what it gave back during the flood.
+             Needs: one sign-up and more -requests than the limit. The flood
+             starts with a whole quota when the target believes -fake-clients,
+             else with what this tool's address has left.
+  coherence  Writes on one of -instances and reads at once on the next:
+             stale reads, invalidation and revocation lag. Needs: two or
+             more instances reached directly, one sign-up, six logins a
+             minute, and about 5 requests per pair and 22 more, each from
+             its own made-up address when the instances believe
+             -fake-clients; when they do not, the tool runs as many -pairs
+             as the ip limit leaves this tool's address.
+
+Before the run the tool sends three requests to GET /v1/users/me to learn
+whether the target believes its made-up addresses. When the set-up is
+refused (429), it stops with one line that names the limit and the setting
+to change.
+
+Flags:
+`
+
 // run parses args, runs the scenario, prints the summary to stdout and the
 // progress to stderr, and writes the report and JSON files.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -152,6 +198,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	a := newAPI(cfg.Concurrency+8, cfg.Timeout)
+	probeBase := cfg.Target
+	if cfg.Scenario == "coherence" && len(cfg.Instances) > 0 {
+		probeBase = cfg.Instances[0]
+	}
+	adr, err := probe(ctx, a, probeBase, newClientPool(cfg.FakeClients))
+	if err != nil {
+		return err
+	}
+	notes, err := plan(&cfg, adr)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	// Floods and coherence runs last a few seconds: chart them in tenths.
 	width := time.Second
@@ -159,7 +217,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		width = 100 * time.Millisecond
 	}
 	rec := newRecorder(start, width)
-	prog := newProgress(stderr, rec, cfg)
+	prog := newProgress(stderr, rec, cfg, notes)
 	s := &summary{Scenario: cfg.Scenario, Target: cfg.Target, Started: start.UTC()}
 	s.Params = params(cfg)
 
@@ -174,6 +232,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	prog.Stop()
 	s.fill(rec, time.Since(rec.Start()))
+	s.Notes = append(s.Notes, notes...)
+	runErr = advise(runErr, adr)
 	if runErr != nil && s.Requests == 0 {
 		return runErr
 	}

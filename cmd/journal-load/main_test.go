@@ -3,17 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"flag"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // runLoad runs the tool with args plus -json and returns the summary, the
@@ -23,15 +25,10 @@ func runLoad(tb testing.TB, args ...string) (*summary, string, error) {
 	js := filepath.Join(tb.TempDir(), "summary.json")
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), append(args, "-json", js), &stdout, &stderr)
-	b, rerr := os.ReadFile(js)
-	if rerr != nil {
+	if _, serr := os.Stat(js); serr != nil {
 		tb.Fatalf("run(%q) wrote no JSON (err %v): stderr:\n%s", args, err, stderr.String())
 	}
-	var s summary
-	if err := json.Unmarshal(b, &s); err != nil {
-		tb.Fatalf("summary JSON: %v", err)
-	}
-	return &s, stdout.String(), err
+	return readSummary(tb, js), stdout.String(), err
 }
 
 func TestRatelimitExactThroughBalancer(t *testing.T) {
@@ -90,8 +87,9 @@ func TestRatelimitWithoutFakeClientsCountsSetup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := s.Ratelimit; r.Preconsumed != 2 || r.Admitted != 13 || !r.Exact {
-		t.Errorf("preconsumed %d admitted %d exact %v, want 2, 13, true", r.Preconsumed, r.Admitted, r.Exact)
+	// The probe, the sign-up and the login came from the same address.
+	if r := s.Ratelimit; r.Preconsumed != 3 || r.Expected != 12 || r.Admitted != 12 || !r.Exact {
+		t.Errorf("preconsumed %d expected %d admitted %d exact %v, want 3, 12, 12, true", r.Preconsumed, r.Expected, r.Admitted, r.Exact)
 	}
 }
 
@@ -327,16 +325,25 @@ func TestFlags(t *testing.T) {
 	}
 }
 
-func TestParsePolicies(t *testing.T) {
-	got := parsePolicies([]string{`"ip";q=100;w=60, "user";q=1000;w=3600;journal-degraded`, `bad, "login";q=10;w=60`})
-	want := []policyMember{{"ip", 100, 60}, {"user", 1000, 3600}, {"login", 10, 60}}
-	if len(got) != len(want) {
-		t.Fatalf("parsePolicies = %v, want %v", got, want)
+func TestQuotas(t *testing.T) {
+	h := http.Header{}
+	h.Add("RateLimit-Policy", `"ip";q=100;w=60, "user";q=1000;w=3600`)
+	h.Add("RateLimit-Policy", `bad, "login";q=10;w=60`)
+	h.Add("RateLimit", `"ip";r=97;t=1, "user";r=998;t=4;journal-degraded`)
+	got := quotas(h)
+	want := []quota{
+		{Name: "ip", Q: 100, W: 60, R: 97, T: 1},
+		{Name: "user", Q: 1000, W: 3600, R: 998, T: 4, Degraded: true},
+		{Name: "login", Q: 10, W: 60, R: -1},
 	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("member %d = %v, want %v", i, got[i], want[i])
-		}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("quotas mismatch (-want +got):\n%s", diff)
+	}
+	if q, ok := findQuota(h, "user"); !ok || q.R != 998 {
+		t.Errorf(`findQuota(h, "user") = %+v, %v; want r=998`, q, ok)
+	}
+	if _, ok := findQuota(h, "signup"); ok {
+		t.Errorf(`findQuota(h, "signup") found a policy the header does not name`)
 	}
 }
 

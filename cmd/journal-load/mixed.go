@@ -62,8 +62,10 @@ func (u *poolUser) isDeleted(id string) bool {
 
 // runMixed offers the mixed workload at cfg.Rate requests per second for
 // cfg.Duration (open loop, see [pacer]) with at most cfg.Concurrency in
-// flight. Each request comes from a new simulated client address, so the
-// per-IP limit does not shape the load; the user limit does apply.
+// flight. With simulated clients each request comes from a new address, so
+// the per-IP limit does not shape the load; the user limit does apply. The
+// outage scenario also records when /readyz stopped and started answering
+// "ready" (see [watchReady]).
 func runMixed(ctx context.Context, cfg config, a *api, rec *recorder, prog *progress) (*pacedSummary, error) {
 	clients := newClientPool(cfg.FakeClients)
 	out := &pacedSummary{TargetRate: cfg.Rate, ByOp: map[string]int{}, FailedByOp: map[string]int{}}
@@ -101,7 +103,17 @@ func runMixed(ctx context.Context, cfg config, a *api, rec *recorder, prog *prog
 		}(w)
 	}
 	start := time.Now()
-	rec.Begin(start)
+	prog.Begin(start)
+	// The outage scenario watches /readyz, so that its charts show when
+	// the fault began and ended.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	faults := make(chan []fault, 1)
+	if cfg.Scenario == "outage" {
+		go func() { faults <- watchReady(watchCtx, a, cfg.Target, start) }()
+	} else {
+		faults <- nil
+	}
 	p := &pacer{Rate: cfg.Rate, Start: start, End: start.Add(cfg.Duration)}
 	sent, missed := p.Run(ctx, func(k int) bool {
 		select {
@@ -116,6 +128,8 @@ func runMixed(ctx context.Context, cfg config, a *api, rec *recorder, prog *prog
 	})
 	close(jobs)
 	wg.Wait()
+	stopWatch()
+	out.Faults = <-faults
 	out.Sent, out.Missed = sent, missed
 	return out, nil
 }
@@ -144,7 +158,7 @@ func setupUsers(ctx context.Context, a *api, base string, n int, clients *client
 					Body: map[string]string{"title": fmt.Sprintf("seed %d", j), "body": "seed entry of the mixed workload"}})
 				var e entry
 				if r.Status != http.StatusCreated || json.Unmarshal(r.Body, &e) != nil {
-					errs <- fmt.Errorf("%w: POST /v1/entries: %s", errSetup, r.describe())
+					errs <- setupError("POST /v1/entries", r)
 					return
 				}
 				pu.ids = append(pu.ids, e.ID)

@@ -20,8 +20,9 @@ type progress struct {
 	done     sync.WaitGroup
 
 	mu    sync.Mutex
-	extra string // scenario-specific text
-	last  int    // requests at the previous line
+	notes []string // printed by Begin
+	extra string   // scenario-specific text
+	last  int      // requests at the previous line
 	lastT time.Time
 }
 
@@ -34,8 +35,8 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func newProgress(w io.Writer, rec *recorder, cfg config) *progress {
-	p := &progress{w: w, rec: rec, duration: cfg.Duration, tty: isTerminal(w), stop: make(chan struct{}), lastT: rec.Start()}
+func newProgress(w io.Writer, rec *recorder, cfg config, notes []string) *progress {
+	p := &progress{w: w, rec: rec, duration: cfg.Duration, tty: isTerminal(w), stop: make(chan struct{}), lastT: rec.Start(), notes: notes}
 	every := 5 * time.Second
 	if p.tty {
 		every = time.Second
@@ -55,6 +56,21 @@ func newProgress(w io.Writer, rec *recorder, cfg config) *progress {
 		}
 	}()
 	return p
+}
+
+// Begin marks the end of a scenario's set-up: the recorder's clock starts
+// at t (see [recorder.Begin]) and the notes given to newProgress are
+// printed, one line each. A set-up that fails never gets here, so that its
+// error is the only line the run prints.
+func (p *progress) Begin(t time.Time) {
+	p.rec.Begin(t)
+	p.mu.Lock()
+	notes := p.notes
+	p.notes = nil
+	p.mu.Unlock()
+	for _, n := range notes {
+		fmt.Fprintln(p.w, "journal-load:", n)
+	}
 }
 
 // Set sets the scenario-specific part of the line ("admitted 48").

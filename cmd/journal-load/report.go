@@ -23,6 +23,8 @@ type reportPage struct {
 	Instances []instanceRow
 	Statuses  []kv
 	Legends   map[string][]legendItem
+	// ReadyEvery is how often the outage scenario asked /readyz.
+	ReadyEvery time.Duration
 }
 
 // tile is one big number at the top of the page.
@@ -85,7 +87,7 @@ func trimPartial(vals []float64, tl timeline, elapsed float64, scale bool) []flo
 // buildReport assembles the page for s and its timeline.
 func buildReport(s *summary, tl timeline) reportPage {
 	step := tl.Width.Seconds()
-	p := reportPage{S: s, Generated: time.Now().UTC().Format(time.RFC1123), Legends: map[string][]legendItem{}}
+	p := reportPage{S: s, Generated: time.Now().UTC().Format(time.RFC1123), Legends: map[string][]legendItem{}, ReadyEvery: readyEvery}
 	good := func(ok bool) string {
 		if ok {
 			return "good"
@@ -117,6 +119,9 @@ func buildReport(s *summary, tl timeline) reportPage {
 		p.Tiles = append(p.Tiles,
 			tile{Label: "offered rate", Value: fmt.Sprintf("%g/s", pc.TargetRate), Sub: fmt.Sprintf("%d sent, %d missed (all workers busy)", pc.Sent, pc.Missed),
 				Tone: missTone(pc.Sent, pc.Missed)})
+		if s.Scenario == "outage" {
+			p.Tiles = append(p.Tiles, tile{Label: "faults seen", Value: strconv.Itoa(len(pc.Faults)), Sub: "times /readyz was not ready"})
+		}
 	}
 	p.Tiles = append(p.Tiles, tile{Label: "instances", Value: strconv.Itoa(len(s.ByInstance)), Sub: "answered (X-Instance)"})
 
@@ -179,6 +184,18 @@ func buildReport(s *summary, tl timeline) reportPage {
 		p.Charts = append(p.Charts, fail)
 	}
 
+	if pc := s.Paced; pc != nil && len(pc.Faults) > 0 {
+		var bands []band
+		for _, f := range pc.Faults {
+			bands = append(bands, band{From: f.BeginS, To: f.EndS, Label: f.What})
+		}
+		for i := range p.Charts {
+			c := &p.Charts[i]
+			c.Bands = bands
+			p.Legends[c.ID] = append(p.Legends[c.ID], legendItem{"fault: /readyz not ready", bandColor, strconv.Itoa(len(bands))})
+		}
+	}
+
 	for name, n := range s.ByInstance {
 		row := instanceRow{Name: name, Requests: n}
 		if s.Requests > 0 {
@@ -234,6 +251,7 @@ func writeReport(path string, s *summary, tl timeline) error {
 		"f1":  func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
 		"f2":  func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) },
 		"pct": func(v float64) string { return strconv.FormatFloat(math.Round(v*10)/10, 'f', 1, 64) + "%" },
+		"sub": func(a, b float64) float64 { return a - b },
 	}).Parse(reportTmpl)
 	if err != nil {
 		return err

@@ -7,20 +7,29 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// standin is a small in-memory imitation of the journal API (DESIGN.md 3.2
-// and 3.3) for the scenario tests: users, tokens, entries, an "ip" policy
-// that admits exactly limit requests per client (X-Forwarded-For, else the
-// peer), X-Instance on every response. Several httptest servers may share
-// one standin; each may serve reads from a cache that lags the store.
+// standin is a small in-memory imitation of the journal API for the
+// scenario tests: users, tokens, entries, an "ip" policy that admits
+// exactly limit requests per client (X-Forwarded-For, else the peer) with
+// the RateLimit header fields, an optional "signup" policy, /readyz, and
+// X-Instance on every response. Several httptest servers may share one
+// standin; each may serve reads from a cache that lags the store.
 type standin struct {
 	limit int
 	// perInstance gives each instance its own counters, like a limiter
 	// in process memory.
 	perInstance bool
+	// ignoreForwarded keys clients by the peer only, like the service
+	// when the peer is not a trusted proxy.
+	ignoreForwarded bool
+	// signupLimit, when above 0, is how many sign-ups each client may make.
+	signupLimit int
+	// notReady makes /readyz answer "degraded" with Redis down.
+	notReady atomic.Bool
 
 	mu      sync.Mutex
 	users   map[string]string // name -> password
@@ -28,6 +37,7 @@ type standin struct {
 	entries map[string]map[string]*entry
 	order   map[string][]string // user -> ids, oldest first
 	used    map[string]int      // client -> admitted requests
+	signups map[string]int      // client -> sign-ups
 	seq     int
 	// failAfter requests after the first, the next fail5xx requests are
 	// answered 500.
@@ -39,7 +49,7 @@ type standin struct {
 
 func newStandin(limit int) *standin {
 	return &standin{limit: limit, users: map[string]string{}, tokens: map[string]string{},
-		entries: map[string]map[string]*entry{}, order: map[string][]string{}, used: map[string]int{}}
+		entries: map[string]map[string]*entry{}, order: map[string][]string{}, used: map[string]int{}, signups: map[string]int{}}
 }
 
 // serve starts an instance named name; when lag > 0 it answers item reads
@@ -56,7 +66,11 @@ func (s *standin) serve(tb testing.TB, name string, lag time.Duration) *httptest
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Instance", name)
 		if r.URL.Path == "/readyz" {
-			w.Write([]byte(`{"status":"ready"}`))
+			if s.notReady.Load() {
+				w.Write([]byte(`{"status":"degraded","checks":{"database":{"status":"up"},"redis":{"status":"down"}}}`))
+				return
+			}
+			w.Write([]byte(`{"status":"ready","checks":{"database":{"status":"up"},"redis":{"status":"up"}}}`))
 			return
 		}
 		var body map[string]string
@@ -73,20 +87,39 @@ func (s *standin) serve(tb testing.TB, name string, lag time.Duration) *httptest
 			return
 		}
 		client := r.Header.Get("X-Forwarded-For")
-		if client == "" {
+		if client == "" || s.ignoreForwarded {
 			client = strings.Split(r.RemoteAddr, ":")[0]
 		}
 		if s.perInstance {
 			client = name + "/" + client
 		}
-		w.Header().Set("RateLimit-Policy", fmt.Sprintf(`"ip";q=%d;w=3600`, s.limit))
-		if s.used[client] >= s.limit {
+		signup := r.Method == "POST" && r.URL.Path == "/v1/users" && s.signupLimit > 0
+		refuse := func(policy string) {
 			w.Header().Set("Retry-After", "72")
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			fmt.Fprintf(w, `{"title":"Too Many Requests","violated-policies":[%q]}`, policy)
+		}
+		w.Header().Set("RateLimit-Policy", fmt.Sprintf(`"ip";q=%d;w=3600`, s.limit))
+		if signup {
+			w.Header().Add("RateLimit-Policy", fmt.Sprintf(`"signup";q=%d;w=3600`, s.signupLimit))
+		}
+		if s.used[client] >= s.limit {
 			w.Header().Set("RateLimit", `"ip";r=0;t=72`)
-			http.Error(w, `{"title":"quota exceeded"}`, http.StatusTooManyRequests)
+			refuse("ip")
+			return
+		}
+		if signup && s.signups[client] >= s.signupLimit {
+			w.Header().Set("RateLimit", fmt.Sprintf(`"ip";r=%d;t=1, "signup";r=0;t=72`, s.limit-s.used[client]))
+			refuse("signup")
 			return
 		}
 		s.used[client]++
+		w.Header().Set("RateLimit", fmt.Sprintf(`"ip";r=%d;t=1`, s.limit-s.used[client]))
+		if signup {
+			s.signups[client]++
+			w.Header().Add("RateLimit", fmt.Sprintf(`"signup";r=%d;t=360`, s.signupLimit-s.signups[client]))
+		}
 		writeJSON := func(code int, v any) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(code)

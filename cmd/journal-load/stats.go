@@ -49,8 +49,8 @@ func newRecorder(start time.Time, width time.Duration) *recorder {
 	return &recorder{start: start, width: width, byStatus: map[int]int{}, byInstance: map[string]int{}}
 }
 
-// Begin restarts the recorder's clock at t: scenarios call it when their
-// setup (sign-ups, which the charts do not show) is done. It must be called
+// Begin restarts the recorder's clock at t, when a scenario's setup
+// (sign-ups, which the charts do not show) is done (see [progress.Begin]). It must be called
 // before the first Record.
 func (r *recorder) Begin(t time.Time) {
 	r.mu.Lock()

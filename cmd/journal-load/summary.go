@@ -84,6 +84,32 @@ type pacedSummary struct {
 	FailedByOp map[string]int `json:"failed_by_op"`
 	FirstError string         `json:"first_error,omitempty"`
 	Users      int            `json:"users"`
+	// Faults are the outage scenario's: when the target stopped and
+	// started answering "ready" again.
+	Faults []fault `json:"faults,omitempty"`
+}
+
+// fault is a time during which the target's /readyz did not answer
+// "ready", in seconds from the start of the measured run.
+type fault struct {
+	BeginS float64 `json:"begin_s"`
+	// EndS is when /readyz answered "ready" again; -1 when it had not by
+	// the end of the run.
+	EndS float64 `json:"end_s"`
+	// What is what /readyz said, in order of appearance: "redis down",
+	// "database down", "draining", "no answer".
+	What string `json:"what"`
+}
+
+// Ended reports whether the fault ended before the run did.
+func (f fault) Ended() bool { return f.EndS >= 0 }
+
+// String describes the fault for the summary table.
+func (f fault) String() string {
+	if !f.Ended() {
+		return fmt.Sprintf("%s from %.1f s to the end of the run", f.What, f.BeginS)
+	}
+	return fmt.Sprintf("%s from %.1f s to %.1f s (%.1f s)", f.What, f.BeginS, f.EndS, f.EndS-f.BeginS)
 }
 
 // fill copies the recorder's totals into s.
@@ -116,8 +142,10 @@ func (s *summary) check() {
 	if r := s.Ratelimit; r != nil {
 		if r.Limit == 0 {
 			p = append(p, fmt.Sprintf("no RateLimit-Policy member %q seen", r.Policy))
-		} else if !r.Exact {
+		} else if !r.Exact && r.RefillAllowance == 0 {
 			p = append(p, fmt.Sprintf("admitted %d, want exactly %d", r.Admitted, r.Expected))
+		} else if !r.Exact {
+			p = append(p, fmt.Sprintf("admitted %d, want %d to %d", r.Admitted, r.Expected, r.Expected+r.RefillAllowance))
 		}
 		if r.RetryAfterMissing > 0 {
 			p = append(p, fmt.Sprintf("%d responses 429 without a valid Retry-After", r.RetryAfterMissing))
@@ -180,6 +208,9 @@ func (s *summary) WriteTable(w io.Writer) {
 		}
 		if p.FirstError != "" {
 			row("first failure", "%s", p.FirstError)
+		}
+		for _, f := range p.Faults {
+			row("fault seen", "%s", f)
 		}
 	}
 	for _, n := range s.Notes {
