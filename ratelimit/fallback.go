@@ -52,7 +52,14 @@ type FallbackOptions struct {
 // report sets the local state to the share of that remaining quota, rounded
 // up, and to no quota at all while the report's retry time has not passed, so
 // a degraded decision never grants what the store had denied. From there the
-// share replenishes at its rate while the store stays unavailable. Hence,
+// share replenishes at its rate while the store stays unavailable. When the
+// primary's error also wraps [ErrSlow] (the store missed a deadline but is
+// not known to be down, so it may be granting the reported quota to others
+// right now), the local state starts from at most one unit (none while the
+// retry time has not passed), for a subject never seen too, and then only
+// what the share's rate returns is granted; once the store is known to be
+// down, the share of the reported quota (or a fresh share) is granted after
+// all. Hence,
 // across n instances and an outage of length t, a GCRA policy of rate N per D
 // admits at most what the store last reported as remaining, plus N*t/D, plus
 // up to 2n for rounding; a subject never seen, or last seen longer ago than
@@ -134,6 +141,16 @@ func (f *Fallback) decide(ctx context.Context, subject string, items []Item, pee
 	return f.without(ctx, subject, items, peek, err)
 }
 
+// seedMode is how a report set the local state: not yet, while the store
+// was slow (no quota), or while it was down (the share of the quota).
+type seedMode uint8
+
+const (
+	unseeded seedMode = iota
+	seededSlow
+	seededDown
+)
+
 // without decides items by their fail modes (see [Fallback]).
 func (f *Fallback) without(ctx context.Context, subject string, items []Item, peek bool, cause error) (Decision, error) {
 	n := int64(1)
@@ -153,7 +170,11 @@ func (f *Fallback) without(ctx context.Context, subject string, items []Item, pe
 	}
 	var ld Decision
 	if len(shares) > 0 {
-		if err := f.seen.seed(ctx, f.local, subject, items, shares, n, f.now().UnixMicro()); err != nil {
+		mode := seededDown
+		if errors.Is(cause, ErrSlow) {
+			mode = seededSlow
+		}
+		if err := f.seen.seed(ctx, f.local, subject, items, shares, n, f.now().UnixMicro(), mode); err != nil {
 			return Decision{}, err
 		}
 		var err error
@@ -218,7 +239,8 @@ type report struct {
 	retryAt   int64 // Unix µs before which the policy denies a request of this cost
 	at        int64 // Unix µs of the report
 	expires   int64 // Unix µs after which the report no longer constrains anything
-	seeded    bool  // the local state was set from this report
+	seeded    seedMode
+	unknown   bool // no report: made by a degraded decision while the store was slow
 }
 
 func (t *seenTable) init(max int) {
@@ -259,7 +281,7 @@ func (t *seenTable) record(subject string, results []Result, now int64) {
 		// passed after it (the whole quota is back by then) and its retry
 		// time has come.
 		rep.expires = max(now+r.Policy.Rate.Per.Microseconds(), rep.retryAt)
-		if old, ok := s.m[k]; ok && old.remaining == rep.remaining && old.retryAt == rep.retryAt && !old.seeded {
+		if old, ok := s.m[k]; ok && old.remaining == rep.remaining && old.retryAt == rep.retryAt && old.seeded == unseeded {
 			continue // the same report again: keep the map write off the hot path
 		}
 		if _, ok := s.m[k]; !ok && len(s.m) >= t.perShard {
@@ -294,12 +316,14 @@ func (t *seenTable) forget(subject, policy string) {
 	s.mu.Unlock()
 }
 
-// seed sets, for each FailLocal item with a report not yet applied, the local
-// state of its share to the share of the reported remaining quota (none while
-// the report's retry time has not passed). shares holds the FailLocal items'
-// shares in item order. Holding the shard's lock while seeding makes every
-// concurrent degraded decision of the subject see the seeded state.
-func (t *seenTable) seed(ctx context.Context, local Limiter, subject string, items, shares []Item, n, now int64) error {
+// seed sets, for each FailLocal item with a report not yet applied in mode,
+// the local state of its share to the share of the reported remaining quota
+// (none while the report's retry time has not passed, or in mode seededSlow).
+// A report applied while the store was slow is applied again once it is
+// down. shares holds the FailLocal items' shares in item order. Holding the
+// shard's lock while seeding makes every concurrent degraded decision of the
+// subject see the seeded state.
+func (t *seenTable) seed(ctx context.Context, local Limiter, subject string, items, shares []Item, n, now int64, mode seedMode) error {
 	s, h := t.shard(subject)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -312,21 +336,41 @@ func (t *seenTable) seed(ctx context.Context, local Limiter, subject string, ite
 		sh := shares[j].Policy
 		j++
 		k := keyOf(h, it.Policy.Name)
-		rep, ok := s.m[k]
-		if !ok || rep.seeded {
+		rep, known := s.m[k]
+		if !known {
+			if mode == seededDown {
+				continue // never seen: a fresh share
+			}
+			// Never seen, and the store may be granting it everything
+			// now: no quota until the store answers or is known down.
+			if len(s.m) >= t.perShard {
+				s.evict(now)
+			}
+			rep = report{unknown: true, expires: now + it.Policy.Rate.Per.Microseconds()}
+		}
+		if rep.seeded >= mode {
 			continue
 		}
-		rep.seeded = true
+		rep.seeded = mode
 		s.m[k] = rep
-		if rep.expires <= now {
-			continue // the whole quota is back: a fresh share
-		}
 		if err := local.Reset(ctx, subject, it.Policy.Name); err != nil {
 			return err
 		}
+		fresh := rep.unknown || rep.expires <= now // the whole quota is back
+		if fresh && mode == seededDown {
+			continue
+		}
 		left := min((rep.remaining+n-1)/n, sh.Limit())
-		if rep.retryAt > now {
+		switch {
+		case rep.retryAt > now:
 			left = 0
+		case mode == seededSlow:
+			// Redis may be granting the reported quota to others now: one
+			// unit per report at most (the instance's rounding).
+			left = min(left, 1)
+			if rep.unknown {
+				left = 1
+			}
 		}
 		if used := sh.Limit() - left; used > 0 {
 			if _, err := local.Decide(ctx, subject, Item{Policy: sh, Cost: used}); err != nil {

@@ -253,3 +253,63 @@ func TestNewFallbackRejectsNil(t *testing.T) {
 		}
 	}
 }
+
+// slowStore is a store whose calls miss their deadline while it is not known
+// to be down: errors wrap ErrUnavailable and ErrSlow.
+type slowStore struct {
+	*store
+	slow atomic.Bool
+}
+
+func (s *slowStore) Decide(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
+	if s.slow.Load() {
+		return ratelimit.Decision{}, errors.Join(ratelimit.ErrUnavailable, ratelimit.ErrSlow, context.DeadlineExceeded)
+	}
+	return s.store.Decide(ctx, subject, items...)
+}
+
+// TestFallbackGrantsNothingNewWhileSlow: while the store is slow but not
+// down it may be granting the quota it reported to others, so a degraded
+// decision grants at most one unit per report (none to a subject it refused)
+// and then what time returns, for a subject seen or not; once the store is
+// down, the share of the reported quota (or a fresh share) is granted.
+func TestFallbackGrantsNothingNewWhileSlow(t *testing.T) {
+	c := &clock{}
+	c.t.Store(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC).UnixNano())
+	shared := memorylimit.New(memorylimit.Options{Now: c.now})
+	local := memorylimit.New(memorylimit.Options{Now: c.now})
+	t.Cleanup(func() { shared.Close(); local.Close() })
+	s := &slowStore{store: &store{Limiter: shared}}
+	f, err := ratelimit.NewFallback(s, local, ratelimit.FallbackOptions{Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &fallbackFixture{clock: c, f: f}
+	item := ratelimit.Item{Policy: ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 10, Per: time.Minute}}} // 1 per 6s
+	x.admit(t, "seen", 4, item)
+	x.admit(t, "spent", 11, item)
+	s.slow.Store(true)
+	if got := x.admit(t, "seen", 10, item); got != 1 {
+		t.Errorf("slow store, a subject with 6 left: %d admitted, want 1", got)
+	}
+	if got := x.admit(t, "spent", 10, item); got != 0 {
+		t.Errorf("slow store, a subject Redis refused: %d admitted, want 0", got)
+	}
+	if got := x.admit(t, "unseen", 10, item); got != 1 {
+		t.Errorf("slow store, a subject never seen: %d admitted, want 1", got)
+	}
+	c.advance(6 * time.Second)
+	if got := x.admit(t, "seen", 10, item); got != 1 {
+		t.Errorf("slow store, 6s later: %d admitted, want the 1 the rate returned", got)
+	}
+	// Down: the share of what was reported, and a fresh share for the
+	// subject never seen.
+	s.slow.Store(false)
+	s.down.Store(true)
+	if got := x.admit(t, "seen", 10, item); got != 6 {
+		t.Errorf("store down, a subject with 6 left: %d admitted, want 6", got)
+	}
+	if got := x.admit(t, "unseen", 20, item); got != 10 {
+		t.Errorf("store down, a subject never seen: %d admitted, want a fresh 10", got)
+	}
+}

@@ -44,9 +44,14 @@ import (
 // Sentinel errors. Check them with errors.Is.
 var (
 	// ErrUnavailable is returned (wrapped) by [Limiter.Decide] and
-	// [Limiter.Peek] when a policy with Fail == [FailClosed] cannot be decided
-	// because the backend's store is unavailable.
+	// [Limiter.Peek] of a backend whose shared store cannot decide, and by
+	// [Fallback] when a policy with Fail == [FailClosed] cannot be decided.
 	ErrUnavailable = errors.New("ratelimit: store unavailable")
+	// ErrSlow is wrapped, together with ErrUnavailable, when a call to the
+	// store missed its deadline although the store is not known to be down:
+	// the store may still decide (and charge) the call. [Fallback] then
+	// grants a subject it knows nothing beyond what time returns.
+	ErrSlow = errors.New("ratelimit: store too slow")
 	// ErrInvalid is returned (wrapped, with the reason) for a malformed rate,
 	// algorithm, fail mode or policy, and by Decide for invalid items (negative
 	// cost, a cost larger than the policy's limit, no items, or two items with
@@ -231,6 +236,14 @@ type Policy struct {
 	Fail FailMode
 	// Shadow policies are evaluated, counted and reported but never block.
 	Shadow bool
+	// Lease lets a backend whose state is remote take quota for this policy
+	// ahead, in the same round trip as a decision, and spend it locally
+	// (redislimit with Options.Lease): fewer round trips, never more
+	// admitted than deciding each request remotely would admit, and at
+	// most a lease duration of under-admission for other instances. A
+	// backend without remote state (memorylimit) ignores it, as do shadow
+	// policies.
+	Lease bool
 }
 
 // Validate reports whether p is usable: a name of 1 to 32 characters from

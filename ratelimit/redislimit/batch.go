@@ -47,14 +47,17 @@ const (
 // caller received that signal (an abandoned call is left to the garbage
 // collector, the flight may still write to it).
 type call struct {
-	ctx   context.Context
-	peek  bool
-	keys  []string
-	specs []spec
-	res   []rueidis.RedisMessage // this decision's part of the reply
-	err   error
-	done  chan struct{}
-	gone  atomic.Bool // the caller stopped waiting: not sent if not yet
+	ctx    context.Context
+	peek   bool
+	keys   []string
+	specs  []spec
+	lease  *ask                   // a lease decision: what it asks per policy; nil otherwise
+	div    int64                  // the divisor of the remaining quota that bounds the grants
+	res    []rueidis.RedisMessage // this decision's part of the reply
+	err    error
+	done   chan struct{}
+	gone   atomic.Bool   // the caller stopped waiting: not sent if not yet
+	flight atomic.Uint64 // the sequence number of the flight that sent it, 0 before
 }
 
 // spec is what the script needs of one policy of a decision. A batch sends
@@ -67,20 +70,31 @@ type spec struct {
 
 func newCall() *call {
 	c := calls.Get().(*call)
-	c.keys, c.specs = c.keys[:0], c.specs[:0]
+	c.keys, c.specs, c.lease = c.keys[:0], c.specs[:0], nil
 	return c
 }
 
+// perPolicy returns the number of values the script returns per policy of
+// c: four, seven for a lease decision.
+func (c *call) perPolicy() int {
+	if c.lease != nil {
+		return 7
+	}
+	return 4
+}
+
 // replyLen returns the length of c's part of a batch reply that starts at
-// msgs[off]: four values per policy, and when the decision denies (a policy
-// that is not shadow did not admit), the time and each key's stored value.
+// msgs[off]: perPolicy values per policy, and when the decision denies (a
+// policy that is not shadow did not admit), the time and each key's stored
+// value.
 func (c *call) replyLen(msgs []rueidis.RedisMessage, off int) (int, error) {
-	n := 4 * len(c.keys)
+	pp := c.perPolicy()
+	n := pp * len(c.keys)
 	if off+n > len(msgs) {
 		return 0, errBatchReply
 	}
 	for i, s := range c.specs {
-		if ok, err := msgs[off+4*i].AsInt64(); err != nil {
+		if ok, err := msgs[off+pp*i].AsInt64(); err != nil {
 			return 0, err
 		} else if ok == 0 && !s.shadow {
 			n += 1 + len(c.keys)
@@ -108,6 +122,9 @@ type batcher struct {
 	l       *Limiter
 	cluster bool
 	sha     string // of decideSrc
+
+	sent     atomic.Uint64 // flights sent so far: the last one's sequence number
+	answered atomic.Uint64 // the highest sequence number of a flight Redis answered
 
 	mu      sync.Mutex
 	queue   []*call
@@ -185,6 +202,7 @@ func (b *batcher) exec(ctx context.Context, keys, args []string) ([]rueidis.Redi
 // of the reply, waiting at most until ctx ends or timeout has passed. c
 // belongs to the batcher from then on.
 func (b *batcher) do(ctx context.Context, timeout time.Duration, c *call) ([]rueidis.RedisMessage, error) {
+	start, queuedAfter := time.Now(), b.answered.Load()
 	c.ctx = ctx
 	if b.cluster {
 		go b.send([]*call{c})
@@ -222,6 +240,31 @@ func (b *batcher) do(ctx context.Context, timeout time.Duration, c *call) ([]rue
 	case <-c.done:
 		return c.result()
 	default:
+	}
+	// Redis answering a flight sent after this call's, or (if this call is
+	// still queued) any flight since this call queued, shows that Redis is
+	// answering and the delay is this process's: its goroutines did not
+	// run, or flights queued behind a busy CPU. The caller then waits for
+	// its call, at most until the flight's own deadline, so a saturated
+	// process keeps deciding in Redis instead of by fail mode (which could
+	// grant quota Redis is granting too). A Redis that answers nothing, or
+	// answers everyone late, gets no such wait.
+	if err != context.Canceled {
+		f, answered := c.flight.Load(), b.answered.Load()
+		if (f != 0 && answered > f) || (f == 0 && answered > queuedAfter) {
+			g := timers.Get().(*time.Timer)
+			g.Reset(time.Until(start.Add(max(timeout, FlightTimeout))))
+			defer func() {
+				g.Stop()
+				timers.Put(g)
+			}()
+			select {
+			case <-c.done:
+				b.l.stats.late.Add(1)
+				return c.result()
+			case <-g.C:
+			}
+		}
 	}
 	c.gone.Store(true)
 	b.l.stats.abandoned.Add(1)
@@ -296,7 +339,7 @@ func (b *batcher) send(batch []*call) {
 			idx = append(idx, i+1)
 		}
 	}
-	args := make([]string, 3, 3+5*len(uniq)+len(batch)+nkeys)
+	args := make([]string, 3, 3+5*len(uniq)+2*len(batch)+4*nkeys)
 	if l.scriptNow != nil {
 		args[0] = strconv.FormatInt(l.scriptNow().UnixMicro(), 10)
 	}
@@ -311,9 +354,16 @@ func (b *batcher) send(batch []*call) {
 	}
 	for _, c := range batch {
 		// The header: one policy is its spec index, negative to peek;
-		// n policies are "d<n>" or "p<n>" and n indexes.
+		// n policies are "d<n>" or "p<n>" and n indexes; a lease decision
+		// is "l<n>", the divisor and n (index, wanted, back, ref).
 		n := len(c.keys)
-		if n == 1 {
+		if a := c.lease; a != nil {
+			args = append(args, "l"+strconv.Itoa(n), strconv.FormatInt(c.div, 10))
+			for j, i := range idx[:n] {
+				args = append(args, strconv.Itoa(i), strconv.FormatInt(a.want[j], 10),
+					strconv.FormatInt(a.back[j], 10), strconv.FormatInt(a.ref[j], 10))
+			}
+		} else if n == 1 {
 			h := idx[0]
 			if c.peek {
 				h = -h
@@ -331,6 +381,10 @@ func (b *batcher) send(batch []*call) {
 		}
 		idx = idx[n:]
 	}
+	seq := b.sent.Add(1)
+	for _, c := range batch {
+		c.flight.Store(seq)
+	}
 	// The flight waits longer than its callers (see FlightTimeout), and its
 	// outcome alone feeds the breaker.
 	ctx, cancel := context.WithTimeout(context.Background(), max(l.opts.Timeout, FlightTimeout))
@@ -342,6 +396,9 @@ func (b *batcher) send(batch []*call) {
 		l.brk.failure(err)
 	} else {
 		l.brk.success()
+		l.answered()
+		for a := b.answered.Load(); a < seq && !b.answered.CompareAndSwap(a, seq); a = b.answered.Load() {
+		}
 	}
 	if err == nil {
 		off := 0

@@ -97,11 +97,12 @@ func TestFloodStaysWithinTheBound(t *testing.T) {
 					st.RedisCalls += s.RedisCalls
 					st.RedisErrors += s.RedisErrors
 					st.Abandoned += s.Abandoned
+					st.Late += s.Late
 					st.BreakerOpens += s.BreakerOpens
 					st.DenyCacheHits += s.DenyCacheHits
 				}
-				t.Logf("%v over %v: admitted %d (%d degraded), bound %d; script calls %d (%d failed), abandoned %d, breaker opened %d, deny-cache hits %d",
-					alg, elapsed.Round(time.Millisecond), admitted.Load(), degraded.Load(), bound, st.RedisCalls, st.RedisErrors, st.Abandoned, st.BreakerOpens, st.DenyCacheHits)
+				t.Logf("%v over %v: admitted %d (%d degraded), bound %d; script calls %d (%d failed), answered late %d, abandoned %d, breaker opened %d, deny-cache hits %d",
+					alg, elapsed.Round(time.Millisecond), admitted.Load(), degraded.Load(), bound, st.RedisCalls, st.RedisErrors, st.Late, st.Abandoned, st.BreakerOpens, st.DenyCacheHits)
 				if got := admitted.Load(); got > bound {
 					t.Errorf("admitted %d, want at most %d", got, bound)
 				}

@@ -21,9 +21,12 @@
 //     process the reply is late because the process did not run, not because
 //     Redis did not answer.
 //   - When Redis cannot decide, Decide and Peek return an error wrapping
-//     [ratelimit.ErrUnavailable]; the fail modes (open, closed, local at the
-//     instance's share) are decided by [ratelimit.Fallback], which a service
-//     wraps around this limiter with [Limiter.LiveInstances] as its count of
+//     [ratelimit.ErrUnavailable], and also [ratelimit.ErrSlow] when the call
+//     timed out while Redis is believed up (the breaker is closed and Redis
+//     answered within the last FlightTimeout: it may still decide the call);
+//     a refused or dropped connection is not slow; the fail modes (open, closed, local at the instance's
+//     share) are decided by [ratelimit.Fallback], which a service wraps
+//     around this limiter with [Limiter.LiveInstances] as its count of
 //     instances.
 //   - A local deny cache answers a denied (subject, policies, costs) until its
 //     retry time without a round trip. [Limiter.Reset] clears it here and, by
@@ -41,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -99,8 +103,17 @@ type Options struct {
 	// DenyCacheSize bounds the number of cached denials. Default 65,536;
 	// negative disables the deny cache.
 	DenyCacheSize int
+	// Lease is the longest this instance holds quota it took ahead for a
+	// policy with Policy.Lease (see lease.go): decisions of such policies
+	// are then mostly answered without a round trip. 0 (the default)
+	// decides every request in Redis.
+	Lease time.Duration
+	// LeaseSubjects bounds the (subject, policy) pairs whose leases and
+	// rates are tracked. Default 65,536; beyond it, decisions are exact.
+	LeaseSubjects int
 	// Now is the local clock, used only for durations (the deny cache's
-	// expiry). Decisions in Redis use Redis TIME. Default time.Now.
+	// expiry, the leases' lapse). Decisions in Redis use Redis TIME.
+	// Default time.Now.
 	Now func() time.Time
 	// Logger receives start-up warnings (an evicting maxmemory-policy) and
 	// breaker transitions. Default: discard.
@@ -111,24 +124,27 @@ type Options struct {
 // Create it with [New] and stop its background goroutines with
 // [Limiter.Close]; it must not be used after Close.
 type Limiter struct {
-	client  rueidis.Client
-	opts    Options
-	prefix  string
-	decide  *rueidis.Lua
-	now     func() time.Time
-	log     *slog.Logger
-	deny    *denyCache
-	batch   *batcher
-	brk     breaker
-	live    instances
-	resetCh string
+	client     rueidis.Client
+	opts       Options
+	prefix     string
+	decide     *rueidis.Lua
+	now        func() time.Time
+	log        *slog.Logger
+	deny       *denyCache
+	leases     *leases // nil: exact mode
+	batch      *batcher
+	brk        breaker
+	live       instances
+	resetCh    string
+	givebackCh string
 
 	// scriptNow, when set (only by tests, via export_test.go), is sent to
 	// the script as the time instead of Redis TIME.
 	scriptNow func() time.Time
 
-	stats counters
-	warm  warmState
+	stats      counters
+	warm       warmState
+	lastAnswer atomic.Int64 // Unix ns when Redis last answered a call
 
 	argCache    sync.Map // ratelimit.Policy -> policyArgs
 	argCacheLen atomic.Int64
@@ -157,6 +173,12 @@ var _ ratelimit.Limiter = (*Limiter)(nil)
 // detected quickly. On standalone Redis the decisions use up to four
 // dedicated connections of the client (Client.Dedicate), released at Close.
 func New(client rueidis.Client, opts Options) (*Limiter, error) {
+	return newLimiter(client, opts, nil)
+}
+
+// newLimiter is New; scriptNow, when not nil (tests only), is the time sent
+// to the script and the local clock.
+func newLimiter(client rueidis.Client, opts Options, scriptNow func() time.Time) (*Limiter, error) {
 	if client == nil {
 		return nil, errors.New("redislimit: nil client")
 	}
@@ -193,21 +215,35 @@ func New(client rueidis.Client, opts Options) (*Limiter, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Limiter{
-		client:  client,
-		opts:    opts,
-		prefix:  opts.Prefix,
-		decide:  rueidis.NewLuaScript(decideSrc),
-		resetCh: opts.Prefix + "rl:reset",
-		now:     opts.Now,
-		log:     opts.Logger,
-		ctx:     ctx,
-		cancel:  cancel,
+		client:     client,
+		opts:       opts,
+		prefix:     opts.Prefix,
+		decide:     rueidis.NewLuaScript(decideSrc),
+		resetCh:    opts.Prefix + "rl:reset",
+		givebackCh: opts.Prefix + "rl:giveback",
+		now:        opts.Now,
+		scriptNow:  scriptNow,
+		log:        opts.Logger,
+		ctx:        ctx,
+		cancel:     cancel,
 	}
 	l.brk.init(l)
 	l.live.init(l)
 	l.batch = newBatcher(l)
 	if opts.DenyCacheSize > 0 {
 		l.deny = newDenyCache(opts.DenyCacheSize)
+	}
+	if opts.Lease < 0 {
+		return nil, fmt.Errorf("redislimit: negative lease %v", opts.Lease)
+	}
+	if opts.Lease > 0 {
+		if opts.LeaseSubjects <= 0 {
+			opts.LeaseSubjects = DefaultDenyCacheSize
+		}
+		l.leases = &leases{}
+		l.leases.init(l, opts.Lease, opts.LeaseSubjects)
+		l.wg.Add(1)
+		go l.leases.sweeper()
 	}
 	l.wg.Add(2)
 	go l.checkEviction()
@@ -224,6 +260,9 @@ func New(client rueidis.Client, opts Options) (*Limiter, error) {
 // Close is idempotent and safe to call concurrently.
 func (l *Limiter) Close() error {
 	l.closeOnce.Do(func() {
+		if l.leases != nil {
+			l.leases.closeAll(l.localNow().UnixMicro())
+		}
 		if l.opts.HeartbeatInterval > 0 {
 			l.live.leave()
 		}
@@ -293,12 +332,15 @@ func (l *Limiter) Peek(ctx context.Context, subject string, items ...ratelimit.I
 }
 
 // Reset implements [ratelimit.Limiter]: it deletes the key in Redis, clears
-// this instance's deny cache for subject, and publishes the reset so that
-// every other instance clears its deny cache. It returns an error wrapping
+// this instance's deny cache and leases for subject, and publishes the reset
+// so that every other instance clears its own. It returns an error wrapping
 // [ratelimit.ErrUnavailable] when Redis fails.
 func (l *Limiter) Reset(ctx context.Context, subject, policy string) error {
 	if l.deny != nil {
 		l.deny.clear(subject)
+	}
+	if l.leases != nil {
+		l.leases.drop(subject)
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.opts.Timeout)
 	defer cancel()
@@ -320,6 +362,16 @@ func (l *Limiter) run(ctx context.Context, subject string, items []ratelimit.Ite
 	if err := backend.ValidateItems(items); err != nil {
 		return ratelimit.Decision{}, err
 	}
+	var lease *ask
+	var sent int64
+	if l.leases != nil && leased(items) {
+		sent = l.localNow().UnixMicro()
+		results := make([]ratelimit.Result, len(items))
+		if l.leases.take(subject, items, results, peek, sent) {
+			l.stats.leaseLocal.Add(1)
+			return backend.Combine(results), nil
+		}
+	}
 	var dkey uint64
 	if l.deny != nil {
 		dkey = l.deny.itemsKey(items)
@@ -332,13 +384,25 @@ func (l *Limiter) run(ctx context.Context, subject string, items []ratelimit.Ite
 		l.stats.unavailable.Add(1)
 		return ratelimit.Decision{}, fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, errBreakerOpen)
 	}
-	d, denied, err := l.eval(ctx, subject, items, peek)
+	if sent != 0 && !peek {
+		if a, ok := l.leases.prepare(subject, items, sent); ok {
+			lease = &a
+		}
+	}
+	d, denied, grants, err := l.eval(ctx, subject, items, peek, lease)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return ratelimit.Decision{}, ctx.Err() // the caller gave up
 		}
 		l.stats.unavailable.Add(1)
+		if timedOut(err) && l.answering() {
+			// Redis answers others: it may still decide this call.
+			return ratelimit.Decision{}, fmt.Errorf("%w: %w: %w", ratelimit.ErrUnavailable, ratelimit.ErrSlow, err)
+		}
 		return ratelimit.Decision{}, fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, err)
+	}
+	if lease != nil {
+		l.leases.granted(subject, items, d.Results, grants, sent)
 	}
 	if l.deny != nil {
 		if !d.Allowed && d.RetryAfter > 0 && denied.states != nil {
@@ -350,6 +414,26 @@ func (l *Limiter) run(ctx context.Context, subject string, items []ratelimit.Ite
 	}
 	return d, nil
 }
+
+// answering reports whether Redis is believed up: the breaker is closed and
+// Redis answered within the last FlightTimeout. A call that fails then is
+// slow, not a sign that Redis is down.
+func (l *Limiter) answering() bool {
+	last := l.lastAnswer.Load()
+	return !l.brk.isOpen() && last != 0 && time.Since(time.Unix(0, last)) < FlightTimeout
+}
+
+// timedOut reports whether err is a deadline (the caller's, or a
+// connection's read or write deadline) rather than Redis refusing or
+// dropping the connection.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout())
+}
+
+// answered records that Redis answered now.
+func (l *Limiter) answered() { l.lastAnswer.Store(time.Now().UnixNano()) }
 
 func (l *Limiter) localNow() time.Time {
 	if l.scriptNow != nil {
@@ -365,9 +449,14 @@ type deniedAt struct {
 	states  []backend.State
 }
 
+// grants are what a lease decision's script call reports per item: the units
+// granted ahead, where they stand and Redis' time (see decide.lua).
+type grants struct{ units, at, now []int64 }
+
 // eval decides items through the batcher: one script call, possibly
-// shared with other decisions.
-func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, deniedAt, error) {
+// shared with other decisions. lease, if not nil, is what the decision asks
+// of each item's lease.
+func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.Item, peek bool, lease *ask) (ratelimit.Decision, deniedAt, grants, error) {
 	c := newCall()
 	c.peek = peek
 	for i := range items {
@@ -375,20 +464,28 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 		c.keys = append(c.keys, ratelimit.Key(l.prefix, subject, it.Policy.Name))
 		c.specs = append(c.specs, spec{l.policyArgs(it.Policy), strconv.FormatInt(backend.Cost(it), 10), it.Policy.Shadow})
 	}
+	if lease != nil {
+		c.lease, c.div = lease, 2*l.LiveInstances()
+	}
+	pp := c.perPolicy()
 	msgs, err := l.batch.do(ctx, l.opts.Timeout, c)
-	n := 4 * len(items)
+	n := pp * len(items)
 	if err == nil && len(msgs) != n && len(msgs) != n+1+len(items) {
 		err = fmt.Errorf("redislimit: script returned %d values for %d items", len(msgs), len(items))
 	}
 	if err != nil {
-		return ratelimit.Decision{}, deniedAt{}, err
+		return ratelimit.Decision{}, deniedAt{}, grants{}, err
 	}
 	results := make([]ratelimit.Result, len(items))
+	var g grants
+	if pp == 7 {
+		g = grants{make([]int64, len(items)), make([]int64, len(items)), make([]int64, len(items))}
+	}
 	for i, it := range items {
-		var v [4]int64
-		for j := range v {
-			if v[j], err = msgs[4*i+j].AsInt64(); err != nil {
-				return ratelimit.Decision{}, deniedAt{}, err
+		var v [7]int64
+		for j := range pp {
+			if v[j], err = msgs[pp*i+j].AsInt64(); err != nil {
+				return ratelimit.Decision{}, deniedAt{}, grants{}, err
 			}
 		}
 		results[i] = ratelimit.Result{
@@ -397,6 +494,9 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 			Remaining:  v[1],
 			RetryAfter: time.Duration(v[2]) * time.Microsecond,
 			ResetAfter: time.Duration(v[3]) * time.Microsecond,
+		}
+		if pp == 7 {
+			g.units[i], g.at[i], g.now[i] = v[4], v[5], v[6]
 		}
 	}
 	var den deniedAt
@@ -408,7 +508,7 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 			den.states[i] = parseState(raw)
 		}
 	}
-	return backend.Combine(results), den, nil
+	return backend.Combine(results), den, g, nil
 }
 
 // policyArgs are the script arguments describing one policy.
@@ -418,7 +518,7 @@ type policyArgs struct{ alg, a, b string }
 // script arguments of p.
 func (l *Limiter) policyArgs(p ratelimit.Policy) policyArgs {
 	key := p
-	key.Fail, key.Shadow = 0, false
+	key.Fail, key.Shadow, key.Lease = 0, false, false
 	if v, ok := l.argCache.Load(key); ok {
 		return v.(policyArgs)
 	}

@@ -40,7 +40,14 @@ func newClient(tb testing.TB, addr string) rueidis.Client {
 
 func newLimiter(tb testing.TB, c rueidis.Client, opts redislimit.Options) *redislimit.Limiter {
 	tb.Helper()
-	l, err := redislimit.New(c, opts)
+	return newFakeTimeLimiter(tb, c, opts, nil)
+}
+
+// newFakeTimeLimiter is newLimiter with now, if not nil, as the time of its
+// script and its local clock.
+func newFakeTimeLimiter(tb testing.TB, c rueidis.Client, opts redislimit.Options, now func() time.Time) *redislimit.Limiter {
+	tb.Helper()
+	l, err := redislimit.NewWithScriptNow(c, opts, now)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
@@ -98,8 +105,7 @@ func TestConformance(t *testing.T) {
 				if !denyCache {
 					opts.DenyCacheSize = -1
 				}
-				l := newLimiter(t, c, opts)
-				redislimit.SetScriptNow(l, clock.Now)
+				l := newFakeTimeLimiter(t, c, opts, clock.Now)
 				t.Cleanup(func() {
 					if t.Failed() {
 						return
@@ -121,7 +127,7 @@ func TestConformance(t *testing.T) {
 func TestKeysWithoutTTLAreRepaired(t *testing.T) {
 	c := newClient(t, testenv.RedisAddr(t))
 	prefix := testenv.RandomPrefix()
-	l := newLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1, DenyCacheSize: -1})
+	l := newLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1, DenyCacheSize: -1, Timeout: 5 * time.Second})
 	ctx := context.Background()
 	small := ratelimit.Policy{Name: "small", Rate: ratelimit.Rate{N: 1, Per: time.Hour}}
 	other := ratelimit.Policy{Name: "other", Rate: ratelimit.Rate{N: 5, Per: time.Hour}, Algorithm: ratelimit.Fixed}
@@ -250,7 +256,7 @@ func evalCalls(tb testing.TB, c rueidis.Client) int64 {
 func TestFloodedKeyCostsNoRoundTrips(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	c := newClient(t, srv.Addr())
-	l := newLimiter(t, c, redislimit.Options{HeartbeatInterval: -1})
+	l := newLimiter(t, c, redislimit.Options{HeartbeatInterval: -1, Timeout: 5 * time.Second})
 	p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 10, Per: time.Hour}}
 	before := evalCalls(t, c)
 	admitted := 0
@@ -585,7 +591,7 @@ func BenchmarkDecide(b *testing.B) {
 func TestForeignValuesAreAFreshState(t *testing.T) {
 	c := newClient(t, testenv.RedisAddr(t))
 	prefix := testenv.RandomPrefix()
-	l := newLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1, DenyCacheSize: -1})
+	l := newLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1, DenyCacheSize: -1, Timeout: 5 * time.Second})
 	ctx := context.Background()
 	for i, raw := range []string{"g:xyz", "g:1780000000000000", "garbage", "s:1:2:3:4", "f:", "17", "s:x:1:1"} {
 		for _, a := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
@@ -605,7 +611,7 @@ func TestForeignValuesAreAFreshState(t *testing.T) {
 func TestGCRAValueFormat(t *testing.T) {
 	c := newClient(t, testenv.RedisAddr(t))
 	prefix := testenv.RandomPrefix()
-	l := newLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1})
+	l := newLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1, Timeout: 5 * time.Second})
 	ctx := context.Background()
 	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 2, Per: time.Hour}}
 	if d, err := l.Decide(ctx, "ip:192.0.2.10", ratelimit.Item{Policy: p}); err != nil || !d.Allowed {
@@ -626,7 +632,7 @@ func TestGCRAValueFormat(t *testing.T) {
 func TestScriptFlushIsNotAFailure(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	c := newClient(t, srv.Addr())
-	l := newLimiter(t, c, redislimit.Options{Prefix: testenv.RandomPrefix(), HeartbeatInterval: -1, BreakerFailures: 1})
+	l := newLimiter(t, c, redislimit.Options{Prefix: testenv.RandomPrefix(), HeartbeatInterval: -1, BreakerFailures: 1, Timeout: 5 * time.Second})
 	ctx := context.Background()
 	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 100, Per: time.Hour}}
 	for i := range 3 {
@@ -670,7 +676,7 @@ func TestCallerCancellationIsNotAFailure(t *testing.T) {
 // cache.
 func TestDenyCacheIsBounded(t *testing.T) {
 	c := newClient(t, testenv.RedisAddr(t))
-	l := newLimiter(t, c, redislimit.Options{Prefix: testenv.RandomPrefix(), HeartbeatInterval: -1, DenyCacheSize: 64})
+	l := newLimiter(t, c, redislimit.Options{Prefix: testenv.RandomPrefix(), HeartbeatInterval: -1, DenyCacheSize: 64, Timeout: 5 * time.Second})
 	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 1, Per: time.Hour}}
 	ctx := context.Background()
 	for i := 0; i < 300; i++ {

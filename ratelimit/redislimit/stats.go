@@ -19,7 +19,10 @@ type Stats struct {
 	RedisCalls     uint64 // script calls sent to Redis (a batch is one)
 	RedisErrors    uint64 // of which failed, or had no reply within the flight timeout
 	DenyCacheHits  uint64 // decisions answered by the deny cache
+	LeaseHits      uint64 // decisions answered from leases, without a round trip
+	GiveBacks      uint64 // lapsed leases whose unspent units went back to Redis
 	Abandoned      uint64 // decisions whose caller stopped waiting before the reply
+	Late           uint64 // decisions answered after their deadline because the process was starved
 	Unavailable    uint64 // decisions that returned ErrUnavailable
 	BreakerOpens   uint64 // times the breaker opened
 	BreakerOpen    bool   // the breaker is open now
@@ -35,6 +38,7 @@ type Stats struct {
 // counters are the atomic counters behind Stats.
 type counters struct {
 	calls, errs, denyHits, abandoned, unavailable atomic.Uint64
+	leaseLocal, givenBack, late                   atomic.Uint64
 	latency                                       [len(LatencyBounds) + 1]atomic.Uint64
 	latencySum                                    atomic.Int64
 }
@@ -59,7 +63,10 @@ func (l *Limiter) Stats() Stats {
 		RedisCalls:     l.stats.calls.Load(),
 		RedisErrors:    l.stats.errs.Load(),
 		DenyCacheHits:  l.stats.denyHits.Load(),
+		LeaseHits:      l.stats.leaseLocal.Load(),
+		GiveBacks:      l.stats.givenBack.Load(),
 		Abandoned:      l.stats.abandoned.Load(),
+		Late:           l.stats.late.Load(),
 		Unavailable:    l.stats.unavailable.Load(),
 		BreakerOpens:   l.brk.opens.Load(),
 		BreakerOpen:    l.brk.isOpen(),
