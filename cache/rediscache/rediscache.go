@@ -78,6 +78,9 @@ type Options struct {
 	LivenessInterval time.Duration
 	// PingTimeout bounds a liveness PING. Default 250ms.
 	PingTimeout time.Duration
+	// BarrierInterval is the least time between two rounds of
+	// [Store.Barrier]. Default 1ms.
+	BarrierInterval time.Duration
 	// OnHealth, if set, is called when the liveness check changes its verdict
 	// (false: near cache not served). It must be fast.
 	OnHealth func(healthy bool)
@@ -92,6 +95,7 @@ type Store struct {
 	client  rueidis.Client
 	opts    Options
 	healthy atomic.Bool
+	bar     barrier
 	fill    script
 	lease   script
 	release script
@@ -131,6 +135,9 @@ func New(client rueidis.Client, opts Options) (*Store, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.BarrierInterval <= 0 {
+		opts.BarrierInterval = time.Millisecond
 	}
 	s := &Store{
 		client:  client,
@@ -182,24 +189,35 @@ func (s *Store) liveness() {
 func (s *Store) ping() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.PingTimeout)
 	defer cancel()
+	return s.pingNodes(ctx) == nil
+}
+
+// pingNodes PINGs every node on its connection and returns the first error,
+// at ctx's deadline at the latest.
+func (s *Store) pingNodes(ctx context.Context) error {
 	nodes := s.client.Nodes()
 	if len(nodes) == 0 {
-		return false
+		return errNoNodes
 	}
-	return bounded(ctx, func() bool {
+	return bounded(ctx, func() error {
 		var wg sync.WaitGroup
-		var failed atomic.Bool
+		var first atomic.Pointer[error]
 		for _, n := range nodes {
 			wg.Go(func() {
 				if err := n.Do(ctx, n.B().Ping().Build()).Error(); err != nil {
-					failed.Store(true)
+					first.CompareAndSwap(nil, &err)
 				}
 			})
 		}
 		wg.Wait()
-		return !failed.Load()
-	}, func() bool { return false })
+		if err := first.Load(); err != nil {
+			return *err
+		}
+		return nil
+	}, ctx.Err)
 }
+
+var errNoNodes = errors.New("rediscache: no Redis node known")
 
 // Name returns "redis".
 func (s *Store) Name() string { return "redis" }

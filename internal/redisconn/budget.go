@@ -15,6 +15,10 @@ import (
 // Redis at all. Safe for concurrent use.
 type redisBudget struct {
 	left atomic.Int64 // nanoseconds
+	// ordered is set once a near-cache barrier completed after the request
+	// began (see Conn.CacheStore): its reads see every write that returned
+	// before it.
+	ordered atomic.Bool
 }
 
 type budgetKey struct{}

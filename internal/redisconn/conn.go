@@ -64,6 +64,7 @@ type Conn struct {
 	limiter atomic.Pointer[redislimit.Limiter]
 	store   atomic.Pointer[rediscache.Store]
 	lag     atomic.Pointer[rediscache.LagProbe]
+	near    atomic.Bool // the client keeps a near cache
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -148,6 +149,7 @@ func (c *Conn) connect() error {
 		c.log.Warn("redis: rate limiter not warmed up yet", "err", err)
 	}
 	cancel()
+	c.near.Store(near)
 	c.client.Store(&client)
 	c.limiter.Store(lim)
 	c.store.Store(st)

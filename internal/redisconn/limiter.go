@@ -30,6 +30,7 @@ func (l limiter) decide(ctx context.Context, subject string, items []ratelimit.I
 	}
 	bctx, done, ok := call(ctx)
 	if !ok {
+		// Redis was slow for this request; it is not known to be down.
 		return ratelimit.Decision{}, fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, ErrBudgetSpent)
 	}
 	defer done()

@@ -56,13 +56,30 @@ func (c *Conn) CacheHealthy() bool {
 	return st != nil && st.Healthy()
 }
 
+// Get reads key, from the near cache if it holds it. The first Get of a
+// request first waits for a barrier (rediscache.Store.Barrier) that began
+// after the request did, so that no request serves a near-cache copy older
+// than a write that returned, on any instance, before it began: a request
+// that made no other Redis call (its limiter decisions answered from leases)
+// has nothing else to order its reads after the invalidations.
 func (s cacheStore) Get(ctx context.Context, key string) (cache.Entry, error) {
-	st, ctx, done, err := s.get(ctx)
+	st, bctx, done, err := s.get(ctx)
 	if err != nil {
 		return cache.Entry{}, err
 	}
 	defer done()
-	return st.Get(ctx, key)
+	if s.c.near.Load() {
+		b := budgetFrom(ctx)
+		if b == nil || !b.ordered.Load() {
+			if err := st.Barrier(bctx); err != nil {
+				return cache.Entry{}, err
+			}
+			if b != nil {
+				b.ordered.Store(true)
+			}
+		}
+	}
+	return st.Get(bctx, key)
 }
 
 func (s cacheStore) Set(ctx context.Context, key string, e cache.Entry, ttl time.Duration) error {
