@@ -89,6 +89,7 @@ func TestClusterExactLimits(t *testing.T) {
 		t.Run(algo, func(t *testing.T) {
 			t.Parallel()
 			env := sharedEnv(t, cl.URL(), map[string]string{
+				"JOURNAL_RATE_LIMIT_LEASE":     "0", // exact mode: every decision in Redis
 				"JOURNAL_RATE_LIMIT_IP":        fmt.Sprintf("%d/1h", limit),
 				"JOURNAL_RATE_LIMIT_ALGORITHM": algo,
 			})

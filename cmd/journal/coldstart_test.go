@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -85,8 +86,9 @@ func TestNoColdStart(t *testing.T) {
 	}
 	t.Cleanup(c.Close)
 	env := sharedEnv(t, r.URL(), map[string]string{
-		"JOURNAL_RATE_LIMIT_IP":   "60/1h",
-		"JOURNAL_TRUSTED_PROXIES": "127.0.0.1/32",
+		"JOURNAL_RATE_LIMIT_LEASE": "0", // exact mode: the first decisions are the point
+		"JOURNAL_RATE_LIMIT_IP":    "60/1h",
+		"JOURNAL_TRUSTED_PROXIES":  "127.0.0.1/32",
 	})
 	var insts []*journalInstance
 	var mu sync.Mutex
@@ -120,4 +122,30 @@ func TestNoColdStart(t *testing.T) {
 	}
 	insts[0] = startJournal(t, env)
 	flood("after a restart", "198.51.100.2")
+}
+
+// TestLeasesNeverOverAdmit: with leased quotas (the default), three
+// instances flooded by one client never admit more than the limit, not in the
+// flood and not after every lease lapsed and went back.
+func TestLeasesNeverOverAdmit(t *testing.T) {
+	t.Parallel()
+	env := sharedEnv(t, "redis://"+testenv.RedisAddr(t), map[string]string{
+		"JOURNAL_RATE_LIMIT_IP":    "60/1h",
+		"JOURNAL_RATE_LIMIT_LEASE": "300ms",
+		"JOURNAL_TRUSTED_PROXIES":  "127.0.0.1/32",
+	})
+	var insts []*journalInstance
+	for range 3 {
+		insts = append(insts, startJournal(t, env))
+	}
+	first, degraded := floodFrom(t, insts, 300, "198.51.100.3")
+	if first > 60 || degraded != 0 {
+		t.Fatalf("flood: admitted %d (%d degraded), want at most 60 and none degraded", first, degraded)
+	}
+	time.Sleep(time.Second) // every lease lapses and its rest goes back
+	second, degraded := floodFrom(t, insts, 300, "198.51.100.3")
+	t.Logf("admitted %d in the flood, %d once the leases had lapsed", first, second)
+	if first+second > 60 || degraded != 0 {
+		t.Errorf("admitted %d, then %d once the leases lapsed (%d degraded): more than the limit of 60", first, second, degraded)
+	}
 }

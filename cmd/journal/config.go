@@ -62,6 +62,10 @@ type Config struct {
 	// RateLimitSignup is the per-client-IP rate of POST /v1/users
 	// (JOURNAL_RATE_LIMIT_SIGNUP); zero means "off". Default 10/1h.
 	RateLimitSignup ratelimit.Rate
+	// RateLimitLease is the longest an instance holds quota it took ahead for
+	// the ip and user policies (JOURNAL_RATE_LIMIT_LEASE), 0 or more; 0
+	// decides every request in Redis. Used only with Redis. Default 1s.
+	RateLimitLease time.Duration
 	// RateLimitAlgorithm is the algorithm of the policies above and the
 	// default of the policy file's (JOURNAL_RATE_LIMIT_ALGORITHM): gcra,
 	// sliding or fixed. Default gcra.
@@ -222,6 +226,7 @@ var settings = []setting{
 	{name: "RATE_LIMIT_USER", def: "1000/1h", usage: "per authenticated user (N/DURATION or off)", set: rateSetting(func(c *Config) *ratelimit.Rate { return &c.RateLimitUser })},
 	{name: "RATE_LIMIT_LOGIN", def: "10/1m", usage: "per (client IP, username) on POST /v1/tokens, fails closed (N/DURATION or off)", set: rateSetting(func(c *Config) *ratelimit.Rate { return &c.RateLimitLogin })},
 	{name: "RATE_LIMIT_SIGNUP", def: "10/1h", usage: "per client IP on POST /v1/users (N/DURATION or off)", set: rateSetting(func(c *Config) *ratelimit.Rate { return &c.RateLimitSignup })},
+	{name: "RATE_LIMIT_LEASE", def: "1s", usage: "longest an instance holds ip and user quota it took ahead from Redis (0: every decision is a round trip)", set: nonNegativeDuration(func(c *Config) *time.Duration { return &c.RateLimitLease })},
 	{name: "RATE_LIMIT_ALGORITHM", def: "gcra", usage: "gcra, sliding or fixed", set: func(c *Config, v string) error {
 		a, err := ratelimit.ParseAlgorithm(v)
 		if err != nil || strings.TrimSpace(v) != v {
@@ -258,14 +263,7 @@ var settings = []setting{
 	{name: "CACHE_TTL", def: "5m", usage: "TTL of cached entries and pages in Redis", set: positiveDuration(func(c *Config) *time.Duration { return &c.CacheTTL })},
 	{name: "CACHE_NEAR_MAX_AGE", def: "30s", usage: "longest a near-cache copy is served without Redis confirming it", set: positiveDuration(func(c *Config) *time.Duration { return &c.CacheNearMaxAge })},
 	{name: "TOKEN_TTL", def: "720h", usage: "lifetime of a bearer token", set: positiveDuration(func(c *Config) *time.Duration { return &c.TokenTTL })},
-	{name: "SHUTDOWN_DRAIN", def: "5s", usage: "time between readiness going 503 and the listener closing", set: func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return errors.New("want a duration of 0 or more, such as 5s")
-		}
-		c.ShutdownDrain = d
-		return nil
-	}},
+	{name: "SHUTDOWN_DRAIN", def: "5s", usage: "time between readiness going 503 and the listener closing", set: nonNegativeDuration(func(c *Config) *time.Duration { return &c.ShutdownDrain })},
 	{name: "SHUTDOWN_TIMEOUT", def: "30s", usage: "upper bound for in-flight requests to finish", set: positiveDuration(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{name: "INSTANCE_ID", def: "", usage: "X-Instance response header and logs (default hostname:port of the listener)", set: func(c *Config, v string) error {
 		if len(v) > 128 {
@@ -301,6 +299,17 @@ func positiveDuration(field func(*Config) *time.Duration) func(*Config, string) 
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
 			return errors.New("want a positive duration such as 50ms, 30s or 720h")
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+func nonNegativeDuration(field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return errors.New("want a duration of 0 or more, such as 1s")
 		}
 		*field(c) = d
 		return nil

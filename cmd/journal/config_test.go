@@ -39,6 +39,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		RateLimitUser:      ratelimit.Rate{N: 1000, Per: time.Hour},
 		RateLimitLogin:     ratelimit.Rate{N: 10, Per: time.Minute},
 		RateLimitSignup:    ratelimit.Rate{N: 10, Per: time.Hour},
+		RateLimitLease:     time.Second,
 		RateLimitAlgorithm: ratelimit.GCRA,
 		RateLimitPolicies:  "",
 		TrustedProxies:     nil,
@@ -55,23 +56,32 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 }
 
-// TestSettingsMatchDesign keeps the settings table equal to the list in
-// docs/design.md, "Public contract".
-func TestSettingsMatchDesign(t *testing.T) {
-	want := []string{
-		"JOURNAL_ADDR", "JOURNAL_DATABASE_URL", "JOURNAL_DATABASE_MAX_CONNS", "JOURNAL_REDIS_URL",
-		"JOURNAL_REDIS_PREFIX", "JOURNAL_REDIS_TIMEOUT", "JOURNAL_RATE_LIMIT_IP", "JOURNAL_RATE_LIMIT_USER",
-		"JOURNAL_RATE_LIMIT_LOGIN", "JOURNAL_RATE_LIMIT_SIGNUP", "JOURNAL_RATE_LIMIT_ALGORITHM",
-		"JOURNAL_RATE_LIMIT_POLICIES", "JOURNAL_TRUSTED_PROXIES", "JOURNAL_CACHE_TTL",
-		"JOURNAL_CACHE_NEAR_MAX_AGE", "JOURNAL_TOKEN_TTL", "JOURNAL_SHUTDOWN_DRAIN",
-		"JOURNAL_SHUTDOWN_TIMEOUT", "JOURNAL_INSTANCE_ID", "JOURNAL_LOG_LEVEL",
+// TestSettingsMatchREADME keeps the settings table equal to the README's
+// configuration table: every setting, in order, with its flag and default.
+func TestSettingsMatchREADME(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
 	}
-	var got []string
+	type row struct{ env, flag, def string }
+	var want []row
+	for _, line := range strings.Split(string(readme), "\n") {
+		if !strings.HasPrefix(line, "| `JOURNAL_") {
+			continue
+		}
+		cells := strings.Split(line, "|")
+		def := strings.Trim(strings.TrimSpace(cells[3]), "`")
+		if def == "empty" || def == "hostname:port" {
+			def = ""
+		}
+		want = append(want, row{strings.Trim(strings.TrimSpace(cells[1]), "`"), strings.Trim(strings.TrimSpace(cells[2]), "`-"), def})
+	}
+	var got []row
 	for _, s := range settings {
-		got = append(got, s.env())
+		got = append(got, row{s.env(), s.flag(), s.def})
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("settings (-docs/design.md +code):\n%s", diff)
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(row{})); diff != "" {
+		t.Errorf("settings (-README.md +code):\n%s", diff)
 	}
 }
 
@@ -175,6 +185,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 		"RATE_LIMIT_USER":      {"off", "2/1s"},
 		"RATE_LIMIT_LOGIN":     {"3/1s", "4/1s"},
 		"RATE_LIMIT_SIGNUP":    {"5/1s", "6/1s"},
+		"RATE_LIMIT_LEASE":     {"0s", "2s"},
 		"RATE_LIMIT_ALGORITHM": {"sliding", "fixed"},
 		"RATE_LIMIT_POLICIES":  {p1, p2},
 		"TRUSTED_PROXIES":      {"10.0.0.0/8", "192.168.0.0/16"},
@@ -261,6 +272,8 @@ func fieldOf(c Config, name string) string {
 		v = c.RateLimitLogin
 	case "RATE_LIMIT_SIGNUP":
 		v = c.RateLimitSignup
+	case "RATE_LIMIT_LEASE":
+		v = c.RateLimitLease
 	case "RATE_LIMIT_ALGORITHM":
 		v = c.RateLimitAlgorithm
 	case "RATE_LIMIT_POLICIES":

@@ -89,6 +89,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 			Limiter: redislimit.Options{
 				Prefix:     cfg.RedisPrefix,
 				Timeout:    cfg.RedisTimeout,
+				Lease:      cfg.RateLimitLease,
 				InstanceID: instance,
 				Logger:     logger.With("instance", instance),
 			},

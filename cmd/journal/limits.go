@@ -29,16 +29,18 @@ type policySet struct {
 // built-in policy out.
 func loadPolicies(cfg Config) (policySet, error) {
 	var ps policySet
-	builtin := func(name string, rate ratelimit.Rate, fail ratelimit.FailMode) []ratelimit.Item {
+	// ip and user take quota ahead (leases, when Redis is configured): they
+	// see most requests. login and signup are rare and decided exactly.
+	builtin := func(name string, rate ratelimit.Rate, fail ratelimit.FailMode, lease bool) []ratelimit.Item {
 		if rate.N == 0 {
 			return nil
 		}
-		return []ratelimit.Item{{Policy: ratelimit.Policy{Name: name, Rate: rate, Algorithm: cfg.RateLimitAlgorithm, Fail: fail}, Cost: 1}}
+		return []ratelimit.Item{{Policy: ratelimit.Policy{Name: name, Rate: rate, Algorithm: cfg.RateLimitAlgorithm, Fail: fail, Lease: lease}, Cost: 1}}
 	}
-	ps.ip = builtin(policyfile.KeyIP, cfg.RateLimitIP, ratelimit.FailLocal)
-	ps.signup = builtin(policyfile.KeySignup, cfg.RateLimitSignup, ratelimit.FailLocal)
-	ps.login = builtin(policyfile.KeyLogin, cfg.RateLimitLogin, ratelimit.FailClosed)
-	ps.user = builtin(policyfile.KeyUser, cfg.RateLimitUser, ratelimit.FailLocal)
+	ps.ip = builtin(policyfile.KeyIP, cfg.RateLimitIP, ratelimit.FailLocal, true)
+	ps.signup = builtin(policyfile.KeySignup, cfg.RateLimitSignup, ratelimit.FailLocal, false)
+	ps.login = builtin(policyfile.KeyLogin, cfg.RateLimitLogin, ratelimit.FailClosed, false)
+	ps.user = builtin(policyfile.KeyUser, cfg.RateLimitUser, ratelimit.FailLocal, true)
 	if cfg.RateLimitPolicies == "" {
 		return ps, nil
 	}

@@ -37,7 +37,7 @@ func sharedEnv(tb testing.TB, redisURL string, extra map[string]string) map[stri
 // across them, and every 429 carries correct headers.
 func TestThreeInstancesShareOneLimit(t *testing.T) {
 	t.Parallel()
-	env := sharedEnv(t, "redis://"+testenv.RedisAddr(t), map[string]string{"JOURNAL_RATE_LIMIT_IP": "100/1h"})
+	env := sharedEnv(t, "redis://"+testenv.RedisAddr(t), map[string]string{"JOURNAL_RATE_LIMIT_IP": "100/1h", "JOURNAL_RATE_LIMIT_LEASE": "0"})
 	var insts []*journalInstance
 	for range 3 {
 		insts = append(insts, startJournal(t, env))
