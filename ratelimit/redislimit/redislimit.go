@@ -281,15 +281,15 @@ func (l *Limiter) checkEviction() {
 // timeout, open breaker) the error wraps [ratelimit.ErrUnavailable]; a ctx
 // cancelled by the caller returns ctx.Err(). A caller's deadline counts as
 // Redis not answering in time.
-func (l *Limiter) Decide(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
-	return l.run(ctx, subject, items, false)
+func (l *Limiter) Decide(ctx context.Context, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
+	return l.run(ctx, d, subject, items, false)
 }
 
-// Peek implements [ratelimit.Limiter]: the Decision Decide would return,
-// consuming nothing (one round trip, or none on a deny-cache hit). Errors
-// are those of Decide.
-func (l *Limiter) Peek(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
-	return l.run(ctx, subject, items, true)
+// Peek implements [ratelimit.Limiter]: it writes the Decision Decide would
+// write, consuming nothing (one round trip, or none on a deny-cache hit).
+// Errors are those of Decide.
+func (l *Limiter) Peek(ctx context.Context, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
+	return l.run(ctx, d, subject, items, true)
 }
 
 // Reset implements [ratelimit.Limiter]: it deletes the key in Redis, clears
@@ -316,29 +316,32 @@ func (l *Limiter) Reset(ctx context.Context, subject, policy string) error {
 
 var errBreakerOpen = errors.New("redislimit: circuit breaker open")
 
-func (l *Limiter) run(ctx context.Context, subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, error) {
+func (l *Limiter) run(ctx context.Context, d *ratelimit.Decision, subject string, items []ratelimit.Item, peek bool) error {
 	if err := backend.ValidateItems(items); err != nil {
-		return ratelimit.Decision{}, err
+		backend.Fail(d)
+		return err
 	}
 	var dkey uint64
 	if l.deny != nil {
 		dkey = l.deny.itemsKey(items)
-		if d, ok := l.deny.get(subject, dkey, items, l.localNow()); ok {
+		if l.deny.get(d, subject, dkey, items, l.localNow()) {
 			l.stats.denyHits.Add(1)
-			return d, nil
+			return nil
 		}
 	}
 	if l.brk.isOpen() {
 		l.stats.unavailable.Add(1)
-		return ratelimit.Decision{}, fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, errBreakerOpen)
+		backend.Fail(d)
+		return fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, errBreakerOpen)
 	}
-	d, denied, err := l.eval(ctx, subject, items, peek)
+	denied, err := l.eval(ctx, d, subject, items, peek)
 	if err != nil {
+		backend.Fail(d)
 		if errors.Is(ctx.Err(), context.Canceled) {
-			return ratelimit.Decision{}, ctx.Err() // the caller gave up
+			return ctx.Err() // the caller gave up
 		}
 		l.stats.unavailable.Add(1)
-		return ratelimit.Decision{}, fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, err)
 	}
 	if l.deny != nil {
 		if !d.Allowed && d.RetryAfter > 0 && denied.states != nil {
@@ -348,7 +351,7 @@ func (l *Limiter) run(ctx context.Context, subject string, items []ratelimit.Ite
 			l.deny.clear(subject) // this decision changed the subject's state
 		}
 	}
-	return d, nil
+	return nil
 }
 
 func (l *Limiter) localNow() time.Time {
@@ -365,9 +368,9 @@ type deniedAt struct {
 	states  []backend.State
 }
 
-// eval decides items through the batcher: one script call, possibly
+// eval decides items into d through the batcher: one script call, possibly
 // shared with other decisions.
-func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, deniedAt, error) {
+func (l *Limiter) eval(ctx context.Context, d *ratelimit.Decision, subject string, items []ratelimit.Item, peek bool) (deniedAt, error) {
 	c := newCall()
 	c.peek = peek
 	for i := range items {
@@ -381,18 +384,17 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 		err = fmt.Errorf("redislimit: script returned %d values for %d items", len(msgs), len(items))
 	}
 	if err != nil {
-		return ratelimit.Decision{}, deniedAt{}, err
+		return deniedAt{}, err
 	}
-	results := make([]ratelimit.Result, len(items))
-	for i, it := range items {
+	results := backend.Results(d, len(items))
+	for i := range items {
 		var v [4]int64
 		for j := range v {
 			if v[j], err = msgs[4*i+j].AsInt64(); err != nil {
-				return ratelimit.Decision{}, deniedAt{}, err
+				return deniedAt{}, err
 			}
 		}
 		results[i] = ratelimit.Result{
-			Policy:     it.Policy,
 			Allowed:    v[0] == 1,
 			Remaining:  v[1],
 			RetryAfter: time.Duration(v[2]) * time.Microsecond,
@@ -408,7 +410,8 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 			den.states[i] = parseState(raw)
 		}
 	}
-	return backend.Combine(results), den, nil
+	backend.Combine(d, items)
+	return den, nil
 }
 
 // policyArgs are the script arguments describing one policy.
