@@ -86,7 +86,8 @@ func run(addr string, goroutines, nkeys int, duration time.Duration, only string
 		if hi {
 			p = high
 		}
-		d, err := jl.Decide(ctx, key, ratelimit.Item{Policy: p})
+		var d ratelimit.Decision
+		err := jl.Decide(ctx, &d, key, ratelimit.Item{Policy: p})
 		return d.Allowed, err
 	}
 

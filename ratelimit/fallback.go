@@ -103,13 +103,13 @@ func NewFallback(primary, local Limiter, opts FallbackOptions) (*Fallback, error
 // unavailable, the decision of each policy's fail mode (see [Fallback]).
 // Errors: invalid items wrap [ErrInvalid]; a FailClosed policy that cannot be
 // decided wraps [ErrUnavailable]; a cancelled ctx returns the primary's error.
-func (f *Fallback) Decide(ctx context.Context, subject string, items ...Item) (Decision, error) {
-	return f.decide(ctx, subject, items, false)
+func (f *Fallback) Decide(ctx context.Context, d *Decision, subject string, items ...Item) error {
+	return f.decide(ctx, d, subject, items, false)
 }
 
 // Peek implements [Limiter] like [Fallback.Decide], consuming nothing.
-func (f *Fallback) Peek(ctx context.Context, subject string, items ...Item) (Decision, error) {
-	return f.decide(ctx, subject, items, true)
+func (f *Fallback) Peek(ctx context.Context, d *Decision, subject string, items ...Item) error {
+	return f.decide(ctx, d, subject, items, true)
 }
 
 // Reset implements [Limiter]: it resets the policy in the primary and in the
@@ -121,28 +121,27 @@ func (f *Fallback) Reset(ctx context.Context, subject, policy string) error {
 	return f.primary.Reset(ctx, subject, policy)
 }
 
-func (f *Fallback) decide(ctx context.Context, subject string, items []Item, peek bool) (Decision, error) {
-	var d Decision
+func (f *Fallback) decide(ctx context.Context, d *Decision, subject string, items []Item, peek bool) error {
 	var err error
 	if peek {
-		d, err = f.primary.Peek(ctx, subject, items...)
+		err = f.primary.Peek(ctx, d, subject, items...)
 	} else {
-		d, err = f.primary.Decide(ctx, subject, items...)
+		err = f.primary.Decide(ctx, d, subject, items...)
 	}
 	if err == nil {
 		if !d.Degraded() {
-			f.seen.record(subject, d.Results, f.now().UnixMicro())
+			f.seen.record(subject, items, d.Results, f.now().UnixMicro())
 		}
-		return d, nil
+		return nil
 	}
 	if !errors.Is(err, ErrUnavailable) {
-		return Decision{}, err
+		return fail(d, err)
 	}
-	return f.without(ctx, subject, items, peek, err)
+	return f.without(ctx, d, subject, items, peek, err)
 }
 
 // seedMode is how a report set the local state: not yet, while the store
-// was slow (no quota), or while it was down (the share of the quota).
+// was slow (at most a unit), or while it was down (the share of the quota).
 type seedMode uint8
 
 const (
@@ -151,59 +150,70 @@ const (
 	seededDown
 )
 
-// without decides items by their fail modes (see [Fallback]).
-func (f *Fallback) without(ctx context.Context, subject string, items []Item, peek bool, cause error) (Decision, error) {
+// fail leaves d without results, as a Limiter that returns err must.
+func fail(d *Decision, err error) error {
+	*d = Decision{Results: d.Results[:0]}
+	return err
+}
+
+// without decides items by their fail modes (see [Fallback]) into d.
+func (f *Fallback) without(ctx context.Context, d *Decision, subject string, items []Item, peek bool, cause error) error {
 	n := int64(1)
 	if f.instances != nil {
 		n = max(f.instances(), 1)
 	}
-	var shares []Item
+	var buf [4]Item
+	shares := buf[:0]
 	for _, it := range items {
 		switch it.Policy.Fail {
 		case FailClosed:
 			if !it.Policy.Shadow {
-				return Decision{}, fmt.Errorf("%w: policy %q fails closed: %w", ErrUnavailable, it.Policy.Name, cause)
+				return fail(d, fmt.Errorf("%w: policy %q fails closed: %w", ErrUnavailable, it.Policy.Name, cause))
 			}
 		case FailLocal:
 			shares = append(shares, Item{Policy: it.Policy.share(n, it.Cost), Cost: it.Cost})
 		}
 	}
-	var ld Decision
+	allowed, retry := true, time.Duration(0)
+	d.Results = d.Results[:0]
 	if len(shares) > 0 {
 		mode := seededDown
 		if errors.Is(cause, ErrSlow) {
 			mode = seededSlow
 		}
-		if err := f.seen.seed(ctx, f.local, subject, items, shares, n, f.now().UnixMicro(), mode); err != nil {
-			return Decision{}, err
+		if err := f.seen.seed(ctx, f.local, d, subject, items, shares, n, f.now().UnixMicro(), mode); err != nil {
+			return fail(d, err)
 		}
 		var err error
 		if peek {
-			ld, err = f.local.Peek(ctx, subject, shares...)
+			err = f.local.Peek(ctx, d, subject, shares...)
 		} else {
-			ld, err = f.local.Decide(ctx, subject, shares...)
+			err = f.local.Decide(ctx, d, subject, shares...)
 		}
 		if err != nil {
-			return Decision{}, err
+			return fail(d, err)
 		}
+		allowed, retry = d.Allowed, d.RetryAfter
 	}
-	d := Decision{Allowed: true, Results: make([]Result, len(items))}
-	if len(shares) > 0 {
-		d.Allowed, d.RetryAfter = ld.Allowed, ld.RetryAfter
+	// d.Results holds the shares' results; move each to its item's place
+	// (from the end, so none is overwritten before it moves).
+	if cap(d.Results) < len(items) {
+		d.Results = append(make([]Result, 0, len(items)), d.Results...)
 	}
-	j := 0
-	for i, it := range items {
+	d.Results = d.Results[:len(items)]
+	j := len(shares)
+	for i := len(items) - 1; i >= 0; i-- {
 		r := &d.Results[i]
-		if it.Policy.Fail == FailLocal {
-			*r = ld.Results[j]
-			j++
+		if p := &items[i].Policy; p.Fail == FailLocal {
+			j--
+			*r = d.Results[j]
 		} else {
-			*r = Result{Allowed: true, Remaining: it.Policy.Limit()}
+			*r = Result{Allowed: true, Remaining: p.Limit()}
 		}
-		r.Policy = it.Policy // headers describe the configured policy
 		r.Degraded = true
 	}
-	return d, nil
+	d.Allowed, d.RetryAfter = allowed, retry
+	return nil
 }
 
 // share returns p's share for one of n instances deciding without the shared
@@ -265,14 +275,15 @@ func keyOf(h uint64, policy string) uint64 {
 	return h
 }
 
-// record stores the primary's results for subject, reported at now (µs).
-func (t *seenTable) record(subject string, results []Result, now int64) {
+// record stores the primary's results for subject's items, reported at now
+// (µs).
+func (t *seenTable) record(subject string, items []Item, results []Result, now int64) {
 	s, h := t.shard(subject)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range results {
-		r := &results[i]
-		k := keyOf(h, r.Policy.Name)
+		r, p := &results[i], &items[i].Policy
+		k := keyOf(h, p.Name)
 		rep := report{remaining: r.Remaining, at: now}
 		if !r.Allowed {
 			rep.retryAt = now + r.RetryAfter.Microseconds()
@@ -280,7 +291,7 @@ func (t *seenTable) record(subject string, results []Result, now int64) {
 		// A report constrains the share until the policy's period has
 		// passed after it (the whole quota is back by then) and its retry
 		// time has come.
-		rep.expires = max(now+r.Policy.Rate.Per.Microseconds(), rep.retryAt)
+		rep.expires = max(now+p.Rate.Per.Microseconds(), rep.retryAt)
 		if old, ok := s.m[k]; ok && old.remaining == rep.remaining && old.retryAt == rep.retryAt && old.seeded == unseeded {
 			continue // the same report again: keep the map write off the hot path
 		}
@@ -318,12 +329,13 @@ func (t *seenTable) forget(subject, policy string) {
 
 // seed sets, for each FailLocal item with a report not yet applied in mode,
 // the local state of its share to the share of the reported remaining quota
-// (none while the report's retry time has not passed, or in mode seededSlow).
-// A report applied while the store was slow is applied again once it is
-// down. shares holds the FailLocal items' shares in item order. Holding the
-// shard's lock while seeding makes every concurrent degraded decision of the
-// subject see the seeded state.
-func (t *seenTable) seed(ctx context.Context, local Limiter, subject string, items, shares []Item, n, now int64, mode seedMode) error {
+// (none while the report's retry time has not passed; at most a unit in mode
+// seededSlow, also for a subject never seen). A report applied while the
+// store was slow is applied again once it is down. shares holds the FailLocal
+// items' shares in item order; d is scratch space for the decisions that
+// seed. Holding the shard's lock while seeding makes every concurrent
+// degraded decision of the subject see the seeded state.
+func (t *seenTable) seed(ctx context.Context, local Limiter, d *Decision, subject string, items, shares []Item, n, now int64, mode seedMode) error {
 	s, h := t.shard(subject)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -373,7 +385,7 @@ func (t *seenTable) seed(ctx context.Context, local Limiter, subject string, ite
 			}
 		}
 		if used := sh.Limit() - left; used > 0 {
-			if _, err := local.Decide(ctx, subject, Item{Policy: sh, Cost: used}); err != nil {
+			if err := local.Decide(ctx, d, subject, Item{Policy: sh, Cost: used}); err != nil {
 				return err
 			}
 		}

@@ -23,18 +23,30 @@ type store struct {
 
 var errDown = errors.New("store down")
 
-func (s *store) Decide(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
+func (s *store) Decide(ctx context.Context, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
 	if s.down.Load() {
-		return ratelimit.Decision{}, errors.Join(ratelimit.ErrUnavailable, errDown)
+		*d = ratelimit.Decision{Results: d.Results[:0]}
+		return errors.Join(ratelimit.ErrUnavailable, errDown)
 	}
-	return s.Limiter.Decide(ctx, subject, items...)
+	return s.Limiter.Decide(ctx, d, subject, items...)
 }
 
-func (s *store) Peek(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
+func (s *store) Peek(ctx context.Context, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
 	if s.down.Load() {
-		return ratelimit.Decision{}, errors.Join(ratelimit.ErrUnavailable, errDown)
+		*d = ratelimit.Decision{Results: d.Results[:0]}
+		return errors.Join(ratelimit.ErrUnavailable, errDown)
 	}
-	return s.Limiter.Peek(ctx, subject, items...)
+	return s.Limiter.Peek(ctx, d, subject, items...)
+}
+
+// call makes the decision of decide (a Limiter's Decide or Peek) into a
+// new Decision and returns it.
+func call(decide func(context.Context, *ratelimit.Decision, string, ...ratelimit.Item) error,
+	ctx context.Context, subject string, items ...ratelimit.Item,
+) (ratelimit.Decision, error) {
+	var d ratelimit.Decision
+	err := decide(ctx, &d, subject, items...)
+	return d, err
 }
 
 func (s *store) Reset(ctx context.Context, subject, policy string) error {
@@ -78,7 +90,7 @@ func (x *fallbackFixture) admit(t *testing.T, subject string, k int, items ...ra
 	t.Helper()
 	n := 0
 	for range k {
-		d, err := x.f.Decide(context.Background(), subject, items...)
+		d, err := call(x.f.Decide, context.Background(), subject, items...)
 		if err != nil {
 			t.Fatalf("Decide: %v", err)
 		}
@@ -91,8 +103,7 @@ func (x *fallbackFixture) admit(t *testing.T, subject string, k int, items ...ra
 
 // TestFallbackFailModes: without the shared store, a FailClosed policy fails
 // the decision, FailOpen admits with its full quota, FailLocal is decided in
-// process at its share; every result is degraded and names the configured
-// policy.
+// process at its share, in item order; every result is degraded.
 func TestFallbackFailModes(t *testing.T) {
 	x := newFallbackFixture(t, 3)
 	x.store.down.Store(true)
@@ -101,21 +112,21 @@ func TestFallbackFailModes(t *testing.T) {
 	loc := ratelimit.Policy{Name: "loc", Rate: ratelimit.Rate{N: 10, Per: time.Hour}} // FailLocal: 4 of 10 for 3 instances
 	closed := ratelimit.Policy{Name: "closed", Rate: ratelimit.Rate{N: 10, Per: time.Hour}, Fail: ratelimit.FailClosed}
 
-	_, err := x.f.Decide(ctx, "s", ratelimit.Item{Policy: loc}, ratelimit.Item{Policy: closed})
+	_, err := call(x.f.Decide, ctx, "s", ratelimit.Item{Policy: loc}, ratelimit.Item{Policy: closed})
 	if !errors.Is(err, ratelimit.ErrUnavailable) || !errors.Is(err, errDown) || !strings.Contains(err.Error(), `"closed"`) {
 		t.Fatalf("with a FailClosed policy: err = %v, want ErrUnavailable naming it and wrapping the cause", err)
 	}
 	shadowClosed := closed
 	shadowClosed.Shadow = true
-	if d, err := x.f.Peek(ctx, "s", ratelimit.Item{Policy: shadowClosed}); err != nil || !d.Allowed {
+	if d, err := call(x.f.Peek, ctx, "s", ratelimit.Item{Policy: shadowClosed}); err != nil || !d.Allowed {
 		t.Fatalf("a shadow FailClosed policy: %+v, %v; want admitted (shadow policies never block)", d, err)
 	}
 	items := []ratelimit.Item{{Policy: open}, {Policy: loc}}
-	if d, err := x.f.Peek(ctx, "s", items...); err != nil || !d.Allowed || d.Results[1].Remaining != 3 {
+	if d, err := call(x.f.Peek, ctx, "s", items...); err != nil || !d.Allowed || d.Results[1].Remaining != 3 {
 		t.Fatalf("peek: %+v, %v; want admitted, 3 of the share of 4 left after it", d, err)
 	}
 	for i := range 5 {
-		d, err := x.f.Decide(ctx, "s", items...)
+		d, err := call(x.f.Decide, ctx, "s", items...)
 		if err != nil || d.Allowed != (i < 4) {
 			t.Fatalf("decision %d: %+v, %v; want the first 4 admitted", i, d, err)
 		}
@@ -123,8 +134,8 @@ func TestFallbackFailModes(t *testing.T) {
 			t.Fatalf("decision %d: denied without a retry time", i)
 		}
 		for j, r := range d.Results {
-			if !r.Degraded || r.Policy != items[j].Policy {
-				t.Fatalf("decision %d result %d: %+v; want degraded, for the configured policy", i, j, r)
+			if !r.Degraded {
+				t.Fatalf("decision %d result %d: %+v; want degraded", i, j, r)
 			}
 		}
 		if r := d.Results[0]; !r.Allowed || r.Remaining != 10 {
@@ -133,7 +144,7 @@ func TestFallbackFailModes(t *testing.T) {
 	}
 	// The share is never below the cost, and rounds up.
 	big := ratelimit.Policy{Name: "big", Rate: ratelimit.Rate{N: 10, Per: time.Hour}}
-	if d, err := x.f.Decide(ctx, "t", ratelimit.Item{Policy: big, Cost: 9}); err != nil || !d.Allowed {
+	if d, err := call(x.f.Decide, ctx, "t", ratelimit.Item{Policy: big, Cost: 9}); err != nil || !d.Allowed {
 		t.Fatalf("a cost of 9 of 10 with 3 instances: %+v, %v; want admitted (the share is at least the cost)", d, err)
 	}
 }
@@ -261,11 +272,12 @@ type slowStore struct {
 	slow atomic.Bool
 }
 
-func (s *slowStore) Decide(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
+func (s *slowStore) Decide(ctx context.Context, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
 	if s.slow.Load() {
-		return ratelimit.Decision{}, errors.Join(ratelimit.ErrUnavailable, ratelimit.ErrSlow, context.DeadlineExceeded)
+		*d = ratelimit.Decision{Results: d.Results[:0]}
+		return errors.Join(ratelimit.ErrUnavailable, ratelimit.ErrSlow, context.DeadlineExceeded)
 	}
-	return s.store.Decide(ctx, subject, items...)
+	return s.store.Decide(ctx, d, subject, items...)
 }
 
 // TestFallbackGrantsNothingNewWhileSlow: while the store is slow but not

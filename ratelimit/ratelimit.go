@@ -307,9 +307,9 @@ type Item struct {
 	Cost   int64
 }
 
-// Result is the outcome of one policy within a decision.
+// Result is the outcome of one item within a decision. It does not repeat
+// the item's policy: a Decision's Results are in the order of its items.
 type Result struct {
-	Policy Policy
 	// Allowed reports whether this policy admitted (for shadow policies:
 	// what it would have decided).
 	Allowed bool
@@ -327,33 +327,37 @@ type Result struct {
 }
 
 // Decision is the all-or-nothing outcome of checking several policies of ONE
-// subject atomically.
+// subject atomically. A [Limiter] writes it into a Decision its caller owns,
+// reusing the capacity of Results, so a caller that keeps one Decision per
+// goroutine (or in a sync.Pool) decides without allocating. The zero value
+// is ready to be written.
 type Decision struct {
 	// Allowed is false iff a non-shadow policy denied; then nothing was
 	// consumed.
 	Allowed bool
-	// Results has one Result per Item, in the same order.
-	Results []Result
 	// RetryAfter is, when !Allowed, the LATEST RetryAfter of the violated
 	// (non-shadow) policies; 0 when allowed.
 	RetryAfter time.Duration
+	// Results has one Result per item, in the order of the items.
+	Results []Result
 }
 
-// Violated returns the non-shadow results that denied, in item order.
-func (d Decision) Violated() []Result {
-	var v []Result
-	for _, r := range d.Results {
-		if !r.Allowed && !r.Policy.Shadow {
-			v = append(v, r)
+// Violated returns the policies of the non-shadow items that denied, in item
+// order. items must be those the decision was made for.
+func (d *Decision) Violated(items []Item) []Policy {
+	var v []Policy
+	for i := range d.Results {
+		if p := &items[i].Policy; !d.Results[i].Allowed && !p.Shadow {
+			v = append(v, *p)
 		}
 	}
 	return v
 }
 
 // Degraded reports whether any result was decided without the shared store.
-func (d Decision) Degraded() bool {
-	for _, r := range d.Results {
-		if r.Degraded {
+func (d *Decision) Degraded() bool {
+	for i := range d.Results {
+		if d.Results[i].Degraded {
 			return true
 		}
 	}
@@ -369,13 +373,18 @@ func (d Decision) Degraded() bool {
 // have valid policies with distinct names, a cost >= 0 (0 means 1) and a cost
 // no larger than the policy's [Policy.Limit]; otherwise Decide and Peek return
 // an error wrapping [ErrInvalid].
+//
+// Decide and Peek write the decision into *d, reusing the capacity of
+// d.Results (they allocate only when it holds fewer than len(items)
+// results), and retain neither d nor items after they return. When they
+// return an error, d holds no results and does not admit.
 type Limiter interface {
 	// Decide checks every item and consumes their costs if and only if
 	// every non-shadow policy admits.
-	Decide(ctx context.Context, subject string, items ...Item) (Decision, error)
-	// Peek returns the Decision that Decide would return now, consuming
+	Decide(ctx context.Context, d *Decision, subject string, items ...Item) error
+	// Peek writes the Decision that Decide would write now, consuming
 	// nothing.
-	Peek(ctx context.Context, subject string, items ...Item) (Decision, error)
+	Peek(ctx context.Context, d *Decision, subject string, items ...Item) error
 	// Reset forgets the state of the named policy for subject, so its next
 	// request starts with a full quota.
 	Reset(ctx context.Context, subject string, policy string) error
@@ -384,15 +393,17 @@ type Limiter interface {
 // Allow decides one request of cost 1 under p for subject. It returns the
 // policy's Result; Result.Allowed is true for a shadow policy's denial only in
 // the sense that the request may proceed: check [Result.Allowed] together with
-// [Policy.Shadow] (or use Decide) when that matters.
+// [Policy.Shadow] (or use Decide) when that matters. Allow allocates the
+// Decision it passes to l; a hot path calls [Limiter.Decide] with a Decision
+// it reuses.
 func Allow(ctx context.Context, l Limiter, subject string, p Policy) (Result, error) {
 	return AllowN(ctx, l, subject, p, 1)
 }
 
 // AllowN is like [Allow] with cost n.
 func AllowN(ctx context.Context, l Limiter, subject string, p Policy, n int64) (Result, error) {
-	d, err := l.Decide(ctx, subject, Item{Policy: p, Cost: n})
-	if err != nil {
+	var d Decision
+	if err := l.Decide(ctx, &d, subject, Item{Policy: p, Cost: n}); err != nil {
 		return Result{}, err
 	}
 	return d.Results[0], nil

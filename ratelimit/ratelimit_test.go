@@ -168,17 +168,18 @@ func tagOf(key string) string {
 }
 
 func TestDecisionViolated(t *testing.T) {
-	p := func(name string, shadow bool) ratelimit.Policy {
-		return ratelimit.Policy{Name: name, Shadow: shadow}
+	p := func(name string, shadow bool) ratelimit.Item {
+		return ratelimit.Item{Policy: ratelimit.Policy{Name: name, Shadow: shadow}}
 	}
+	items := []ratelimit.Item{p("a", false), p("b", false), p("c", true), p("d", false)}
 	d := ratelimit.Decision{Results: []ratelimit.Result{
-		{Policy: p("a", false), Allowed: true},
-		{Policy: p("b", false), RetryAfter: 3 * time.Second},
-		{Policy: p("c", true), RetryAfter: time.Hour},
-		{Policy: p("d", false), RetryAfter: 7 * time.Second, Degraded: true},
+		{Allowed: true},
+		{RetryAfter: 3 * time.Second},
+		{RetryAfter: time.Hour},
+		{RetryAfter: 7 * time.Second, Degraded: true},
 	}}
-	v := d.Violated()
-	if len(v) != 2 || v[0].Policy.Name != "b" || v[1].Policy.Name != "d" {
+	v := d.Violated(items)
+	if len(v) != 2 || v[0].Name != "b" || v[1].Name != "d" {
 		t.Errorf("Violated() = %+v, want b and d (not the shadow c)", v)
 	}
 	if !d.Degraded() {

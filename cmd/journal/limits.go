@@ -81,7 +81,7 @@ const (
 // authentication. Floods are thus stopped before password hashing and before
 // the database.
 func limitMiddlewares(l ratelimit.Limiter, ps policySet, trusted *httplimit.TrustedProxies, logger *slog.Logger,
-	onDecision func(*http.Request, httplimit.Outcome, ratelimit.Decision, error),
+	onDecision func(*http.Request, httplimit.Outcome, []ratelimit.Item, *ratelimit.Decision, error),
 ) (ipStage, userStage func(http.Handler) http.Handler, err error) {
 	ipItems := append(append([]ratelimit.Item(nil), ps.ip...), ps.signup...)
 	var stages []func(http.Handler) http.Handler

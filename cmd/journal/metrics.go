@@ -63,23 +63,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 // onDecision counts each policy's result of a rate-limit decision.
-func (m *metrics) onDecision(_ *http.Request, o httplimit.Outcome, d ratelimit.Decision, err error) {
+func (m *metrics) onDecision(_ *http.Request, o httplimit.Outcome, items []ratelimit.Item, d *ratelimit.Decision, err error) {
 	if err != nil {
 		m.decisions.WithLabelValues("", "unavailable", "enforced").Inc()
 		return
 	}
-	for _, r := range d.Results {
+	for i, r := range d.Results {
 		result, mode := "allowed", "enforced"
 		if !r.Allowed {
 			result = "denied"
 		}
 		switch {
-		case r.Policy.Shadow:
+		case items[i].Policy.Shadow:
 			mode = "shadow"
 		case r.Degraded:
 			mode = "degraded"
 		}
-		m.decisions.WithLabelValues(r.Policy.Name, result, mode).Inc()
+		m.decisions.WithLabelValues(items[i].Policy.Name, result, mode).Inc()
 	}
 }
 

@@ -15,29 +15,35 @@ func (c *Conn) Limiter() ratelimit.Limiter { return limiter{c} }
 
 type limiter struct{ c *Conn }
 
-func (l limiter) Decide(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
-	return l.decide(ctx, subject, items, false)
+func (l limiter) Decide(ctx context.Context, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
+	return l.decide(ctx, d, subject, items, false)
 }
 
-func (l limiter) Peek(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
-	return l.decide(ctx, subject, items, true)
+func (l limiter) Peek(ctx context.Context, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
+	return l.decide(ctx, d, subject, items, true)
 }
 
-func (l limiter) decide(ctx context.Context, subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, error) {
+func (l limiter) decide(ctx context.Context, d *ratelimit.Decision, subject string, items []ratelimit.Item, peek bool) error {
 	r := l.c.limiter.Load()
 	if r == nil {
-		return ratelimit.Decision{}, fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, ErrConnecting)
+		return unavailable(d, ErrConnecting)
 	}
 	bctx, done, ok := call(ctx)
 	if !ok {
-		// Redis was slow for this request; it is not known to be down.
-		return ratelimit.Decision{}, fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, ErrBudgetSpent)
+		return unavailable(d, ErrBudgetSpent)
 	}
 	defer done()
 	if peek {
-		return r.Peek(bctx, subject, items...)
+		return r.Peek(bctx, d, subject, items...)
 	}
-	return r.Decide(bctx, subject, items...)
+	return r.Decide(bctx, d, subject, items...)
+}
+
+// unavailable leaves d without results, as a failed decision must, and
+// returns cause wrapped in ratelimit.ErrUnavailable.
+func unavailable(d *ratelimit.Decision, cause error) error {
+	*d = ratelimit.Decision{Results: d.Results[:0]}
+	return fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, cause)
 }
 
 func (l limiter) Reset(ctx context.Context, subject, policy string) error {

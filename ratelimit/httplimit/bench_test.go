@@ -67,7 +67,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
 	items := StaticItems(ratelimit.Item{Policy: ipPolicy})
 	fake := answer(decision(allowed(ipPolicy, 42, 600*time.Millisecond)), nil)
-	fake.decide = func(string, []ratelimit.Item) (ratelimit.Decision, error) {
+	fake.decide = func(string, []ratelimit.Item) (scripted, error) {
 		return decision(allowed(ipPolicy, 42, 600*time.Millisecond)), nil
 	}
 	mem := memorylimit.New(memorylimit.Options{SweepInterval: -1})
@@ -109,10 +109,10 @@ func BenchmarkMiddleware(b *testing.B) {
 // benchmark does not grow a slice.
 type noRecordLimiter struct{ f *fakeLimiter }
 
-func (n *noRecordLimiter) Decide(_ context.Context, s string, items ...ratelimit.Item) (ratelimit.Decision, error) {
-	return n.f.decide(s, items)
+func (n *noRecordLimiter) Decide(_ context.Context, d *ratelimit.Decision, s string, items ...ratelimit.Item) error {
+	return n.f.write(d, s, items)
 }
-func (n *noRecordLimiter) Peek(_ context.Context, s string, items ...ratelimit.Item) (ratelimit.Decision, error) {
-	return n.f.decide(s, items)
+func (n *noRecordLimiter) Peek(_ context.Context, d *ratelimit.Decision, s string, items ...ratelimit.Item) error {
+	return n.f.write(d, s, items)
 }
 func (n *noRecordLimiter) Reset(context.Context, string, string) error { return nil }

@@ -36,7 +36,8 @@ const (
 	ParamDegraded = "journal-degraded"
 )
 
-// SetHeaders adds to h one list member per result of d to the draft-10
+// SetHeaders adds to h one list member per item of d (the decision made
+// for items) to the draft-10
 // (draft-ietf-httpapi-ratelimit-headers-10) fields
 //
 //	RateLimit-Policy: "ip";q=100;w=60
@@ -57,27 +58,27 @@ const (
 // later reset), unless h already describes one with a remaining quota as low
 // or lower (set by an earlier middleware), which is kept. Shadow policies
 // never appear in the legacy fields, since nothing marks them there.
-func SetHeaders(h http.Header, d ratelimit.Decision) {
+func SetHeaders(h http.Header, items []ratelimit.Item, d *ratelimit.Decision) {
 	if len(d.Results) == 0 {
 		return
 	}
 	buf := make([]byte, 0, 64*len(d.Results))
-	for i, res := range d.Results {
+	for i := range d.Results {
 		if i > 0 {
 			buf = append(buf, ", "...)
 		}
-		buf = appendPolicyMember(buf, res)
+		buf = appendPolicyMember(buf, &items[i].Policy, &d.Results[i])
 	}
 	appendMembers(h, keyRateLimitPolicy, string(buf))
 	buf = buf[:0]
-	for i, res := range d.Results {
+	for i := range d.Results {
 		if i > 0 {
 			buf = append(buf, ", "...)
 		}
-		buf = appendLimitMember(buf, res)
+		buf = appendLimitMember(buf, &items[i].Policy, &d.Results[i])
 	}
 	appendMembers(h, keyRateLimit, string(buf))
-	setLegacy(h, d)
+	setLegacy(h, items, d)
 }
 
 // appendMembers appends the list members to the field key (canonical) of h,
@@ -94,26 +95,26 @@ func appendMembers(h http.Header, key, members string) {
 	}
 }
 
-func appendPolicyMember(b []byte, res ratelimit.Result) []byte {
-	b = appendSFString(b, res.Policy.Name)
+func appendPolicyMember(b []byte, p *ratelimit.Policy, res *ratelimit.Result) []byte {
+	b = appendSFString(b, p.Name)
 	b = append(b, ";q="...)
-	b = strconv.AppendInt(b, res.Policy.Limit(), 10)
+	b = strconv.AppendInt(b, p.Limit(), 10)
 	b = append(b, ";w="...)
-	b = strconv.AppendInt(b, ceilSeconds(res.Policy.Rate.Per), 10)
-	return appendFlags(b, res)
+	b = strconv.AppendInt(b, ceilSeconds(p.Rate.Per), 10)
+	return appendFlags(b, p, res)
 }
 
-func appendLimitMember(b []byte, res ratelimit.Result) []byte {
-	b = appendSFString(b, res.Policy.Name)
+func appendLimitMember(b []byte, p *ratelimit.Policy, res *ratelimit.Result) []byte {
+	b = appendSFString(b, p.Name)
 	b = append(b, ";r="...)
 	b = strconv.AppendInt(b, remaining(res), 10)
 	b = append(b, ";t="...)
 	b = strconv.AppendInt(b, resetSeconds(res), 10)
-	return appendFlags(b, res)
+	return appendFlags(b, p, res)
 }
 
-func appendFlags(b []byte, res ratelimit.Result) []byte {
-	if res.Policy.Shadow {
+func appendFlags(b []byte, p *ratelimit.Policy, res *ratelimit.Result) []byte {
+	if p.Shadow {
 		b = append(b, ';')
 		b = append(b, ParamShadow...)
 	}
@@ -143,7 +144,7 @@ func appendSFString(b []byte, s string) []byte {
 }
 
 // remaining is the r of res: 0 when it denied.
-func remaining(res ratelimit.Result) int64 {
+func remaining(res *ratelimit.Result) int64 {
 	if !res.Allowed || res.Remaining < 0 {
 		return 0
 	}
@@ -152,7 +153,7 @@ func remaining(res ratelimit.Result) int64 {
 
 // resetSeconds is the t of res: ResetAfter (for a denial at least RetryAfter)
 // in whole seconds, rounded up.
-func resetSeconds(res ratelimit.Result) int64 {
+func resetSeconds(res *ratelimit.Result) int64 {
 	d := res.ResetAfter
 	if !res.Allowed && res.RetryAfter > d {
 		d = res.RetryAfter
@@ -172,59 +173,66 @@ func ceilSeconds(d time.Duration) int64 {
 	return s
 }
 
-// RetryAfterSeconds returns the Retry-After of a denied decision: the latest
-// retry of its violated policies (and at least d.RetryAfter) in whole
-// seconds, rounded up, and never less than 1.
-func RetryAfterSeconds(d ratelimit.Decision) int64 {
+// RetryAfterSeconds returns the Retry-After of a denied decision d, made for
+// items: the latest retry of its violated policies (and at least
+// d.RetryAfter) in whole seconds, rounded up, and never less than 1.
+func RetryAfterSeconds(items []ratelimit.Item, d *ratelimit.Decision) int64 {
 	latest := d.RetryAfter
-	for _, res := range d.Results {
-		if !res.Allowed && !res.Policy.Shadow && res.RetryAfter > latest {
+	for i := range d.Results {
+		if res := &d.Results[i]; !res.Allowed && !items[i].Policy.Shadow && res.RetryAfter > latest {
 			latest = res.RetryAfter
 		}
 	}
 	return max(ceilSeconds(latest), 1)
 }
 
-// legacyResult picks the result the legacy headers describe (see
-// SetHeaders); ok is false when there is none.
-func legacyResult(d ratelimit.Decision) (res ratelimit.Result, ok bool) {
+// legacyResult picks the index of the result the legacy headers describe
+// (see SetHeaders), or -1 when there is none.
+func legacyResult(items []ratelimit.Item, d *ratelimit.Decision) int {
+	best := -1
 	if !d.Allowed {
-		for _, r := range d.Results {
-			if r.Allowed || r.Policy.Shadow {
+		for i := range d.Results {
+			if r := &d.Results[i]; r.Allowed || items[i].Policy.Shadow {
 				continue
 			}
-			if !ok || r.RetryAfter > res.RetryAfter {
-				res, ok = r, true
+			if best < 0 || d.Results[i].RetryAfter > d.Results[best].RetryAfter {
+				best = i
 			}
 		}
-		if ok {
-			return res, true
+		if best >= 0 {
+			return best
 		}
 	}
-	for _, r := range d.Results {
-		if r.Policy.Shadow {
+	for i := range d.Results {
+		if items[i].Policy.Shadow {
 			continue
 		}
-		if !ok || remaining(r) < remaining(res) ||
+		if best < 0 {
+			best = i
+			continue
+		}
+		r, res := &d.Results[i], &d.Results[best]
+		if remaining(r) < remaining(res) ||
 			remaining(r) == remaining(res) && resetSeconds(r) > resetSeconds(res) {
-			res, ok = r, true
+			best = i
 		}
 	}
-	return res, ok
+	return best
 }
 
-func setLegacy(h http.Header, d ratelimit.Decision) {
-	res, ok := legacyResult(d)
-	if !ok {
+func setLegacy(h http.Header, items []ratelimit.Item, d *ratelimit.Decision) {
+	i := legacyResult(items, d)
+	if i < 0 {
 		return
 	}
+	res := &d.Results[i]
 	rem := remaining(res)
 	if prev := h[keyLegacyRemaining]; d.Allowed && len(prev) > 0 {
 		if n, err := strconv.ParseInt(prev[0], 10, 64); err == nil && n <= rem {
 			return
 		}
 	}
-	h[keyLegacyLimit] = []string{strconv.FormatInt(res.Policy.Limit(), 10)}
+	h[keyLegacyLimit] = []string{strconv.FormatInt(items[i].Policy.Limit(), 10)}
 	h[keyLegacyRemaining] = []string{strconv.FormatInt(rem, 10)}
 	h[keyLegacyReset] = []string{strconv.FormatInt(resetSeconds(res), 10)}
 }

@@ -17,29 +17,43 @@ var (
 	hourPolicy   = ratelimit.Policy{Name: "ip-hour", Rate: ratelimit.Rate{N: 2000, Per: time.Hour}, Burst: 200, Shadow: true}
 )
 
+// policyResult is a result with the policy it is for.
+type policyResult struct {
+	p ratelimit.Policy
+	r ratelimit.Result
+}
+
 // allowed returns an admitting result of p.
-func allowed(p ratelimit.Policy, remaining int64, reset time.Duration) ratelimit.Result {
-	return ratelimit.Result{Policy: p, Allowed: true, Remaining: remaining, ResetAfter: reset}
+func allowed(p ratelimit.Policy, remaining int64, reset time.Duration) policyResult {
+	return policyResult{p, ratelimit.Result{Allowed: true, Remaining: remaining, ResetAfter: reset}}
 }
 
 // denied returns a denying result of p.
-func denied(p ratelimit.Policy, retry, reset time.Duration) ratelimit.Result {
-	return ratelimit.Result{Policy: p, RetryAfter: retry, ResetAfter: reset}
+func denied(p ratelimit.Policy, retry, reset time.Duration) policyResult {
+	return policyResult{p, ratelimit.Result{RetryAfter: retry, ResetAfter: reset}}
 }
 
-// decision assembles a Decision as a backend would.
-func decision(results ...ratelimit.Result) ratelimit.Decision {
-	d := ratelimit.Decision{Allowed: true, Results: results}
+func degraded(r policyResult) policyResult { r.r.Degraded = true; return r }
+
+// scripted is a decision with the items it was made for.
+type scripted struct {
+	items []ratelimit.Item
+	d     ratelimit.Decision
+}
+
+// decision assembles a decision as a backend would.
+func decision(results ...policyResult) scripted {
+	s := scripted{d: ratelimit.Decision{Allowed: true}}
 	for _, r := range results {
-		if !r.Allowed && !r.Policy.Shadow {
-			d.Allowed = false
-			d.RetryAfter = max(d.RetryAfter, r.RetryAfter)
+		s.items = append(s.items, ratelimit.Item{Policy: r.p})
+		s.d.Results = append(s.d.Results, r.r)
+		if !r.r.Allowed && !r.p.Shadow {
+			s.d.Allowed = false
+			s.d.RetryAfter = max(s.d.RetryAfter, r.r.RetryAfter)
 		}
 	}
-	return d
+	return s
 }
-
-func degraded(r ratelimit.Result) ratelimit.Result { r.Degraded = true; return r }
 
 // rateHeaders extracts the rate-limit fields of h; a field absent is "".
 func rateHeaders(h http.Header) map[string]string {
@@ -60,7 +74,7 @@ func TestSetHeaders(t *testing.T) {
 	tests := []struct {
 		name string
 		pre  http.Header // headers set by an earlier middleware
-		d    ratelimit.Decision
+		d    scripted
 		want map[string]string
 	}{
 		{
@@ -209,7 +223,7 @@ func TestSetHeaders(t *testing.T) {
 		},
 		{
 			name: "no results: nothing",
-			d:    ratelimit.Decision{Allowed: true},
+			d:    scripted{d: ratelimit.Decision{Allowed: true}},
 			want: map[string]string{},
 		},
 	}
@@ -219,7 +233,7 @@ func TestSetHeaders(t *testing.T) {
 			if h == nil {
 				h = http.Header{}
 			}
-			SetHeaders(h, tt.d)
+			SetHeaders(h, tt.d.items, &tt.d.d)
 			want := map[string]string{}
 			for k, v := range tt.want {
 				want[http.CanonicalHeaderKey(k)] = v
@@ -234,7 +248,7 @@ func TestSetHeaders(t *testing.T) {
 func TestRetryAfterSeconds(t *testing.T) {
 	tests := []struct {
 		name string
-		d    ratelimit.Decision
+		d    scripted
 		want int64
 	}{
 		{"0.2s rounds up to 1", decision(denied(ipPolicy, 200*time.Millisecond, 0)), 1},
@@ -244,13 +258,18 @@ func TestRetryAfterSeconds(t *testing.T) {
 		{"just over", decision(denied(ipPolicy, 3*time.Second+time.Microsecond, 0)), 4},
 		{"latest of the violated", decision(denied(ipPolicy, 2*time.Second, 0), denied(signupPolicy, 59*time.Minute+100*time.Millisecond, 0)), 3541},
 		{"shadow retries ignored", decision(denied(ipPolicy, 2*time.Second, 0), denied(hourPolicy, time.Hour, 0)), 2},
-		{"decision's own RetryAfter counts", ratelimit.Decision{Results: []ratelimit.Result{denied(ipPolicy, time.Second, 0)}, RetryAfter: 5 * time.Second}, 5},
+		{"decision's own RetryAfter counts", retryAfter(decision(denied(ipPolicy, time.Second, 0)), 5*time.Second), 5},
 	}
 	for _, tt := range tests {
-		if got := RetryAfterSeconds(tt.d); got != tt.want {
+		if got := RetryAfterSeconds(tt.d.items, &tt.d.d); got != tt.want {
 			t.Errorf("%s: RetryAfterSeconds = %d, want %d", tt.name, got, tt.want)
 		}
 	}
+}
+
+func retryAfter(s scripted, d time.Duration) scripted {
+	s.d.RetryAfter = d
+	return s
 }
 
 func TestAppendSFString(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/journalsvc/journal/ratelimit"
@@ -49,10 +50,12 @@ type Options struct {
 	Logger *slog.Logger
 	// OnDecision, if set, is called once per decision made (not for
 	// skipped requests), before the 429/503 is written or the next handler
-	// runs, with the outcome, the decision (zero when err != nil) and the
-	// limiter's error. Use it for metrics. It must be safe for concurrent
-	// use.
-	OnDecision func(r *http.Request, o Outcome, d ratelimit.Decision, err error)
+	// runs, with the outcome, the items decided, the decision (without
+	// results when err != nil; its Results are in item order) and the
+	// limiter's error. Use it for metrics. d is valid only during the call:
+	// the Middleware reuses it for other requests. It must be safe for
+	// concurrent use.
+	OnDecision func(r *http.Request, o Outcome, items []ratelimit.Item, d *ratelimit.Decision, err error)
 	// UnavailableRetryAfter is the Retry-After of the 503 written when a
 	// fail-closed policy cannot be decided (rounded up to whole seconds,
 	// at least 1). Default [DefaultUnavailableRetryAfter].
@@ -79,14 +82,19 @@ type Options struct {
 //     a [ratelimit.Fallback], which does so by each policy's fail mode.
 //
 // The outcome is recorded in the request context (see [WithOutcome]).
+//
+// The decisions are written into Decisions the Middleware reuses across
+// requests, so deciding allocates nothing beyond what the limiter itself
+// allocates (an in-process memorylimit.Limiter allocates nothing).
 type Middleware struct {
 	limiter    ratelimit.Limiter
 	subject    func(*http.Request) (string, bool)
 	items      func(*http.Request) []ratelimit.Item
 	skip       func(*http.Request) bool
 	logger     *slog.Logger
-	onDecision func(*http.Request, Outcome, ratelimit.Decision, error)
+	onDecision func(*http.Request, Outcome, []ratelimit.Item, *ratelimit.Decision, error)
 	retry503   string
+	decisions  sync.Pool // *ratelimit.Decision
 }
 
 // New returns a Middleware deciding with limiter. It returns an error
@@ -173,12 +181,17 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 // consulted.
 func (m *Middleware) Limit(w http.ResponseWriter, r *http.Request, subject string, items ...ratelimit.Item) bool {
 	ctx := r.Context()
-	d, err := m.limiter.Decide(ctx, subject, items...)
+	d, _ := m.decisions.Get().(*ratelimit.Decision)
+	if d == nil {
+		d = new(ratelimit.Decision)
+	}
+	defer m.decisions.Put(d)
+	err := m.limiter.Decide(ctx, d, subject, items...)
 	o := OutcomeUnavailable
 	if err == nil {
-		o = OutcomeOf(d)
+		o = OutcomeOf(items, d)
 	} else {
-		d = ratelimit.Decision{}
+		*d = ratelimit.Decision{Results: d.Results[:0]}
 		m.logger.Log(ctx, errLevel(ctx), "ratelimit: cannot decide, failing closed",
 			"subject", subject, "policies", policyNames(items), "error", err)
 	}
@@ -186,12 +199,12 @@ func (m *Middleware) Limit(w http.ResponseWriter, r *http.Request, subject strin
 		rec.raise(o)
 	}
 	if m.onDecision != nil {
-		m.onDecision(r, o, d, err)
+		m.onDecision(r, o, items, d, err)
 	}
 	switch o {
 	case OutcomeDenied:
-		SetHeaders(w.Header(), d)
-		writeTooManyRequests(w, d)
+		SetHeaders(w.Header(), items, d)
+		writeTooManyRequests(w, items, d)
 		return false
 	case OutcomeUnavailable:
 		writeProblem(w, http.StatusServiceUnavailable, m.retry503, problem{
@@ -202,7 +215,7 @@ func (m *Middleware) Limit(w http.ResponseWriter, r *http.Request, subject strin
 		})
 		return false
 	}
-	SetHeaders(w.Header(), d)
+	SetHeaders(w.Header(), items, d)
 	return true
 }
 
@@ -231,17 +244,15 @@ type problem struct {
 	ViolatedPolicies []string `json:"violated-policies,omitempty"`
 }
 
-func writeTooManyRequests(w http.ResponseWriter, d ratelimit.Decision) {
+func writeTooManyRequests(w http.ResponseWriter, items []ratelimit.Item, d *ratelimit.Decision) {
 	var violated []string
-	for _, res := range d.Results {
-		if !res.Allowed && !res.Policy.Shadow {
-			violated = append(violated, res.Policy.Name)
-		}
+	for _, p := range d.Violated(items) {
+		violated = append(violated, p.Name)
 	}
 	if len(violated) == 0 {
 		violated = []string{} // a backend bug; keep the member present
 	}
-	retry := strconv.FormatInt(RetryAfterSeconds(d), 10)
+	retry := strconv.FormatInt(RetryAfterSeconds(items, d), 10)
 	writeProblem(w, http.StatusTooManyRequests, retry, problem{
 		Type:   ProblemQuotaExceeded,
 		Title:  "Too Many Requests",

@@ -23,7 +23,7 @@ import (
 // fakeLimiter is a scripted ratelimit.Limiter: decide answers every call and
 // every call is recorded.
 type fakeLimiter struct {
-	decide func(subject string, items []ratelimit.Item) (ratelimit.Decision, error)
+	decide func(subject string, items []ratelimit.Item) (scripted, error)
 
 	mu    sync.Mutex
 	calls []fakeCall
@@ -36,15 +36,30 @@ type fakeCall struct {
 
 var _ ratelimit.Limiter = (*fakeLimiter)(nil)
 
-func (f *fakeLimiter) Decide(_ context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
+func (f *fakeLimiter) Decide(_ context.Context, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
 	f.mu.Lock()
 	f.calls = append(f.calls, fakeCall{Subject: subject, Policies: policyNames(items)})
 	f.mu.Unlock()
-	return f.decide(subject, items)
+	return f.write(d, subject, items)
 }
 
-func (f *fakeLimiter) Peek(_ context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
-	return f.decide(subject, items)
+func (f *fakeLimiter) Peek(_ context.Context, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
+	return f.write(d, subject, items)
+}
+
+// write writes the scripted decision into d as a backend would: in place,
+// without results on an error.
+func (f *fakeLimiter) write(d *ratelimit.Decision, subject string, items []ratelimit.Item) error {
+	s, err := f.decide(subject, items)
+	if err == nil && len(s.d.Results) != len(items) {
+		err = fmt.Errorf("fakeLimiter: %d results scripted for %d items", len(s.d.Results), len(items))
+	}
+	d.Allowed, d.RetryAfter = s.d.Allowed, s.d.RetryAfter
+	d.Results = append(d.Results[:0], s.d.Results...)
+	if err != nil {
+		*d = ratelimit.Decision{Results: d.Results[:0]}
+	}
+	return err
 }
 
 func (f *fakeLimiter) Reset(context.Context, string, string) error { return nil }
@@ -55,9 +70,9 @@ func (f *fakeLimiter) Calls() []fakeCall {
 	return append([]fakeCall(nil), f.calls...)
 }
 
-// answer returns a fakeLimiter that always returns d, err.
-func answer(d ratelimit.Decision, err error) *fakeLimiter {
-	return &fakeLimiter{decide: func(string, []ratelimit.Item) (ratelimit.Decision, error) { return d, err }}
+// answer returns a fakeLimiter that always answers d, err.
+func answer(d scripted, err error) *fakeLimiter {
+	return &fakeLimiter{decide: func(string, []ratelimit.Item) (scripted, error) { return d, err }}
 }
 
 // okHandler answers 200 "ok" and counts its calls.
@@ -131,8 +146,8 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		opts Options
 	}{
 		{"nil limiter", nil, Options{Items: items}},
-		{"nil Items", answer(ratelimit.Decision{}, nil), Options{}},
-		{"negative retry", answer(ratelimit.Decision{}, nil), Options{Items: items, UnavailableRetryAfter: -time.Second}},
+		{"nil Items", answer(scripted{}, nil), Options{}},
+		{"negative retry", answer(scripted{}, nil), Options{Items: items, UnavailableRetryAfter: -time.Second}},
 	}
 	for _, tt := range tests {
 		if _, err := New(tt.l, tt.opts); !errors.Is(err, ErrOptions) {
@@ -173,7 +188,7 @@ func TestMiddlewareDenied(t *testing.T) {
 	var hooked []string
 	m := mustNew(t, l, Options{
 		Items: StaticItems(ratelimit.Item{Policy: ipPolicy}, ratelimit.Item{Policy: signupPolicy}),
-		OnDecision: func(r *http.Request, o Outcome, d ratelimit.Decision, err error) {
+		OnDecision: func(r *http.Request, o Outcome, _ []ratelimit.Item, d *ratelimit.Decision, err error) {
 			hooked = append(hooked, fmt.Sprintf("%s %v %v", o, d.Allowed, err))
 		},
 	})
@@ -216,8 +231,8 @@ func TestMiddlewareDenied(t *testing.T) {
 
 func TestMiddlewareDeniedBySeveral(t *testing.T) {
 	// Retry-After is the LATEST retry of the violated policies.
-	l := answer(decision(denied(ipPolicy, 200*time.Millisecond, 0), denied(signupPolicy, 1800*time.Second+time.Millisecond, 0), denied(hourPolicy, 2*time.Hour, 0)), nil)
-	m := mustNew(t, l, Options{Items: StaticItems(ratelimit.Item{Policy: ipPolicy})})
+	s := decision(denied(ipPolicy, 200*time.Millisecond, 0), denied(signupPolicy, 1800*time.Second+time.Millisecond, 0), denied(hourPolicy, 2*time.Hour, 0))
+	m := mustNew(t, answer(s, nil), Options{Items: StaticItems(s.items...)})
 	w, _ := serve(m.Handler(&okHandler{}), get("203.0.113.7:1234"))
 	if got, want := w.Header().Get("Retry-After"), "1801"; got != want {
 		t.Errorf("Retry-After = %q, want %q", got, want)
@@ -247,14 +262,14 @@ func TestMiddlewareRetryAfterNeverZero(t *testing.T) {
 
 func TestMiddlewareUnavailable(t *testing.T) {
 	err := fmt.Errorf("redislimit: login: %w", ratelimit.ErrUnavailable)
-	l := answer(ratelimit.Decision{}, err)
+	l := answer(scripted{}, err)
 	next := &okHandler{}
 	var logs bytes.Buffer
 	var hookErr error
 	m := mustNew(t, l, Options{
 		Items:      StaticItems(ratelimit.Item{Policy: loginPolicy}),
 		Logger:     slog.New(slog.NewJSONHandler(&logs, nil)),
-		OnDecision: func(_ *http.Request, _ Outcome, _ ratelimit.Decision, err error) { hookErr = err },
+		OnDecision: func(_ *http.Request, _ Outcome, _ []ratelimit.Item, _ *ratelimit.Decision, err error) { hookErr = err },
 	})
 	w, o := serve(m.Handler(next), get("203.0.113.7:1234"))
 	if w.Code != http.StatusServiceUnavailable || next.Calls() != 0 {
@@ -305,7 +320,7 @@ func TestMiddlewareOtherErrors(t *testing.T) {
 	} {
 		var logs bytes.Buffer
 		next := &okHandler{}
-		m := mustNew(t, answer(ratelimit.Decision{}, boom), Options{
+		m := mustNew(t, answer(scripted{}, boom), Options{
 			Items:  StaticItems(items...),
 			Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
 		})
@@ -368,7 +383,7 @@ func TestMiddlewareNotEvaluated(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			next := &okHandler{}
 			var hooked int
-			tt.opts.OnDecision = func(*http.Request, Outcome, ratelimit.Decision, error) { hooked++ }
+			tt.opts.OnDecision = func(*http.Request, Outcome, []ratelimit.Item, *ratelimit.Decision, error) { hooked++ }
 			m := mustNew(t, l, tt.opts)
 			r := httptest.NewRequest(http.MethodGet, tt.path, nil)
 			w, o := serve(m.Handler(next), r)
@@ -458,7 +473,7 @@ func chain(tb testing.TB, l ratelimit.Limiter, next http.Handler) http.Handler {
 }
 
 func TestMiddlewareChainFake(t *testing.T) {
-	l := &fakeLimiter{decide: func(subject string, items []ratelimit.Item) (ratelimit.Decision, error) {
+	l := &fakeLimiter{decide: func(subject string, items []ratelimit.Item) (scripted, error) {
 		if strings.HasPrefix(subject, "user:") {
 			return decision(denied(userPolicy, 3*time.Second, 3*time.Second)), nil
 		}
@@ -747,5 +762,54 @@ func TestLimitFromHandler(t *testing.T) {
 	}
 	if p := decodeProblem(t, w); !cmp.Equal(p["violated-policies"], []any{"login"}) {
 		t.Errorf("violated-policies = %v, want [login]", p["violated-policies"])
+	}
+}
+
+// TestLimitDecidesWithoutAllocating: with an in-process limiter, Limit
+// allocates exactly what writing the decision's headers does: the decision
+// itself, admitted or denied, allocates nothing.
+func TestLimitDecidesWithoutAllocating(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates, and sync.Pool drops entries under it")
+	}
+	mem := memorylimit.New(memorylimit.Options{SweepInterval: -1})
+	defer mem.Close()
+	wide := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 1 << 30, Per: time.Second}}
+	narrow := ratelimit.Policy{Name: "ip-hour", Rate: ratelimit.Rate{N: 3, Per: time.Hour}, Algorithm: ratelimit.Sliding}
+	m := mustNew(t, mem, Options{Items: StaticItems(ratelimit.Item{Policy: wide})})
+	r := get("203.0.113.7:1234")
+	r = r.WithContext(WithOutcome(r.Context()))
+	w := &discardWriter{h: make(http.Header, 8)}
+	for _, tc := range []struct {
+		name    string
+		items   []ratelimit.Item
+		allowed bool
+	}{
+		{"admitted", []ratelimit.Item{{Policy: wide}}, true},
+		{"denied", []ratelimit.Item{{Policy: wide}, {Policy: narrow}}, false},
+	} {
+		subject := "ip:192.0.2." + tc.name
+		for range 3 { // narrow's quota: every measured decision denies
+			m.Limit(w, r, subject, tc.items...)
+		}
+		limit := testing.AllocsPerRun(100, func() {
+			clear(w.h)
+			m.Limit(w, r, subject, tc.items...)
+		})
+		var d ratelimit.Decision
+		if err := mem.Peek(context.Background(), &d, subject, tc.items...); err != nil || d.Allowed != tc.allowed {
+			t.Fatalf("%s: Peek = %+v, %v; want allowed %v", tc.name, d, err, tc.allowed)
+		}
+		headers := testing.AllocsPerRun(100, func() {
+			clear(w.h)
+			SetHeaders(w.h, tc.items, &d)
+			if !d.Allowed {
+				writeTooManyRequests(w, tc.items, &d)
+			}
+		})
+		t.Logf("%s: Limit allocates %v times, its response alone %v", tc.name, limit, headers)
+		if limit != headers {
+			t.Errorf("%s: Limit allocates %v times, its response alone %v: the decision allocates", tc.name, limit, headers)
+		}
 	}
 }

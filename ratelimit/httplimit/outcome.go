@@ -72,14 +72,15 @@ func itoa(u uint32) string {
 // Admitted reports whether the request went on to the next handler.
 func (o Outcome) Admitted() bool { return o != OutcomeDenied && o != OutcomeUnavailable }
 
-// OutcomeOf classifies a decision that Decide returned without error.
-func OutcomeOf(d ratelimit.Decision) Outcome {
+// OutcomeOf classifies a decision that Decide wrote without error for items.
+func OutcomeOf(items []ratelimit.Item, d *ratelimit.Decision) Outcome {
 	if !d.Allowed {
 		return OutcomeDenied
 	}
 	o := OutcomeAllowed
-	for _, r := range d.Results {
-		if r.Policy.Shadow && !r.Allowed {
+	for i := range d.Results {
+		r := &d.Results[i]
+		if items[i].Policy.Shadow && !r.Allowed {
 			return OutcomeShadowDenied
 		}
 		if r.Degraded {

@@ -44,11 +44,14 @@ func ExampleLimiter_Decide() {
 
 	minute := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 2, Per: time.Minute}}
 	hour := ratelimit.Policy{Name: "ip-hour", Rate: ratelimit.Rate{N: 100, Per: time.Hour}, Algorithm: ratelimit.Sliding}
+	items := []ratelimit.Item{{Policy: minute}, {Policy: hour}}
+	var d ratelimit.Decision // reused: deciding allocates nothing
 	for i := 0; i < 3; i++ {
-		d, _ := l.Decide(context.Background(), "ip:198.51.100.4",
-			ratelimit.Item{Policy: minute}, ratelimit.Item{Policy: hour})
+		if err := l.Decide(context.Background(), &d, "ip:198.51.100.4", items...); err != nil {
+			panic(err)
+		}
 		fmt.Printf("allowed=%v retry=%v hour-remaining=%d violated=%d\n",
-			d.Allowed, d.RetryAfter, d.Results[1].Remaining, len(d.Violated()))
+			d.Allowed, d.RetryAfter, d.Results[1].Remaining, len(d.Violated(items)))
 	}
 	// Output:
 	// allowed=true retry=0s hour-remaining=99 violated=0

@@ -84,6 +84,7 @@ func Run(t *testing.T, newLimiter NewLimiter) {
 		{"FixedBound", testFixedBound},
 		{"FloodAdmitsExactlyN", testFlood},
 		{"RetryAfterHonoured", testRetryHonoured},
+		{"ReusesTheDecision", testReusesDecision},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newLimiter) })
@@ -108,26 +109,24 @@ var algorithms = []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, rateli
 
 func decide(tb testing.TB, l ratelimit.Limiter, subject string, items ...ratelimit.Item) ratelimit.Decision {
 	tb.Helper()
-	d, err := l.Decide(context.Background(), subject, items...)
-	if err != nil {
+	var d ratelimit.Decision
+	if err := l.Decide(context.Background(), &d, subject, items...); err != nil {
 		tb.Fatalf("Decide(%q): %v", subject, err)
 	}
 	if len(d.Results) != len(items) {
-		tb.Fatalf("Decide(%q) returned %d results for %d items", subject, len(d.Results), len(items))
-	}
-	for i, r := range d.Results {
-		if r.Policy.Name != items[i].Policy.Name {
-			tb.Fatalf("Decide(%q): result %d is for policy %q, want %q", subject, i, r.Policy.Name, items[i].Policy.Name)
-		}
+		tb.Fatalf("Decide(%q) wrote %d results for %d items", subject, len(d.Results), len(items))
 	}
 	return d
 }
 
 func peek(tb testing.TB, l ratelimit.Limiter, subject string, items ...ratelimit.Item) ratelimit.Decision {
 	tb.Helper()
-	d, err := l.Peek(context.Background(), subject, items...)
-	if err != nil {
+	var d ratelimit.Decision
+	if err := l.Peek(context.Background(), &d, subject, items...); err != nil {
 		tb.Fatalf("Peek(%q): %v", subject, err)
+	}
+	if len(d.Results) != len(items) {
+		tb.Fatalf("Peek(%q) wrote %d results for %d items", subject, len(d.Results), len(items))
 	}
 	return d
 }
@@ -234,7 +233,8 @@ func (m *Reference) Decide(now time.Time, subject string, items []ratelimit.Item
 		m.states = make(map[string]refState)
 	}
 	us := now.UnixMicro()
-	results := make([]ratelimit.Result, len(items))
+	d := ratelimit.Decision{Results: make([]ratelimit.Result, len(items))}
+	results := d.Results
 	prev := make([]backend.State, len(items))
 	nexts := make([]refState, len(items))
 	for i, it := range items {
@@ -247,7 +247,7 @@ func (m *Reference) Decide(now time.Time, subject string, items []ratelimit.Item
 		next, exp := backend.Eval(&it.Policy, &r, s.st, us, costOf(it))
 		results[i], nexts[i] = r, refState{next, exp}
 	}
-	d := backend.Combine(results)
+	backend.Combine(&d, items)
 	if !d.Allowed {
 		backend.Uncharged(results, items, prev, us)
 		return d
@@ -274,15 +274,18 @@ func costOf(it ratelimit.Item) int64 {
 
 // DiffDecision describes how got differs from want ("" if equal).
 func DiffDecision(got, want ratelimit.Decision) string {
+	return diffDecision(&got, &want)
+}
+
+func diffDecision(got, want *ratelimit.Decision) string {
 	if got.Allowed != want.Allowed || got.RetryAfter != want.RetryAfter || len(got.Results) != len(want.Results) {
 		return fmt.Sprintf("decision allowed=%v retry=%v results=%d, want allowed=%v retry=%v results=%d",
 			got.Allowed, got.RetryAfter, len(got.Results), want.Allowed, want.RetryAfter, len(want.Results))
 	}
 	for i := range got.Results {
 		g, w := got.Results[i], want.Results[i]
-		if g.Policy != w.Policy || g.Allowed != w.Allowed || g.Remaining != w.Remaining ||
-			g.RetryAfter != w.RetryAfter || g.ResetAfter != w.ResetAfter || g.Degraded != w.Degraded {
-			return fmt.Sprintf("result %d (%s): got %+v, want %+v", i, w.Policy.Name, g, w)
+		if g != w {
+			return fmt.Sprintf("result %d: got %+v, want %+v", i, g, w)
 		}
 	}
 	return ""
@@ -443,7 +446,7 @@ func testAllOrNothing(t *testing.T, newLimiter NewLimiter) {
 	if d.Allowed {
 		t.Fatalf("3rd decision admitted beyond small's 2")
 	}
-	if v := d.Violated(); len(v) != 1 || v[0].Policy.Name != "small" {
+	if v := d.Violated(items); len(v) != 1 || v[0].Name != "small" {
 		t.Fatalf("Violated() = %+v, want only small", v)
 	}
 	if got, want := d.RetryAfter, 30*time.Second; got != want {
@@ -459,7 +462,7 @@ func testAllOrNothing(t *testing.T, newLimiter NewLimiter) {
 	// Now both small and fixed deny: both are reported; the retry is the latest.
 	clock.Advance(10 * time.Second)
 	d = decide(t, l, subject, items...)
-	if v := d.Violated(); len(v) != 2 || v[0].Policy.Name != "small" || v[1].Policy.Name != "fixed" {
+	if v := d.Violated(items); len(v) != 2 || v[0].Name != "small" || v[1].Name != "fixed" {
 		t.Fatalf("Violated() = %+v, want small and fixed", v)
 	}
 	latest := max(d.Results[1].RetryAfter, d.Results[2].RetryAfter)
@@ -478,20 +481,21 @@ func testShadow(t *testing.T, newLimiter NewLimiter) {
 	sh := policy("shadow", ratelimit.GCRA, 1, time.Hour)
 	sh.Shadow = true
 	enforced := policy("enf", ratelimit.Fixed, 5, time.Hour)
+	items := []ratelimit.Item{one(sh), one(enforced)}
 	for i := 0; i < 5; i++ {
-		d := decide(t, l, subject, one(sh), one(enforced))
+		d := decide(t, l, subject, items...)
 		if !d.Allowed {
 			t.Fatalf("decision %d denied by a shadow policy: %+v", i, d)
 		}
 		if got, want := d.Results[0].Allowed, i == 0; got != want {
 			t.Errorf("decision %d: shadow result Allowed = %v, want %v", i, got, want)
 		}
-		if len(d.Violated()) != 0 {
+		if len(d.Violated(items)) != 0 {
 			t.Errorf("decision %d: shadow policy listed as violated", i)
 		}
 	}
-	d := decide(t, l, subject, one(sh), one(enforced))
-	if d.Allowed || len(d.Violated()) != 1 || d.Violated()[0].Policy.Name != "enf" {
+	d := decide(t, l, subject, items...)
+	if v := d.Violated(items); d.Allowed || len(v) != 1 || v[0].Name != "enf" {
 		t.Fatalf("6th decision = %+v, want denied by enf only", d)
 	}
 }
@@ -511,11 +515,21 @@ func testInvalid(t *testing.T, newLimiter NewLimiter) {
 		{"zero rate", []ratelimit.Item{one(ratelimit.Policy{Name: "z"})}},
 	}
 	for _, tc := range tests {
-		if _, err := l.Decide(context.Background(), Subject(t), tc.items...); !errors.Is(err, ratelimit.ErrInvalid) {
+		// A Decision left over from an admitted decision: an error must not
+		// leave it admitting.
+		d := decide(t, l, Subject(t), one(p))
+		if err := l.Decide(context.Background(), &d, Subject(t), tc.items...); !errors.Is(err, ratelimit.ErrInvalid) {
 			t.Errorf("Decide with %s: err = %v, want ErrInvalid", tc.name, err)
 		}
-		if _, err := l.Peek(context.Background(), Subject(t), tc.items...); !errors.Is(err, ratelimit.ErrInvalid) {
+		if d.Allowed || len(d.Results) != 0 {
+			t.Errorf("Decide with %s left %+v, want no results, not allowed", tc.name, d)
+		}
+		d = decide(t, l, Subject(t), one(p))
+		if err := l.Peek(context.Background(), &d, Subject(t), tc.items...); !errors.Is(err, ratelimit.ErrInvalid) {
 			t.Errorf("Peek with %s: err = %v, want ErrInvalid", tc.name, err)
+		}
+		if d.Allowed || len(d.Results) != 0 {
+			t.Errorf("Peek with %s left %+v, want no results, not allowed", tc.name, d)
 		}
 	}
 }
@@ -722,5 +736,36 @@ func testRetryHonoured(t *testing.T, newLimiter NewLimiter) {
 				t.Fatal("no denials: the test tests nothing")
 			}
 		})
+	}
+}
+
+// testReusesDecision writes decisions of different sizes and outcomes into
+// one Decision: each is complete (nothing left over from the one before),
+// and the Results array is reused when it is large enough.
+func testReusesDecision(t *testing.T, newLimiter NewLimiter) {
+	clock := NewClock(start)
+	l := newLimiter(t, clock)
+	var ref Reference
+	subject := Subject(t)
+	small := policy("small", ratelimit.GCRA, 1, time.Hour)
+	items := []ratelimit.Item{
+		one(policy("a", ratelimit.Sliding, 5, time.Minute)),
+		one(small),
+		one(policy("c", ratelimit.Fixed, 9, time.Hour)),
+	}
+	var d ratelimit.Decision
+	for i, its := range [][]ratelimit.Item{items, items[1:2], items, items[2:], items[:1], items} {
+		clock.Advance(time.Second)
+		want := ref.Decide(clock.Now(), subject, its, false)
+		before := d.Results[:cap(d.Results)]
+		if err := l.Decide(context.Background(), &d, subject, its...); err != nil {
+			t.Fatalf("decision %d: %v", i, err)
+		}
+		if diff := diffDecision(&d, &want); diff != "" {
+			t.Fatalf("decision %d into a reused Decision: %s", i, diff)
+		}
+		if len(before) >= len(its) && &d.Results[0] != &before[0] {
+			t.Errorf("decision %d: Results has room for %d, but a new array was allocated", i, len(before))
+		}
 	}
 }

@@ -49,7 +49,7 @@ func TestCluster(t *testing.T) {
 			wg.Add(1)
 			go func(l *redislimit.Limiter) {
 				defer wg.Done()
-				d, err := l.Decide(context.Background(), subject,
+				d, err := call(l.Decide, context.Background(), subject,
 					ratelimit.Item{Policy: ip}, ratelimit.Item{Policy: hour}, ratelimit.Item{Policy: day})
 				if err != nil || d.Degraded() {
 					t.Errorf("Decide on the cluster: %+v, %v", d, err)

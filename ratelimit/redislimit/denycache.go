@@ -85,14 +85,16 @@ func (c *denyCache) shard(subject string) (*denyShard, uint64) {
 	return &c.shards[sh%64], sh
 }
 
-// get returns the cached denial of (subject, items), re-evaluated at now.
-func (c *denyCache) get(subject string, key uint64, items []ratelimit.Item, now time.Time) (ratelimit.Decision, bool) {
+// get writes into d the cached denial of (subject, items), re-evaluated at
+// now, and reports whether there was one that still denies (d is not to be
+// used otherwise).
+func (c *denyCache) get(d *ratelimit.Decision, subject string, key uint64, items []ratelimit.Item, now time.Time) bool {
 	s, sh := c.shard(subject)
 	s.mu.Lock()
 	ds := s.m[sh]
 	if ds == nil {
 		s.mu.Unlock()
-		return ratelimit.Decision{}, false
+		return false
 	}
 	var e denyEntry
 	found := false
@@ -112,24 +114,23 @@ func (c *denyCache) get(subject string, key uint64, items []ratelimit.Item, now 
 	}
 	s.mu.Unlock()
 	if !found {
-		return ratelimit.Decision{}, false
+		return false
 	}
-	d := evalStates(items, e.states, e.redisAt+now.UnixMicro()-e.localAt)
-	return d, !d.Allowed
+	evalStates(d, items, e.states, e.redisAt+now.UnixMicro()-e.localAt)
+	return !d.Allowed
 }
 
-// evalStates is the decision of the script over the given stored states at
-// nowMicros, without writing anything.
-func evalStates(items []ratelimit.Item, states []backend.State, nowMicros int64) ratelimit.Decision {
-	results := make([]ratelimit.Result, len(items))
+// evalStates writes into d the decision of the script over the given stored
+// states at nowMicros, without writing anything.
+func evalStates(d *ratelimit.Decision, items []ratelimit.Item, states []backend.State, nowMicros int64) {
+	results := backend.Results(d, len(items))
 	for i := range items {
 		backend.Eval(&items[i].Policy, &results[i], states[i], nowMicros, backend.Cost(&items[i]))
 	}
-	d := backend.Combine(results)
+	backend.Combine(d, items)
 	if !d.Allowed {
 		backend.Uncharged(results, items, states, nowMicros)
 	}
-	return d
 }
 
 func (c *denyCache) put(subject string, key uint64, until time.Time, now time.Time, redisAt int64, states []backend.State) {

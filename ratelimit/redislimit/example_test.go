@@ -58,7 +58,8 @@ func Example() {
 
 	ip := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 100, Per: time.Minute}}
 	login := ratelimit.Policy{Name: "login", Rate: ratelimit.Rate{N: 10, Per: time.Minute}, Fail: ratelimit.FailClosed}
-	d, err := limiter.Decide(context.Background(), "ip:203.0.113.7", ratelimit.Item{Policy: ip}, ratelimit.Item{Policy: login})
+	var d ratelimit.Decision // reuse it for the next decisions
+	err = limiter.Decide(context.Background(), &d, "ip:203.0.113.7", ratelimit.Item{Policy: ip}, ratelimit.Item{Policy: login})
 	switch {
 	case errors.Is(err, ratelimit.ErrUnavailable):
 		fmt.Println("503: the login policy fails closed")

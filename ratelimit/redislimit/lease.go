@@ -169,7 +169,7 @@ func (ls *leases) take(subject string, items []ratelimit.Item, results []ratelim
 			e.decided += c
 		}
 		r := &results[i]
-		*r = ratelimit.Result{Policy: items[i].Policy, Allowed: true, Remaining: max(e.seen-e.spent, 0), ResetAfter: e.reset}
+		*r = ratelimit.Result{Allowed: true, Remaining: max(e.seen-e.spent, 0), ResetAfter: e.reset}
 		if e.emission == 0 { // windows: the time to the window's end
 			r.ResetAfter = time.Duration(max(e.resetAt-now, 0)) * time.Microsecond
 		}

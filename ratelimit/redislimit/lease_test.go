@@ -25,7 +25,8 @@ func TestLeasesAnswerLocally(t *testing.T) {
 	ctx := context.Background()
 	const n = 3000
 	for i := range n {
-		d, err := l.Decide(ctx, "ip:192.0.2.77", ratelimit.Item{Policy: p})
+		var d ratelimit.Decision
+		err := l.Decide(ctx, &d, "ip:192.0.2.77", ratelimit.Item{Policy: p})
 		if err != nil || !d.Allowed || d.Degraded() || d.Results[0].Remaining >= p.Limit() {
 			t.Fatalf("decision %d: %+v, %v", i, d, err)
 		}
@@ -40,7 +41,8 @@ func TestLeasesAnswerLocally(t *testing.T) {
 	exact.Name, exact.Lease = "exact", false
 	before := l.Stats().RedisCalls
 	for range 10 {
-		l.Decide(ctx, "ip:192.0.2.77", ratelimit.Item{Policy: exact})
+		var d ratelimit.Decision
+		l.Decide(ctx, &d, "ip:192.0.2.77", ratelimit.Item{Policy: exact})
 	}
 	if got := l.Stats().RedisCalls - before; got != 10 {
 		t.Errorf("10 decisions of a policy without Lease took %d script calls, want 10", got)
@@ -135,12 +137,14 @@ func TestLeasesNeverExceedTheBound(t *testing.T) {
 				for range 1 + rng.IntN(30) {
 					it := ratelimit.Item{Policy: p, Cost: 1 + rng.Int64N(min(2, p.Limit()))}
 					if rng.IntN(10) == 0 {
-						if _, err := l.Peek(ctx, subject, it); err != nil {
+						var d ratelimit.Decision
+						if err := l.Peek(ctx, &d, subject, it); err != nil {
 							t.Fatal(err)
 						}
 						continue
 					}
-					d, err := l.Decide(ctx, subject, it)
+					var d ratelimit.Decision
+					err := l.Decide(ctx, &d, subject, it)
 					if err != nil || d.Degraded() {
 						t.Fatalf("Decide: %+v, %v", d, err)
 					}
@@ -162,7 +166,8 @@ func TestLeasesNeverExceedTheBound(t *testing.T) {
 			exact := p
 			exact.Lease = false
 			check := newFakeTimeLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1, Timeout: 5 * time.Second, DenyCacheSize: -1}, clock.Now)
-			got, err := check.Peek(ctx, subject, ratelimit.Item{Policy: exact})
+			var got ratelimit.Decision
+			err := check.Peek(ctx, &got, subject, ratelimit.Item{Policy: exact})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -197,7 +202,8 @@ func TestLeaseUnitsPassWithTime(t *testing.T) {
 	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 10, Per: 10 * time.Second}, Lease: true} // T = 1s
 	ctx := context.Background()
 	decide := func(l *redislimit.Limiter) bool {
-		d, err := l.Decide(ctx, "s", ratelimit.Item{Policy: p})
+		var d ratelimit.Decision
+		err := l.Decide(ctx, &d, "s", ratelimit.Item{Policy: p})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -320,15 +320,15 @@ func (l *Limiter) checkEviction() {
 // timeout, open breaker) the error wraps [ratelimit.ErrUnavailable]; a ctx
 // cancelled by the caller returns ctx.Err(). A caller's deadline counts as
 // Redis not answering in time.
-func (l *Limiter) Decide(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
-	return l.run(ctx, subject, items, false)
+func (l *Limiter) Decide(ctx context.Context, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
+	return l.run(ctx, d, subject, items, false)
 }
 
-// Peek implements [ratelimit.Limiter]: the Decision Decide would return,
-// consuming nothing (one round trip, or none on a deny-cache hit). Errors
-// are those of Decide.
-func (l *Limiter) Peek(ctx context.Context, subject string, items ...ratelimit.Item) (ratelimit.Decision, error) {
-	return l.run(ctx, subject, items, true)
+// Peek implements [ratelimit.Limiter]: it writes the Decision Decide would
+// write, consuming nothing (one round trip, or none on a deny-cache hit).
+// Errors are those of Decide.
+func (l *Limiter) Peek(ctx context.Context, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
+	return l.run(ctx, d, subject, items, true)
 }
 
 // Reset implements [ratelimit.Limiter]: it deletes the key in Redis, clears
@@ -358,48 +358,51 @@ func (l *Limiter) Reset(ctx context.Context, subject, policy string) error {
 
 var errBreakerOpen = errors.New("redislimit: circuit breaker open")
 
-func (l *Limiter) run(ctx context.Context, subject string, items []ratelimit.Item, peek bool) (ratelimit.Decision, error) {
+func (l *Limiter) run(ctx context.Context, d *ratelimit.Decision, subject string, items []ratelimit.Item, peek bool) error {
 	if err := backend.ValidateItems(items); err != nil {
-		return ratelimit.Decision{}, err
+		backend.Fail(d)
+		return err
 	}
 	var lease *ask
 	var sent int64
 	if l.leases != nil && leased(items) {
 		sent = l.localNow().UnixMicro()
-		results := make([]ratelimit.Result, len(items))
-		if l.leases.take(subject, items, results, peek, sent) {
+		if l.leases.take(subject, items, backend.Results(d, len(items)), peek, sent) {
 			l.stats.leaseLocal.Add(1)
-			return backend.Combine(results), nil
+			backend.Combine(d, items)
+			return nil
 		}
 	}
 	var dkey uint64
 	if l.deny != nil {
 		dkey = l.deny.itemsKey(items)
-		if d, ok := l.deny.get(subject, dkey, items, l.localNow()); ok {
+		if l.deny.get(d, subject, dkey, items, l.localNow()) {
 			l.stats.denyHits.Add(1)
-			return d, nil
+			return nil
 		}
 	}
 	if l.brk.isOpen() {
 		l.stats.unavailable.Add(1)
-		return ratelimit.Decision{}, fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, errBreakerOpen)
+		backend.Fail(d)
+		return fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, errBreakerOpen)
 	}
 	if sent != 0 && !peek {
 		if a, ok := l.leases.prepare(subject, items, sent); ok {
 			lease = &a
 		}
 	}
-	d, denied, grants, err := l.eval(ctx, subject, items, peek, lease)
+	denied, grants, err := l.eval(ctx, d, subject, items, peek, lease)
 	if err != nil {
+		backend.Fail(d)
 		if errors.Is(ctx.Err(), context.Canceled) {
-			return ratelimit.Decision{}, ctx.Err() // the caller gave up
+			return ctx.Err() // the caller gave up
 		}
 		l.stats.unavailable.Add(1)
 		if timedOut(err) && l.answering() {
 			// Redis answers others: it may still decide this call.
-			return ratelimit.Decision{}, fmt.Errorf("%w: %w: %w", ratelimit.ErrUnavailable, ratelimit.ErrSlow, err)
+			return fmt.Errorf("%w: %w: %w", ratelimit.ErrUnavailable, ratelimit.ErrSlow, err)
 		}
-		return ratelimit.Decision{}, fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, err)
 	}
 	if lease != nil {
 		l.leases.granted(subject, items, d.Results, grants, sent)
@@ -412,7 +415,7 @@ func (l *Limiter) run(ctx context.Context, subject string, items []ratelimit.Ite
 			l.deny.clear(subject) // this decision changed the subject's state
 		}
 	}
-	return d, nil
+	return nil
 }
 
 // answering reports whether Redis is believed up: the breaker is closed and
@@ -453,10 +456,10 @@ type deniedAt struct {
 // granted ahead, where they stand and Redis' time (see decide.lua).
 type grants struct{ units, at, now []int64 }
 
-// eval decides items through the batcher: one script call, possibly
+// eval decides items into d through the batcher: one script call, possibly
 // shared with other decisions. lease, if not nil, is what the decision asks
 // of each item's lease.
-func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.Item, peek bool, lease *ask) (ratelimit.Decision, deniedAt, grants, error) {
+func (l *Limiter) eval(ctx context.Context, d *ratelimit.Decision, subject string, items []ratelimit.Item, peek bool, lease *ask) (deniedAt, grants, error) {
 	c := newCall()
 	c.peek = peek
 	for i := range items {
@@ -474,22 +477,21 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 		err = fmt.Errorf("redislimit: script returned %d values for %d items", len(msgs), len(items))
 	}
 	if err != nil {
-		return ratelimit.Decision{}, deniedAt{}, grants{}, err
+		return deniedAt{}, grants{}, err
 	}
-	results := make([]ratelimit.Result, len(items))
+	results := backend.Results(d, len(items))
 	var g grants
 	if pp == 7 {
 		g = grants{make([]int64, len(items)), make([]int64, len(items)), make([]int64, len(items))}
 	}
-	for i, it := range items {
+	for i := range items {
 		var v [7]int64
 		for j := range pp {
 			if v[j], err = msgs[pp*i+j].AsInt64(); err != nil {
-				return ratelimit.Decision{}, deniedAt{}, grants{}, err
+				return deniedAt{}, grants{}, err
 			}
 		}
 		results[i] = ratelimit.Result{
-			Policy:     it.Policy,
 			Allowed:    v[0] == 1,
 			Remaining:  v[1],
 			RetryAfter: time.Duration(v[2]) * time.Microsecond,
@@ -508,7 +510,8 @@ func (l *Limiter) eval(ctx context.Context, subject string, items []ratelimit.It
 			den.states[i] = parseState(raw)
 		}
 	}
-	return backend.Combine(results), den, g, nil
+	backend.Combine(d, items)
+	return den, g, nil
 }
 
 // policyArgs are the script arguments describing one policy.

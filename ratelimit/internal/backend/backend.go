@@ -50,7 +50,7 @@ func Cost(it *ratelimit.Item) int64 {
 // Eval is the reference semantics: every backend makes exactly these
 // decisions (the Redis script implements the same integer arithmetic).
 func Eval(p *ratelimit.Policy, r *ratelimit.Result, st State, nowMicros, cost int64) (next State, expiresMicros int64) {
-	*r = ratelimit.Result{Policy: *p}
+	*r = ratelimit.Result{}
 	if st.Algorithm != p.Algorithm {
 		st = State{Algorithm: p.Algorithm}
 	}
@@ -151,20 +151,36 @@ func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 func micros(us int64) time.Duration { return time.Duration(us) * time.Microsecond }
 func millis(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
 
-// Combine turns the per-item results of one decision into its Decision:
+// Results sizes d.Results to n results, reusing its capacity (allocating
+// only when it is smaller than n), and returns them. Their contents are
+// stale: the backend writes every field of each.
+func Results(d *ratelimit.Decision, n int) []ratelimit.Result {
+	if cap(d.Results) < n {
+		d.Results = make([]ratelimit.Result, n)
+	}
+	d.Results = d.Results[:n]
+	return d.Results
+}
+
+// Fail leaves d as a backend that returns an error must: no results, not
+// admitted (Results keeps its capacity for the caller's next decision).
+func Fail(d *ratelimit.Decision) {
+	*d = ratelimit.Decision{Results: d.Results[:0]}
+}
+
+// Combine sets d.Allowed and d.RetryAfter from d.Results, one per item:
 // Allowed iff no non-shadow result denied, RetryAfter the latest RetryAfter of
-// the violated policies. results is used as Decision.Results. A backend that
-// found the decision denied must report, for the admitting items, the
-// remaining quota without consumption ([Uncharged] does it).
-func Combine(results []ratelimit.Result) ratelimit.Decision {
-	d := ratelimit.Decision{Allowed: true, Results: results}
-	for i := range results {
-		if r := &results[i]; !r.Allowed && !r.Policy.Shadow {
+// the violated policies. A backend that found the decision denied must
+// report, for the admitting items, the remaining quota without consumption
+// ([Uncharged] does it).
+func Combine(d *ratelimit.Decision, items []ratelimit.Item) {
+	d.Allowed, d.RetryAfter = true, 0
+	for i := range d.Results {
+		if r := &d.Results[i]; !r.Allowed && !items[i].Policy.Shadow {
 			d.Allowed = false
 			d.RetryAfter = max(d.RetryAfter, r.RetryAfter)
 		}
 	}
-	return d
 }
 
 // Uncharged sets, for a denied decision, the result of each admitting item

@@ -10,20 +10,39 @@ import (
 )
 
 func TestCombine(t *testing.T) {
-	p := func(name string, shadow bool) ratelimit.Policy {
-		return ratelimit.Policy{Name: name, Shadow: shadow}
+	p := func(name string, shadow bool) ratelimit.Item {
+		return ratelimit.Item{Policy: ratelimit.Policy{Name: name, Shadow: shadow}}
 	}
-	d := backend.Combine([]ratelimit.Result{
-		{Policy: p("a", false), Allowed: true},
-		{Policy: p("b", false), RetryAfter: 3 * time.Second},
-		{Policy: p("c", true), RetryAfter: time.Hour},
-		{Policy: p("d", false), RetryAfter: 7 * time.Second},
-	})
+	items := []ratelimit.Item{p("a", false), p("b", false), p("c", true), p("d", false)}
+	d := ratelimit.Decision{Allowed: true, Results: []ratelimit.Result{
+		{Allowed: true},
+		{RetryAfter: 3 * time.Second},
+		{RetryAfter: time.Hour},
+		{RetryAfter: 7 * time.Second},
+	}}
+	backend.Combine(&d, items)
 	if d.Allowed || d.RetryAfter != 7*time.Second {
 		t.Errorf("Combine = allowed %v retry %v, want denied with the latest retry 7s (shadow ignored)", d.Allowed, d.RetryAfter)
 	}
-	if d := backend.Combine([]ratelimit.Result{{Policy: p("s", true)}}); !d.Allowed || d.RetryAfter != 0 {
+	d = ratelimit.Decision{RetryAfter: time.Minute, Results: []ratelimit.Result{{RetryAfter: time.Hour}}}
+	if backend.Combine(&d, items[2:3]); !d.Allowed || d.RetryAfter != 0 {
 		t.Errorf("a shadow denial blocked: %+v", d)
+	}
+}
+
+func TestResultsReusesCapacity(t *testing.T) {
+	d := ratelimit.Decision{Results: make([]ratelimit.Result, 1, 3)}
+	first := &d.Results[:1][0]
+	if r := backend.Results(&d, 3); len(r) != 3 || &r[0] != first || len(d.Results) != 3 {
+		t.Errorf("Results(3) with capacity 3 did not reuse it")
+	}
+	if r := backend.Results(&d, 4); len(r) != 4 || &r[0] == first {
+		t.Errorf("Results(4) with capacity 3 = %d results in the same array", len(r))
+	}
+	d.Allowed = true
+	backend.Fail(&d)
+	if d.Allowed || len(d.Results) != 0 || cap(d.Results) != 4 {
+		t.Errorf("after Fail: %+v (cap %d), want no results, not allowed, capacity kept", d, cap(d.Results))
 	}
 }
 
