@@ -232,3 +232,29 @@ func TestLeaseUnitsPassWithTime(t *testing.T) {
 		t.Errorf("admitted %d at one instant, want at most the burst of 10", admitted)
 	}
 }
+
+// BenchmarkHotSubject: one subject with a high limit, decided by 64
+// goroutines through the same client, in exact mode and with leases.
+func BenchmarkHotSubject(b *testing.B) {
+	c := newClient(b, testenv.RedisAddr(b))
+	for _, lease := range []time.Duration{0, time.Second} {
+		b.Run("lease="+lease.String(), func(b *testing.B) {
+			l := newLimiter(b, c, redislimit.Options{Prefix: testenv.RandomPrefix(), Lease: lease, HeartbeatInterval: -1, Timeout: time.Second})
+			p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 1 << 30, Per: time.Hour}, Lease: true}
+			before := l.Stats().RedisCalls
+			b.SetParallelism(32)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				var d ratelimit.Decision
+				for pb.Next() {
+					if err := l.Decide(context.Background(), &d, "ip:hot", ratelimit.Item{Policy: p}); err != nil || !d.Allowed {
+						b.Errorf("Decide: %+v, %v", d, err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(l.Stats().RedisCalls-before)/float64(b.N), "calls/op")
+		})
+	}
+}
