@@ -438,7 +438,7 @@ func testRevocation(t *testing.T, newStore func(testing.TB) cache.Store) {
 	u := newUser(t, db, "alice")
 	_, hash := journal.NewTokenSecret()
 	now := journal.StoredTime(time.Now())
-	if err := db.CreateToken(ctx, journal.Token{Hash: hash, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+	if err := db.CreateToken(ctx, journal.Token{Hash: hash, ID: journal.NewID(now), UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, in := range []*instance{a, b} { // both cache it

@@ -69,7 +69,7 @@ func userID(r *http.Request) string {
 func handleEntryList(logger *slog.Logger, entries journal.EntryStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		req, err := journal.ParsePageRequest(q.Get("limit"), q.Get("cursor"))
+		req, err := journal.ParsePageRequest(q.Get("limit"), q.Get("cursor"), "", "", "")
 		if err != nil {
 			writeError(w, r, logger, err)
 			return

@@ -122,7 +122,7 @@ func handleTokenCreate(logger *slog.Logger, users journal.UserStore, tokens jour
 		}
 		secret, hash := journal.NewTokenSecret()
 		t := journal.StoredTime(now())
-		tok := journal.Token{Hash: hash, UserID: u.ID, CreatedAt: t, ExpiresAt: journal.StoredTime(t.Add(ttl))}
+		tok := journal.Token{Hash: hash, ID: journal.NewID(t), UserID: u.ID, CreatedAt: t, ExpiresAt: journal.StoredTime(t.Add(ttl))}
 		if err := tokens.CreateToken(r.Context(), tok); err != nil {
 			writeError(w, r, logger, err)
 			return

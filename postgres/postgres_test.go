@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func schemaURL(tb testing.TB, base string) string {
 }
 
 func TestMigrations(t *testing.T) {
-	storetest.RunMigrations(t, []int{1}, func(t *testing.T) storetest.MigrationTarget {
+	storetest.RunMigrations(t, []int{1, 2}, func(t *testing.T) storetest.MigrationTarget {
 		url := testenv.PostgresURL(t)
 		return storetest.MigrationTarget{
 			Open: func(ctx context.Context) (journal.Database, error) { return postgres.Open(ctx, url, 2) },
@@ -178,5 +179,36 @@ func TestApplyChangesSkipsLockedRows(t *testing.T) {
 	}
 	if n, err := s.PendingChanges(ctx); err != nil || n != 0 {
 		t.Errorf("PendingChanges = %d, %v; want 0", n, err)
+	}
+}
+
+// TestPurgeOneAtATime: while another session holds the purge lock, Purge
+// deletes nothing and says so.
+func TestPurgeOneAtATime(t *testing.T) {
+	t.Parallel()
+	url := testenv.PostgresURL(t)
+	s := testdb.PostgresAt(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(0x6a7075726765)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Purge(ctx, time.Now(), 10); !errors.Is(err, journal.ErrPurgeRunning) || n != 0 {
+		t.Errorf("Purge while another holds the lock = %d, %v; want 0, ErrPurgeRunning", n, err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Purge(ctx, time.Now(), 10); err != nil {
+		t.Errorf("Purge after the lock was released = %v", err)
 	}
 }

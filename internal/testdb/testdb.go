@@ -21,9 +21,15 @@ const openTimeout = 30 * time.Second
 // SQLite returns a store on a new SQLite file in a tb.TempDir.
 func SQLite(tb testing.TB) *sqlite.Store {
 	tb.Helper()
+	return SQLiteAt(tb, filepath.Join(tb.TempDir(), "journal.db"))
+}
+
+// SQLiteAt returns a store on the SQLite file at path.
+func SQLiteAt(tb testing.TB, path string) *sqlite.Store {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
-	s, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "journal.db"))
+	s, err := sqlite.Open(ctx, path)
 	if err != nil {
 		tb.Fatalf("testdb: sqlite.Open: %v", err)
 	}
