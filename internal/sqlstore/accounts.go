@@ -197,38 +197,37 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, rec journal.Idempotency
 	if !journal.ValidID(rec.UserID) {
 		return journal.IdempotencyRecord{}, false, journal.ErrNotFound
 	}
-	// Each statement is atomic: of concurrent inserts one wins, and of
-	// concurrent takeovers of an expired record the first moves its expiry
-	// so the others no longer match. A record that disappears between the
-	// statements (released, purged) is claimed again.
-	for range 3 {
-		n, err := s.write.Exec(ctx,
-			"INSERT INTO idempotency_keys (user_id, key, fingerprint, claim, expires_at) VALUES ($1, $2, $3, $4, $5)"+
-				" ON CONFLICT (user_id, key) DO NOTHING",
-			rec.UserID, rec.Key, rec.Fingerprint, rec.Claim, s.time(rec.ExpiresAt))
-		switch {
-		case err != nil && s.d.ForeignKeyViolation(err):
-			return journal.IdempotencyRecord{}, false, journal.ErrNotFound
-		case err != nil:
-			return journal.IdempotencyRecord{}, false, s.errorf("claim idempotency key", err)
-		case n == 1:
-			return rec, true, nil
-		}
-		n, err = s.write.Exec(ctx,
-			"UPDATE idempotency_keys SET fingerprint = $3, claim = $4, status = NULL, location = '', etag = '', body = NULL, expires_at = $5"+
-				" WHERE user_id = $1 AND key = $2 AND expires_at <= $6",
-			rec.UserID, rec.Key, rec.Fingerprint, rec.Claim, s.time(rec.ExpiresAt), s.time(now))
-		switch {
-		case err != nil:
-			return journal.IdempotencyRecord{}, false, s.errorf("claim idempotency key", err)
-		case n == 1:
-			return rec, true, nil
-		}
+	// A live record is read without writing (a retry is a read). Otherwise
+	// each write is one atomic statement: of concurrent inserts one wins,
+	// and of concurrent takeovers of an expired record the first moves its
+	// expiry so the others no longer match. A loser reads the winner's
+	// record on its next turn.
+	for range 4 {
 		held, err := s.idempotencyRecord(ctx, rec.UserID, rec.Key)
-		if errors.Is(err, journal.ErrNotFound) {
-			continue
+		var n int64
+		switch {
+		case err == nil && held.ExpiresAt.After(now):
+			return held, false, nil
+		case err == nil: // expired: take it over
+			n, err = s.write.Exec(ctx,
+				"UPDATE idempotency_keys SET fingerprint = $3, claim = $4, status = NULL, location = '', etag = '', body = NULL, expires_at = $5"+
+					" WHERE user_id = $1 AND key = $2 AND expires_at <= $6",
+				rec.UserID, rec.Key, rec.Fingerprint, rec.Claim, s.time(rec.ExpiresAt), s.time(now))
+		case errors.Is(err, journal.ErrNotFound):
+			n, err = s.write.Exec(ctx,
+				"INSERT INTO idempotency_keys (user_id, key, fingerprint, claim, expires_at) VALUES ($1, $2, $3, $4, $5)"+
+					" ON CONFLICT (user_id, key) DO NOTHING",
+				rec.UserID, rec.Key, rec.Fingerprint, rec.Claim, s.time(rec.ExpiresAt))
+			if err != nil && s.d.ForeignKeyViolation(err) {
+				return journal.IdempotencyRecord{}, false, journal.ErrNotFound
+			}
 		}
-		return held, false, err
+		if err != nil {
+			return journal.IdempotencyRecord{}, false, s.errorf("claim idempotency key", err)
+		}
+		if n == 1 {
+			return rec, true, nil
+		}
 	}
 	return journal.IdempotencyRecord{}, false, s.errorf("claim idempotency key", errors.New("the record keeps changing"))
 }
@@ -238,7 +237,7 @@ func (s *Store) idempotencyRecord(ctx context.Context, userID, key string) (jour
 	rec := journal.IdempotencyRecord{UserID: userID, Key: key}
 	var status *int64
 	var resp journal.StoredResponse
-	err := s.write.QueryRow(ctx,
+	err := s.read.QueryRow(ctx,
 		"SELECT fingerprint, claim, status, location, etag, body, expires_at FROM idempotency_keys WHERE user_id = $1 AND key = $2",
 		userID, key).Scan(&rec.Fingerprint, &rec.Claim, &status, &resp.Location, &resp.ETag, &resp.Body, s.d.ScanTime(&rec.ExpiresAt))
 	switch {

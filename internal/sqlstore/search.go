@@ -53,12 +53,14 @@ func (s *Store) reindexEntry(ctx context.Context, tx DB, e journal.Entry) error 
 }
 
 // Reindex indexes, in batches of one transaction each, the words of every
-// entry that an older tokenizer indexed (see [WordsVersion]). Stores call it
-// when they open; concurrent calls on one database are safe.
+// entry that an older tokenizer indexed (see [WordsVersion]), walking the
+// entries by id so each is read once. Stores call it when they open;
+// concurrent calls on one database are safe.
 func Reindex(ctx context.Context, s *Store) error {
+	after := "00000000-0000-0000-0000-000000000000" // below every id
 	for {
-		rows, err := s.read.Query(ctx,
-			"SELECT "+entryColumns+" FROM entries WHERE words_version < $1 LIMIT 200", WordsVersion)
+		rows, err := s.read.Query(ctx, "SELECT "+entryColumns+" FROM entries WHERE words_version < $1 AND id > $2"+
+			" ORDER BY id LIMIT 200", WordsVersion, after)
 		if err != nil {
 			return s.errorf("reindex", err)
 		}
@@ -92,6 +94,7 @@ func Reindex(ctx context.Context, s *Store) error {
 		if err != nil {
 			return err
 		}
+		after = batch[len(batch)-1].ID
 	}
 }
 
