@@ -59,7 +59,9 @@ func DecodeCursor(s string) (Cursor, error) {
 	if s == "" || len(s) > maxCursorLen {
 		return Cursor{}, ErrInvalidCursor
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(s)
+	// Strict: the unused bits of the last character must be zero, so one
+	// cursor has one encoding.
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil {
 		return Cursor{}, ErrInvalidCursor
 	}
