@@ -116,7 +116,7 @@ func validIndexWord(w string) bool {
 		if len(hash) != 22 || len(word) == 0 || len(word) > 32 {
 			return false
 		}
-		if _, err := base64.RawURLEncoding.DecodeString(hash); err != nil {
+		if _, err := base64.RawURLEncoding.Strict().DecodeString(hash); err != nil {
 			return false
 		}
 	} else if w == "" || len(w) > maxWordBytes {

@@ -212,3 +212,48 @@ func TestPurgeOneAtATime(t *testing.T) {
 		t.Errorf("Purge after the lock was released = %v", err)
 	}
 }
+
+// benchEntries is the number of entries of the search benchmark's user.
+const benchEntries = 100_000
+
+// BenchmarkSearch measures the first page of searches over 100,000 entries
+// of one user. The entries are copied in with COPY and indexed by the
+// store's Open (Reindex), as an upgraded database would be; ANALYZE then
+// gives the planner the statistics autovacuum would gather.
+func BenchmarkSearch(b *testing.B) {
+	ctx := context.Background()
+	url := testenv.PostgresURL(b)
+	s := testdb.PostgresAt(b, url)
+	start := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	u := journal.User{ID: journal.NewID(start), Username: "bench", PasswordHash: "h", CreatedAt: start}
+	if err := s.CreateUser(ctx, u); err != nil {
+		b.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	corpus := storetest.BenchCorpus(u.ID, benchEntries, start)
+	_, err = conn.CopyFrom(ctx, pgx.Identifier{"entries"}, []string{"id", "user_id", "title", "body", "version", "created_at", "updated_at"},
+		pgx.CopyFromSlice(len(corpus), func(i int) ([]any, error) {
+			e := corpus[i]
+			return []any{e.ID, e.UserID, e.Title, e.Body, e.Version, e.CreatedAt, e.UpdatedAt}, nil
+		}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	octx, cancel := context.WithTimeout(ctx, 10*time.Minute) // Open indexes them all
+	defer cancel()
+	s, err = postgres.Open(octx, url, 8)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.Logf("indexed %d entries in %v", benchEntries, time.Since(t0))
+	if _, err := conn.Exec(ctx, "ANALYZE"); err != nil {
+		b.Fatal(err)
+	}
+	storetest.BenchSearch(b, s, u.ID, start)
+}

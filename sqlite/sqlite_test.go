@@ -111,3 +111,48 @@ func TestReindexOnOpen(t *testing.T) {
 		t.Errorf("search after reopening = %+v, %v; want the entry", p, err)
 	}
 }
+
+// benchEntries is the number of entries of the search benchmark's user.
+const benchEntries = 100_000
+
+// BenchmarkSearch measures the first page of searches over 100,000 entries
+// of one user. The entries are written with SQL in one transaction and
+// indexed by the store's Open (Reindex), as an upgraded database would be.
+func BenchmarkSearch(b *testing.B) {
+	ctx := context.Background()
+	path := filepath.Join(b.TempDir(), "journal.db")
+	s := testdb.SQLiteAt(b, path)
+	start := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	u := journal.User{ID: journal.NewID(start), Username: "bench", PasswordHash: "h", CreatedAt: start}
+	if err := s.CreateUser(ctx, u); err != nil {
+		b.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tx, err := raw.Begin()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, e := range storetest.BenchCorpus(u.ID, benchEntries, start) {
+		if _, err := tx.Exec("INSERT INTO entries (id, user_id, title, body, version, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
+			e.ID, e.UserID, e.Title, e.Body, e.CreatedAt.UnixMicro(), e.UpdatedAt.UnixMicro()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	raw.Close()
+	t0 := time.Now()
+	octx, cancel := context.WithTimeout(ctx, 10*time.Minute) // Open indexes them all
+	defer cancel()
+	s, err = sqlite.Open(octx, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.Logf("indexed %d entries in %v", benchEntries, time.Since(t0))
+	storetest.BenchSearch(b, s, u.ID, start)
+}

@@ -158,9 +158,14 @@ func (s *Store) ListEntries(ctx context.Context, userID string, req journal.Page
 		t, id = "w.created_at", "w.entry_id"
 		q.b.WriteString("SELECT " + entryColumnsOf("e") + " FROM entry_words w JOIN entries e ON e.id = w.entry_id" +
 			" WHERE w.user_id = " + q.arg(userID) + " AND w.word = " + q.arg(drive))
+		// Each other word is a lookup of one primary-key row per candidate, in
+		// page order. A scalar subquery, not EXISTS: PostgreSQL turns EXISTS
+		// into a semi-join that may hash every occurrence of the word before
+		// the first row comes out; a scalar subquery runs per row on both
+		// databases.
 		for _, w := range others {
-			q.b.WriteString(" AND EXISTS (SELECT 1 FROM entry_words x WHERE x.user_id = w.user_id AND x.word = " + q.arg(w) +
-				" AND x.created_at = w.created_at AND x.entry_id = w.entry_id)")
+			q.b.WriteString(" AND (SELECT 1 FROM entry_words x WHERE x.user_id = w.user_id AND x.word = " + q.arg(w) +
+				" AND x.created_at = w.created_at AND x.entry_id = w.entry_id) = 1")
 		}
 	}
 	if f.From != nil {
