@@ -22,17 +22,23 @@ func newToken(tb testing.TB, db journal.Database, userID string) journal.Token {
 	return t
 }
 
+// twoInstances returns a fresh PostgreSQL database and two instances over
+// it, each with its own client of the shared Redis, under a fresh prefix.
+func twoInstances(t *testing.T) (journal.Database, *instance, *instance) {
+	t.Helper()
+	db := testdb.Postgres(t)
+	addr := testenv.RedisAddr(t)
+	prefix := testenv.RandomPrefix()
+	return db, newInstance(t, db, redisStore(t, addr), prefix), newInstance(t, db, redisStore(t, addr), prefix)
+}
+
 // TestAccountRevocationsVisibleElsewhere: every way of revoking tokens in
 // bulk (a password change, logging out everywhere, deleting the account)
 // reaches a token lookup cached on another instance within the
 // invalidation lag, and keeps the tokens it must keep.
 func TestAccountRevocationsVisibleElsewhere(t *testing.T) {
 	t.Parallel()
-	addr := testenv.RedisAddr(t)
-	db := testdb.Postgres(t)
-	prefix := testenv.RandomPrefix()
-	a := newInstance(t, db, redisStore(t, addr), prefix)
-	b := newInstance(t, db, redisStore(t, addr), prefix)
+	db, a, b := twoInstances(t)
 	for _, tc := range []struct {
 		name     string
 		revoke   func(ctx context.Context, u journal.User, keep journal.Token) error
@@ -95,11 +101,7 @@ func TestAccountRevocationsVisibleElsewhere(t *testing.T) {
 // served to anyone.
 func TestFilteredPagesCoherent(t *testing.T) {
 	t.Parallel()
-	addr := testenv.RedisAddr(t)
-	db := testdb.Postgres(t)
-	prefix := testenv.RandomPrefix()
-	a := newInstance(t, db, redisStore(t, addr), prefix)
-	b := newInstance(t, db, redisStore(t, addr), prefix)
+	db, a, b := twoInstances(t)
 	ctx := ctxT(t)
 	u := newUser(t, db, "alice")
 	create(t, a, u.ID, "rain in spain")

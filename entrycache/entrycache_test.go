@@ -247,11 +247,7 @@ func TestUnhealthyStore(t *testing.T) {
 // and pages: no read may be stale.
 func TestCoherenceAcrossInstances(t *testing.T) {
 	t.Parallel()
-	db := testdb.Postgres(t)
-	addr := testenv.RedisAddr(t)
-	prefix := testenv.RandomPrefix()
-	a := newInstance(t, db, redisStore(t, addr), prefix)
-	b := newInstance(t, db, redisStore(t, addr), prefix)
+	db, a, b := twoInstances(t)
 	// 1,000 pairs are about 6,000 database and cache operations: on a loaded
 	// 2-core machine under -race that can take well over ctxT's 30 s.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

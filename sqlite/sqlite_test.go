@@ -127,28 +127,11 @@ func BenchmarkSearch(b *testing.B) {
 	if err := s.CreateUser(ctx, u); err != nil {
 		b.Fatal(err)
 	}
-	raw, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		b.Fatal(err)
-	}
-	tx, err := raw.Begin()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, e := range storetest.BenchCorpus(u.ID, benchEntries, start) {
-		if _, err := tx.Exec("INSERT INTO entries (id, user_id, title, body, version, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
-			e.ID, e.UserID, e.Title, e.Body, e.CreatedAt.UnixMicro(), e.UpdatedAt.UnixMicro()); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		b.Fatal(err)
-	}
-	raw.Close()
+	testdb.SQLiteEntries(b, path, storetest.BenchCorpus(u.ID, benchEntries, start), false)
 	t0 := time.Now()
 	octx, cancel := context.WithTimeout(ctx, 10*time.Minute) // Open indexes them all
 	defer cancel()
-	s, err = sqlite.Open(octx, path)
+	s, err := sqlite.Open(octx, path)
 	if err != nil {
 		b.Fatal(err)
 	}
