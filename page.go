@@ -59,10 +59,10 @@ func DecodeCursor(s string) (Cursor, error) {
 	if s == "" || len(s) > maxCursorLen {
 		return Cursor{}, ErrInvalidCursor
 	}
-	// Strict: the unused bits of the last character must be zero, so one
-	// cursor has one encoding.
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
-	if err != nil {
+	// One cursor has one encoding: the decoder would also take line breaks
+	// and nonzero unused bits in the last character.
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || base64.RawURLEncoding.EncodeToString(raw) != s {
 		return Cursor{}, ErrInvalidCursor
 	}
 	parts := strings.Split(string(raw), ".")
@@ -116,7 +116,7 @@ func validIndexWord(w string) bool {
 		if len(hash) != 22 || len(word) == 0 || len(word) > 32 {
 			return false
 		}
-		if _, err := base64.RawURLEncoding.Strict().DecodeString(hash); err != nil {
+		if b, err := base64.RawURLEncoding.DecodeString(hash); err != nil || base64.RawURLEncoding.EncodeToString(b) != hash {
 			return false
 		}
 	} else if w == "" || len(w) > maxWordBytes {
