@@ -407,6 +407,18 @@ func TestSearchAndFilters(t *testing.T) {
 		if got, _, code := list("q=rain&sort=asc&sort=desc"); code != http.StatusOK || len(got) != 3 {
 			t.Errorf("unknown parameters: %d %v, want them ignored", code, got)
 		}
+		// The other routes of accounts, sessions, retries and export read no
+		// parameter, but refuse a query string that does not parse.
+		for _, rt := range []struct{ method, path, body string }{
+			{"GET", "/v1/tokens", ""}, {"GET", "/v1/export", ""}, {"POST", "/v1/entries", `{"title":"x"}`},
+			{"PUT", "/v1/users/me/password", `{"current_password":"password-alice","new_password":"another one"}`},
+			{"DELETE", "/v1/tokens/" + journal.NewID(time.Now()), ""}, {"DELETE", "/v1/tokens", ""}, {"DELETE", "/v1/users/me", ""},
+		} {
+			wantProblem(t, ts.do(t, rt.method, rt.path+"?x=%zz", rt.body, auth(tok)...), http.StatusBadRequest)
+			if w := ts.do(t, "GET", "/v1/users/me?x=1&x=2", "", auth(tok)...); w.Code != http.StatusOK {
+				t.Fatalf("%s %s with a bad query string changed something: %d", rt.method, rt.path, w.Code)
+			}
+		}
 	})
 }
 

@@ -130,6 +130,11 @@ type idempotency struct {
 // A first request that fails releases its claim: a retry runs again.
 func handleEntryCreate(logger *slog.Logger, entries journal.EntryStore, idem idempotency, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := queryParams(r)
+		if err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
 		key, hasKey, err := journal.ParseIdempotencyKey(r.Header.Values("Idempotency-Key"))
 		if err != nil {
 			writeError(w, r, logger, err)

@@ -191,6 +191,10 @@ type passwordChangeRequest struct {
 func handlePasswordChange(logger *slog.Logger, users journal.UserStore, pw *password.Hasher, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
+		if _, err := queryParams(r); err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
 		var in passwordChangeRequest
 		if err := decodeJSON(w, r, &in); err != nil {
 			writeError(w, r, logger, err)
@@ -236,7 +240,10 @@ func handlePasswordChange(logger *slog.Logger, users journal.UserStore, pw *pass
 // handleUserDelete deletes the account with everything of it.
 func handleUserDelete(logger *slog.Logger, users journal.UserStore, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := users.DeleteUser(r.Context(), userID(r), now())
+		_, err := queryParams(r)
+		if err == nil {
+			err = users.DeleteUser(r.Context(), userID(r), now())
+		}
 		if isNotFound(err) {
 			err = errBadToken // deleted concurrently
 		}
@@ -276,7 +283,11 @@ func handleTokenList(logger *slog.Logger, tokens journal.TokenStore, now func() 
 // for an unknown id and for another user's token alike.
 func handleTokenRevokeID(logger *slog.Logger, tokens journal.TokenStore, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := tokens.RevokeTokenByID(r.Context(), userID(r), r.PathValue("id"), now()); err != nil {
+		_, err := queryParams(r)
+		if err == nil {
+			err = tokens.RevokeTokenByID(r.Context(), userID(r), r.PathValue("id"), now())
+		}
+		if err != nil {
 			writeError(w, r, logger, err)
 			return
 		}
@@ -288,7 +299,11 @@ func handleTokenRevokeID(logger *slog.Logger, tokens journal.TokenStore, now fun
 // that made the request too.
 func handleTokenRevokeAll(logger *slog.Logger, tokens journal.TokenStore, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := tokens.RevokeTokens(r.Context(), userID(r), "", now()); err != nil {
+		_, err := queryParams(r)
+		if err == nil {
+			_, err = tokens.RevokeTokens(r.Context(), userID(r), "", now())
+		}
+		if err != nil {
 			writeError(w, r, logger, err)
 			return
 		}
