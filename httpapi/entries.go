@@ -275,6 +275,9 @@ func handleExport(logger *slog.Logger, entries journal.EntryStore) http.Handler 
 				writeError(w, r, logger, err)
 				return
 			}
+			if err != nil && r.Context().Err() != nil {
+				return // the client is gone
+			}
 			if err != nil {
 				logger.LogAttrs(r.Context(), slog.LevelError, "export failed after it started; aborting the response",
 					slog.String("request_id", w.Header().Get("X-Request-ID")), slog.String("error", err.Error()))
