@@ -237,21 +237,30 @@ func handlePasswordChange(logger *slog.Logger, users journal.UserStore, pw *pass
 	})
 }
 
+// noContent answers 204 after op, or the problem of its error. A query
+// string that does not parse is refused before op runs.
+func noContent(w http.ResponseWriter, r *http.Request, logger *slog.Logger, op func() error) {
+	_, err := queryParams(r)
+	if err == nil {
+		err = op()
+	}
+	if err != nil {
+		writeError(w, r, logger, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // handleUserDelete deletes the account with everything of it.
 func handleUserDelete(logger *slog.Logger, users journal.UserStore, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, err := queryParams(r)
-		if err == nil {
-			err = users.DeleteUser(r.Context(), userID(r), now())
-		}
-		if isNotFound(err) {
-			err = errBadToken // deleted concurrently
-		}
-		if err != nil {
-			writeError(w, r, logger, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		noContent(w, r, logger, func() error {
+			err := users.DeleteUser(r.Context(), userID(r), now())
+			if isNotFound(err) {
+				return errBadToken // deleted concurrently
+			}
+			return err
+		})
 	})
 }
 
@@ -283,15 +292,9 @@ func handleTokenList(logger *slog.Logger, tokens journal.TokenStore, now func() 
 // for an unknown id and for another user's token alike.
 func handleTokenRevokeID(logger *slog.Logger, tokens journal.TokenStore, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, err := queryParams(r)
-		if err == nil {
-			err = tokens.RevokeTokenByID(r.Context(), userID(r), r.PathValue("id"), now())
-		}
-		if err != nil {
-			writeError(w, r, logger, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		noContent(w, r, logger, func() error {
+			return tokens.RevokeTokenByID(r.Context(), userID(r), r.PathValue("id"), now())
+		})
 	})
 }
 
@@ -299,14 +302,9 @@ func handleTokenRevokeID(logger *slog.Logger, tokens journal.TokenStore, now fun
 // that made the request too.
 func handleTokenRevokeAll(logger *slog.Logger, tokens journal.TokenStore, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, err := queryParams(r)
-		if err == nil {
-			_, err = tokens.RevokeTokens(r.Context(), userID(r), "", now())
-		}
-		if err != nil {
-			writeError(w, r, logger, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		noContent(w, r, logger, func() error {
+			_, err := tokens.RevokeTokens(r.Context(), userID(r), "", now())
+			return err
+		})
 	})
 }
