@@ -97,11 +97,23 @@ type EntryStore interface {
 	// CreateEntry stores e (ID, UserID, Title, Body, CreatedAt and UpdatedAt
 	// set by the caller; Version is set to 1) and returns the stored entry.
 	CreateEntry(ctx context.Context, e Entry) (Entry, error)
+	// CreateEntryIdempotent is CreateEntry that, in the same transaction,
+	// completes the pending idempotency record (done.UserID, done.Key) held
+	// by done.Claim: it then holds done.Response until done.ExpiresAt. If
+	// the claim no longer holds the record it returns ErrClaimLost and
+	// stores nothing.
+	CreateEntryIdempotent(ctx context.Context, e Entry, done IdempotencyRecord) (Entry, error)
 	// Entry returns one entry of the user or ErrNotFound.
 	Entry(ctx context.Context, userID, id string) (Entry, error)
-	// ListEntries returns a page of the user's entries, newest first
-	// (created_at descending, ties by id descending).
+	// ListEntries returns a page of the user's entries that req.Filter
+	// selects, newest first (created_at descending, ties by id descending).
+	// The filter's words are looked up in an index, never by reading every
+	// entry of the user.
 	ListEntries(ctx context.Context, userID string, req PageRequest) (Page, error)
+	// ExportEntries returns up to limit of the user's entries oldest first
+	// (created_at, then id, ascending), strictly after the position after
+	// (nil: from the first); its Filter is ignored.
+	ExportEntries(ctx context.Context, userID string, after *Cursor, limit int) ([]Entry, error)
 	// UpdateEntry applies p at now and increments the version. With
 	// ifVersion != AnyVersion it fails with ErrVersionMismatch unless the entry
 	// has that version. Returns ErrNotFound for a missing entry.
@@ -117,8 +129,10 @@ type EntryStore interface {
 type Change struct {
 	Seq       int64  // outbox sequence number
 	UserID    string // whose data changed
-	EntryID   string // the entry written, or "" for a token change
+	EntryID   string // the entry written, or ""
 	TokenHash string // the token revoked, or ""
+	// With neither EntryID nor TokenHash, the change is the deletion of the
+	// user: every list page of theirs is stale.
 }
 
 // Outbox gives access to pending changes.
@@ -144,14 +158,27 @@ type Outbox interface {
 	PendingChanges(ctx context.Context) (int64, error)
 }
 
+// Purger deletes what no longer serves any purpose, so no table grows
+// without bound.
+type Purger interface {
+	// Purge deletes up to limit tokens revoked or expired at now, and up to
+	// limit idempotency records expired at now, and returns how many rows it
+	// deleted. At most one Purge runs at a time across every process using
+	// the database; a call that finds another running returns
+	// ErrPurgeRunning.
+	Purge(ctx context.Context, now time.Time, limit int) (int, error)
+}
+
 // Database is the contract of a database adapter (the sqlite and postgres
-// stores): users, tokens and entries kept with the outbox of their changes.
-// Implementations are safe for concurrent use.
+// stores): users, tokens, entries and idempotency records kept with the
+// outbox of their changes. Implementations are safe for concurrent use.
 type Database interface {
 	UserStore
 	TokenStore
 	EntryStore
+	IdempotencyStore
 	Outbox
+	Purger
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database; it must not be used afterwards.

@@ -27,6 +27,12 @@ var (
 	ErrVersionMismatch = errors.New("journal: version mismatch")
 	// ErrInvalidCursor reports a page cursor that does not decode (HTTP 400).
 	ErrInvalidCursor = errors.New("journal: invalid cursor")
+	// ErrPasswordMismatch reports that the current password given to change
+	// it is wrong (HTTP 403).
+	ErrPasswordMismatch = errors.New("journal: current password does not match")
+	// ErrPurgeRunning reports that another process holds the purge (see
+	// Purger); nothing was deleted.
+	ErrPurgeRunning = errors.New("journal: a purge is running elsewhere")
 )
 
 // FieldError is one validation failure of one input field.

@@ -71,13 +71,20 @@ func TestDecodeCursorRejects(t *testing.T) {
 	t.Parallel()
 	for _, in := range []string{
 		"", "!!!", "bm90LWEtY3Vyc29y", // "not-a-cursor"
-		b64("2.1.0190a6c8-3f2b-7c1d-9e4f-0123456789ab"),   // unknown version
-		b64("1.-5.0190a6c8-3f2b-7c1d-9e4f-0123456789ab"),  // negative time
-		b64("1.+5.0190a6c8-3f2b-7c1d-9e4f-0123456789ab"),  // non-canonical number
-		b64("1.05.0190a6c8-3f2b-7c1d-9e4f-0123456789ab"),  // leading zero
-		b64("1.5.0190a6c8-3f2b-7c1d-9e4f-0123456789ab.x"), // trailing part
-		b64("1.5.zzzz"),
-		strings.Repeat("A", 200),
+		b64("1.1.0190a6c8-3f2b-7c1d-9e4f-0123456789ab"),                         // an older version
+		b64("3.1.0190a6c8-3f2b-7c1d-9e4f-0123456789ab..."),                      // unknown version
+		b64("2.-5.0190a6c8-3f2b-7c1d-9e4f-0123456789ab..."),                     // negative time
+		b64("2.+5.0190a6c8-3f2b-7c1d-9e4f-0123456789ab..."),                     // non-canonical number
+		b64("2.05.0190a6c8-3f2b-7c1d-9e4f-0123456789ab..."),                     // leading zero
+		b64("2.5.0190a6c8-3f2b-7c1d-9e4f-0123456789ab...."),                     // trailing part
+		b64("2.5.0190a6c8-3f2b-7c1d-9e4f-0123456789ab.5.5."),                    // from not before to
+		b64("2.5.0190a6c8-3f2b-7c1d-9e4f-0123456789ab...b a"),                   // words not sorted
+		b64("2.5.0190a6c8-3f2b-7c1d-9e4f-0123456789ab...a a"),                   // repeated word
+		b64("2.5.0190a6c8-3f2b-7c1d-9e4f-0123456789ab...A"),                     // not folded
+		b64("2.5.0190a6c8-3f2b-7c1d-9e4f-0123456789ab...a-b"),                   // not a word
+		b64("2.5.0190a6c8-3f2b-7c1d-9e4f-0123456789ab...a b c d e f g h i j k"), // too many words
+		b64("2.5.zzzz..."),
+		strings.Repeat("A", 1025),
 	} {
 		if _, err := journal.DecodeCursor(in); !errors.Is(err, journal.ErrInvalidCursor) {
 			t.Errorf("DecodeCursor(%q) error = %v, want ErrInvalidCursor", in, err)
@@ -106,7 +113,7 @@ func TestParsePageRequest(t *testing.T) {
 		{"5", "garbage", 0, []string{"cursor"}},
 		{"x", "garbage", 0, []string{"limit", "cursor"}},
 	} {
-		req, err := journal.ParsePageRequest(tc.limit, tc.cursor)
+		req, err := journal.ParsePageRequest(tc.limit, tc.cursor, "", "", "")
 		if tc.wantFields == nil {
 			if err != nil || req.Limit != tc.wantLimit {
 				t.Errorf("ParsePageRequest(%q, %q) = %+v, %v; want limit %d", tc.limit, tc.cursor, req, err, tc.wantLimit)

@@ -7,13 +7,19 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Token is a bearer token as stored: only the SHA-256 hash of the secret is
 // kept. The database is the source of truth for revocation.
 type Token struct {
-	Hash      string // hex SHA-256 of the secret
+	Hash string // hex SHA-256 of the secret
+	// ID is the token's public name (a UUIDv7): what a client lists and
+	// revokes it by. It tells nothing about the secret.
+	ID        string
 	UserID    string
+	Name      string // chosen at login, 0-64 characters
 	CreatedAt time.Time
 	ExpiresAt time.Time
 	Revoked   bool
@@ -51,9 +57,32 @@ func WellFormedTokenSecret(s string) bool {
 	return err == nil
 }
 
+// MaxTokenNameChars is the longest token name, in Unicode characters.
+const MaxTokenNameChars = 64
+
+// ValidateTokenName checks a token name: valid UTF-8, at most 64
+// characters, no control characters. The empty name is valid.
+func ValidateTokenName(name string) error {
+	switch {
+	case !utf8.ValidString(name):
+		return Invalid("name", "must be valid UTF-8")
+	case utf8.RuneCountInString(name) > MaxTokenNameChars:
+		return Invalid("name", "must be at most 64 characters")
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return Invalid("name", "must not contain control characters")
+		}
+	}
+	return nil
+}
+
 // TokenStore persists tokens. Implementations are safe for concurrent use.
+// Every revocation records a Change per revoked token in the outbox in the
+// same transaction (see Outbox), so cached lookups of it are dropped.
 type TokenStore interface {
-	// CreateToken stores t.
+	// CreateToken stores t (Hash, ID, UserID, Name, CreatedAt, ExpiresAt set
+	// by the caller). Its user must exist, else ErrNotFound.
 	CreateToken(ctx context.Context, t Token) error
 	// TokenByHash returns the token (revoked or expired ones included) or
 	// ErrNotFound.
@@ -62,4 +91,15 @@ type TokenStore interface {
 	// outbox in the same transaction. Revoking an unknown or already revoked
 	// token returns ErrNotFound.
 	RevokeToken(ctx context.Context, hash string) error
+	// Tokens returns the user's live tokens at now (neither revoked nor
+	// expired), newest first (created_at, then id, descending).
+	Tokens(ctx context.Context, userID string, now time.Time) ([]Token, error)
+	// RevokeTokenByID revokes the user's token with the public id id. An
+	// unknown id, another user's token and one not live at now are
+	// ErrNotFound.
+	RevokeTokenByID(ctx context.Context, userID, id string, now time.Time) error
+	// RevokeTokens revokes every token of the user live at now except the
+	// one whose hash is keep ("" keeps none), atomically, and returns how
+	// many it revoked.
+	RevokeTokens(ctx context.Context, userID, keep string, now time.Time) (int, error)
 }

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -38,10 +39,19 @@ func ValidateCredentials(username, password string) error {
 			}
 		}
 	}
-	if len(password) < MinPasswordLen || len(password) > MaxPasswordLen {
-		v.add("password", "must be %d-%d bytes long", MinPasswordLen, MaxPasswordLen)
+	if err := ValidatePassword("password", password); err != nil {
+		v.Errors = append(v.Errors, err.(*ValidationError).Errors...)
 	}
 	return v.err()
+}
+
+// ValidatePassword checks a password (8-256 bytes) given in the input field
+// named field.
+func ValidatePassword(field, password string) error {
+	if len(password) < MinPasswordLen || len(password) > MaxPasswordLen {
+		return Invalid(field, fmt.Sprintf("must be %d-%d bytes long", MinPasswordLen, MaxPasswordLen))
+	}
+	return nil
 }
 
 // UserStore persists users. Implementations are safe for concurrent use.
@@ -53,4 +63,14 @@ type UserStore interface {
 	UserByUsername(ctx context.Context, username string) (User, error)
 	// UserByID returns the user or ErrNotFound (also for a malformed id).
 	UserByID(ctx context.Context, id string) (User, error)
+	// ChangePassword replaces the user's password hash oldHash with newHash
+	// and revokes every token of the user live at now except the one whose
+	// hash is keep, atomically. It returns ErrNotFound for a missing user
+	// and ErrPasswordMismatch, changing nothing, when the stored hash is no
+	// longer oldHash (the password changed since it was checked).
+	ChangePassword(ctx context.Context, userID, oldHash, newHash, keep string, now time.Time) error
+	// DeleteUser removes the user with every entry, token and idempotency
+	// record of theirs in one transaction, recording the Changes that drop
+	// their cached tokens and pages. A missing user is ErrNotFound.
+	DeleteUser(ctx context.Context, userID string, now time.Time) error
 }

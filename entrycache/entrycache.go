@@ -20,13 +20,21 @@
 //     again, the cache is not trusted: reads go to the database through
 //     [cache.Cache.Load], single-flight per key and at most
 //     Options.Cache.DegradedLoads at a time, and nothing is written back.
-//   - Token lookups are cached by token hash; a revocation deletes the cached
-//     token through the same outbox, so it takes effect on the revoking
-//     instance at once and on the others within the invalidation lag.
+//   - Token lookups are cached by token hash; a revocation (one token, every
+//     other token at a password change, all of them, or a deleted account)
+//     deletes the cached tokens through the same outbox, so it takes effect
+//     on the revoking instance at once and on the others within the
+//     invalidation lag. Deleting an account also deletes its generation;
+//     its entries' keys name a user id that is never used again and that no
+//     token can authenticate any more, and they expire with the TTL.
+//   - Filtered pages (search, time ranges) are cached like other pages,
+//     under the generation, with the filter in the key.
 package entrycache
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,6 +94,7 @@ type Options struct {
 
 // db is what this package needs of the database.
 type db interface {
+	journal.UserStore
 	journal.EntryStore
 	journal.TokenStore
 	journal.Outbox
@@ -299,6 +308,9 @@ func (s *Store) apply(ctx context.Context, changes []journal.Change) error {
 		if ch.TokenHash != "" {
 			add(s.tokenKey(ch.TokenHash))
 		}
+		if ch.EntryID == "" && ch.TokenHash == "" { // the user was deleted
+			add(s.genKey(ch.UserID))
+		}
 	}
 	if len(keys) == 0 {
 		return nil
@@ -333,10 +345,23 @@ func (s *Store) invalidate(ctx context.Context, userID string) {
 	// them itself (deletes are idempotent).
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.OpTimeout)
 	defer cancel()
-	if _, err := s.db.ApplyChanges(ctx, userID, 1000, s.apply); err != nil {
-		s.distrust("invalidation after write failed: " + err.Error())
+	// A write may leave more changes than one batch (every token of a user
+	// revoked at once): apply them all.
+	for {
+		n, err := s.db.ApplyChanges(ctx, userID, invalidateBatch, s.apply)
+		if err != nil {
+			s.distrust("invalidation after write failed: " + err.Error())
+			return
+		}
+		if n < invalidateBatch {
+			return
+		}
 	}
 }
+
+// invalidateBatch is the most changes applied in one cache call after a
+// write.
+const invalidateBatch = 1000
 
 func (s *Store) userPrefix(userID string) string  { return s.opts.Prefix + "e:{u:" + userID + "}:" }
 func (s *Store) itemKey(userID, id string) string { return s.userPrefix(userID) + "i:" + id }
@@ -432,10 +457,7 @@ func (s *Store) ListEntries(ctx context.Context, userID string, req journal.Page
 	if !journal.ValidID(userID) {
 		return journal.Page{}, nil
 	}
-	cur := "-"
-	if req.After != nil {
-		cur = req.After.Encode()
-	}
+	cur := pageKeyPart(req)
 	useCache := s.useCache(ctx)
 	// Without the cache there is no generation to read; the key then only
 	// names the read for single-flight.
@@ -468,6 +490,23 @@ func (s *Store) ListEntries(ctx context.Context, userID string, req journal.Page
 		p.Entries[i] = e.entry()
 	}
 	return p, nil
+}
+
+// pageKeyPart names the position and filter of req in a page key: "-" for
+// the unfiltered first page, else a hash of the encoded cursor (which carries
+// the filter), so keys stay short whatever the filter.
+func pageKeyPart(req journal.PageRequest) string {
+	var c string
+	switch {
+	case req.After != nil:
+		c = req.After.Encode()
+	case !req.Filter.IsZero():
+		c = "first:" + journal.Cursor{Filter: req.Filter}.Encode()
+	default:
+		return "-"
+	}
+	sum := sha256.Sum256([]byte(c))
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
 }
 
 // CreateEntry implements journal.EntryStore: database, then invalidation.
@@ -517,4 +556,54 @@ func (s *Store) RevokeToken(ctx context.Context, hash string) error {
 	}
 	s.invalidate(ctx, t.UserID)
 	return nil
+}
+
+// CreateEntryIdempotent implements journal.EntryStore: database, then
+// invalidation.
+func (s *Store) CreateEntryIdempotent(ctx context.Context, e journal.Entry, done journal.IdempotencyRecord) (journal.Entry, error) {
+	out, err := s.db.CreateEntryIdempotent(ctx, e, done)
+	if err == nil {
+		s.invalidate(ctx, e.UserID)
+	}
+	return out, err
+}
+
+// RevokeTokenByID implements journal.TokenStore: database, then
+// invalidation of the cached token on every instance.
+func (s *Store) RevokeTokenByID(ctx context.Context, userID, id string, now time.Time) error {
+	err := s.db.RevokeTokenByID(ctx, userID, id, now)
+	if err == nil {
+		s.invalidate(ctx, userID)
+	}
+	return err
+}
+
+// RevokeTokens implements journal.TokenStore: database, then invalidation
+// of the cached tokens on every instance.
+func (s *Store) RevokeTokens(ctx context.Context, userID, keep string, now time.Time) (int, error) {
+	n, err := s.db.RevokeTokens(ctx, userID, keep, now)
+	if err == nil {
+		s.invalidate(ctx, userID)
+	}
+	return n, err
+}
+
+// ChangePassword implements journal.UserStore: database, then invalidation
+// of the revoked tokens on every instance.
+func (s *Store) ChangePassword(ctx context.Context, userID, oldHash, newHash, keep string, now time.Time) error {
+	err := s.db.ChangePassword(ctx, userID, oldHash, newHash, keep, now)
+	if err == nil {
+		s.invalidate(ctx, userID)
+	}
+	return err
+}
+
+// DeleteUser implements journal.UserStore: database, then invalidation of
+// the user's tokens and pages on every instance.
+func (s *Store) DeleteUser(ctx context.Context, userID string, now time.Time) error {
+	err := s.db.DeleteUser(ctx, userID, now)
+	if err == nil {
+		s.invalidate(ctx, userID)
+	}
+	return err
 }

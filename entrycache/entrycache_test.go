@@ -247,11 +247,7 @@ func TestUnhealthyStore(t *testing.T) {
 // and pages: no read may be stale.
 func TestCoherenceAcrossInstances(t *testing.T) {
 	t.Parallel()
-	db := testdb.Postgres(t)
-	addr := testenv.RedisAddr(t)
-	prefix := testenv.RandomPrefix()
-	a := newInstance(t, db, redisStore(t, addr), prefix)
-	b := newInstance(t, db, redisStore(t, addr), prefix)
+	db, a, b := twoInstances(t)
 	// 1,000 pairs are about 6,000 database and cache operations: on a loaded
 	// 2-core machine under -race that can take well over ctxT's 30 s.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -438,7 +434,7 @@ func testRevocation(t *testing.T, newStore func(testing.TB) cache.Store) {
 	u := newUser(t, db, "alice")
 	_, hash := journal.NewTokenSecret()
 	now := journal.StoredTime(time.Now())
-	if err := db.CreateToken(ctx, journal.Token{Hash: hash, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+	if err := db.CreateToken(ctx, journal.Token{Hash: hash, ID: journal.NewID(now), UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, in := range []*instance{a, b} { // both cache it

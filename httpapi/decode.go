@@ -23,18 +23,28 @@ const MaxRequestBytes = 1 << 20
 // dst, a pointer to a struct. Every failure is a *clientError (400, 413 or
 // 415) or a *http.MaxBytesError-derived 413, never a 500.
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
-	if err := requireJSON(r.Header.Get("Content-Type")); err != nil {
+	body, err := readJSON(w, r)
+	if err != nil {
 		return err
+	}
+	return decodeJSONBytes(body, dst)
+}
+
+// readJSON returns r's body, application/json of at most MaxRequestBytes.
+// Its errors are *clientError (400, 413 or 415).
+func readJSON(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if err := requireJSON(r.Header.Get("Content-Type")); err != nil {
+		return nil, err
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &clientError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", mbe.Limit), nil}
+			return nil, &clientError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", mbe.Limit), nil}
 		}
-		return &clientError{http.StatusBadRequest, "could not read the request body", nil}
+		return nil, &clientError{http.StatusBadRequest, "could not read the request body", nil}
 	}
-	return decodeJSONBytes(body, dst)
+	return body, nil
 }
 
 // requireJSON accepts the media type application/json, with parameters.

@@ -1,8 +1,13 @@
 package httpapi
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -68,8 +73,12 @@ func userID(r *http.Request) string {
 
 func handleEntryList(logger *slog.Logger, entries journal.EntryStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		req, err := journal.ParsePageRequest(q.Get("limit"), q.Get("cursor"))
+		q, err := queryParams(r, "limit", "cursor", "q", "from", "to")
+		if err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
+		req, err := journal.ParsePageRequest(q["limit"], q["cursor"], q["q"], q["from"], q["to"])
 		if err != nil {
 			writeError(w, r, logger, err)
 			return
@@ -103,10 +112,41 @@ type entryCreateRequest struct {
 	Body  optString `json:"body"`
 }
 
-func handleEntryCreate(logger *slog.Logger, entries journal.EntryStore, now func() time.Time) http.Handler {
+// idempotency is how POST /v1/entries remembers Idempotency-Keys.
+type idempotency struct {
+	store journal.IdempotencyStore
+	// ttl is how long a completed record is replayed.
+	ttl time.Duration
+	// pending bounds how long a first request holds its key: a request
+	// that crashed blocks retries of its key no longer than this.
+	pending time.Duration
+}
+
+// handleEntryCreate creates an entry. With an Idempotency-Key, the first
+// request claims the key in the database before the work, so that a
+// concurrent retry on any instance gets 409; the entry and the response are
+// stored in one transaction; a retry with the same request gets the stored
+// response with Idempotent-Replayed: true, and one with another request 422.
+// A first request that fails releases its claim: a retry runs again.
+func handleEntryCreate(logger *slog.Logger, entries journal.EntryStore, idem idempotency, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := queryParams(r)
+		if err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
+		key, hasKey, err := journal.ParseIdempotencyKey(r.Header.Values("Idempotency-Key"))
+		if err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
+		body, err := readJSON(w, r)
+		if err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
 		var in entryCreateRequest
-		if err := decodeJSON(w, r, &in); err != nil {
+		if err := decodeJSONBytes(body, &in); err != nil {
 			writeError(w, r, logger, err)
 			return
 		}
@@ -115,18 +155,151 @@ func handleEntryCreate(logger *slog.Logger, entries journal.EntryStore, now func
 			return
 		}
 		t := journal.StoredTime(now())
-		e, err := entries.CreateEntry(r.Context(), journal.Entry{
+		e := journal.Entry{
 			ID: journal.NewID(t), UserID: userID(r), Title: in.Title.Value, Body: in.Body.Value,
-			CreatedAt: t, UpdatedAt: t,
-		})
-		if err != nil {
+			CreatedAt: t, UpdatedAt: t, Version: 1,
+		}
+		if !hasKey {
+			created, err := entries.CreateEntry(r.Context(), e)
+			if err != nil {
+				writeError(w, r, logger, err)
+				return
+			}
+			writeStored(w, createdResponse(created), false)
+			return
+		}
+		rec := journal.IdempotencyRecord{
+			UserID: e.UserID, Key: key, Fingerprint: journal.RequestFingerprint(r.Method, r.URL.Path, body),
+			Claim: journal.NewID(t), ExpiresAt: t.Add(idem.pending),
+		}
+		held, claimed, err := idem.store.ClaimIdempotencyKey(r.Context(), rec, t)
+		switch {
+		case err != nil:
+			writeError(w, r, logger, err)
+			return
+		case claimed:
+		case held.Fingerprint != rec.Fingerprint:
+			writeError(w, r, logger, errKeyReused)
+			return
+		case held.Response == nil:
+			writeError(w, r, logger, errKeyInFlight)
+			return
+		default:
+			writeStored(w, *held.Response, true)
+			return
+		}
+		// The stored entry is e as the store keeps it: its response is known
+		// before the transaction that stores both.
+		resp := createdResponse(e)
+		done := rec
+		done.Response, done.ExpiresAt = &resp, t.Add(idem.ttl)
+		if _, err := entries.CreateEntryIdempotent(r.Context(), e, done); err != nil {
+			if !errors.Is(err, journal.ErrClaimLost) {
+				// Nothing was stored: free the key for a retry, also when the
+				// client went away.
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), releaseTimeout)
+				if rerr := idem.store.ReleaseIdempotencyKey(ctx, rec.UserID, rec.Key, rec.Claim); rerr != nil {
+					logger.LogAttrs(ctx, slog.LevelWarn, "releasing an Idempotency-Key failed; it frees itself when its claim expires",
+						slog.String("request_id", w.Header().Get("X-Request-ID")), slog.String("error", rerr.Error()))
+				}
+				cancel()
+			}
 			writeError(w, r, logger, err)
 			return
 		}
-		h := w.Header()
-		h.Set("Location", "/v1/entries/"+e.ID)
-		h.Set("ETag", entryETag(e))
-		writeJSON(w, r, logger, http.StatusCreated, toEntryJSON(e))
+		writeStored(w, resp, false)
+	})
+}
+
+// releaseTimeout bounds the release of an Idempotency-Key claim after a
+// failed first request.
+const releaseTimeout = 5 * time.Second
+
+// createdResponse is the 201 answer to the creation of e.
+func createdResponse(e journal.Entry) journal.StoredResponse {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(toEntryJSON(e)) // strings only: it always encodes
+	return journal.StoredResponse{Status: http.StatusCreated, Location: "/v1/entries/" + e.ID, ETag: entryETag(e), Body: buf.Bytes()}
+}
+
+// writeStored writes a response of POST /v1/entries; replayed marks it
+// Idempotent-Replayed.
+func writeStored(w http.ResponseWriter, resp journal.StoredResponse, replayed bool) {
+	h := w.Header()
+	if resp.Location != "" {
+		h.Set("Location", resp.Location)
+	}
+	if resp.ETag != "" {
+		h.Set("ETag", resp.ETag)
+	}
+	if replayed {
+		h.Set("Idempotent-Replayed", "true")
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
+	w.WriteHeader(resp.Status)
+	_, _ = w.Write(resp.Body)
+}
+
+// exportBatch is how many entries an export reads at a time: its memory
+// does not grow with the number of entries, and it holds no database
+// connection while the client reads.
+const exportBatch = 256
+
+// exportWriteWindow is how long the client gets to take each batch of an
+// export: the server's write timeout bounds a whole ordinary response, not a
+// stream, so the deadline moves forward with every batch.
+const exportWriteWindow = 30 * time.Second
+
+// handleExport streams every entry of the user, oldest first, one JSON
+// object a line (application/x-ndjson). A failure after the first line
+// aborts the response, so a client never mistakes a cut export for a whole
+// one.
+func handleExport(logger *slog.Logger, entries journal.EntryStore) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := queryParams(r); err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
+		uid := userID(r)
+		rc := http.NewResponseController(w)
+		bw := bufio.NewWriterSize(w, 32<<10)
+		enc := json.NewEncoder(bw)
+		enc.SetEscapeHTML(false)
+		var after *journal.Cursor
+		for started := false; ; started = true {
+			batch, err := entries.ExportEntries(r.Context(), uid, after, exportBatch)
+			if err != nil && !started {
+				writeError(w, r, logger, err)
+				return
+			}
+			if err != nil && r.Context().Err() != nil {
+				return // the client is gone
+			}
+			if err != nil {
+				logger.LogAttrs(r.Context(), slog.LevelError, "export failed after it started; aborting the response",
+					slog.String("request_id", w.Header().Get("X-Request-ID")), slog.String("error", err.Error()))
+				panic(http.ErrAbortHandler)
+			}
+			if !started {
+				w.Header().Set("Content-Type", "application/x-ndjson")
+				w.WriteHeader(http.StatusOK)
+			}
+			_ = rc.SetWriteDeadline(time.Now().Add(exportWriteWindow)) // unsupported only in tests
+			for _, e := range batch {
+				if err := enc.Encode(toEntryJSON(e)); err != nil {
+					return // the client is gone
+				}
+			}
+			if len(batch) < exportBatch {
+				break
+			}
+			last := batch[len(batch)-1]
+			after = &journal.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}
+		}
+		_ = bw.Flush()
 	})
 }
 

@@ -33,7 +33,18 @@ var (
 	errNoRoute          = &clientError{http.StatusNotFound, "no such resource", nil}
 	errMethodNotAllowed = &clientError{http.StatusMethodNotAllowed, "method not allowed on this resource; see the Allow header", nil}
 	errPreconditionETag = &clientError{http.StatusPreconditionFailed, "If-Match does not match the current ETag of the entry", nil}
+	errWrongPassword    = &clientError{http.StatusForbidden, "current_password is wrong",
+		[]journal.FieldError{{Field: "current_password", Message: "is wrong"}}}
+	errKeyInFlight = &clientError{http.StatusConflict,
+		"a request with this Idempotency-Key is still being processed; retry it later", nil}
+	errKeyReused = &clientError{http.StatusUnprocessableEntity,
+		"this Idempotency-Key was used for another request (method, path or body differ)",
+		[]journal.FieldError{{Field: "Idempotency-Key", Message: "was used for another request"}}}
 )
+
+// inFlightRetryAfter is the Retry-After of a 409 for an Idempotency-Key
+// whose first request is still being processed.
+const inFlightRetryAfter = "1"
 
 // busyRetryAfter is the Retry-After of a 503 answered because the password
 // hasher is saturated.
@@ -76,6 +87,10 @@ func problemFor(r *http.Request, err error) problem {
 		p.Errors = []journal.FieldError{{Field: "username", Message: "is already taken"}}
 	case errors.Is(err, journal.ErrVersionMismatch):
 		p.Status, p.Detail = http.StatusPreconditionFailed, errPreconditionETag.detail
+	case errors.Is(err, journal.ErrPasswordMismatch):
+		p.Status, p.Detail, p.Errors = errWrongPassword.status, errWrongPassword.detail, errWrongPassword.fields
+	case errors.Is(err, journal.ErrClaimLost):
+		p.Status, p.Detail = errKeyInFlight.status, errKeyInFlight.detail
 	case errors.Is(err, password.ErrBusy):
 		p.Type = httplimit.ProblemTemporaryReducedCapacity
 		p.Status, p.Detail = http.StatusServiceUnavailable, "too many password checks in progress; retry later"
@@ -114,6 +129,10 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 	case http.StatusServiceUnavailable:
 		if errors.Is(err, password.ErrBusy) {
 			h.Set("Retry-After", busyRetryAfter)
+		}
+	case http.StatusConflict:
+		if errors.Is(err, errKeyInFlight) || errors.Is(err, journal.ErrClaimLost) {
+			h.Set("Retry-After", inFlightRetryAfter)
 		}
 	}
 	if p.Status >= 500 || p.Status == statusClientClosed {

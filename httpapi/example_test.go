@@ -27,14 +27,15 @@ func ExampleNewServer() {
 	defer store.Close()
 
 	h, err := httpapi.NewServer(httpapi.Options{
-		Logger:     slog.New(slog.DiscardHandler),
-		Users:      store,
-		Tokens:     store,
-		Entries:    store,
-		Passwords:  password.New(password.Options{}),
-		Metrics:    prometheus.NewRegistry(),
-		InstanceID: "example-1",
-		Database:   store.Ping,
+		Logger:      slog.New(slog.DiscardHandler),
+		Users:       store,
+		Tokens:      store,
+		Entries:     store,
+		Idempotency: store,
+		Passwords:   password.New(password.Options{}),
+		Metrics:     prometheus.NewRegistry(),
+		InstanceID:  "example-1",
+		Database:    store.Ping,
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -103,16 +103,17 @@ func newTestServer(tb testing.TB, mod ...func(*Options)) *testServer {
 		hasher: password.New(password.Options{Params: cheapParams}),
 	}
 	ts.opts = Options{
-		Logger:     slog.New(slog.NewJSONHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Users:      st,
-		Tokens:     st,
-		Entries:    st,
-		Passwords:  ts.hasher,
-		Metrics:    ts.reg,
-		InstanceID: "test-1",
-		TokenTTL:   time.Hour,
-		Now:        ts.clock.Now,
-		Database:   st.Ping,
+		Logger:      slog.New(slog.NewJSONHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Users:       st,
+		Tokens:      st,
+		Entries:     st,
+		Idempotency: st,
+		Passwords:   ts.hasher,
+		Metrics:     ts.reg,
+		InstanceID:  "test-1",
+		TokenTTL:    time.Hour,
+		Now:         ts.clock.Now,
+		Database:    st.Ping,
 	}
 	for _, m := range mod {
 		m(&ts.opts)
@@ -146,6 +147,9 @@ func (ts *testServer) do(tb testing.TB, method, target, body string, header ...s
 	}
 	w := httptest.NewRecorder()
 	ts.h.ServeHTTP(w, r)
+	if err := loadDoc(tb).checkResponse(r, w); err != nil {
+		tb.Errorf("the response departs from openapi.json: %v", err)
+	}
 	return w
 }
 
@@ -264,6 +268,6 @@ func bothStores(t *testing.T, test func(t *testing.T, ts *testServer)) {
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
 		st := testdb.Postgres(t)
-		test(t, newTestServer(t, func(o *Options) { o.Users, o.Tokens, o.Entries, o.Database = st, st, st, st.Ping }))
+		test(t, newTestServer(t, func(o *Options) { o.Users, o.Tokens, o.Entries, o.Idempotency, o.Database = st, st, st, st, st.Ping }))
 	})
 }

@@ -65,7 +65,8 @@ func TestUnmatchedRoutes(t *testing.T) {
 		{"POST", "/livez", 405, "GET, HEAD"},
 		{"PUT", "/v1/entries", 405, "GET, HEAD, POST"},
 		{"PUT", "/v1/entries/x", 405, "DELETE, GET, HEAD, PATCH"},
-		{"GET", "/v1/tokens", 405, "POST"},
+		{"PATCH", "/v1/tokens", 405, "DELETE, GET, HEAD, POST"},
+		{"GET", "/v1/tokens/x", 405, "DELETE"},
 	} {
 		w := ts.do(t, tc.method, tc.target, "", auth(tok)...)
 		wantProblem(t, w, tc.status)
@@ -279,7 +280,7 @@ func TestLimitSlots(t *testing.T) {
 			SetLogAttr(r, "ratelimit", "ip-checked")
 			if r.Header.Get("X-Deny") == "ip" {
 				w.Header().Set("Retry-After", "7")
-				w.WriteHeader(http.StatusTooManyRequests)
+				writeProblem(w, r, problem{Type: "about:blank", Title: "Too Many Requests", Status: http.StatusTooManyRequests, Detail: "denied"})
 				return
 			}
 			next.ServeHTTP(w, r)

@@ -47,9 +47,21 @@ type Options struct {
 	Logger *slog.Logger
 	// Users, Tokens and Entries are the stores. Required. Tokens.TokenByHash
 	// is called once per authenticated request and may be a cache.
+	// Users and Tokens carry the revocations of password changes, account
+	// deletions and logouts, so they must invalidate any token cache.
 	Users   journal.UserStore
 	Tokens  journal.TokenStore
 	Entries journal.EntryStore
+	// Idempotency keeps the Idempotency-Key records of POST /v1/entries.
+	// Required.
+	Idempotency journal.IdempotencyStore
+	// IdempotencyTTL is how long the response to a request with an
+	// Idempotency-Key is replayed (JOURNAL_IDEMPOTENCY_TTL). Zero: 24h.
+	IdempotencyTTL time.Duration
+	// IdempotencyPending is the longest a first request holds its
+	// Idempotency-Key, so a request that crashed does not block its key
+	// for longer. Zero: 30s.
+	IdempotencyPending time.Duration
 	// Passwords hashes and verifies passwords under its concurrency bound.
 	// Required.
 	Passwords *password.Hasher
@@ -89,8 +101,10 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultTokenTTL     = 720 * time.Hour
-	DefaultReadyTimeout = 2 * time.Second
+	DefaultTokenTTL           = 720 * time.Hour
+	DefaultReadyTimeout       = 2 * time.Second
+	DefaultIdempotencyTTL     = 24 * time.Hour
+	DefaultIdempotencyPending = 30 * time.Second
 )
 
 // NewServer returns the HTTP handler of the whole API. It returns an error
@@ -106,6 +120,10 @@ func NewServer(opts Options) (http.Handler, error) {
 		return nil, errors.New("httpapi: Options.Tokens is required")
 	case opts.Entries == nil:
 		return nil, errors.New("httpapi: Options.Entries is required")
+	case opts.Idempotency == nil:
+		return nil, errors.New("httpapi: Options.Idempotency is required")
+	case opts.IdempotencyTTL < 0 || opts.IdempotencyPending < 0:
+		return nil, errors.New("httpapi: Options.IdempotencyTTL and IdempotencyPending must not be negative")
 	case opts.Passwords == nil:
 		return nil, errors.New("httpapi: Options.Passwords is required")
 	case opts.Metrics == nil:
@@ -119,6 +137,12 @@ func NewServer(opts Options) (http.Handler, error) {
 	}
 	if opts.TokenTTL == 0 {
 		opts.TokenTTL = DefaultTokenTTL
+	}
+	if opts.IdempotencyTTL == 0 {
+		opts.IdempotencyTTL = DefaultIdempotencyTTL
+	}
+	if opts.IdempotencyPending == 0 {
+		opts.IdempotencyPending = DefaultIdempotencyPending
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

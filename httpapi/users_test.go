@@ -142,7 +142,7 @@ func TestTokenCreate(t *testing.T) {
 		}
 		var tok map[string]string
 		decodeBody(t, w, &tok)
-		if len(tok) != 2 || !journal.WellFormedTokenSecret(tok["token"]) {
+		if len(tok) != 4 || !journal.WellFormedTokenSecret(tok["token"]) || !journal.ValidID(tok["id"]) || tok["name"] != "" {
 			t.Errorf("token response = %v", tok)
 		}
 		if got, want := tok["expires_at"], "2025-03-04T06:06:07.123456Z"; got != want {

@@ -36,6 +36,10 @@ const DefaultStatementTimeout = 5 * time.Second
 // of every instance on one database ("journal" in ASCII).
 const migrationLockKey int64 = 0x6a6f75726e616c
 
+// purgeLockKey is the transaction-level advisory lock that lets one Purge
+// run at a time across every instance on one database ("jpurge").
+const purgeLockKey int64 = 0x6a7075726765
+
 // Store is a [journal.Database] on a PostgreSQL connection pool. It runs the
 // queries it shares with the sqlite store, and applies outbox changes its own
 // way (see [Store.ApplyChanges]). It is safe for concurrent use and must not
@@ -80,6 +84,10 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 	}
 	s := &Store{pool: pool}
 	s.queries = sqlstore.New(dialect, db{pool}, db{pool}, s.inTx)
+	if err := sqlstore.Reindex(ctx, s.queries); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
 	return s, nil
 }
 

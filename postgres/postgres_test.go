@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func schemaURL(tb testing.TB, base string) string {
 }
 
 func TestMigrations(t *testing.T) {
-	storetest.RunMigrations(t, []int{1}, func(t *testing.T) storetest.MigrationTarget {
+	storetest.RunMigrations(t, []int{1, 2}, func(t *testing.T) storetest.MigrationTarget {
 		url := testenv.PostgresURL(t)
 		return storetest.MigrationTarget{
 			Open: func(ctx context.Context) (journal.Database, error) { return postgres.Open(ctx, url, 2) },
@@ -179,4 +180,80 @@ func TestApplyChangesSkipsLockedRows(t *testing.T) {
 	if n, err := s.PendingChanges(ctx); err != nil || n != 0 {
 		t.Errorf("PendingChanges = %d, %v; want 0", n, err)
 	}
+}
+
+// TestPurgeOneAtATime: while another session holds the purge lock, Purge
+// deletes nothing and says so.
+func TestPurgeOneAtATime(t *testing.T) {
+	t.Parallel()
+	url := testenv.PostgresURL(t)
+	s := testdb.PostgresAt(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(0x6a7075726765)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Purge(ctx, time.Now(), 10); !errors.Is(err, journal.ErrPurgeRunning) || n != 0 {
+		t.Errorf("Purge while another holds the lock = %d, %v; want 0, ErrPurgeRunning", n, err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Purge(ctx, time.Now(), 10); err != nil {
+		t.Errorf("Purge after the lock was released = %v", err)
+	}
+}
+
+// benchEntries is the number of entries of the search benchmark's user.
+const benchEntries = 100_000
+
+// BenchmarkSearch measures the first page of searches over 100,000 entries
+// of one user. The entries are copied in with COPY and indexed by the
+// store's Open (Reindex), as an upgraded database would be; ANALYZE then
+// gives the planner the statistics autovacuum would gather.
+func BenchmarkSearch(b *testing.B) {
+	ctx := context.Background()
+	url := testenv.PostgresURL(b)
+	s := testdb.PostgresAt(b, url)
+	start := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	u := journal.User{ID: journal.NewID(start), Username: "bench", PasswordHash: "h", CreatedAt: start}
+	if err := s.CreateUser(ctx, u); err != nil {
+		b.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	corpus := storetest.BenchCorpus(u.ID, benchEntries, start)
+	_, err = conn.CopyFrom(ctx, pgx.Identifier{"entries"}, []string{"id", "user_id", "title", "body", "version", "created_at", "updated_at"},
+		pgx.CopyFromSlice(len(corpus), func(i int) ([]any, error) {
+			e := corpus[i]
+			return []any{e.ID, e.UserID, e.Title, e.Body, e.Version, e.CreatedAt, e.UpdatedAt}, nil
+		}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	octx, cancel := context.WithTimeout(ctx, 10*time.Minute) // Open indexes them all
+	defer cancel()
+	s, err = postgres.Open(octx, url, 8)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.Logf("indexed %d entries in %v", benchEntries, time.Since(t0))
+	if _, err := conn.Exec(ctx, "ANALYZE"); err != nil {
+		b.Fatal(err)
+	}
+	storetest.BenchSearch(b, s, u.ID, start)
 }

@@ -126,3 +126,27 @@ func (s *Store) applyUserChanges(ctx context.Context, userID string, limit int, 
 		(SELECT seq FROM outbox WHERE seq = ANY($1) FOR UPDATE SKIP LOCKED)`, sqlstore.Seqs(changes))
 	return len(changes), nil
 }
+
+// Purge implements journal.Purger: its deletes run in one transaction that
+// first takes the advisory lock purgeLockKey without waiting
+// (pg_try_advisory_xact_lock); when another instance holds it, Purge returns
+// journal.ErrPurgeRunning. The lock ends with the transaction.
+func (s *Store) Purge(ctx context.Context, now time.Time, limit int) (int, error) {
+	var n int
+	err := sqlstore.Write(ctx, s.queries, "purge", func(tx sqlstore.DB) error {
+		var locked bool
+		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", purgeLockKey).Scan(&locked); err != nil {
+			return err
+		}
+		if !locked {
+			return journal.ErrPurgeRunning
+		}
+		var err error
+		n, err = sqlstore.PurgeBatch(ctx, s.queries, tx, now, limit)
+		return err
+	})
+	if errors.Is(err, journal.ErrPurgeRunning) {
+		return 0, journal.ErrPurgeRunning
+	}
+	return n, err
+}

@@ -49,6 +49,8 @@ type Store struct {
 	// replaying is held by the one ApplyChanges replay (userID == "") this
 	// Store runs at a time; another replay skips every row meanwhile.
 	replaying sync.Mutex
+	// purging is held by the one Purge this Store runs at a time.
+	purging sync.Mutex
 }
 
 var _ journal.Database = (*Store)(nil)
@@ -109,6 +111,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	s := &Store{w: w, r: r}
 	s.queries = sqlstore.New(dialect, db{r}, db{w}, s.inTx)
+	if err := sqlstore.Reindex(ctx, s.queries); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
 	return s, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/internal/storetest"
@@ -20,7 +21,7 @@ func TestConformance(t *testing.T) {
 }
 
 func TestMigrations(t *testing.T) {
-	storetest.RunMigrations(t, []int{1}, func(t *testing.T) storetest.MigrationTarget {
+	storetest.RunMigrations(t, []int{1, 2}, func(t *testing.T) storetest.MigrationTarget {
 		path := filepath.Join(t.TempDir(), "journal.db")
 		return storetest.MigrationTarget{
 			Open: func(ctx context.Context) (journal.Database, error) { return sqlite.Open(ctx, path) },
@@ -73,4 +74,68 @@ func TestOpenCanceled(t *testing.T) {
 
 func BenchmarkStore(b *testing.B) {
 	storetest.Bench(b, testdb.SQLite(b))
+}
+
+// TestReindexOnOpen: entries that an older tokenizer indexed (or none, as
+// before the word index existed) are indexed again when the store opens.
+func TestReindexOnOpen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "journal.db")
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	u := journal.User{ID: journal.NewID(now), Username: "alice", PasswordHash: "h", CreatedAt: now}
+	if err := s.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.CreateEntry(ctx, journal.Entry{ID: journal.NewID(now), UserID: u.ID, Title: "old words", CreatedAt: now, UpdatedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec("DELETE FROM entry_words; UPDATE entries SET words_version = 0"); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+
+	s = testdb.SQLiteAt(t, path)
+	f, _ := journal.ParseFilter("words", "", "")
+	p, err := s.ListEntries(ctx, u.ID, journal.PageRequest{Limit: 10, Filter: f})
+	if err != nil || len(p.Entries) != 1 || p.Entries[0].ID != e.ID {
+		t.Errorf("search after reopening = %+v, %v; want the entry", p, err)
+	}
+}
+
+// benchEntries is the number of entries of the search benchmark's user.
+const benchEntries = 100_000
+
+// BenchmarkSearch measures the first page of searches over 100,000 entries
+// of one user. The entries are written with SQL in one transaction and
+// indexed by the store's Open (Reindex), as an upgraded database would be.
+func BenchmarkSearch(b *testing.B) {
+	ctx := context.Background()
+	path := filepath.Join(b.TempDir(), "journal.db")
+	s := testdb.SQLiteAt(b, path)
+	start := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	u := journal.User{ID: journal.NewID(start), Username: "bench", PasswordHash: "h", CreatedAt: start}
+	if err := s.CreateUser(ctx, u); err != nil {
+		b.Fatal(err)
+	}
+	testdb.SQLiteEntries(b, path, storetest.BenchCorpus(u.ID, benchEntries, start), false)
+	t0 := time.Now()
+	octx, cancel := context.WithTimeout(ctx, 10*time.Minute) // Open indexes them all
+	defer cancel()
+	s, err := sqlite.Open(octx, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.Logf("indexed %d entries in %v", benchEntries, time.Since(t0))
+	storetest.BenchSearch(b, s, u.ID, start)
 }

@@ -125,3 +125,21 @@ func (s *Store) ApplyChanges(ctx context.Context, userID string, limit int, appl
 	}
 	return len(changes), nil
 }
+
+// Purge implements journal.Purger. Within this process one Purge runs at a
+// time (another returns journal.ErrPurgeRunning); its deletes run in one
+// IMMEDIATE transaction, which SQLite runs alone among every process
+// writing the file.
+func (s *Store) Purge(ctx context.Context, now time.Time, limit int) (int, error) {
+	if !s.purging.TryLock() {
+		return 0, journal.ErrPurgeRunning
+	}
+	defer s.purging.Unlock()
+	var n int
+	err := sqlstore.Write(ctx, s.queries, "purge", func(tx sqlstore.DB) error {
+		var err error
+		n, err = sqlstore.PurgeBatch(ctx, s.queries, tx, now, limit)
+		return err
+	})
+	return n, err
+}

@@ -223,7 +223,7 @@ func startUncached(tb testing.TB, vars map[string]string) string {
 		tb.Fatal(err)
 	}
 	h, err := httpapi.NewServer(httpapi.Options{
-		Logger: logger, Users: db, Tokens: db, Entries: db,
+		Logger: logger, Users: db, Tokens: db, Entries: db, Idempotency: db,
 		Passwords: password.New(password.Options{}), Metrics: reg, InstanceID: "uncached",
 		Database: db.Ping, Redis: conn.Ready, IPLimit: ipStage, UserLimit: userStage,
 	})

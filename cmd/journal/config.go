@@ -91,6 +91,10 @@ type Config struct {
 	// TokenTTL is the lifetime of a bearer token (JOURNAL_TOKEN_TTL), more
 	// than 0. Default 720h.
 	TokenTTL time.Duration
+	// IdempotencyTTL is how long the response to a POST /v1/entries with an
+	// Idempotency-Key is remembered and replayed (JOURNAL_IDEMPOTENCY_TTL),
+	// more than 0. Default 24h.
+	IdempotencyTTL time.Duration
 
 	// ShutdownDrain is the time between readiness turning 503 and the
 	// listener closing (JOURNAL_SHUTDOWN_DRAIN), 0 or more. Default 5s.
@@ -263,6 +267,7 @@ var settings = []setting{
 	{name: "CACHE_TTL", def: "5m", usage: "TTL of cached entries and pages in Redis", set: positiveDuration(func(c *Config) *time.Duration { return &c.CacheTTL })},
 	{name: "CACHE_NEAR_MAX_AGE", def: "30s", usage: "longest a near-cache copy is served without Redis confirming it", set: positiveDuration(func(c *Config) *time.Duration { return &c.CacheNearMaxAge })},
 	{name: "TOKEN_TTL", def: "720h", usage: "lifetime of a bearer token", set: positiveDuration(func(c *Config) *time.Duration { return &c.TokenTTL })},
+	{name: "IDEMPOTENCY_TTL", def: "24h", usage: "how long an Idempotency-Key of POST /v1/entries is remembered", set: positiveDuration(func(c *Config) *time.Duration { return &c.IdempotencyTTL })},
 	{name: "SHUTDOWN_DRAIN", def: "5s", usage: "time between readiness going 503 and the listener closing", set: nonNegativeDuration(func(c *Config) *time.Duration { return &c.ShutdownDrain })},
 	{name: "SHUTDOWN_TIMEOUT", def: "30s", usage: "upper bound for in-flight requests to finish", set: positiveDuration(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{name: "INSTANCE_ID", def: "", usage: "X-Instance response header and logs (default hostname:port of the listener)", set: func(c *Config, v string) error {

@@ -46,6 +46,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		CacheTTL:           5 * time.Minute,
 		CacheNearMaxAge:    30 * time.Second,
 		TokenTTL:           720 * time.Hour,
+		IdempotencyTTL:     24 * time.Hour,
 		ShutdownDrain:      5 * time.Second,
 		ShutdownTimeout:    30 * time.Second,
 		InstanceID:         "",
@@ -130,6 +131,7 @@ func TestParseConfigValid(t *testing.T) {
 		{"CACHE_TTL", "1h", func(c Config) any { return c.CacheTTL }, time.Hour},
 		{"CACHE_NEAR_MAX_AGE", "5s", func(c Config) any { return c.CacheNearMaxAge }, 5 * time.Second},
 		{"TOKEN_TTL", "1h30m", func(c Config) any { return c.TokenTTL }, 90 * time.Minute},
+		{"IDEMPOTENCY_TTL", "2h", func(c Config) any { return c.IdempotencyTTL }, 2 * time.Hour},
 		{"SHUTDOWN_DRAIN", "0s", func(c Config) any { return c.ShutdownDrain }, time.Duration(0)},
 		{"SHUTDOWN_DRAIN", "100ms", func(c Config) any { return c.ShutdownDrain }, 100 * time.Millisecond},
 		{"SHUTDOWN_TIMEOUT", "2m", func(c Config) any { return c.ShutdownTimeout }, 2 * time.Minute},
@@ -192,6 +194,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 		"CACHE_TTL":            {"1m", "2m"},
 		"CACHE_NEAR_MAX_AGE":   {"1s", "2s"},
 		"TOKEN_TTL":            {"1h", "2h"},
+		"IDEMPOTENCY_TTL":      {"3h", "4h"},
 		"SHUTDOWN_DRAIN":       {"1s", "0s"},
 		"SHUTDOWN_TIMEOUT":     {"3s", "4s"},
 		"INSTANCE_ID":          {"a", "b"},
@@ -286,6 +289,8 @@ func fieldOf(c Config, name string) string {
 		v = c.CacheNearMaxAge
 	case "TOKEN_TTL":
 		v = c.TokenTTL
+	case "IDEMPOTENCY_TTL":
+		v = c.IdempotencyTTL
 	case "SHUTDOWN_DRAIN":
 		v = c.ShutdownDrain
 	case "SHUTDOWN_TIMEOUT":
@@ -357,6 +362,7 @@ func TestParseConfigInvalid(t *testing.T) {
 		{"CACHE_TTL", "0", "want a positive duration"},
 		{"CACHE_NEAR_MAX_AGE", "soon", "want a positive duration"},
 		{"TOKEN_TTL", "30d", "want a positive duration"},
+		{"IDEMPOTENCY_TTL", "0s", "want a positive duration"},
 		{"SHUTDOWN_DRAIN", "-1s", "want a duration of 0 or more"},
 		{"SHUTDOWN_DRAIN", "5", "want a duration of 0 or more"},
 		{"SHUTDOWN_TIMEOUT", "0s", "want a positive duration"},

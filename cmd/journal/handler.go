@@ -18,6 +18,7 @@ import (
 	"github.com/journalsvc/journal/cache/rediscache"
 	"github.com/journalsvc/journal/entrycache"
 	"github.com/journalsvc/journal/httpapi"
+	"github.com/journalsvc/journal/internal/purge"
 	"github.com/journalsvc/journal/internal/redisconn"
 	"github.com/journalsvc/journal/password"
 	"github.com/journalsvc/journal/ratelimit"
@@ -141,24 +142,43 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 	}
 	st.closers = append(st.closers, func() { _ = cached.Close() })
 
+	// The purge of expired tokens and idempotency records runs on every
+	// instance; the database lets one run at a time. It stops before the
+	// database closes.
+	purgeCtx, stopPurge := context.WithCancel(context.Background())
+	purged := make(chan struct{})
+	go func() {
+		defer close(purged)
+		purge.Run(purgeCtx, db, purge.Options{
+			Interval: purgeInterval,
+			Logger:   logger.With("instance", instance),
+			OnPurge:  func(n int) { m.purged.Add(float64(n)) },
+		})
+	}()
+	st.closers = append(st.closers, func() { stopPurge(); <-purged })
+
 	ipStage, userStage, err := limitMiddlewares(limiter, policies, trusted, logger.With("instance", instance), m.onDecision)
 	if err != nil {
 		return nil, err
 	}
 	h, err := httpapi.NewServer(httpapi.Options{
-		Logger:     logger,
-		Users:      db,
-		Tokens:     cached,
-		Entries:    cached,
-		Passwords:  password.New(password.Options{}),
-		Metrics:    reg,
-		InstanceID: instance,
-		TokenTTL:   cfg.TokenTTL,
-		Database:   db.Ping,
-		Redis:      redisCheck,
-		Draining:   draining.Load,
-		IPLimit:    ipStage,
-		UserLimit:  userStage,
+		Logger: logger,
+		// Users and Tokens go through the cache: their revocations must
+		// drop cached tokens on every instance.
+		Users:          cached,
+		Tokens:         cached,
+		Entries:        cached,
+		Idempotency:    db,
+		IdempotencyTTL: cfg.IdempotencyTTL,
+		Passwords:      password.New(password.Options{}),
+		Metrics:        reg,
+		InstanceID:     instance,
+		TokenTTL:       cfg.TokenTTL,
+		Database:       db.Ping,
+		Redis:          redisCheck,
+		Draining:       draining.Load,
+		IPLimit:        ipStage,
+		UserLimit:      userStage,
 	})
 	if err != nil {
 		return nil, err
@@ -169,6 +189,11 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 	}
 	return st, nil
 }
+
+// purgeInterval is the time between two purges of expired tokens and
+// idempotency records: with the default token and idempotency lifetimes, a
+// minute keeps both tables within a minute of their live rows.
+const purgeInterval = time.Minute
 
 // noClose keeps entrycache's Close from closing the database, which run
 // closes itself after the server stopped.

@@ -21,6 +21,7 @@ type metrics struct {
 	flushes       prometheus.Counter     // whole near caches dropped
 	applied       prometheus.Counter     // outbox changes applied to the cache
 	cacheTrusted  prometheus.Gauge
+	purged        prometheus.Counter // rows deleted by the purge
 	// invalidationLag is the time from a write on one instance until another
 	// instance's near cache learns of it (rediscache.LagProbe).
 	invalidationLag prometheus.Histogram
@@ -53,12 +54,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time from a write on one instance until an instance's near cache is invalidated (a canary written every 2s by every instance; across hosts it includes their clock offset).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}),
+		purged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "journal_purged_rows_total",
+			Help: "Expired or revoked tokens and expired idempotency records deleted by the background purge.",
+		}),
 		cacheTrusted: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "journal_cache_trusted",
 			Help: "1 while the entry cache is trusted; 0 while reads go to the database (Redis failing or outbox not yet replayed).",
 		}),
 	}
-	reg.MustRegister(m.decisions, m.cacheResults, m.invalidations, m.flushes, m.applied, m.cacheTrusted, m.invalidationLag)
+	reg.MustRegister(m.decisions, m.cacheResults, m.invalidations, m.flushes, m.applied, m.cacheTrusted, m.invalidationLag, m.purged)
 	return m
 }
 

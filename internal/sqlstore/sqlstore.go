@@ -99,7 +99,8 @@ func Write(ctx context.Context, s *Store, op string, fn func(DB) error) error {
 
 func isDomainError(err error) bool {
 	return errors.Is(err, journal.ErrNotFound) || errors.Is(err, journal.ErrVersionMismatch) ||
-		errors.Is(err, journal.ErrUsernameTaken)
+		errors.Is(err, journal.ErrUsernameTaken) || errors.Is(err, journal.ErrPasswordMismatch) ||
+		errors.Is(err, journal.ErrClaimLost)
 }
 
 // errorf wraps err, which is not nil, with the dialect's name and op.
@@ -165,9 +166,12 @@ func (s *Store) UserByID(ctx context.Context, id string) (journal.User, error) {
 }
 
 // CreateToken stores t. Its user must exist, else it returns
-// [journal.ErrNotFound]. A token created revoked is revoked at its creation
-// time.
+// [journal.ErrNotFound]; t.ID must be a valid id. A token created revoked is
+// revoked at its creation time.
 func (s *Store) CreateToken(ctx context.Context, t journal.Token) error {
+	if !journal.ValidID(t.ID) {
+		return s.errorf("create token", fmt.Errorf("malformed id %q", t.ID))
+	}
 	if !journal.ValidID(t.UserID) {
 		return journal.ErrNotFound
 	}
@@ -176,24 +180,32 @@ func (s *Store) CreateToken(ctx context.Context, t journal.Token) error {
 		revoked = s.time(t.CreatedAt)
 	}
 	return s.insert(ctx, "create token", s.d.ForeignKeyViolation, journal.ErrNotFound,
-		"INSERT INTO tokens (hash, user_id, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5)",
-		t.Hash, t.UserID, s.time(t.CreatedAt), s.time(t.ExpiresAt), revoked)
+		"INSERT INTO tokens (hash, id, user_id, name, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+		t.Hash, t.ID, t.UserID, t.Name, s.time(t.CreatedAt), s.time(t.ExpiresAt), revoked)
+}
+
+const tokenColumns = "hash, id, user_id, name, created_at, expires_at, revoked_at IS NOT NULL"
+
+func (s *Store) scanToken(row Row) (journal.Token, error) {
+	var t journal.Token
+	err := row.Scan(&t.Hash, &t.ID, &t.UserID, &t.Name, s.d.ScanTime(&t.CreatedAt), s.d.ScanTime(&t.ExpiresAt), &t.Revoked)
+	if err != nil {
+		return journal.Token{}, err
+	}
+	t.CreatedAt, t.ExpiresAt = t.CreatedAt.UTC(), t.ExpiresAt.UTC()
+	return t, nil
 }
 
 // TokenByHash returns the token, revoked or expired ones included, or
 // [journal.ErrNotFound].
 func (s *Store) TokenByHash(ctx context.Context, hash string) (journal.Token, error) {
-	var t journal.Token
-	err := s.read.QueryRow(ctx,
-		"SELECT hash, user_id, created_at, expires_at, revoked_at IS NOT NULL FROM tokens WHERE hash = $1", hash).
-		Scan(&t.Hash, &t.UserID, s.d.ScanTime(&t.CreatedAt), s.d.ScanTime(&t.ExpiresAt), &t.Revoked)
+	t, err := s.scanToken(s.read.QueryRow(ctx, "SELECT "+tokenColumns+" FROM tokens WHERE hash = $1", hash))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return journal.Token{}, journal.ErrNotFound
 	case err != nil:
 		return journal.Token{}, s.errorf("token", err)
 	}
-	t.CreatedAt, t.ExpiresAt = t.CreatedAt.UTC(), t.ExpiresAt.UTC()
 	return t, nil
 }
 
@@ -242,6 +254,20 @@ func (s *Store) scanEntry(row Row) (journal.Entry, error) {
 // stored entry. e.ID must be a valid id; e.UserID must be an existing user,
 // else it returns [journal.ErrNotFound].
 func (s *Store) CreateEntry(ctx context.Context, e journal.Entry) (journal.Entry, error) {
+	e, err := s.prepareEntry(e)
+	if err != nil {
+		return journal.Entry{}, err
+	}
+	err = Write(ctx, s, "create entry", func(tx DB) error { return s.createEntry(ctx, tx, e) })
+	if err != nil {
+		return journal.Entry{}, err
+	}
+	return e, nil
+}
+
+// prepareEntry checks the ids of a new entry and sets its version and times
+// as they are stored.
+func (s *Store) prepareEntry(e journal.Entry) (journal.Entry, error) {
 	if !journal.ValidID(e.ID) {
 		return journal.Entry{}, s.errorf("create entry", fmt.Errorf("malformed id %q", e.ID))
 	}
@@ -250,22 +276,25 @@ func (s *Store) CreateEntry(ctx context.Context, e journal.Entry) (journal.Entry
 	}
 	e.Version = 1
 	e.CreatedAt, e.UpdatedAt = journal.StoredTime(e.CreatedAt), journal.StoredTime(e.UpdatedAt)
-	err := Write(ctx, s, "create entry", func(tx DB) error {
-		_, err := tx.Exec(ctx,
-			"INSERT INTO entries ("+entryColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7)",
-			e.ID, e.UserID, e.Title, e.Body, e.Version, s.d.Time(e.CreatedAt), s.d.Time(e.UpdatedAt))
-		switch {
-		case err == nil:
-			return recordEntryChange(ctx, tx, e.UserID, e.ID)
-		case s.d.ForeignKeyViolation(err):
-			return journal.ErrNotFound
-		}
-		return err
-	})
-	if err != nil {
-		return journal.Entry{}, err
-	}
 	return e, nil
+}
+
+// createEntry inserts e (as prepareEntry returns it), its words and its
+// outbox change through tx.
+func (s *Store) createEntry(ctx context.Context, tx DB, e journal.Entry) error {
+	_, err := tx.Exec(ctx,
+		"INSERT INTO entries ("+entryColumns+", words_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+		e.ID, e.UserID, e.Title, e.Body, e.Version, s.d.Time(e.CreatedAt), s.d.Time(e.UpdatedAt), WordsVersion)
+	switch {
+	case s.d.ForeignKeyViolation(err):
+		return journal.ErrNotFound
+	case err != nil:
+		return err
+	}
+	if err := s.insertWords(ctx, tx, e); err != nil {
+		return err
+	}
+	return recordEntryChange(ctx, tx, e.UserID, e.ID)
 }
 
 // Entry returns one entry of the user or [journal.ErrNotFound] (also for a
@@ -283,58 +312,6 @@ func (s *Store) Entry(ctx context.Context, userID, id string) (journal.Entry, er
 		return journal.Entry{}, s.errorf("entry", err)
 	}
 	return e, nil
-}
-
-// ListEntries returns a page of the user's entries, newest first (created_at
-// descending, ties by id descending), strictly after req.After. Next is nil
-// only when no entry follows the page. A req.Limit outside
-// 1..[journal.MaxPageLimit] is a *journal.ValidationError; a cursor with a
-// malformed id is [journal.ErrInvalidCursor].
-func (s *Store) ListEntries(ctx context.Context, userID string, req journal.PageRequest) (journal.Page, error) {
-	if req.Limit < 1 || req.Limit > journal.MaxPageLimit {
-		return journal.Page{}, journal.Invalid("limit", fmt.Sprintf("must be an integer from 1 to %d", journal.MaxPageLimit))
-	}
-	if !journal.ValidID(userID) {
-		return journal.Page{Entries: []journal.Entry{}}, nil
-	}
-	// One more than the page, to learn whether another page follows.
-	var rows Rows
-	var err error
-	if req.After == nil {
-		rows, err = s.read.Query(ctx,
-			"SELECT "+entryColumns+" FROM entries WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
-			userID, req.Limit+1)
-	} else {
-		if !journal.ValidID(req.After.ID) {
-			return journal.Page{}, journal.ErrInvalidCursor
-		}
-		rows, err = s.read.Query(ctx,
-			"SELECT "+entryColumns+" FROM entries WHERE user_id = $1 AND (created_at, id) < ($2, $3)"+
-				" ORDER BY created_at DESC, id DESC LIMIT $4",
-			userID, s.time(req.After.CreatedAt), req.After.ID, req.Limit+1)
-	}
-	if err != nil {
-		return journal.Page{}, s.errorf("list entries", err)
-	}
-	defer rows.Close()
-	entries := make([]journal.Entry, 0, req.Limit+1)
-	for rows.Next() {
-		e, err := s.scanEntry(rows)
-		if err != nil {
-			return journal.Page{}, s.errorf("list entries", err)
-		}
-		entries = append(entries, e)
-	}
-	if err := rows.Err(); err != nil {
-		return journal.Page{}, s.errorf("list entries", err)
-	}
-	page := journal.Page{Entries: entries}
-	if len(entries) > req.Limit {
-		page.Entries = entries[:req.Limit]
-		last := page.Entries[req.Limit-1]
-		page.Next = &journal.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}
-	}
-	return page, nil
 }
 
 // UpdateEntry applies p at now (truncated to [journal.TimeResolution]),
@@ -360,6 +337,9 @@ func (s *Store) UpdateEntry(ctx context.Context, userID, id string, p journal.En
 			return notFoundOrMismatch(ctx, tx, userID, id)
 		}
 		if err != nil {
+			return err
+		}
+		if err := s.reindexEntry(ctx, tx, e); err != nil {
 			return err
 		}
 		return recordEntryChange(ctx, tx, userID, id)

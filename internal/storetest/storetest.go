@@ -46,6 +46,17 @@ func Run(t *testing.T, open func(t *testing.T) journal.Database) {
 		{"ApplyChangesUserFilter", testApplyChangesUserFilter},
 		{"ApplyChangesConcurrent", testApplyChangesConcurrent},
 		{"Ping", testPing},
+		{"TokenSessions", testTokenSessions},
+		{"ManyTokens", testManyTokens},
+		{"ChangePassword", testChangePassword},
+		{"DeleteUser", testDeleteUser},
+		{"Idempotency", testIdempotency},
+		{"IdempotencyConcurrent", testIdempotencyConcurrent},
+		{"Purge", testPurge},
+		{"Search", testSearch},
+		{"SearchAfterUpdate", testSearchAfterUpdate},
+		{"SearchManyWords", testSearchManyWords},
+		{"Export", testExport},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,7 +186,7 @@ func testTokens(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
 	u := newUser(t, s, "alice")
 	_, hash := journal.NewTokenSecret()
-	tok := journal.Token{Hash: hash, UserID: u.ID, CreatedAt: base, ExpiresAt: base.Add(time.Hour)}
+	tok := journal.Token{Hash: hash, ID: journal.NewID(base), UserID: u.ID, Name: "laptop", CreatedAt: base, ExpiresAt: base.Add(time.Hour)}
 	if err := s.CreateToken(ctx, tok); err != nil {
 		t.Fatalf("CreateToken = %v", err)
 	}
@@ -222,7 +233,7 @@ func testTokens(t *testing.T, s journal.Database) {
 
 	// A token may be stored revoked; its user must exist.
 	_, hash = journal.NewTokenSecret()
-	revoked := journal.Token{Hash: hash, UserID: u.ID, CreatedAt: base, ExpiresAt: base.Add(time.Hour), Revoked: true}
+	revoked := journal.Token{Hash: hash, ID: journal.NewID(base), UserID: u.ID, CreatedAt: base, ExpiresAt: base.Add(time.Hour), Revoked: true}
 	if err := s.CreateToken(ctx, revoked); err != nil {
 		t.Fatalf("CreateToken(revoked) = %v", err)
 	}
@@ -230,7 +241,7 @@ func testTokens(t *testing.T, s journal.Database) {
 		t.Errorf("TokenByHash(created revoked) = %+v, %v; want a revoked token", got, err)
 	}
 	_, hash = journal.NewTokenSecret()
-	orphan := journal.Token{Hash: hash, UserID: journal.NewID(base), CreatedAt: base, ExpiresAt: base.Add(time.Hour)}
+	orphan := journal.Token{Hash: hash, ID: journal.NewID(base), UserID: journal.NewID(base), CreatedAt: base, ExpiresAt: base.Add(time.Hour)}
 	if err := s.CreateToken(ctx, orphan); !errors.Is(err, journal.ErrNotFound) {
 		t.Errorf("CreateToken(unknown user) = %v, want ErrNotFound", err)
 	}
@@ -785,7 +796,7 @@ func testOutboxRecordsWrites(t *testing.T, s journal.Database) {
 		t.Fatal(err)
 	}
 	_, hash := journal.NewTokenSecret()
-	if err := s.CreateToken(ctx, journal.Token{Hash: hash, UserID: u.ID, CreatedAt: base, ExpiresAt: base.Add(time.Hour)}); err != nil {
+	if err := s.CreateToken(ctx, journal.Token{Hash: hash, ID: journal.NewID(base), UserID: u.ID, Name: "laptop", CreatedAt: base, ExpiresAt: base.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := pending(t, s), int64(3); got != want {
