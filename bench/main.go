@@ -25,8 +25,10 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -46,14 +48,34 @@ type decideFunc func(ctx context.Context, key string, high bool) (allowed bool, 
 var flushDelay time.Duration
 
 func main() {
+	testing.Init() // testing.Benchmark reads the test flags
+	suite := flag.String("suite", "redis", "redis: the Redis limiters; memory: the in-process limiters (see memory.go)")
 	addr := flag.String("redis", "127.0.0.1:6379", "Redis address (keys use a random prefix and expire)")
-	goroutines := flag.Int("goroutines", 64, "concurrent callers")
+	goroutines := flag.Int("goroutines", 64, "redis suite: concurrent callers")
 	keys := flag.Int("keys", 10000, "distinct keys of the admit workload")
-	duration := flag.Duration("duration", 5*time.Second, "length of each run")
-	only := flag.String("only", "", "run only this limiter (journal, redis_rate, ulule)")
+	duration := flag.Duration("duration", 5*time.Second, "redis suite: length of each run")
+	only := flag.String("only", "", "run only the limiters whose name contains this")
 	flag.DurationVar(&flushDelay, "flush-delay", 0, "rueidis MaxFlushDelay of the journal limiter's client (0: none)")
+	mem := memoryConfig{}
+	flag.IntVar(&mem.parallelism, "parallelism", 32, "memory suite: goroutines per GOMAXPROCS")
+	flag.IntVar(&mem.heapKeys, "heap-keys", 1_000_000, "memory suite: distinct keys of the heap measurement")
+	flag.DurationVar(&mem.benchtime, "benchtime", time.Second, "memory suite: length of each throughput measurement")
+	flag.IntVar(&mem.rounds, "rounds", 3, "memory suite: throughput measurements per limiter (the median is reported)")
+	orders := flag.String("orders", orderRandom+","+orderSequential, "memory suite: the key orders measured: random (a key at random for each decision), sequential (each goroutine walks the keys in order)")
 	flag.Parse()
-	if err := run(*addr, *goroutines, *keys, *duration, *only); err != nil {
+	var err error
+	switch *suite {
+	case "redis":
+		err = run(*addr, *goroutines, *keys, *duration, *only)
+	case "memory":
+		mem.keys, mem.only, mem.orders = *keys, *only, strings.Split(*orders, ",")
+		if err = flag.Set("test.benchtime", mem.benchtime.String()); err == nil {
+			err = runMemory(os.Stdout, mem)
+		}
+	default:
+		err = fmt.Errorf("unknown suite %q (want redis or memory)", *suite)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
