@@ -16,14 +16,14 @@ import (
 
 // TestConcurrentDecisionsStayExact: goroutines decide one- and two-policy
 // decisions on a few subjects while another inserts thousands of keys
-// (growing every table, so decisions meet resizes), resets them (leaving
-// tombstones) and sweeps (rebuilding tables). The clock stands still, so
+// (growing every index and the arena, so decisions meet index rebuilds),
+// resets them (freeing slots for reuse) and sweeps. The clock stands still, so
 // every subject admits exactly the limit of its narrow policy, and its wide
 // policy is charged exactly for the two-policy decisions admitted: nothing
 // is lost or counted twice, and all-or-nothing holds.
 func TestConcurrentDecisionsStayExact(t *testing.T) {
 	const (
-		subjects   = 48
+		subjects   = 6
 		goroutines = 8
 		limit      = 40
 	)

@@ -8,21 +8,25 @@
 // random per-Limiter seed (so a client cannot craft collisions; the chance of
 // an accidental one among a million keys is about 5e-8) in 64 shards chosen
 // by the subject, so the keys of one decision share a shard. A decision on
-// keys the limiter holds takes no shared lock: it finds them without one,
-// locks their slots and writes their states in place, so deciding touches
-// the cache lines of those states and little else, and decisions on
-// different keys do not wait for each other. A decision over several items
-// locks all of their slots, so it is atomic and all-or-nothing. Inserting a
-// key, and every change to a shard's table, takes the shard's mutex.
+// keys the limiter holds takes no shared lock: it finds them in its shard's
+// index without one, locks their slots and writes their states in place, so
+// deciding writes the cache lines of those states and nothing else, and
+// decisions on different keys do not wait for each other. A decision over
+// several items locks all of their slots, so it is atomic and
+// all-or-nothing. Inserting a key, and every change to an index, takes the
+// shard's mutex. The states sit in the order their keys arrived, so keys
+// seen together are decided with few cache misses.
 //
-// Memory: a key takes one 32-byte slot, in tables kept between half and
-// three quarters full. Expired keys are reclaimed by a periodic sweep and
-// when a shard is full. A full shard evicts expired keys first, then keys
-// that are not blocking anyone, and only then the blocked keys nearest their
-// expiry, so flooding the limiter with new keys cannot clear a block.
+// Memory: a key takes a 32-byte slot and an 8-byte index entry, in indexes
+// kept between half and three quarters full. Expired keys are reclaimed by a
+// periodic sweep and when a shard is full. A full shard evicts expired keys
+// first, then keys that are not blocking anyone, and only then the blocked
+// keys nearest their expiry, so flooding the limiter with new keys cannot
+// clear a block.
 package memorylimit
 
 import (
+	"cmp"
 	"context"
 	"hash/maphash"
 	"slices"
@@ -68,6 +72,7 @@ type Options struct {
 // shorten or lengthen a window.
 type Limiter struct {
 	shards   [numShards]shard
+	arena    arena
 	now      func() time.Time // Options.Now, or nil for the monotonic clock
 	start    time.Time        // with now == nil: the clock's origin
 	startUS  int64            // start in Unix µs
@@ -89,14 +94,13 @@ type Limiter struct {
 var _ ratelimit.Limiter = (*Limiter)(nil)
 
 // shard is one 64-byte cache line. A decision on existing keys only reads
-// it (t); the mutex and counters change when keys are inserted or removed.
+// it (ix); the mutex and counters change when keys are inserted or removed.
 type shard struct {
-	t     atomic.Pointer[table]
-	mu    sync.Mutex
-	n     int // keys held
-	tombs int // tombstones in t
-	peak  int // the largest n since t was last shrunk
-	_     [24]byte
+	ix   atomic.Pointer[index]
+	mu   sync.Mutex
+	n    int // keys held
+	peak int // the largest n since ix was last shrunk
+	_    [32]byte
 }
 
 // spec is a validated policy with what deciding under it needs.
@@ -124,8 +128,9 @@ func New(opts Options) *Limiter {
 	}
 	l.perShard = max(1, maxKeys/numShards)
 	for i := range l.shards {
-		l.shards[i].t.Store(&table{})
+		l.shards[i].ix.Store(&index{})
 	}
+	l.arena.chunks.Store(new([]*chunk))
 	interval := opts.SweepInterval
 	if interval == 0 {
 		interval = DefaultSweepInterval
@@ -168,28 +173,53 @@ func (l *Limiter) nowMicros() int64 {
 	return l.startUS + time.Since(l.start).Microseconds()
 }
 
-// Sweep drops every expired key now and rebuilds the tables of shards that
-// shrank to a quarter of their peak or hold many tombstones, returning their
-// memory to the runtime.
+// Sweep drops every expired key now and rebuilds the indexes of shards
+// that shrank to a quarter of their peak; the memory of the slots and
+// indexes they held returns to the runtime.
 func (l *Limiter) Sweep() {
 	now := l.nowMicros()
+	isExpired := func(m uint64) bool { return expired(m, now) }
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		t := s.t.Load()
-		isExpired := func(m uint64) bool { return expired(m, now) }
-		for j := range t.slots() {
-			sl := t.slot(j)
-			if sl.k.Load()&^locked > tombstone && isExpired(sl.meta.Load()) {
-				s.remove(t, j, isExpired)
-			}
-		}
-		if s.n < s.peak/4 || s.tombs > s.n {
-			s.resize(fitBuckets(s.n))
+		s.removeWhere(&l.arena, nil, isExpired, func() bool { return false })
+		if s.n < s.peak/4 {
+			s.ix.Store(s.ix.Load().rebuilt(fitEntries(s.n)))
 			s.peak = s.n
 		}
 		s.mu.Unlock()
 	}
+}
+
+// removeWhere removes, in index order, each key not in keep for which drop
+// reports true (checked again under the slot's lock), until done reports
+// true. s.mu is held.
+func (s *shard) removeWhere(a *arena, keep []ref, drop func(meta uint64) bool, done func() bool) {
+	x := s.ix.Load()
+	for i := 0; i < len(x.e) && !done(); {
+		v := x.e[i].Load()
+		if v == 0 {
+			i++
+			continue
+		}
+		id := uint32(v) - 1
+		sl := a.slot(id)
+		if kept(keep, sl.k.Load()&^locked) || !drop(sl.meta.Load()) || !s.remove(a, i, id, drop) {
+			i++
+		}
+		// A removal moves a following entry into i, never an unvisited one
+		// before it: look at i again.
+	}
+}
+
+// kept reports whether k is the key of one of refs.
+func kept(refs []ref, k uint64) bool {
+	for i := range refs {
+		if refs[i].key == k {
+			return true
+		}
+	}
+	return false
 }
 
 // Len returns the number of keys held, expired or not.
@@ -225,10 +255,8 @@ func (l *Limiter) Reset(ctx context.Context, subject, policy string) error {
 	s := &l.shards[h%numShards]
 	k := keyOf(h, maphash.String(l.seed, policy))
 	s.mu.Lock()
-	if t := s.t.Load(); t != nil {
-		if i := t.find(k); i >= 0 {
-			s.remove(t, i, nil)
-		}
+	if pos, id := s.ix.Load().findKey(&l.arena, k); pos >= 0 {
+		s.remove(&l.arena, pos, id, nil)
 	}
 	s.mu.Unlock()
 	return nil
@@ -255,8 +283,8 @@ type ref struct {
 	item  int // the item's index, which its result has in the Decision
 	key   uint64
 	cost  int64
-	slot  int           // index in the table, or -1 when the key is absent
-	sl    *slot         // the slot, or nil
+	id    uint32        // the slot's id in the arena (lock order)
+	sl    *slot         // the slot, or nil when the key is absent
 	st    backend.State // the state before the decision
 	next  backend.State // the state after it, stored when store is true
 	exp   int64         // when next expires (Unix µs)
@@ -288,27 +316,14 @@ func (l *Limiter) decideRefs(d *ratelimit.Decision, subject string, items []rate
 	}
 	backend.Results(d, len(items))
 	s := &l.shards[h%numShards]
-	for {
-		t := s.t.Load()
-		if len(refs) == 1 && t.lockHome(&refs[0]) {
-			if t.dead.Load() {
-				refs[0].sl.unlock(refs[0].key)
-				continue
-			}
-			now := l.eval(d, refs, peek)
-			s.write(nil, refs, d, now)
-			return nil
-		}
-		if !t.locate(refs) {
-			return l.decideLocked(s, d, refs, peek)
-		}
-		if t.lockAll(refs, true) {
-			now := l.eval(d, refs, peek)
-			s.write(nil, refs, d, now)
-			return nil
-		}
-		// The table was resized, or a key deleted: look again.
+	if s.ix.Load().locate(&l.arena, refs) && lockAll(refs) {
+		now := l.eval(d, refs, peek)
+		s.write(&l.arena, refs, d, now)
+		return nil
 	}
+	// A key is absent, or its slot no longer holds it (the index read was
+	// stale, or two keys share a fingerprint): decide under the mutex.
+	return l.decideLocked(s, d, refs, peek)
 }
 
 // decideLocked decides under the shard's mutex, for decisions on keys the
@@ -316,10 +331,18 @@ func (l *Limiter) decideRefs(d *ratelimit.Decision, subject string, items []rate
 func (l *Limiter) decideLocked(s *shard, d *ratelimit.Decision, refs []ref, peek bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for roomMade := false; ; roomMade = true {
-		t := s.t.Load()
-		t.locate(refs)
-		t.lockAll(refs, false) // under s.mu, keys neither move nor go
+	for roomMade := false; ; {
+		x := s.ix.Load()
+		for i := range refs {
+			r := &refs[i]
+			r.sl = nil
+			if pos, id := x.findKey(&l.arena, r.key); pos >= 0 {
+				r.id, r.sl = id, l.arena.slot(id)
+			}
+		}
+		if !lockAll(refs) { // under s.mu, keys stay where they are
+			continue
+		}
 		now := l.eval(d, refs, peek)
 		inserts := 0
 		for i := range refs {
@@ -327,12 +350,13 @@ func (l *Limiter) decideLocked(s *shard, d *ratelimit.Decision, refs []ref, peek
 				inserts++
 			}
 		}
-		if inserts == 0 || (s.n+inserts <= l.perShard || roomMade) && !t.full(s.n, s.tombs, inserts) {
-			s.write(t, refs, d, now)
+		if inserts == 0 || roomMade || s.n+inserts <= l.perShard {
+			s.write(&l.arena, refs, d, now)
 			return nil
 		}
 		unlockAll(refs)
-		s.makeRoom(now, inserts, l.perShard, refs)
+		s.evict(&l.arena, now, max(0, l.perShard-inserts), l.perShard, refs)
+		roomMade = true
 	}
 }
 
@@ -366,9 +390,9 @@ func (l *Limiter) eval(d *ratelimit.Decision, refs []ref, peek bool) int64 {
 	return now
 }
 
-// write stores the new states of refs (inserting absent keys into t, which
-// has room, under s.mu) and unlocks their slots.
-func (s *shard) write(t *table, refs []ref, d *ratelimit.Decision, now int64) {
+// write stores the new states of refs (inserting absent keys, under s.mu)
+// and unlocks their slots.
+func (s *shard) write(ar *arena, refs []ref, d *ratelimit.Decision, now int64) {
 	for i := range refs {
 		r := &refs[i]
 		if !r.store {
@@ -386,7 +410,7 @@ func (s *shard) write(t *table, refs []ref, d *ratelimit.Decision, now int64) {
 		}
 		m := makeMeta(r.sp.eval.Algorithm(), r.exp, blocks, blockedUntil)
 		if r.sl == nil {
-			s.insert(t, r.key, a, b, m)
+			s.insert(ar, r.key, a, b, m)
 			continue
 		}
 		r.sl.a, r.sl.b = a, b
@@ -397,63 +421,32 @@ func (s *shard) write(t *table, refs []ref, d *ratelimit.Decision, now int64) {
 	unlockAll(refs)
 }
 
-// makeRoom prepares the shard for inserts new keys: it evicts keys (never
-// those of refs) so that it holds at most perShard keys after them, and
-// rebuilds the table if it would be too full. s.mu is held; no slot is
-// locked.
-func (s *shard) makeRoom(now int64, inserts, perShard int, refs []ref) {
-	if s.n+inserts > perShard {
-		s.evict(now, max(0, perShard-inserts), perShard, refs)
-	}
-	if t := s.t.Load(); t.full(s.n, s.tombs, inserts) {
-		s.resize(fitBuckets(s.n + inserts))
-	}
-}
-
 // evict removes keys until the shard holds at most limit: expired keys
 // first, then keys that block no request (an eighth of perShard more than
 // needed, so that the scan is not repeated for every new key), and only if
 // every key blocks, the blocked keys nearest their expiry. It never removes
-// the keys of refs. s.mu is held.
-func (s *shard) evict(now int64, limit, perShard int, refs []ref) {
-	t := s.t.Load()
-	candidate := func(i int) (uint64, bool) {
-		sl := t.slot(i)
-		k := sl.k.Load() &^ locked
-		if k <= tombstone {
-			return 0, false
-		}
-		for j := range refs {
-			if refs[j].key == k {
-				return 0, false
-			}
-		}
-		return sl.meta.Load(), true
-	}
-	isExpired := func(m uint64) bool { return expired(m, now) }
-	for i := range t.slots() {
-		if m, ok := candidate(i); ok && isExpired(m) {
-			s.remove(t, i, isExpired)
-		}
-	}
+// the keys of refs. s.mu is held; no slot is locked.
+func (s *shard) evict(a *arena, now int64, limit, perShard int, refs []ref) {
+	s.removeWhere(a, refs, func(m uint64) bool { return expired(m, now) }, func() bool { return false })
 	target := limit - max(1, perShard/8)
-	unblocked := func(m uint64) bool { return !blocking(m, now) }
-	for i := 0; i < t.slots() && s.n > target; i++ {
-		if m, ok := candidate(i); ok && unblocked(m) {
-			s.remove(t, i, unblocked)
-		}
-	}
+	s.removeWhere(a, refs, func(m uint64) bool { return !blocking(m, now) }, func() bool { return s.n <= target })
 	for s.n > limit {
+		x := s.ix.Load()
 		victim, at := -1, uint64(0)
-		for i := range t.slots() {
-			if m, ok := candidate(i); ok && (victim < 0 || expiry(m) < at) {
+		for i := range x.e {
+			v := x.e[i].Load()
+			if v == 0 {
+				continue
+			}
+			sl := a.slot(uint32(v) - 1)
+			if m := sl.meta.Load(); !kept(refs, sl.k.Load()&^locked) && (victim < 0 || expiry(m) < at) {
 				victim, at = i, expiry(m)
 			}
 		}
 		if victim < 0 {
 			return
 		}
-		s.remove(t, victim, nil)
+		s.remove(a, victim, uint32(x.e[victim].Load())-1, nil)
 	}
 }
 
@@ -501,58 +494,34 @@ func (l *Limiter) add(p *ratelimit.Policy) *spec {
 	return sp
 }
 
-// locate finds the slot of each ref's key and reports whether t holds them
-// all.
-func (t *table) locate(refs []ref) bool {
-	all := true
+// locate finds the slot of each ref's key in x, without a lock, and
+// reports whether x holds them all.
+func (x *index) locate(a *arena, refs []ref) bool {
 	for i := range refs {
 		r := &refs[i]
-		r.slot, r.sl = t.find(r.key), nil
-		if r.slot < 0 {
-			all = false
-		} else {
-			r.sl = t.slot(r.slot)
-		}
-	}
-	return all
-}
-
-// lockHome locks r's key if it is in its home bucket (where most keys are):
-// the first access to the bucket's line is the compare-and-swap that locks.
-func (t *table) lockHome(r *ref) bool {
-	if len(t.buckets) == 0 {
-		return false
-	}
-	j := t.home(r.key)
-	b := &t.buckets[j]
-	for i := range b {
-		if b[i].tryLock(r.key) {
-			r.slot, r.sl = 2*j+i, &b[i]
-			return true
-		}
-	}
-	return false
-}
-
-// lockAll locks the slots of refs in the order of their indices, so that
-// two decisions never wait for each other. It reports false (holding
-// nothing) when a slot no longer holds its key, or t is no longer the
-// shard's table: the caller looks again.
-func (t *table) lockAll(refs []ref, check bool) bool {
-	if len(refs) > 1 {
-		slices.SortFunc(refs, func(a, b ref) int { return a.slot - b.slot })
-	}
-	for i := range refs {
-		r := &refs[i]
-		if r.sl == nil {
-			continue
-		}
-		if !r.sl.lockKey(r.key) {
-			unlockAll(refs[:i])
+		pos, id := x.find(r.key)
+		if pos < 0 {
 			return false
 		}
-		if check && t.dead.Load() {
-			unlockAll(refs[:i+1])
+		if r.id, r.sl = id, a.slot(id); r.sl == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// lockAll locks the slots of refs in the order of their ids, so that two
+// decisions never wait for each other. It reports false, holding nothing,
+// when a slot does not hold its key (any more). For one ref, the first
+// access to its slot's line is the compare-and-swap that locks it.
+func lockAll(refs []ref) bool {
+	if len(refs) > 1 {
+		slices.SortFunc(refs, func(a, b ref) int { return cmp.Compare(a.id, b.id) })
+	}
+	for i := range refs {
+		r := &refs[i]
+		if r.sl != nil && !r.sl.lockKey(r.key) {
+			unlockAll(refs[:i])
 			return false
 		}
 	}

@@ -2,37 +2,32 @@ package memorylimit
 
 import (
 	"runtime"
+	"sync"
 	"sync/atomic"
 )
 
-// table is a shard's hash table: open addressing over buckets of two slots,
-// probed linearly from the key's home bucket (chosen by multiplying 32 bits
-// of the key by the number of buckets, so any number of buckets works).
+// The states of all keys live in one arena of 32-byte slots, handed out in
+// the order keys arrive, so keys that arrive together sit together in
+// memory. Each shard finds its keys through an index: open addressing with
+// linear probing over 8-byte entries, each holding 32 bits of the key (its
+// fingerprint, which also chooses its home position) and the number of its
+// slot. Only inserts and deletions write an index, under the shard's mutex,
+// so in a steady state every core keeps it in its cache.
 //
-// A bucket is one 64-byte cache line: its allocation is a multiple of 64
-// bytes and pointer-free, which the runtime places on a 64-byte boundary
-// (size classes of 512 bytes and up, and every class that holds a whole
-// number of buckets, are multiples of 64). A decision on an existing key
-// locks its slot with one compare-and-swap of the key word (a lock bit in
-// it: the swap both checks that the slot holds the key and takes the line
-// for writing) and writes its state in that same line: it writes one cache
-// line, the one holding the state it changes, and takes it from another core
-// at most once. A shared lock or counter would be a second line that every
-// decision writes; reading the line before locking it would take it twice.
-// A key outside its home bucket is found first, reading only key words.
+// A decision on a key the limiter holds finds its slot in the index without
+// a lock, then locks the slot with one compare-and-swap of its key word (a
+// lock bit in it): the swap both checks that the slot holds the key and takes
+// the slot's cache line for writing, and the state is written in that line.
+// It writes one cache line, the one holding the state it changes, and takes
+// it from another core at most once; a shared lock or counter would be a
+// second line that every decision writes, and reading the line before
+// locking it would take it twice.
 //
-// Keys never move while a table is in use: a deleted key leaves a tombstone
-// (which a later insertion may reuse), and only a resize, which builds a new
-// table, compacts. Inserts, deletions and resizes are made under the shard's
-// mutex; a resize locks every slot of the old table, copies them, marks it
-// dead and publishes the new one, so a decision that locked a slot of a dead
-// table starts again on the current one.
-type table struct {
-	buckets []bucket
-	dead    atomic.Bool // replaced by a resize
-}
-
-type bucket [2]slot
+// Slots never move while they hold a key. A deleted key's slot holds a
+// tombstone until the arena hands it out again; an index may be rebuilt at
+// any time under the shard's mutex, and a decision that read a stale one
+// finds a slot whose key no longer matches its own and looks again under the
+// mutex.
 
 // slot holds one key and its state. k and meta are read without the lock
 // (atomically); a and b only under it.
@@ -48,69 +43,6 @@ const (
 	tombstone = 1
 	locked    = 1 << 63
 )
-
-// Load factor bounds: a table grows (or is rebuilt without its tombstones)
-// before keys and tombstones would fill more than maxLoad of its slots, and
-// is rebuilt at fitLoad.
-const (
-	maxLoadNum, maxLoadDen = 3, 4
-	fitLoadNum, fitLoadDen = 1, 2
-)
-
-// slots returns the number of slots.
-func (t *table) slots() int { return 2 * len(t.buckets) }
-
-// slot returns slot i (bucket i/2, slot i%2).
-func (t *table) slot(i int) *slot { return &t.buckets[i>>1][i&1] }
-
-// home returns the home bucket of k, from bits 31-62 of the key (bit 63 is
-// the lock).
-func (t *table) home(k uint64) int { return int(uint64(uint32(k>>31)) * uint64(len(t.buckets)) >> 32) }
-
-// find returns the index of k's slot, or -1. It takes no lock: a key being
-// inserted concurrently may be missed, and the caller then decides under
-// the shard's mutex.
-func (t *table) find(k uint64) int {
-	n := len(t.buckets)
-	if n == 0 {
-		return -1
-	}
-	for j, probes := t.home(k), 0; probes < n; probes++ {
-		b := &t.buckets[j]
-		k0, k1 := b[0].k.Load(), b[1].k.Load()
-		switch {
-		case k0&^locked == k:
-			return 2 * j
-		case k1&^locked == k:
-			return 2*j + 1
-		case k0 == empty || k1 == empty:
-			return -1 // an insertion of k would have used this bucket
-		}
-		if j++; j == n {
-			j = 0
-		}
-	}
-	return -1
-}
-
-// free returns the index of the first slot, from k's home bucket on, that
-// holds no key (empty or a tombstone). The table must have one, and the
-// caller holds the shard's mutex: nothing else locks a slot without a key.
-func (t *table) free(k uint64) int {
-	n := len(t.buckets)
-	for j := t.home(k); ; {
-		b := &t.buckets[j]
-		if b[0].k.Load() <= tombstone {
-			return 2 * j
-		}
-		if b[1].k.Load() <= tombstone {
-			return 2*j + 1
-		}
-		if j++; j == n {
-			j = 0
-		}
-	}
-}
 
 // tryLock locks the slot if it holds k, unlocked.
 func (s *slot) tryLock(k uint64) bool { return s.k.CompareAndSwap(k, k|locked) }
@@ -130,93 +62,277 @@ func (s *slot) lockKey(k uint64) bool {
 	return true
 }
 
-// lock locks the slot whatever it holds and returns its key word.
-func (s *slot) lock() uint64 {
-	for {
-		if k := s.k.Load() &^ locked; s.lockKey(k) {
-			return k
-		}
-	}
-}
-
 // unlock releases the slot, which now holds k.
 func (s *slot) unlock(k uint64) { s.k.Store(k) }
 
-// fitBuckets returns the number of buckets that holds n keys at fitLoad.
-func fitBuckets(n int) int {
+// An arena chunk: 16 KiB, pointer-free, so the runtime places it on a
+// 64-byte boundary (its size class is a multiple of 64) and each pair of
+// slots fills one cache line.
+const (
+	chunkBits = 9
+	chunkLen  = 1 << chunkBits
+)
+
+type chunk [chunkLen]slot
+
+// arena hands out slots, the lowest free ones first, so that the slots of
+// keys that leave empty the chunks at the end, which it returns to the
+// runtime.
+type arena struct {
+	chunks atomic.Pointer[[]*chunk] // replaced (copied) when a chunk comes or goes
+
+	mu    sync.Mutex
+	meta  []chunkMeta // per chunk
+	first int         // no chunk before it has a free slot
+}
+
+type chunkMeta struct {
+	live int      // slots handed out
+	next int      // slots from next on were never handed out
+	free []uint16 // slots before next handed back
+}
+
+// slot returns slot id, or nil if its chunk is gone (the caller holds a
+// stale index: its key is no longer there).
+func (a *arena) slot(id uint32) *slot {
+	cs := *a.chunks.Load()
+	if c := int(id >> chunkBits); c < len(cs) && cs[c] != nil {
+		return &cs[c][id&(chunkLen-1)]
+	}
+	return nil
+}
+
+// alloc returns a slot that holds no key: the lowest free one.
+func (a *arena) alloc() uint32 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for ; ; a.first++ {
+		if a.first == len(a.meta) {
+			a.meta = append(a.meta, chunkMeta{})
+		}
+		m := &a.meta[a.first]
+		if m.live == 0 && m.next == 0 {
+			a.setChunk(a.first, new(chunk)) // new, or returned to the runtime
+		}
+		var i int
+		switch {
+		case len(m.free) > 0:
+			i = int(m.free[len(m.free)-1])
+			m.free = m.free[:len(m.free)-1]
+		case m.next < chunkLen:
+			i = m.next
+			m.next++
+		default:
+			continue // full
+		}
+		m.live++
+		return uint32(a.first<<chunkBits | i)
+	}
+}
+
+// setChunk publishes chunk c (nil: gone). a.mu is held.
+func (a *arena) setChunk(c int, ch *chunk) {
+	old := *a.chunks.Load()
+	cs := make([]*chunk, max(len(old), c+1))
+	copy(cs, old)
+	cs[c] = ch
+	a.chunks.Store(&cs)
+}
+
+// release takes back slot id, which holds a tombstone (or never held a key),
+// and returns its chunk to the runtime when that was the chunk's last slot.
+func (a *arena) release(id uint32) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, i := int(id>>chunkBits), uint16(id&(chunkLen-1))
+	m := &a.meta[c]
+	m.live--
+	if m.live == 0 {
+		*m = chunkMeta{}
+		a.setChunk(c, nil)
+	} else {
+		m.free = append(m.free, i)
+	}
+	a.first = min(a.first, c)
+}
+
+// index maps a shard's keys to their slots. An entry is the key's
+// fingerprint (bits 31-62 of the key) << 32 | (slot id + 1); 0 is empty.
+type index struct {
+	e []atomic.Uint64
+}
+
+func fingerprint(k uint64) uint32 { return uint32(k >> 31) }
+
+// home returns the position a fingerprint is probed from.
+func (x *index) home(fp uint32) int { return int(uint64(fp) * uint64(len(x.e)) >> 32) }
+
+// Load factor bounds of an index: it is rebuilt at fitLoad when it would
+// be fuller than maxLoad.
+const (
+	maxLoadNum, maxLoadDen = 3, 4
+	fitLoadNum, fitLoadDen = 1, 2
+)
+
+// fitEntries returns the number of entries an index of n keys gets.
+func fitEntries(n int) int {
 	if n == 0 {
 		return 0
 	}
-	return max(1, (n*fitLoadDen/fitLoadNum+1)/2)
+	return max(4, n*fitLoadDen/fitLoadNum)
 }
 
-// full reports whether t cannot take more more keys and stay within
-// maxLoad, counting its tombstones.
-func (t *table) full(keys, tombs, more int) bool {
-	return (keys+tombs+more)*maxLoadDen > t.slots()*maxLoadNum
+// full reports whether x cannot take more more keys and stay within
+// maxLoad.
+func (x *index) full(keys, more int) bool {
+	return (keys+more)*maxLoadDen > len(x.e)*maxLoadNum
 }
 
-// resize replaces the shard's table by one of nb buckets holding the same
-// keys, without tombstones. It locks every slot of the old table first, so
-// no decision is under way in it, and marks it dead before releasing them.
-// s.mu is held.
-func (s *shard) resize(nb int) {
-	old := s.t.Load()
-	nt := &table{buckets: make([]bucket, nb)}
-	if old != nil {
-		for i := range old.slots() {
-			old.slot(i).lock()
+// find returns the position of the first entry with k's fingerprint from
+// k's home on, and its slot, or -1. It takes no lock: a key inserted or
+// moved concurrently may be missed, and the caller then decides under the
+// shard's mutex, where find is exact unless two of the shard's keys share a
+// fingerprint (see findKey).
+func (x *index) find(k uint64) (pos int, id uint32) {
+	n := len(x.e)
+	if n == 0 {
+		return -1, 0
+	}
+	fp := fingerprint(k)
+	for i, probes := x.home(fp), 0; probes < n; probes++ {
+		v := x.e[i].Load()
+		if v == 0 {
+			return -1, 0
 		}
-		for i := range old.slots() {
-			sl := old.slot(i)
-			k := sl.k.Load() &^ locked
-			if k <= tombstone {
+		if uint32(v>>32) == fp {
+			return i, uint32(v) - 1
+		}
+		if i++; i == n {
+			i = 0
+		}
+	}
+	return -1, 0
+}
+
+// findKey is find checking the key of each slot whose fingerprint
+// matches. The caller holds the shard's mutex.
+func (x *index) findKey(a *arena, k uint64) (pos int, id uint32) {
+	n := len(x.e)
+	if n == 0 {
+		return -1, 0
+	}
+	fp := fingerprint(k)
+	for i, probes := x.home(fp), 0; probes < n; probes++ {
+		v := x.e[i].Load()
+		if v == 0 {
+			return -1, 0
+		}
+		if uint32(v>>32) == fp && a.slot(uint32(v)-1).k.Load()&^locked == k {
+			return i, uint32(v) - 1
+		}
+		if i++; i == n {
+			i = 0
+		}
+	}
+	return -1, 0
+}
+
+// add adds an entry for k in slot id; x must have room. The caller holds
+// the shard's mutex.
+func (x *index) add(k uint64, id uint32) {
+	fp := fingerprint(k)
+	i := x.home(fp)
+	for x.e[i].Load() != 0 {
+		if i++; i == len(x.e) {
+			i = 0
+		}
+	}
+	x.e[i].Store(uint64(fp)<<32 | uint64(id+1))
+}
+
+// del removes the entry at pos, moving back each following entry of the
+// probe run that may no longer be reachable from its home. The caller holds
+// the shard's mutex; a lookup running meanwhile may miss a moved key.
+func (x *index) del(pos int) {
+	n := len(x.e)
+	i := pos
+	for j := i; ; {
+		x.e[i].Store(0)
+		for {
+			if j++; j == n {
+				j = 0
+			}
+			v := x.e[j].Load()
+			if v == 0 {
+				return
+			}
+			// The entry at j stays if its home h lies cyclically in (i, j].
+			h := x.home(uint32(v >> 32))
+			if i <= j {
+				if i < h && h <= j {
+					continue
+				}
+			} else if i < h || h <= j {
 				continue
 			}
-			d := nt.slot(nt.free(k))
-			d.a, d.b = sl.a, sl.b
-			d.meta.Store(sl.meta.Load())
-			d.k.Store(k)
-		}
-		old.dead.Store(true)
-	}
-	s.t.Store(nt)
-	s.tombs = 0
-	if old != nil {
-		for i := range old.slots() {
-			sl := old.slot(i)
-			sl.unlock(sl.k.Load() &^ locked)
+			x.e[i].Store(v)
+			i = j
+			break
 		}
 	}
 }
 
-// remove turns slot i of t, which holds a key, into a tombstone if drop
-// (nil: always) reports true for its meta word, read under the slot's lock:
-// a decision may have changed the state since the caller looked. It reports
+// rebuilt returns an index of n entries with the entries of x.
+func (x *index) rebuilt(n int) *index {
+	nx := &index{e: make([]atomic.Uint64, n)}
+	for i := range x.e {
+		v := x.e[i].Load()
+		if v == 0 {
+			continue
+		}
+		j := nx.home(uint32(v >> 32))
+		for nx.e[j].Load() != 0 {
+			if j++; j == n {
+				j = 0
+			}
+		}
+		nx.e[j].Store(v)
+	}
+	return nx
+}
+
+// remove deletes the key at index position pos (in slot id) if drop (nil:
+// always) reports true for its meta word, read under the slot's lock: a
+// decision may have changed the state since the caller looked. It reports
 // whether it removed the key. s.mu is held.
-func (s *shard) remove(t *table, i int, drop func(meta uint64) bool) bool {
-	sl := t.slot(i)
-	k := sl.lock()
+func (s *shard) remove(a *arena, pos int, id uint32, drop func(meta uint64) bool) bool {
+	sl := a.slot(id)
+	k := sl.k.Load() &^ locked
+	sl.lockKey(k)
 	if drop != nil && !drop(sl.meta.Load()) {
 		sl.unlock(k)
 		return false
 	}
 	sl.unlock(tombstone)
+	s.ix.Load().del(pos)
+	a.release(id)
 	s.n--
-	s.tombs++
 	return true
 }
 
-// insert adds k, which t does not hold, with its encoded state: t must have
-// room (see table.full). s.mu is held.
-func (s *shard) insert(t *table, k, a, b, meta uint64) {
-	sl := t.slot(t.free(k))
-	if sl.k.Load() == tombstone {
-		s.tombs--
+// insert adds k with its encoded state. s.mu is held.
+func (s *shard) insert(a *arena, k, sa, sb, meta uint64) {
+	x := s.ix.Load()
+	if x.full(s.n, 1) {
+		x = x.rebuilt(fitEntries(s.n + 1))
+		s.ix.Store(x)
 	}
-	sl.a, sl.b = a, b
+	id := a.alloc()
+	sl := a.slot(id)
+	sl.a, sl.b = sa, sb
 	sl.meta.Store(meta)
-	sl.k.Store(k) // publishes the key with its state
+	sl.k.Store(k) // a decision holding a stale index may now lock it: it is ready
+	x.add(k, id)
 	s.n++
 	s.peak = max(s.peak, s.n)
 }

@@ -2,6 +2,7 @@ package memorylimit
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -10,95 +11,128 @@ import (
 	"github.com/journalsvc/journal/ratelimit/internal/backend"
 )
 
-// TestTableMatchesMap applies random inserts, updates, removals and
-// rebuilds to a shard's table and to a Go map, and checks after each step
-// that they hold the same keys and states, and that the shard's counts are
-// those of its table. Keys share their home buckets often, so probe runs are
-// long and wrap around the end.
+// TestTableMatchesMap applies random inserts, updates, removals and index
+// rebuilds to a shard and its arena, and to a Go map, and checks after each
+// step that they hold the same keys and states, that the shard's count is
+// its index's, and that the arena holds exactly the live keys' slots. Keys
+// share their home positions often, so probe runs are long and wrap around
+// the end.
 func TestTableMatchesMap(t *testing.T) {
 	for seed := range uint64(10) {
 		r := rand.New(rand.NewPCG(seed, 7))
 		var s shard
-		s.t.Store(&table{})
+		var a arena
+		s.ix.Store(&index{})
+		a.chunks.Store(new([]*chunk))
 		ref := map[uint64][2]uint64{}
 		randKey := func() uint64 {
-			// Few distinct high halves: few home buckets. The low half keeps
-			// the keys distinct (and never empty or a tombstone).
-			return uint64(r.IntN(6))<<31 | uint64(r.IntN(25)+2)
+			// Few fingerprints: few home positions, and keys that share a
+			// fingerprint (findKey tells them apart). The low bits keep the
+			// keys distinct (and never empty or a tombstone).
+			return uint64(r.IntN(6))<<33 | uint64(r.IntN(25)+2)
 		}
 		for step := range 2000 {
-			tb := s.t.Load()
+			x := s.ix.Load()
 			switch op := r.IntN(10); {
 			case op < 5:
-				k, a, b := randKey(), r.Uint64(), r.Uint64()
-				if i := tb.find(k); i >= 0 {
-					sl := tb.slot(i)
-					sl.lock()
-					sl.a, sl.b = a, b
+				k, va, vb := randKey(), r.Uint64(), r.Uint64()
+				if pos, id := x.findKey(&a, k); pos >= 0 {
+					sl := a.slot(id)
+					sl.lockKey(k)
+					sl.a, sl.b = va, vb
 					sl.unlock(k)
 				} else {
-					if tb.full(s.n, s.tombs, 1) {
-						s.resize(fitBuckets(s.n + 1))
-						tb = s.t.Load()
-					}
-					s.insert(tb, k, a, b, 0)
+					s.insert(&a, k, va, vb, 0)
 				}
-				ref[k] = [2]uint64{a, b}
+				ref[k] = [2]uint64{va, vb}
 			case op < 8:
 				k := randKey()
-				if i := tb.find(k); i >= 0 {
-					s.remove(tb, i, nil)
+				if pos, id := x.findKey(&a, k); pos >= 0 {
+					s.remove(&a, pos, id, nil)
 				}
 				delete(ref, k)
 			case op < 9:
-				s.resize(fitBuckets(s.n))
+				s.ix.Store(x.rebuilt(fitEntries(s.n)))
 			default:
-				if k := randKey(); tb.find(k) >= 0 {
+				if k := randKey(); func() bool { pos, _ := x.findKey(&a, k); return pos >= 0 }() {
 					if _, ok := ref[k]; !ok {
 						t.Fatalf("seed %d step %d: found absent key %x", seed, step, k)
 					}
 				}
 			}
 			if step%5 == 0 {
-				checkTable(t, &s, ref)
+				checkTable(t, &s, &a, ref)
 			}
 		}
-		checkTable(t, &s, ref)
+		checkTable(t, &s, &a, ref)
+		for k := range ref {
+			pos, id := s.ix.Load().findKey(&a, k)
+			s.remove(&a, pos, id, nil)
+		}
+		if cs := *a.chunks.Load(); slices.ContainsFunc(cs, func(c *chunk) bool { return c != nil }) {
+			t.Fatalf("seed %d: every key removed, but the arena keeps a chunk", seed)
+		}
 	}
 }
 
-func checkTable(t *testing.T, s *shard, ref map[uint64][2]uint64) {
+func checkTable(t *testing.T, s *shard, a *arena, ref map[uint64][2]uint64) {
 	t.Helper()
-	tb := s.t.Load()
-	keys, tombs := 0, 0
-	for i := range tb.slots() {
-		sl := tb.slot(i)
-		k := sl.k.Load()
-		if k&locked != 0 {
-			t.Fatalf("slot %d (%x) left locked", i, k)
-		}
-		switch k {
-		case empty:
-		case tombstone:
-			tombs++
-		default:
-			keys++
+	x := s.ix.Load()
+	entries := 0
+	for i := range x.e {
+		if x.e[i].Load() != 0 {
+			entries++
 		}
 	}
-	if keys != s.n || tombs != s.tombs || keys != len(ref) {
-		t.Fatalf("table holds %d keys and %d tombstones, shard counts %d and %d, map %d keys", keys, tombs, s.n, s.tombs, len(ref))
+	if entries != s.n || entries != len(ref) {
+		t.Fatalf("index holds %d entries, shard counts %d, map %d keys", entries, s.n, len(ref))
 	}
-	if len(ref) > 0 && tb.full(keys, tombs, 0) {
-		t.Fatalf("%d keys and %d tombstones in %d slots: over the load limit", keys, tombs, tb.slots())
+	if len(ref) > 0 && x.full(entries, 0) {
+		t.Fatalf("%d entries in an index of %d: over the load limit", entries, len(x.e))
+	}
+	live := 0
+	for _, m := range a.meta {
+		live += m.live
+	}
+	if live != len(ref) {
+		t.Fatalf("the arena has %d slots handed out for %d keys", live, len(ref))
 	}
 	for k, v := range ref {
-		i := tb.find(k)
-		if i < 0 {
+		pos, id := x.findKey(a, k)
+		if pos < 0 {
 			t.Fatalf("key %x not found", k)
 		}
-		if sl := tb.slot(i); sl.a != v[0] || sl.b != v[1] {
-			t.Fatalf("key %x holds %x %x, want %x %x", k, sl.a, sl.b, v[0], v[1])
+		if sl := a.slot(id); sl.a != v[0] || sl.b != v[1] || sl.k.Load() != k {
+			t.Fatalf("key %x holds %x %x (key word %x), want %x %x", k, sl.a, sl.b, sl.k.Load(), v[0], v[1])
 		}
+	}
+}
+
+// TestArenaHandsOutLowSlotsFirst: slots come in order, a slot handed back
+// is handed out before any higher one, and a chunk whose slots all came back
+// is returned to the runtime.
+func TestArenaHandsOutLowSlotsFirst(t *testing.T) {
+	var a arena
+	a.chunks.Store(new([]*chunk))
+	ids := make([]uint32, 3*chunkLen)
+	for i := range ids {
+		if ids[i] = a.alloc(); ids[i] != uint32(i) {
+			t.Fatalf("slot %d handed out as %d", i, ids[i])
+		}
+	}
+	a.release(ids[chunkLen+7])
+	a.release(ids[5])
+	if got := a.alloc(); got != ids[5] {
+		t.Errorf("after releasing slots 5 and %d, alloc = %d, want 5", chunkLen+7, got)
+	}
+	for _, id := range ids[2*chunkLen:] {
+		a.release(id)
+	}
+	if cs := *a.chunks.Load(); cs[2] != nil || cs[0] == nil || cs[1] == nil {
+		t.Errorf("chunks after emptying the third: %v", cs)
+	}
+	if a.slot(ids[2*chunkLen]) != nil {
+		t.Error("a slot of a returned chunk is still reachable")
 	}
 }
 
@@ -152,16 +186,20 @@ func TestStateRoundTrips(t *testing.T) {
 	}
 }
 
-// TestBucketsFillCacheLines: a bucket array starts on a 64-byte boundary
-// whatever its length, so each bucket is one cache line.
-func TestBucketsFillCacheLines(t *testing.T) {
-	if size := unsafe.Sizeof(bucket{}); size != 64 {
-		t.Fatalf("a bucket has %d bytes, want 64", size)
+// TestChunksFillCacheLines: a chunk starts on a 64-byte boundary, so each
+// pair of slots is one cache line.
+func TestChunksFillCacheLines(t *testing.T) {
+	if size := unsafe.Sizeof(slot{}); size != 32 {
+		t.Fatalf("a slot has %d bytes, want 32", size)
 	}
-	for nb := 1; nb <= 3000; nb++ {
-		b := make([]bucket, nb)
-		if addr := uintptr(unsafe.Pointer(&b[0])); addr%64 != 0 {
-			t.Fatalf("an array of %d buckets starts at %#x, not on a 64-byte boundary", nb, addr)
+	var a arena
+	a.chunks.Store(new([]*chunk))
+	for range 100 * chunkLen {
+		a.alloc()
+	}
+	for _, c := range *a.chunks.Load() {
+		if addr := uintptr(unsafe.Pointer(c)); addr%64 != 0 {
+			t.Fatalf("a chunk starts at %#x, not on a 64-byte boundary", addr)
 		}
 	}
 }
