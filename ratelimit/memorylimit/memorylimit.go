@@ -255,7 +255,7 @@ func (l *Limiter) Reset(ctx context.Context, subject, policy string) error {
 	s := &l.shards[h%numShards]
 	k := keyOf(h, maphash.String(l.seed, policy))
 	s.mu.Lock()
-	if pos, id := s.ix.Load().findKey(&l.arena, k); pos >= 0 {
+	if pos, id := s.ix.Load().find(&l.arena, k); pos >= 0 {
 		s.remove(&l.arena, pos, id, nil)
 	}
 	s.mu.Unlock()
@@ -336,7 +336,7 @@ func (l *Limiter) decideLocked(s *shard, d *ratelimit.Decision, refs []ref, peek
 		for i := range refs {
 			r := &refs[i]
 			r.sl = nil
-			if pos, id := x.findKey(&l.arena, r.key); pos >= 0 {
+			if pos, id := x.find(&l.arena, r.key); pos >= 0 {
 				r.id, r.sl = id, l.arena.slot(id)
 			}
 		}
@@ -499,7 +499,7 @@ func (l *Limiter) add(p *ratelimit.Policy) *spec {
 func (x *index) locate(a *arena, refs []ref) bool {
 	for i := range refs {
 		r := &refs[i]
-		pos, id := x.find(r.key)
+		pos, id := x.find(nil, r.key)
 		if pos < 0 {
 			return false
 		}

@@ -32,18 +32,18 @@ func TestFloodOfNewKeysCannotClearABlock(t *testing.T) {
 	ctx := context.Background()
 	// Block a victim's attacker key: 2 of 2 used.
 	for i := 0; i < 2; i++ {
-		if d, _ := call(l.Decide, ctx, "attacker", ratelimit.Item{Policy: hourly}); !d.Allowed {
+		if d, _ := ratelimittest.Call(l.Decide, ctx, "attacker", ratelimit.Item{Policy: hourly}); !d.Allowed {
 			t.Fatalf("decision %d denied", i)
 		}
 	}
 	// Flood 100x the capacity with fresh keys.
 	for i := 0; i < 100*64*16; i++ {
-		call(l.Decide, ctx, "flood:"+strconv.Itoa(i), ratelimit.Item{Policy: hourly})
+		ratelimittest.Call(l.Decide, ctx, "flood:"+strconv.Itoa(i), ratelimit.Item{Policy: hourly})
 	}
 	if got, limit := l.Len(), 64*16; got > limit {
 		t.Errorf("Len() = %d, want <= MaxKeys %d", got, limit)
 	}
-	if d, _ := call(l.Decide, ctx, "attacker", ratelimit.Item{Policy: hourly}); d.Allowed {
+	if d, _ := ratelimittest.Call(l.Decide, ctx, "attacker", ratelimit.Item{Policy: hourly}); d.Allowed {
 		t.Fatal("a flood of new keys evicted a blocked key")
 	}
 }
@@ -56,9 +56,9 @@ func TestEvictsBlockedNearestExpiryWhenAllBlocked(t *testing.T) {
 		return ratelimit.Item{Policy: ratelimit.Policy{Name: name, Rate: ratelimit.Rate{N: 1, Per: per}}}
 	}
 	// One subject, so one shard; every key is blocked after its first request.
-	call(l.Decide, ctx, "s", pol("long", 10*time.Hour))
-	call(l.Decide, ctx, "s", pol("short", time.Hour))
-	call(l.Decide, ctx, "s", pol("new", 5*time.Hour)) // full and all blocked: evicts "short"
+	ratelimittest.Call(l.Decide, ctx, "s", pol("long", 10*time.Hour))
+	ratelimittest.Call(l.Decide, ctx, "s", pol("short", time.Hour))
+	ratelimittest.Call(l.Decide, ctx, "s", pol("new", 5*time.Hour)) // full and all blocked: evicts "short"
 	if got := l.Len(); got != 2 {
 		t.Errorf("Len() = %d, want 2", got)
 	}
@@ -67,7 +67,7 @@ func TestEvictsBlockedNearestExpiryWhenAllBlocked(t *testing.T) {
 		per     time.Duration
 		allowed bool
 	}{{"long", 10 * time.Hour, false}, {"new", 5 * time.Hour, false}, {"short", time.Hour, true}} {
-		d, _ := call(l.Peek, ctx, "s", pol(tc.name, tc.per))
+		d, _ := ratelimittest.Call(l.Peek, ctx, "s", pol(tc.name, tc.per))
 		if d.Allowed != tc.allowed {
 			t.Errorf("policy %s: Allowed = %v, want %v (only the blocked key nearest expiry is evicted)", tc.name, d.Allowed, tc.allowed)
 		}
@@ -81,7 +81,7 @@ func TestExpiredKeysAreReclaimed(t *testing.T) {
 	for _, a := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
 		p := ratelimit.Policy{Name: a.String(), Rate: ratelimit.Rate{N: 10, Per: time.Minute}, Algorithm: a}
 		for i := 0; i < 100; i++ {
-			call(l.Decide, ctx, "k"+strconv.Itoa(i), ratelimit.Item{Policy: p})
+			ratelimittest.Call(l.Decide, ctx, "k"+strconv.Itoa(i), ratelimit.Item{Policy: p})
 		}
 	}
 	clock.Advance(time.Minute + time.Second) // GCRA and fixed expired; sliding's count still weighs
@@ -142,7 +142,7 @@ func TestCloseIsIdempotent(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	l.Close()
 	l.Close()
-	if d, err := call(l.Decide, context.Background(), "x", ratelimit.Item{Policy: hourly}); err != nil || !d.Allowed {
+	if d, err := ratelimittest.Call(l.Decide, context.Background(), "x", ratelimit.Item{Policy: hourly}); err != nil || !d.Allowed {
 		t.Errorf("Decide after Close = %+v, %v", d, err)
 	}
 }
@@ -178,16 +178,6 @@ func TestDecideAllocatesNothing(t *testing.T) {
 			t.Errorf("%s: the last decision is %+v, want allowed %v", tc.name, d, tc.allowed)
 		}
 	}
-}
-
-// call makes the decision of decide (a Limiter's Decide or Peek) into a
-// new Decision and returns it.
-func call(decide func(context.Context, *ratelimit.Decision, string, ...ratelimit.Item) error,
-	ctx context.Context, subject string, items ...ratelimit.Item,
-) (ratelimit.Decision, error) {
-	var d ratelimit.Decision
-	err := decide(ctx, &d, subject, items...)
-	return d, err
 }
 
 // BenchmarkDecide: parallel decisions over 10,000 keys, every one admitted,

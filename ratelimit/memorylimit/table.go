@@ -188,12 +188,14 @@ func (x *index) full(keys, more int) bool {
 	return (keys+more)*maxLoadDen > len(x.e)*maxLoadNum
 }
 
-// find returns the position of the first entry with k's fingerprint from
-// k's home on, and its slot, or -1. It takes no lock: a key inserted or
-// moved concurrently may be missed, and the caller then decides under the
-// shard's mutex, where find is exact unless two of the shard's keys share a
-// fingerprint (see findKey).
-func (x *index) find(k uint64) (pos int, id uint32) {
+// find returns the position of k's entry and its slot, or -1. With a nil
+// arena it takes the first entry with k's fingerprint, reading the index
+// only and taking no lock: a key inserted or moved concurrently may be
+// missed, and two keys of a shard that share a fingerprint are told apart
+// only when the caller locks the slot. With the arena it also checks each
+// slot's key; the caller then holds the shard's mutex and the answer is
+// exact.
+func (x *index) find(a *arena, k uint64) (pos int, id uint32) {
 	n := len(x.e)
 	if n == 0 {
 		return -1, 0
@@ -204,30 +206,7 @@ func (x *index) find(k uint64) (pos int, id uint32) {
 		if v == 0 {
 			return -1, 0
 		}
-		if uint32(v>>32) == fp {
-			return i, uint32(v) - 1
-		}
-		if i++; i == n {
-			i = 0
-		}
-	}
-	return -1, 0
-}
-
-// findKey is find checking the key of each slot whose fingerprint
-// matches. The caller holds the shard's mutex.
-func (x *index) findKey(a *arena, k uint64) (pos int, id uint32) {
-	n := len(x.e)
-	if n == 0 {
-		return -1, 0
-	}
-	fp := fingerprint(k)
-	for i, probes := x.home(fp), 0; probes < n; probes++ {
-		v := x.e[i].Load()
-		if v == 0 {
-			return -1, 0
-		}
-		if uint32(v>>32) == fp && a.slot(uint32(v)-1).k.Load()&^locked == k {
+		if uint32(v>>32) == fp && (a == nil || a.slot(uint32(v)-1).k.Load()&^locked == k) {
 			return i, uint32(v) - 1
 		}
 		if i++; i == n {

@@ -27,7 +27,7 @@ func TestTableMatchesMap(t *testing.T) {
 		ref := map[uint64][2]uint64{}
 		randKey := func() uint64 {
 			// Few fingerprints: few home positions, and keys that share a
-			// fingerprint (findKey tells them apart). The low bits keep the
+			// fingerprint (find with the arena tells them apart). The low bits keep the
 			// keys distinct (and never empty or a tombstone).
 			return uint64(r.IntN(6))<<33 | uint64(r.IntN(25)+2)
 		}
@@ -36,7 +36,7 @@ func TestTableMatchesMap(t *testing.T) {
 			switch op := r.IntN(10); {
 			case op < 5:
 				k, va, vb := randKey(), r.Uint64(), r.Uint64()
-				if pos, id := x.findKey(&a, k); pos >= 0 {
+				if pos, id := x.find(&a, k); pos >= 0 {
 					sl := a.slot(id)
 					sl.lockKey(k)
 					sl.a, sl.b = va, vb
@@ -47,14 +47,14 @@ func TestTableMatchesMap(t *testing.T) {
 				ref[k] = [2]uint64{va, vb}
 			case op < 8:
 				k := randKey()
-				if pos, id := x.findKey(&a, k); pos >= 0 {
+				if pos, id := x.find(&a, k); pos >= 0 {
 					s.remove(&a, pos, id, nil)
 				}
 				delete(ref, k)
 			case op < 9:
 				s.ix.Store(x.rebuilt(fitEntries(s.n)))
 			default:
-				if k := randKey(); func() bool { pos, _ := x.findKey(&a, k); return pos >= 0 }() {
+				if k := randKey(); func() bool { pos, _ := x.find(&a, k); return pos >= 0 }() {
 					if _, ok := ref[k]; !ok {
 						t.Fatalf("seed %d step %d: found absent key %x", seed, step, k)
 					}
@@ -66,7 +66,7 @@ func TestTableMatchesMap(t *testing.T) {
 		}
 		checkTable(t, &s, &a, ref)
 		for k := range ref {
-			pos, id := s.ix.Load().findKey(&a, k)
+			pos, id := s.ix.Load().find(&a, k)
 			s.remove(&a, pos, id, nil)
 		}
 		if cs := *a.chunks.Load(); slices.ContainsFunc(cs, func(c *chunk) bool { return c != nil }) {
@@ -98,7 +98,7 @@ func checkTable(t *testing.T, s *shard, a *arena, ref map[uint64][2]uint64) {
 		t.Fatalf("the arena has %d slots handed out for %d keys", live, len(ref))
 	}
 	for k, v := range ref {
-		pos, id := x.findKey(a, k)
+		pos, id := x.find(a, k)
 		if pos < 0 {
 			t.Fatalf("key %x not found", k)
 		}
