@@ -181,26 +181,40 @@ func TestDecideAllocatesNothing(t *testing.T) {
 }
 
 // BenchmarkDecide: parallel decisions over 10,000 keys, every one admitted,
-// each goroutine reusing one Decision; and one flooded key.
+// each goroutine reusing one Decision and walking the keys in order (or, in
+// "random", picking each key at random); and one flooded key.
 func BenchmarkDecide(b *testing.B) {
 	keys := make([]string, 10000)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("ip:10.0.%d.%d", i>>8, i&255)
 	}
-	run := func(b *testing.B, a ratelimit.Algorithm) {
+	run := func(b *testing.B, a ratelimit.Algorithm, random bool) {
 		l := memorylimit.New(memorylimit.Options{})
 		defer l.Close()
 		p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 1 << 30, Per: time.Second}, Algorithm: a}
+		ctx := context.Background()
+		var d ratelimit.Decision
+		for _, k := range keys {
+			l.Decide(ctx, &d, k, ratelimit.Item{Policy: p})
+		}
 		var ctr atomic.Uint64
 		b.ReportAllocs()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
-			i := int(ctr.Add(7919))
-			ctx := context.Background()
+			x := ctr.Add(7919)
 			var d ratelimit.Decision
 			for pb.Next() {
-				i++
-				l.Decide(ctx, &d, keys[i%len(keys)], ratelimit.Item{Policy: p})
+				var i uint64
+				if random { // xorshift64*
+					x ^= x >> 12
+					x ^= x << 25
+					x ^= x >> 27
+					i = x * 0x2545f4914f6cdd1d >> 32
+				} else {
+					x++
+					i = x
+				}
+				l.Decide(ctx, &d, keys[i%uint64(len(keys))], ratelimit.Item{Policy: p})
 				if !d.Allowed {
 					b.Fatal("denied")
 				}
@@ -208,8 +222,9 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	}
 	for _, a := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
-		b.Run(a.String()+"/10000keys", func(b *testing.B) { run(b, a) })
+		b.Run(a.String()+"/10000keys", func(b *testing.B) { run(b, a, false) })
 	}
+	b.Run("gcra/10000keys/random", func(b *testing.B) { run(b, ratelimit.GCRA, true) })
 	b.Run("gcra/flooded", func(b *testing.B) {
 		l := memorylimit.New(memorylimit.Options{})
 		defer l.Close()
