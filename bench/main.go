@@ -1,6 +1,10 @@
-// Command bench compares the journal Redis rate limiter (ratelimit/redislimit)
-// with go-redis/redis_rate v10 and ulule/limiter v3 on the same Redis, with
-// the workloads of DESIGN.md section 8:
+// Command bench compares the journal rate limiters with their peers. It is a
+// separate module so that the peers never become dependencies of the journal
+// module.
+//
+// With -suite redis (the default) it compares the Redis limiter
+// (ratelimit/redislimit) with go-redis/redis_rate v10 and ulule/limiter v3 on
+// the same Redis, in three workloads:
 //
 //   - admit: G goroutines (default 64) over K keys (default 10,000), limits
 //     high enough that every decision admits;
@@ -8,11 +12,15 @@
 //   - half: the admit workload paced at half of the peak just measured, for
 //     the p99 latency at half load.
 //
-// It prints decisions/s and p50/p99 latency per limiter and workload. It is a
-// separate module so that the competitors never become dependencies of the
-// journal module.
+// It prints decisions/s and p50/p99 latency per limiter and workload.
+//
+// With -suite memory it compares the in-process limiter
+// (ratelimit/memorylimit) with the in-process limiters of Go side by side
+// (see memory.go): time and allocations per decision in parallel, and the
+// heap one million keys take.
 //
 //	cd bench && go run . -redis 127.0.0.1:6379 -duration 5s
+//	cd bench && go run . -suite memory
 package main
 
 import (
