@@ -1,6 +1,10 @@
-// Command bench compares the journal Redis rate limiter (ratelimit/redislimit)
-// with go-redis/redis_rate v10 and ulule/limiter v3 on the same Redis, with
-// the workloads of the limiter goals in docs/design.md, "Numbers":
+// Command bench compares the journal rate limiters with their peers. It is a
+// separate module so that the peers never become dependencies of the journal
+// module.
+//
+// With -suite redis (the default) it compares the Redis limiter
+// (ratelimit/redislimit) with go-redis/redis_rate v10 and ulule/limiter v3 on
+// the same Redis, in three workloads:
 //
 //   - admit: G goroutines (default 64) over K keys (default 10,000), limits
 //     high enough that every decision admits;
@@ -8,11 +12,15 @@
 //   - half: the admit workload paced at half of the peak just measured, for
 //     the p99 latency at half load.
 //
-// It prints decisions/s and p50/p99 latency per limiter and workload. It is a
-// separate module so that the competitors never become dependencies of the
-// journal module.
+// It prints decisions/s and p50/p99 latency per limiter and workload.
+//
+// With -suite memory it compares the in-process limiter
+// (ratelimit/memorylimit) with the in-process limiters of Go side by side
+// (see memory.go): time and allocations per decision in parallel, and the
+// heap one million keys take.
 //
 //	cd bench && go run . -redis 127.0.0.1:6379 -duration 5s
+//	cd bench && go run . -suite memory
 package main
 
 import (
@@ -25,8 +33,10 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -46,14 +56,34 @@ type decideFunc func(ctx context.Context, key string, high bool) (allowed bool, 
 var flushDelay time.Duration
 
 func main() {
+	testing.Init() // testing.Benchmark reads the test flags
+	suite := flag.String("suite", "redis", "redis: the Redis limiters; memory: the in-process limiters (see memory.go)")
 	addr := flag.String("redis", "127.0.0.1:6379", "Redis address (keys use a random prefix and expire)")
-	goroutines := flag.Int("goroutines", 64, "concurrent callers")
+	goroutines := flag.Int("goroutines", 64, "redis suite: concurrent callers")
 	keys := flag.Int("keys", 10000, "distinct keys of the admit workload")
-	duration := flag.Duration("duration", 5*time.Second, "length of each run")
-	only := flag.String("only", "", "run only this limiter (journal, redis_rate, ulule)")
+	duration := flag.Duration("duration", 5*time.Second, "redis suite: length of each run")
+	only := flag.String("only", "", "run only the limiters whose name contains this")
 	flag.DurationVar(&flushDelay, "flush-delay", 0, "rueidis MaxFlushDelay of the journal limiter's client (0: none)")
+	mem := memoryConfig{}
+	flag.IntVar(&mem.parallelism, "parallelism", 32, "memory suite: goroutines per GOMAXPROCS")
+	flag.IntVar(&mem.heapKeys, "heap-keys", 1_000_000, "memory suite: distinct keys of the heap measurement")
+	flag.DurationVar(&mem.benchtime, "benchtime", time.Second, "memory suite: length of each throughput measurement")
+	flag.IntVar(&mem.rounds, "rounds", 3, "memory suite: throughput measurements per limiter (the median is reported)")
+	orders := flag.String("orders", orderRandom+","+orderSequential, "memory suite: the key orders measured: random (a key at random for each decision), sequential (each goroutine walks the keys in order)")
 	flag.Parse()
-	if err := run(*addr, *goroutines, *keys, *duration, *only); err != nil {
+	var err error
+	switch *suite {
+	case "redis":
+		err = run(*addr, *goroutines, *keys, *duration, *only)
+	case "memory":
+		mem.keys, mem.only, mem.orders = *keys, *only, strings.Split(*orders, ",")
+		if err = flag.Set("test.benchtime", mem.benchtime.String()); err == nil {
+			err = runMemory(os.Stdout, mem)
+		}
+	default:
+		err = fmt.Errorf("unknown suite %q (want redis or memory)", *suite)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/journalsvc/journal/ratelimit"
 	"github.com/journalsvc/journal/ratelimit/memorylimit"
+	"github.com/journalsvc/journal/ratelimit/ratelimittest"
 )
 
 // store is a primary limiter whose shared store can be taken away: while
@@ -37,16 +38,6 @@ func (s *store) Peek(ctx context.Context, d *ratelimit.Decision, subject string,
 		return errors.Join(ratelimit.ErrUnavailable, errDown)
 	}
 	return s.Limiter.Peek(ctx, d, subject, items...)
-}
-
-// call makes the decision of decide (a Limiter's Decide or Peek) into a
-// new Decision and returns it.
-func call(decide func(context.Context, *ratelimit.Decision, string, ...ratelimit.Item) error,
-	ctx context.Context, subject string, items ...ratelimit.Item,
-) (ratelimit.Decision, error) {
-	var d ratelimit.Decision
-	err := decide(ctx, &d, subject, items...)
-	return d, err
 }
 
 func (s *store) Reset(ctx context.Context, subject, policy string) error {
@@ -90,7 +81,7 @@ func (x *fallbackFixture) admit(t *testing.T, subject string, k int, items ...ra
 	t.Helper()
 	n := 0
 	for range k {
-		d, err := call(x.f.Decide, context.Background(), subject, items...)
+		d, err := ratelimittest.Call(x.f.Decide, context.Background(), subject, items...)
 		if err != nil {
 			t.Fatalf("Decide: %v", err)
 		}
@@ -112,21 +103,21 @@ func TestFallbackFailModes(t *testing.T) {
 	loc := ratelimit.Policy{Name: "loc", Rate: ratelimit.Rate{N: 10, Per: time.Hour}} // FailLocal: 4 of 10 for 3 instances
 	closed := ratelimit.Policy{Name: "closed", Rate: ratelimit.Rate{N: 10, Per: time.Hour}, Fail: ratelimit.FailClosed}
 
-	_, err := call(x.f.Decide, ctx, "s", ratelimit.Item{Policy: loc}, ratelimit.Item{Policy: closed})
+	_, err := ratelimittest.Call(x.f.Decide, ctx, "s", ratelimit.Item{Policy: loc}, ratelimit.Item{Policy: closed})
 	if !errors.Is(err, ratelimit.ErrUnavailable) || !errors.Is(err, errDown) || !strings.Contains(err.Error(), `"closed"`) {
 		t.Fatalf("with a FailClosed policy: err = %v, want ErrUnavailable naming it and wrapping the cause", err)
 	}
 	shadowClosed := closed
 	shadowClosed.Shadow = true
-	if d, err := call(x.f.Peek, ctx, "s", ratelimit.Item{Policy: shadowClosed}); err != nil || !d.Allowed {
+	if d, err := ratelimittest.Call(x.f.Peek, ctx, "s", ratelimit.Item{Policy: shadowClosed}); err != nil || !d.Allowed {
 		t.Fatalf("a shadow FailClosed policy: %+v, %v; want admitted (shadow policies never block)", d, err)
 	}
 	items := []ratelimit.Item{{Policy: open}, {Policy: loc}}
-	if d, err := call(x.f.Peek, ctx, "s", items...); err != nil || !d.Allowed || d.Results[1].Remaining != 3 {
+	if d, err := ratelimittest.Call(x.f.Peek, ctx, "s", items...); err != nil || !d.Allowed || d.Results[1].Remaining != 3 {
 		t.Fatalf("peek: %+v, %v; want admitted, 3 of the share of 4 left after it", d, err)
 	}
 	for i := range 5 {
-		d, err := call(x.f.Decide, ctx, "s", items...)
+		d, err := ratelimittest.Call(x.f.Decide, ctx, "s", items...)
 		if err != nil || d.Allowed != (i < 4) {
 			t.Fatalf("decision %d: %+v, %v; want the first 4 admitted", i, d, err)
 		}
@@ -144,7 +135,7 @@ func TestFallbackFailModes(t *testing.T) {
 	}
 	// The share is never below the cost, and rounds up.
 	big := ratelimit.Policy{Name: "big", Rate: ratelimit.Rate{N: 10, Per: time.Hour}}
-	if d, err := call(x.f.Decide, ctx, "t", ratelimit.Item{Policy: big, Cost: 9}); err != nil || !d.Allowed {
+	if d, err := ratelimittest.Call(x.f.Decide, ctx, "t", ratelimit.Item{Policy: big, Cost: 9}); err != nil || !d.Allowed {
 		t.Fatalf("a cost of 9 of 10 with 3 instances: %+v, %v; want admitted (the share is at least the cost)", d, err)
 	}
 }

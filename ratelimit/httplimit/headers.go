@@ -3,7 +3,6 @@ package httplimit
 import (
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/journalsvc/journal/ratelimit"
@@ -58,41 +57,60 @@ const (
 // later reset), unless h already describes one with a remaining quota as low
 // or lower (set by an earlier middleware), which is kept. Shadow policies
 // never appear in the legacy fields, since nothing marks them there.
+//
+// All the values it writes share one string and one []string backing array:
+// two allocations, whatever the number of policies.
 func SetHeaders(h http.Header, items []ratelimit.Item, d *ratelimit.Decision) {
 	if len(d.Results) == 0 {
 		return
 	}
-	buf := make([]byte, 0, 64*len(d.Results))
+	var stack [512]byte
+	buf := stack[:0]
+	var ends [5]int // where each value ends in buf
+	buf = appendPrevious(buf, h[keyRateLimitPolicy])
 	for i := range d.Results {
 		if i > 0 {
 			buf = append(buf, ", "...)
 		}
 		buf = appendPolicyMember(buf, &items[i].Policy, &d.Results[i])
 	}
-	appendMembers(h, keyRateLimitPolicy, string(buf))
-	buf = buf[:0]
+	ends[0] = len(buf)
+	buf = appendPrevious(buf, h[keyRateLimit])
 	for i := range d.Results {
 		if i > 0 {
 			buf = append(buf, ", "...)
 		}
 		buf = appendLimitMember(buf, &items[i].Policy, &d.Results[i])
 	}
-	appendMembers(h, keyRateLimit, string(buf))
-	setLegacy(h, items, d)
+	ends[1] = len(buf)
+	keys := [5]string{keyRateLimitPolicy, keyRateLimit, keyLegacyLimit, keyLegacyRemaining, keyLegacyReset}
+	n := 2
+	if i, ok := legacyResult(h, items, d); ok {
+		res := &d.Results[i]
+		buf = strconv.AppendInt(buf, items[i].Policy.Limit(), 10)
+		ends[2] = len(buf)
+		buf = strconv.AppendInt(buf, remaining(res), 10)
+		ends[3] = len(buf)
+		buf = strconv.AppendInt(buf, resetSeconds(res), 10)
+		ends[4] = len(buf)
+		n = 5
+	}
+	all, vals := string(buf), make([]string, n)
+	start := 0
+	for i := range n {
+		vals[i], start = all[start:ends[i]], ends[i]
+		h[keys[i]] = vals[i : i+1 : i+1]
+	}
 }
 
-// appendMembers appends the list members to the field key (canonical) of h,
-// keeping a single field line.
-func appendMembers(h http.Header, key, members string) {
-	prev := h[key]
-	switch len(prev) {
-	case 0:
-		h[key] = []string{members}
-	case 1:
-		h[key] = []string{prev[0] + ", " + members}
-	default:
-		h[key] = []string{strings.Join(prev, ", ") + ", " + members}
+// appendPrevious appends the members already in a field (prev, its lines),
+// and the separator before the new ones, keeping a single field line.
+func appendPrevious(b []byte, prev []string) []byte {
+	for _, v := range prev {
+		b = append(b, v...)
+		b = append(b, ", "...)
 	}
+	return b
 }
 
 func appendPolicyMember(b []byte, p *ratelimit.Policy, res *ratelimit.Result) []byte {
@@ -187,9 +205,10 @@ func RetryAfterSeconds(items []ratelimit.Item, d *ratelimit.Decision) int64 {
 }
 
 // legacyResult picks the index of the result the legacy headers describe
-// (see SetHeaders), or -1 when there is none.
-func legacyResult(items []ratelimit.Item, d *ratelimit.Decision) int {
-	best := -1
+// (see SetHeaders); ok is false when there is none, or when h already
+// describes one with a remaining quota as low or lower and d admits.
+func legacyResult(h http.Header, items []ratelimit.Item, d *ratelimit.Decision) (best int, ok bool) {
+	best = -1
 	if !d.Allowed {
 		for i := range d.Results {
 			if r := &d.Results[i]; r.Allowed || items[i].Policy.Shadow {
@@ -200,7 +219,7 @@ func legacyResult(items []ratelimit.Item, d *ratelimit.Decision) int {
 			}
 		}
 		if best >= 0 {
-			return best
+			return best, true
 		}
 	}
 	for i := range d.Results {
@@ -217,22 +236,13 @@ func legacyResult(items []ratelimit.Item, d *ratelimit.Decision) int {
 			best = i
 		}
 	}
-	return best
-}
-
-func setLegacy(h http.Header, items []ratelimit.Item, d *ratelimit.Decision) {
-	i := legacyResult(items, d)
-	if i < 0 {
-		return
+	if best < 0 {
+		return -1, false
 	}
-	res := &d.Results[i]
-	rem := remaining(res)
 	if prev := h[keyLegacyRemaining]; d.Allowed && len(prev) > 0 {
-		if n, err := strconv.ParseInt(prev[0], 10, 64); err == nil && n <= rem {
-			return
+		if n, err := strconv.ParseInt(prev[0], 10, 64); err == nil && n <= remaining(&d.Results[best]) {
+			return -1, false
 		}
 	}
-	h[keyLegacyLimit] = []string{strconv.FormatInt(items[i].Policy.Limit(), 10)}
-	h[keyLegacyRemaining] = []string{strconv.FormatInt(rem, 10)}
-	h[keyLegacyReset] = []string{strconv.FormatInt(resetSeconds(res), 10)}
+	return best, true
 }

@@ -285,3 +285,32 @@ func TestAppendSFString(t *testing.T) {
 		}
 	}
 }
+
+// TestSetHeadersAllocatesTwice: the values of every field share one string
+// and one []string array, and adding to one field leaves the others alone.
+func TestSetHeadersAllocatesTwice(t *testing.T) {
+	s := decision(allowed(ipPolicy, 420, 600*time.Millisecond), allowed(signupPolicy, 399, time.Hour), degraded(allowed(hourPolicy, 1999, time.Hour)))
+	h := http.Header{}
+	if !raceEnabled {
+		if allocs := testing.AllocsPerRun(100, func() {
+			clear(h)
+			SetHeaders(h, s.items, &s.d)
+		}); allocs != 2 {
+			t.Errorf("SetHeaders allocates %v times, want 2", allocs)
+		}
+	}
+	clear(h)
+	SetHeaders(h, s.items, &s.d)
+	want := rateHeaders(h)
+	h.Add(HeaderRateLimit, `"other";r=1;t=1`)
+	h.Add(HeaderLegacyLimit, "7")
+	got := rateHeaders(h)
+	want[http.CanonicalHeaderKey(HeaderRateLimit)] = "MULTIPLE LINES"
+	want[http.CanonicalHeaderKey(HeaderLegacyLimit)] = "MULTIPLE LINES"
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("after adding to two fields (-want +got):\n%s", diff)
+	}
+	if v := h.Values(HeaderRateLimit); len(v) != 2 || v[1] != `"other";r=1;t=1` || h.Get(HeaderRateLimitPolicy) == "" {
+		t.Errorf("RateLimit lines %q, RateLimit-Policy %q", v, h.Get(HeaderRateLimitPolicy))
+	}
+}

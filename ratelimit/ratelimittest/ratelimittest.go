@@ -107,6 +107,16 @@ func policy(name string, a ratelimit.Algorithm, n int64, per time.Duration) rate
 
 var algorithms = []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed}
 
+// Call makes the decision of decide (a Limiter's Decide or Peek) into a new
+// Decision and returns it, for tests that want decisions as values.
+func Call(decide func(context.Context, *ratelimit.Decision, string, ...ratelimit.Item) error,
+	ctx context.Context, subject string, items ...ratelimit.Item,
+) (ratelimit.Decision, error) {
+	var d ratelimit.Decision
+	err := decide(ctx, &d, subject, items...)
+	return d, err
+}
+
 func decide(tb testing.TB, l ratelimit.Limiter, subject string, items ...ratelimit.Item) ratelimit.Decision {
 	tb.Helper()
 	var d ratelimit.Decision

@@ -12,6 +12,7 @@ import (
 
 	"github.com/journalsvc/journal/internal/testenv"
 	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/ratelimittest"
 	"github.com/journalsvc/journal/ratelimit/redislimit"
 )
 
@@ -49,7 +50,7 @@ func TestCluster(t *testing.T) {
 			wg.Add(1)
 			go func(l *redislimit.Limiter) {
 				defer wg.Done()
-				d, err := call(l.Decide, context.Background(), subject,
+				d, err := ratelimittest.Call(l.Decide, context.Background(), subject,
 					ratelimit.Item{Policy: ip}, ratelimit.Item{Policy: hour}, ratelimit.Item{Policy: day})
 				if err != nil || d.Degraded() {
 					t.Errorf("Decide on the cluster: %+v, %v", d, err)

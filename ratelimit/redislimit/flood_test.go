@@ -12,6 +12,7 @@ import (
 
 	"github.com/journalsvc/journal/internal/testenv"
 	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/ratelimittest"
 	"github.com/journalsvc/journal/ratelimit/redislimit"
 )
 
@@ -63,7 +64,7 @@ func TestFloodStaysWithinTheBound(t *testing.T) {
 					wg.Go(func() {
 						l := lims[g%n]
 						for time.Now().Before(stop) {
-							d, err := call(l.Decide, context.Background(), "ip:198.51.100.9", ratelimit.Item{Policy: p})
+							d, err := ratelimittest.Call(l.Decide, context.Background(), "ip:198.51.100.9", ratelimit.Item{Policy: p})
 							if err != nil {
 								t.Errorf("Decide: %v", err)
 								return
@@ -131,12 +132,12 @@ func TestSaturationGrantsNoFreshQuota(t *testing.T) {
 	// Another instance spends the quota; this one then sees it spent.
 	other := newLimiter(t, newClient(t, addr), redislimit.Options{Prefix: prefix, Timeout: time.Second, HeartbeatInterval: -1})
 	for i := range 5 {
-		if d, err := call(other.Decide, ctx, subject, ratelimit.Item{Policy: p}); err != nil || !d.Allowed {
+		if d, err := ratelimittest.Call(other.Decide, ctx, subject, ratelimit.Item{Policy: p}); err != nil || !d.Allowed {
 			t.Fatalf("decision %d: %+v, %v", i, d, err)
 		}
 	}
 	for { // on a busy machine a call may miss 2ms already (degraded)
-		d, err := call(f.Peek, ctx, subject, ratelimit.Item{Policy: p})
+		d, err := ratelimittest.Call(f.Peek, ctx, subject, ratelimit.Item{Policy: p})
 		if err != nil || (!d.Degraded() && d.Allowed) {
 			t.Fatalf("peek: %+v, %v; want denied", d, err)
 		}
@@ -164,7 +165,7 @@ func TestSaturationGrantsNoFreshQuota(t *testing.T) {
 	for range 16 {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
-				d, err := call(f.Decide, ctx, subject, ratelimit.Item{Policy: p})
+				d, err := ratelimittest.Call(f.Decide, ctx, subject, ratelimit.Item{Policy: p})
 				if err != nil {
 					t.Errorf("Decide: %v", err)
 					return

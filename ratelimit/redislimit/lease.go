@@ -222,7 +222,7 @@ func (ls *leases) prepare(subject string, items []ratelimit.Item, now int64) (as
 		rate := (e.decided*ls.dur + max(elapsed, 1) - 1) / max(elapsed, 1)
 		a.want[i] = min(rate, 2*e.granted+2)
 		if p := &it.Policy; p.Algorithm == ratelimit.GCRA {
-			a.want[i] = min(a.want[i], ls.dur/backend.EmissionMicros(p))
+			a.want[i] = min(a.want[i], ls.dur/p.EmissionInterval().Microseconds())
 		}
 	}
 	return a, true
@@ -257,7 +257,7 @@ func (ls *leases) granted(subject string, items []ratelimit.Item, results []rate
 		if p.Algorithm == ratelimit.GCRA {
 			// Measured from when the decision was sent, before Redis
 			// ran it: the units pass early here, never late.
-			e.emission = backend.EmissionMicros(p)
+			e.emission = p.EmissionInterval().Microseconds()
 			e.tatAt = sent + g.at[i] - g.now[i]
 		} else {
 			e.resetAt = sent + r.ResetAfter.Microseconds()

@@ -132,7 +132,7 @@ func TestKeysWithoutTTLAreRepaired(t *testing.T) {
 	small := ratelimit.Policy{Name: "small", Rate: ratelimit.Rate{N: 1, Per: time.Hour}}
 	other := ratelimit.Policy{Name: "other", Rate: ratelimit.Rate{N: 5, Per: time.Hour}, Algorithm: ratelimit.Fixed}
 	subject := "ip:198.51.100.1"
-	if d, err := call(l.Decide, ctx, subject, ratelimit.Item{Policy: small}); err != nil || !d.Allowed {
+	if d, err := ratelimittest.Call(l.Decide, ctx, subject, ratelimit.Item{Policy: small}); err != nil || !d.Allowed {
 		t.Fatalf("Decide = %+v, %v", d, err)
 	}
 	otherKey := ratelimit.Key(prefix, subject, "other")
@@ -144,7 +144,7 @@ func TestKeysWithoutTTLAreRepaired(t *testing.T) {
 	}
 	c.Do(ctx, c.B().Set().Key(otherKey).Value("garbage-without-ttl").Build())
 	// Denied by small: nothing is written, both keys are repaired.
-	d, err := call(l.Decide, ctx, subject, ratelimit.Item{Policy: other}, ratelimit.Item{Policy: small})
+	d, err := ratelimittest.Call(l.Decide, ctx, subject, ratelimit.Item{Policy: other}, ratelimit.Item{Policy: small})
 	if err != nil || d.Allowed {
 		t.Fatalf("Decide = %+v, %v; want denied by small", d, err)
 	}
@@ -212,7 +212,7 @@ func runInstances(t *testing.T, addr, prefix string, p ratelimit.Policy, skews [
 		go func(l *redislimit.Limiter) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			d, err := call(l.Decide, context.Background(), "ip:203.0.113.7", ratelimit.Item{Policy: p})
+			d, err := ratelimittest.Call(l.Decide, context.Background(), "ip:203.0.113.7", ratelimit.Item{Policy: p})
 			switch {
 			case err != nil:
 				failed.Add(1)
@@ -261,7 +261,7 @@ func TestFloodedKeyCostsNoRoundTrips(t *testing.T) {
 	before := evalCalls(t, c)
 	admitted := 0
 	for i := 0; i < 10_000; i++ {
-		d, err := call(l.Decide, context.Background(), "ip:192.0.2.1", ratelimit.Item{Policy: p})
+		d, err := ratelimittest.Call(l.Decide, context.Background(), "ip:192.0.2.1", ratelimit.Item{Policy: p})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -293,7 +293,7 @@ func TestResetClearsEveryInstance(t *testing.T) {
 	ctx := context.Background()
 	subject := "login:198.51.100.9:abc"
 	for i := 0; i < 3; i++ {
-		call(b.Decide, ctx, subject, ratelimit.Item{Policy: p})
+		ratelimittest.Call(b.Decide, ctx, subject, ratelimit.Item{Policy: p})
 	}
 	if s := b.Stats(); s.DenyCacheItems != 1 {
 		t.Fatalf("b's deny cache holds %d entries, want 1", s.DenyCacheItems)
@@ -310,7 +310,7 @@ func TestResetClearsEveryInstance(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if d, err := call(b.Decide, ctx, subject, ratelimit.Item{Policy: p}); err != nil || !d.Allowed {
+	if d, err := ratelimittest.Call(b.Decide, ctx, subject, ratelimit.Item{Policy: p}); err != nil || !d.Allowed {
 		t.Errorf("after Reset: %+v, %v; want admitted", d, err)
 	}
 }
@@ -385,7 +385,7 @@ func load(l ratelimit.Limiter, d time.Duration, subject string) faultRun {
 					item = ratelimit.Item{Policy: localP}
 				}
 				start := time.Now()
-				dec, err := call(l.Decide, context.Background(), subject, item)
+				dec, err := ratelimittest.Call(l.Decide, context.Background(), subject, item)
 				waited := time.Since(start)
 				mu.Lock()
 				r.maxWait = max(r.maxWait, waited)
@@ -492,7 +492,7 @@ func TestFaults(t *testing.T) {
 			var d ratelimit.Decision
 			var err error
 			for start := time.Now(); time.Since(start) < time.Second; time.Sleep(20 * time.Millisecond) {
-				if d, err = call(f.Decide, context.Background(), "ip:after", ratelimit.Item{Policy: closedP}); err == nil {
+				if d, err = ratelimittest.Call(f.Decide, context.Background(), "ip:after", ratelimit.Item{Policy: closedP}); err == nil {
 					break
 				}
 			}
@@ -528,7 +528,7 @@ func TestLocalFallbackSharesTheLimit(t *testing.T) {
 	p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 31, Per: time.Hour}}
 	admitted := 0
 	for i := 0; i < 100; i++ {
-		d, err := call(f.Decide, context.Background(), "ip:203.0.113.50", ratelimit.Item{Policy: p})
+		d, err := ratelimittest.Call(f.Decide, context.Background(), "ip:203.0.113.50", ratelimit.Item{Policy: p})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -564,7 +564,7 @@ func BenchmarkDecide(b *testing.B) {
 			i := int(ctr.Add(7919))
 			for pb.Next() {
 				i++
-				d, err := call(l.Decide, context.Background(), keys[i%len(keys)], ratelimit.Item{Policy: p})
+				d, err := ratelimittest.Call(l.Decide, context.Background(), keys[i%len(keys)], ratelimit.Item{Policy: p})
 				if err != nil || !d.Allowed {
 					b.Errorf("Decide: %+v, %v", d, err)
 					return
@@ -580,7 +580,7 @@ func BenchmarkDecide(b *testing.B) {
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				call(l.Decide, context.Background(), "ip:flood", ratelimit.Item{Policy: p})
+				ratelimittest.Call(l.Decide, context.Background(), "ip:flood", ratelimit.Item{Policy: p})
 			}
 		})
 	})
@@ -598,7 +598,7 @@ func TestForeignValuesAreAFreshState(t *testing.T) {
 			subject := "s" + strconv.Itoa(i) + a.String()
 			p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 3, Per: time.Hour}, Algorithm: a}
 			c.Do(ctx, c.B().Set().Key(ratelimit.Key(prefix, subject, "p")).Value(raw).Build())
-			d, err := call(l.Decide, ctx, subject, ratelimit.Item{Policy: p})
+			d, err := ratelimittest.Call(l.Decide, ctx, subject, ratelimit.Item{Policy: p})
 			if err != nil || !d.Allowed || d.Results[0].Remaining != 2 || d.Degraded() {
 				t.Errorf("%s over %q: %+v, %v; want a fresh admitted state", a, raw, d, err)
 			}
@@ -614,7 +614,7 @@ func TestGCRAValueFormat(t *testing.T) {
 	l := newLimiter(t, c, redislimit.Options{Prefix: prefix, HeartbeatInterval: -1, Timeout: 5 * time.Second})
 	ctx := context.Background()
 	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 2, Per: time.Hour}}
-	if d, err := call(l.Decide, ctx, "ip:192.0.2.10", ratelimit.Item{Policy: p}); err != nil || !d.Allowed {
+	if d, err := ratelimittest.Call(l.Decide, ctx, "ip:192.0.2.10", ratelimit.Item{Policy: p}); err != nil || !d.Allowed {
 		t.Fatalf("Decide = %+v, %v", d, err)
 	}
 	raw, err := c.Do(ctx, c.B().Get().Key(ratelimit.Key(prefix, "ip:192.0.2.10", "p")).Build()).ToString()
@@ -642,7 +642,7 @@ func TestScriptFlushIsNotAFailure(t *testing.T) {
 		var wg sync.WaitGroup
 		for range 20 { // several flights, several connections
 			wg.Go(func() {
-				if d, err := call(l.Decide, ctx, "ip:192.0.2.30", ratelimit.Item{Policy: p}); err != nil || !d.Allowed || d.Degraded() {
+				if d, err := ratelimittest.Call(l.Decide, ctx, "ip:192.0.2.30", ratelimit.Item{Policy: p}); err != nil || !d.Allowed || d.Degraded() {
 					t.Errorf("round %d: Decide = %+v, %v", i, d, err)
 				}
 			})
@@ -663,7 +663,7 @@ func TestCallerCancellationIsNotAFailure(t *testing.T) {
 	cancel()
 	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 3, Per: time.Hour}}
 	for i := 0; i < 3; i++ {
-		if _, err := call(l.Decide, ctx, "ip:192.0.2.200", ratelimit.Item{Policy: p}); !errors.Is(err, context.Canceled) {
+		if _, err := ratelimittest.Call(l.Decide, ctx, "ip:192.0.2.200", ratelimit.Item{Policy: p}); !errors.Is(err, context.Canceled) {
 			t.Fatalf("Decide with a cancelled context: err = %v, want context.Canceled", err)
 		}
 	}
@@ -681,8 +681,8 @@ func TestDenyCacheIsBounded(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < 300; i++ {
 		subject := "ip:198.18.0." + strconv.Itoa(i)
-		call(l.Decide, ctx, subject, ratelimit.Item{Policy: p})
-		if d, err := call(l.Decide, ctx, subject, ratelimit.Item{Policy: p}); err != nil || d.Allowed {
+		ratelimittest.Call(l.Decide, ctx, subject, ratelimit.Item{Policy: p})
+		if d, err := ratelimittest.Call(l.Decide, ctx, subject, ratelimit.Item{Policy: p}); err != nil || d.Allowed {
 			t.Fatalf("second decision of %s: %+v, %v; want denied", subject, d, err)
 		}
 	}
@@ -710,7 +710,7 @@ func TestDeadlineHoldsWhileReconnecting(t *testing.T) {
 	const timeout = 100 * time.Millisecond
 	l := newLimiter(t, c, redislimit.Options{Prefix: testenv.RandomPrefix(), Timeout: timeout, HeartbeatInterval: -1})
 	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 100, Per: time.Minute}, Fail: ratelimit.FailOpen}
-	if d, err := call(l.Decide, context.Background(), "ip:192.0.2.7", ratelimit.Item{Policy: p}); err != nil || !d.Allowed {
+	if d, err := ratelimittest.Call(l.Decide, context.Background(), "ip:192.0.2.7", ratelimit.Item{Policy: p}); err != nil || !d.Allowed {
 		t.Fatalf("healthy decision: %+v, %v", d, err)
 	}
 	// rueidis redials for another caller, with a deadline far beyond ours.
@@ -720,7 +720,7 @@ func TestDeadlineHoldsWhileReconnecting(t *testing.T) {
 	hd.HangDuringRedial(c, dial)
 	for i := range 3 {
 		start := time.Now()
-		d, err := call(l.Decide, context.Background(), "ip:192.0.2.7", ratelimit.Item{Policy: p})
+		d, err := ratelimittest.Call(l.Decide, context.Background(), "ip:192.0.2.7", ratelimit.Item{Policy: p})
 		took := time.Since(start)
 		t.Logf("decision %d during the redial took %v (timeout %v, dial %v)", i, took, timeout, dial)
 		if !errors.Is(err, ratelimit.ErrUnavailable) {
@@ -747,7 +747,7 @@ func TestBatchedDecisionsStayIndependent(t *testing.T) {
 	const subjects = 60
 	// Every third subject has spent its "one" already.
 	for i := 0; i < subjects; i += 3 {
-		if d, err := call(l.Decide, ctx, "ip:198.51.100."+strconv.Itoa(i), ratelimit.Item{Policy: one}); err != nil || !d.Allowed {
+		if d, err := ratelimittest.Call(l.Decide, ctx, "ip:198.51.100."+strconv.Itoa(i), ratelimit.Item{Policy: one}); err != nil || !d.Allowed {
 			t.Fatalf("setup: %+v, %v", d, err)
 		}
 	}
@@ -765,9 +765,9 @@ func TestBatchedDecisionsStayIndependent(t *testing.T) {
 			<-start
 			o := &out[i]
 			var err1, err2, err3 error
-			o.two, err1 = call(l.Decide, ctx, subject, ratelimit.Item{Policy: one}, ratelimit.Item{Policy: wide, Cost: 7})
-			o.peek, err2 = call(l.Peek, ctx, subject+"-peek", ratelimit.Item{Policy: wide})
-			o.window, err3 = call(l.Decide, ctx, subject, ratelimit.Item{Policy: win, Cost: 2})
+			o.two, err1 = ratelimittest.Call(l.Decide, ctx, subject, ratelimit.Item{Policy: one}, ratelimit.Item{Policy: wide, Cost: 7})
+			o.peek, err2 = ratelimittest.Call(l.Peek, ctx, subject+"-peek", ratelimit.Item{Policy: wide})
+			o.window, err3 = ratelimittest.Call(l.Decide, ctx, subject, ratelimit.Item{Policy: win, Cost: 2})
 			o.err = errors.Join(err1, err2, err3)
 		})
 	}
@@ -806,20 +806,10 @@ func TestBatchedDecisionsStayIndependent(t *testing.T) {
 	}
 	// The peeks consumed nothing.
 	for i := range subjects {
-		d, err := call(l.Peek, ctx, "ip:198.51.100."+strconv.Itoa(i)+"-peek", ratelimit.Item{Policy: wide, Cost: 100})
+		d, err := ratelimittest.Call(l.Peek, ctx, "ip:198.51.100."+strconv.Itoa(i)+"-peek", ratelimit.Item{Policy: wide, Cost: 100})
 		if err != nil || !d.Allowed {
 			t.Fatalf("subject %d: a peek of the whole quota after the peeks = %+v, %v; want allowed", i, d, err)
 		}
 	}
 	assertAllKeysHaveTTL(t, c, prefix)
-}
-
-// call makes the decision of decide (a Limiter's Decide or Peek) into a
-// new Decision and returns it.
-func call(decide func(context.Context, *ratelimit.Decision, string, ...ratelimit.Item) error,
-	ctx context.Context, subject string, items ...ratelimit.Item,
-) (ratelimit.Decision, error) {
-	var d ratelimit.Decision
-	err := decide(ctx, &d, subject, items...)
-	return d, err
 }

@@ -40,6 +40,49 @@ func Cost(it *ratelimit.Item) int64 {
 	return it.Cost
 }
 
+// Spec is a valid policy's parameters as [Spec.Eval] uses them, derived
+// once: a backend that decides many requests under one policy keeps its Spec
+// rather than deriving them on every decision. The zero value is not usable;
+// create it with [NewSpec].
+type Spec struct {
+	alg  ratelimit.Algorithm
+	t    int64 // GCRA: the emission interval (µs)
+	tau  int64 // GCRA: limit * t (µs)
+	lim  int64 // GCRA: the limit (the burst)
+	w, n int64 // windows: the period (ms) and the limit
+}
+
+// NewSpec returns the Spec of p, which must be valid.
+func NewSpec(p *ratelimit.Policy) Spec {
+	s := Spec{alg: p.Algorithm}
+	if p.Algorithm == ratelimit.GCRA {
+		s.t, s.lim = p.EmissionInterval().Microseconds(), p.Limit()
+		s.tau = s.lim * s.t
+	} else {
+		s.w, s.n = p.Rate.Per.Milliseconds(), p.Rate.N
+	}
+	return s
+}
+
+// Algorithm returns the policy's algorithm.
+func (s *Spec) Algorithm() ratelimit.Algorithm { return s.alg }
+
+// Window returns the index of the window holding nowMicros (window
+// algorithms only): the T of a State written at that instant.
+func (s *Spec) Window(nowMicros int64) int64 { return nowMicros / 1000 / s.w }
+
+// Eval is [Eval] under the policy of s.
+func (s *Spec) Eval(r *ratelimit.Result, st State, nowMicros, cost int64) (next State, expiresMicros int64) {
+	*r = ratelimit.Result{}
+	if st.Algorithm != s.alg {
+		st = State{Algorithm: s.alg}
+	}
+	if s.alg == ratelimit.GCRA {
+		return s.evalGCRA(st, nowMicros, cost, r)
+	}
+	return s.evalWindow(st, nowMicros, cost, r)
+}
+
 // Eval applies one request of the given cost (>= 0; 0 evaluates without
 // consuming) to st at the instant nowMicros (Unix microseconds) under p,
 // which must be valid. It writes the policy's Result into *r (all of it,
@@ -50,24 +93,12 @@ func Cost(it *ratelimit.Item) int64 {
 // Eval is the reference semantics: every backend makes exactly these
 // decisions (the Redis script implements the same integer arithmetic).
 func Eval(p *ratelimit.Policy, r *ratelimit.Result, st State, nowMicros, cost int64) (next State, expiresMicros int64) {
-	*r = ratelimit.Result{}
-	if st.Algorithm != p.Algorithm {
-		st = State{Algorithm: p.Algorithm}
-	}
-	switch p.Algorithm {
-	case ratelimit.Sliding, ratelimit.Fixed:
-		return evalWindow(p, st, nowMicros, cost, r)
-	default:
-		return evalGCRA(p, st, nowMicros, cost, r)
-	}
+	s := NewSpec(p)
+	return s.Eval(r, st, nowMicros, cost)
 }
 
-// EmissionMicros returns the GCRA emission interval of p in microseconds.
-func EmissionMicros(p *ratelimit.Policy) int64 { return p.EmissionInterval().Microseconds() }
-
-func evalGCRA(p *ratelimit.Policy, st State, now, cost int64, r *ratelimit.Result) (State, int64) {
-	t := EmissionMicros(p)
-	tau := p.Limit() * t
+func (s *Spec) evalGCRA(st State, now, cost int64, r *ratelimit.Result) (State, int64) {
+	t, tau := s.t, s.tau
 	tat := max(st.T, now)
 	newTAT := tat + cost*t
 	if allowAt := newTAT - tau; allowAt > now {
@@ -75,9 +106,20 @@ func evalGCRA(p *ratelimit.Policy, st State, now, cost int64, r *ratelimit.Resul
 		r.ResetAfter = micros(gcraReset(tat-now, t))
 		return st, tat
 	}
+	// Admitted, so 0 <= diff <= tau = limit*t: the remaining quota
+	// floor((tau-diff)/t) is limit - ceil(diff/t), and the reset is diff's
+	// remainder (or t): one division.
+	diff := uint64(newTAT - now)
+	q, rem := int64(diff/uint64(t)), int64(diff%uint64(t))
 	r.Allowed = true
-	r.Remaining = (tau - (newTAT - now)) / t
-	r.ResetAfter = micros(gcraReset(newTAT-now, t))
+	r.Remaining = s.lim - q
+	switch {
+	case rem != 0:
+		r.Remaining--
+		r.ResetAfter = micros(rem)
+	case diff != 0:
+		r.ResetAfter = micros(t)
+	}
 	return State{Algorithm: ratelimit.GCRA, T: newTAT}, newTAT
 }
 
@@ -93,9 +135,8 @@ func gcraReset(diff, t int64) int64 {
 	return t
 }
 
-func evalWindow(p *ratelimit.Policy, st State, now, cost int64, r *ratelimit.Result) (State, int64) {
-	w := p.Rate.Per.Milliseconds()
-	n := p.Rate.N
+func (s *Spec) evalWindow(st State, now, cost int64, r *ratelimit.Result) (State, int64) {
+	w, n, alg := s.w, s.n, s.alg
 	nowMs := now / 1000
 	idx := nowMs / w
 	elapsed := nowMs - idx*w
@@ -106,7 +147,7 @@ func evalWindow(p *ratelimit.Policy, st State, now, cost int64, r *ratelimit.Res
 	case idx - 1:
 		prev = st.Count
 	}
-	if p.Algorithm == ratelimit.Fixed {
+	if alg == ratelimit.Fixed {
 		prev = 0
 	}
 	r.ResetAfter = millis(w - elapsed)
@@ -115,27 +156,27 @@ func evalWindow(p *ratelimit.Policy, st State, now, cost int64, r *ratelimit.Res
 	if weighted <= k {
 		r.Allowed = true
 		r.Remaining = k - weighted
-		next := State{Algorithm: p.Algorithm, T: idx, Count: curr + cost, Prev: prev}
+		next := State{Algorithm: alg, T: idx, Count: curr + cost, Prev: prev}
 		life := w // Fixed: until the window's end
-		if p.Algorithm == ratelimit.Sliding {
+		if alg == ratelimit.Sliding {
 			life = 2 * w // the count still weighs in the next window
 		}
 		return next, (idx*w + life) * 1000
 	}
 	// Denied: find the earliest elapsed time at which the request fits.
-	if p.Algorithm == ratelimit.Sliding && k >= 0 {
+	if alg == ratelimit.Sliding && k >= 0 {
 		// prev*(w-e) <= k*w  <=>  e >= w - floor(k*w/prev); prev > 0 here.
 		if e := w - k*w/prev; e < w {
 			r.RetryAfter = millis(e - elapsed)
-			return st, stExpiry(st, w, p.Algorithm)
+			return st, stExpiry(st, w, alg)
 		}
 	}
 	retry := w - elapsed // the next window, where curr becomes prev
-	if p.Algorithm == ratelimit.Sliding && curr > 0 {
+	if alg == ratelimit.Sliding && curr > 0 {
 		retry += w - (n-cost)*w/curr
 	}
 	r.RetryAfter = millis(retry)
-	return st, stExpiry(st, w, p.Algorithm)
+	return st, stExpiry(st, w, alg)
 }
 
 // stExpiry returns the expiry of an unchanged window state.

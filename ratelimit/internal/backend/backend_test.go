@@ -2,6 +2,7 @@ package backend_test
 
 import (
 	"errors"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -64,6 +65,45 @@ func TestValidateItems(t *testing.T) {
 		err := backend.ValidateItems(tc.items)
 		if (err == nil) != tc.valid || (err != nil && !errors.Is(err, ratelimit.ErrInvalid)) {
 			t.Errorf("%s: ValidateItems = %v, want valid %v (errors wrap ErrInvalid)", tc.name, err, tc.valid)
+		}
+	}
+}
+
+// TestGCRAMatchesTheFormulas checks Spec.Eval's GCRA, which divides once,
+// against the formulas written plainly: the remaining quota
+// floor((tau - (newTAT - now)) / t) and the reset diff mod t (or t).
+func TestGCRAMatchesTheFormulas(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	pers := []time.Duration{time.Second, 3 * time.Second, time.Minute, 7 * time.Hour}
+	for range 20000 {
+		p := ratelimit.Policy{Name: "g", Rate: ratelimit.Rate{N: 1 + rng.Int64N(1000), Per: pers[rng.IntN(len(pers))]}, Burst: rng.Int64N(50)}
+		iv, lim := p.EmissionInterval().Microseconds(), p.Limit()
+		tau := lim * iv
+		now := int64(1_780_000_000_000_000) + rng.Int64N(1_000_000)
+		st := backend.State{T: now - tau + rng.Int64N(2*tau+1)}
+		cost := rng.Int64N(lim + 1)
+		var r ratelimit.Result
+		next, exp := backend.Eval(&p, &r, st, now, cost)
+
+		tat := max(st.T, now)
+		newTAT := tat + cost*iv
+		if newTAT-tau > now {
+			if r.Allowed || next != st || exp != tat {
+				t.Fatalf("%+v cost %d: admitted %v, next %+v, exp %d; want denied, unchanged, expiring at the TAT", p, cost, r.Allowed, next, exp)
+			}
+			continue
+		}
+		diff := newTAT - now
+		reset := int64(0)
+		if diff > 0 {
+			reset = iv
+			if diff%iv != 0 {
+				reset = diff % iv
+			}
+		}
+		want := ratelimit.Result{Allowed: true, Remaining: (tau - diff) / iv, ResetAfter: time.Duration(reset) * time.Microsecond}
+		if r != want || next.T != newTAT || exp != newTAT {
+			t.Fatalf("%+v at TAT-now %d cost %d: %+v (TAT %d, exp %d); want %+v (TAT %d)", p, st.T-now, cost, r, next.T, exp, want, newTAT)
 		}
 	}
 }
