@@ -240,10 +240,16 @@ func (s *Store) scanEntry(row Row) (journal.Entry, error) {
 // CreateEntry stores e with Version 1 and its times truncated to
 // [journal.TimeResolution] in UTC, records a [journal.Change], and returns the
 // stored entry. e.ID must be a valid id; e.UserID must be an existing user,
-// else it returns [journal.ErrNotFound].
+// else it returns [journal.ErrNotFound]. A title or body that
+// [journal.ValidateEntry] refuses is that *journal.ValidationError, unwrapped,
+// and nothing is written: both databases refuse the same strings (PostgreSQL
+// could not store a NUL; SQLite would).
 func (s *Store) CreateEntry(ctx context.Context, e journal.Entry) (journal.Entry, error) {
 	if !journal.ValidID(e.ID) {
 		return journal.Entry{}, s.errorf("create entry", fmt.Errorf("malformed id %q", e.ID))
+	}
+	if err := journal.ValidateEntry(e.Title, e.Body); err != nil {
+		return journal.Entry{}, err
 	}
 	if !journal.ValidID(e.UserID) {
 		return journal.Entry{}, journal.ErrNotFound
@@ -341,10 +347,15 @@ func (s *Store) ListEntries(ctx context.Context, userID string, req journal.Page
 // increments the version and records a [journal.Change], atomically. With
 // ifVersion != [journal.AnyVersion] it returns [journal.ErrVersionMismatch],
 // changing nothing, unless the entry has that version. A missing entry,
-// another user's entry or a malformed id is [journal.ErrNotFound].
+// another user's entry or a malformed id is [journal.ErrNotFound]. A patch
+// that [journal.EntryPatch.Validate] refuses is that
+// *journal.ValidationError, unwrapped, and nothing is written.
 func (s *Store) UpdateEntry(ctx context.Context, userID, id string, p journal.EntryPatch, ifVersion int64, now time.Time) (journal.Entry, error) {
 	if !journal.ValidID(id) || !journal.ValidID(userID) {
 		return journal.Entry{}, journal.ErrNotFound
+	}
+	if err := p.Validate(); err != nil {
+		return journal.Entry{}, err
 	}
 	var e journal.Entry
 	err := Write(ctx, s, "update entry", func(tx DB) error {
