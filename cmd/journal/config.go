@@ -72,7 +72,8 @@ type Config struct {
 	// wiring. Default "" (none).
 	RateLimitPolicies string
 	// TrustedProxies are the prefixes whose forwarding headers are believed
-	// (JOURNAL_TRUSTED_PROXIES: comma-separated CIDRs or bare addresses).
+	// (JOURNAL_TRUSTED_PROXIES: comma-separated CIDRs or bare addresses), none
+	// wider than /8 (IPv4) or /32 (IPv6) nor covering the IPv4-mapped range.
 	// Default none.
 	TrustedProxies []netip.Prefix
 
@@ -250,7 +251,7 @@ var settings = []setting{
 		}
 		return f.Close()
 	}},
-	{name: "TRUSTED_PROXIES", def: "", usage: "comma-separated CIDRs whose forwarding headers are believed", set: func(c *Config, v string) error {
+	{name: "TRUSTED_PROXIES", def: "", usage: "comma-separated CIDRs whose forwarding headers are believed (none wider than /8 or, IPv6, /32)", set: func(c *Config, v string) error {
 		p, err := parsePrefixes(v)
 		c.TrustedProxies = p
 		return err
@@ -343,7 +344,8 @@ func parseDatabaseURL(v string) (DatabaseURL, error) {
 
 // parsePrefixes parses comma-separated CIDR prefixes and bare addresses
 // (a bare address is its own /32 or /128). Empty is none. Host bits are
-// masked and IPv4-mapped IPv6 prefixes are turned into IPv4.
+// masked and IPv4-mapped IPv6 prefixes are turned into IPv4. Over-broad
+// prefixes are refused (see checkProxyWidth).
 func parsePrefixes(v string) ([]netip.Prefix, error) {
 	if strings.TrimSpace(v) == "" {
 		return nil, nil
@@ -369,9 +371,40 @@ func parsePrefixes(v string) ([]netip.Prefix, error) {
 		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
 		}
-		out = append(out, p.Masked())
+		p = p.Masked()
+		if err := checkProxyWidth(f, p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
 	}
 	return out, nil
+}
+
+// Widest trusted-proxy prefixes. A proxy tier is a few addresses; a prefix
+// wider than these trusts clients, who would then choose their own
+// rate-limit key with a forged X-Forwarded-For.
+const (
+	widestProxyBits4 = 8
+	widestProxyBits6 = 32
+)
+
+// ipv4Mapped is ::ffff:0.0.0.0, the first address of the IPv4-mapped range
+// ::ffff:0:0/96, which the client-IP logic reads as IPv4.
+var ipv4Mapped = netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff})
+
+// checkProxyWidth refuses p (masked, IPv4-mapped prefixes already turned into
+// IPv4), given as f, when it is wider than /8 (IPv4) or /32 (IPv6), or when it
+// covers the whole IPv4-mapped range and so would trust every IPv4 client.
+func checkProxyWidth(f string, p netip.Prefix) error {
+	const want = "want trusted proxies no wider than /%d (IPv4) or /%d (IPv6)"
+	switch {
+	case p.Addr().Is4() && p.Bits() < widestProxyBits4,
+		p.Addr().Is6() && p.Bits() < widestProxyBits6:
+		return fmt.Errorf("%q trusts too many addresses: "+want, f, widestProxyBits4, widestProxyBits6)
+	case p.Addr().Is6() && p.Bits() <= 96 && p.Contains(ipv4Mapped):
+		return fmt.Errorf("%q covers the IPv4-mapped range ::ffff:0:0/96 and so trusts every IPv4 client: "+want, f, widestProxyBits4, widestProxyBits6)
+	}
+	return nil
 }
 
 // parseConfig builds the Config from the command-line args (without the
