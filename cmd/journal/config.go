@@ -29,6 +29,10 @@ import (
 type Config struct {
 	// Addr is the TCP listen address (JOURNAL_ADDR). Default ":8080".
 	Addr string
+	// OpsAddr, when not empty, is the TCP listen address of the operations
+	// listener (JOURNAL_OPS_ADDR): /metrics, /livez and /readyz are served
+	// there only, and Addr answers them 404. Default "" (all on Addr).
+	OpsAddr string
 
 	// Database is the parsed JOURNAL_DATABASE_URL: "sqlite:PATH" or
 	// "postgres://..." / "postgresql://...". Default "sqlite:journal.db".
@@ -171,14 +175,21 @@ func (s setting) flag() string { return strings.ToLower(strings.ReplaceAll(s.nam
 // It is a read-only table.
 var settings = []setting{
 	{name: "ADDR", def: ":8080", usage: "listen address (host:port; port 0 picks a free one)", set: func(c *Config, v string) error {
-		_, port, err := net.SplitHostPort(v)
-		if err != nil {
-			return errors.New("want host:port such as :8080 or 127.0.0.1:8080")
-		}
-		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-			return errors.New("port must be 0-65535")
+		if err := checkListenAddr(v); err != nil {
+			return err
 		}
 		c.Addr = v
+		return nil
+	}},
+	{name: "OPS_ADDR", def: "", usage: "when set, /metrics, /livez and /readyz are served on this address only (host:port)", set: func(c *Config, v string) error {
+		if v == "" {
+			c.OpsAddr = ""
+			return nil
+		}
+		if err := checkListenAddr(v); err != nil {
+			return err
+		}
+		c.OpsAddr = v
 		return nil
 	}},
 	{name: "DATABASE_URL", def: "sqlite:journal.db", usage: "sqlite:PATH or postgres://user:pass@host:port/db", secret: true, set: func(c *Config, v string) error {
@@ -295,6 +306,18 @@ var settings = []setting{
 		}
 		return nil
 	}},
+}
+
+// checkListenAddr accepts host:port with a port of 0-65535.
+func checkListenAddr(v string) error {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return errors.New("want host:port such as :8080 or 127.0.0.1:8080")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return errors.New("port must be 0-65535")
+	}
+	return nil
 }
 
 func positiveDuration(field func(*Config) *time.Duration) func(*Config, string) error {

@@ -59,7 +59,7 @@ func TestParseConfigDefaults(t *testing.T) {
 // docs/design.md, "Public contract".
 func TestSettingsMatchDesign(t *testing.T) {
 	want := []string{
-		"JOURNAL_ADDR", "JOURNAL_DATABASE_URL", "JOURNAL_DATABASE_MAX_CONNS", "JOURNAL_REDIS_URL",
+		"JOURNAL_ADDR", "JOURNAL_OPS_ADDR", "JOURNAL_DATABASE_URL", "JOURNAL_DATABASE_MAX_CONNS", "JOURNAL_REDIS_URL",
 		"JOURNAL_REDIS_PREFIX", "JOURNAL_REDIS_TIMEOUT", "JOURNAL_RATE_LIMIT_IP", "JOURNAL_RATE_LIMIT_USER",
 		"JOURNAL_RATE_LIMIT_LOGIN", "JOURNAL_RATE_LIMIT_SIGNUP", "JOURNAL_RATE_LIMIT_ALGORITHM",
 		"JOURNAL_RATE_LIMIT_POLICIES", "JOURNAL_TRUSTED_PROXIES", "JOURNAL_CACHE_TTL",
@@ -90,6 +90,7 @@ func TestParseConfigValid(t *testing.T) {
 	}{
 		{"ADDR", "127.0.0.1:0", func(c Config) any { return c.Addr }, "127.0.0.1:0"},
 		{"ADDR", "[::1]:9000", func(c Config) any { return c.Addr }, "[::1]:9000"},
+		{"OPS_ADDR", "127.0.0.1:9090", func(c Config) any { return c.OpsAddr }, "127.0.0.1:9090"},
 		{"DATABASE_URL", "sqlite:/tmp/x.db", func(c Config) any { return c.Database }, DatabaseURL{SQLitePath: "/tmp/x.db"}},
 		{"DATABASE_URL", "postgres://u:p@db:5432/j?sslmode=disable", func(c Config) any { return c.Database }, DatabaseURL{PostgresURL: "postgres://u:p@db:5432/j?sslmode=disable"}},
 		{"DATABASE_URL", "postgresql://db/j", func(c Config) any { return c.Database }, DatabaseURL{PostgresURL: "postgresql://db/j"}},
@@ -170,6 +171,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 	}
 	values := map[string][2]string{ // env value, flag value
 		"ADDR":                 {"127.0.0.1:1", "127.0.0.1:2"},
+		"OPS_ADDR":             {"127.0.0.1:3", "127.0.0.1:4"},
 		"DATABASE_URL":         {"sqlite:a.db", "postgres://h/db"},
 		"DATABASE_MAX_CONNS":   {"3", "4"},
 		"REDIS_URL":            {"redis://a:1", "rediss://b:2"},
@@ -253,6 +255,8 @@ func fieldOf(c Config, name string) string {
 		if c.Redis != nil {
 			v = *c.Redis
 		}
+	case "OPS_ADDR":
+		v = c.OpsAddr
 	case "REDIS_PREFIX":
 		v = c.RedisPrefix
 	case "REDIS_TIMEOUT":
@@ -311,6 +315,8 @@ func TestParseConfigInvalid(t *testing.T) {
 		{"ADDR", "8080", "want host:port"},
 		{"ADDR", "localhost:http", "port must be 0-65535"},
 		{"ADDR", ":70000", "port must be 0-65535"},
+		{"OPS_ADDR", "9090", "want host:port"},
+		{"OPS_ADDR", ":99999", "port must be 0-65535"},
 		{"DATABASE_URL", "journal.db", "want sqlite:PATH or postgres://"},
 		{"DATABASE_URL", "sqlite:", "want sqlite:PATH with a file path"},
 		{"DATABASE_URL", "mysql://h/db", "want sqlite:PATH or postgres://"},

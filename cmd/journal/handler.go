@@ -29,6 +29,9 @@ import (
 // stack is the handler and what must be closed after the server stopped.
 type stack struct {
 	handler http.Handler
+	// ops serves /metrics, /livez and /readyz when JOURNAL_OPS_ADDR is set
+	// (handler then answers them 404); nil otherwise.
+	ops     http.Handler
 	closers []func()
 }
 
@@ -144,7 +147,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 	if err != nil {
 		return nil, err
 	}
-	h, err := httpapi.NewServer(httpapi.Options{
+	apiOpts := httpapi.Options{
 		Logger:     logger,
 		Users:      db,
 		Tokens:     cached,
@@ -158,7 +161,13 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 		Draining:   draining.Load,
 		IPLimit:    ipStage,
 		UserLimit:  userStage,
-	})
+	}
+	var h http.Handler
+	if cfg.OpsAddr != "" {
+		h, st.ops, err = httpapi.NewSplitServer(apiOpts)
+	} else {
+		h, err = httpapi.NewServer(apiOpts)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -23,7 +24,8 @@ import (
 // is cancelled, then shuts down gracefully (see serve) and returns nil.
 // -h writes the settings to stdout and returns nil. Logs are JSON lines on
 // stderr; the first is {"msg":"listening","addr":"HOST:PORT",...} with the
-// actual address. Errors: a *ConfigError or *usageError for bad
+// actual address (and "ops_addr" with the operations listener's, when
+// JOURNAL_OPS_ADDR is set). Errors: a *ConfigError or *usageError for bad
 // configuration, any other error when the service cannot start or stop
 // cleanly.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -44,13 +46,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer ln.Close() // for the error paths; Shutdown closes it otherwise
+	var opsLn net.Listener
+	listening := []any{"addr", ln.Addr().String()}
+	if cfg.OpsAddr != "" {
+		if opsLn, err = net.Listen("tcp", cfg.OpsAddr); err != nil {
+			return fmt.Errorf("JOURNAL_OPS_ADDR: %w", err)
+		}
+		defer opsLn.Close()
+		listening = append(listening, "ops_addr", opsLn.Addr().String())
+	}
 	instance := cfg.InstanceID
 	if instance == "" {
 		instance = defaultInstanceID(ln.Addr())
 	}
 	// httpapi adds the instance to its own lines; run's lines get it here.
 	runLog := logger.With("instance", instance)
-	runLog.Info("listening", "addr", ln.Addr().String(), "database", cfg.Database.String())
+	runLog.Info("listening", append(listening, "database", cfg.Database.String())...)
 	if cfg.Redis == nil {
 		runLog.Info("JOURNAL_REDIS_URL is empty: rate limiter and cache are in-process, single instance only")
 	}
@@ -75,6 +86,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer st.close() // Redis, the limiter and the cache, before the database
+	if opsLn != nil {
+		// The operations listener outlives the API's shutdown, so that
+		// /readyz reports "draining" throughout it.
+		ops := newHTTPServer(st.ops, runLog)
+		opsDone := make(chan error, 1)
+		go func() { opsDone <- ops.Serve(opsLn) }()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			if err := ops.Shutdown(sctx); err != nil {
+				_ = ops.Close()
+			}
+			if err := <-opsDone; !errors.Is(err, http.ErrServerClosed) {
+				runLog.Error("operations listener failed", "err", err)
+			}
+		}()
+	}
 	srv := newHTTPServer(st.handler, runLog)
 	return serve(ctx, runLog, srv, ln, &draining, cfg.ShutdownDrain, cfg.ShutdownTimeout)
 }
