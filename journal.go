@@ -27,6 +27,11 @@ var (
 	ErrVersionMismatch = errors.New("journal: version mismatch")
 	// ErrInvalidCursor reports a page cursor that does not decode (HTTP 400).
 	ErrInvalidCursor = errors.New("journal: invalid cursor")
+	// ErrUnavailable reports that the database cannot answer now: it is
+	// down, restarting, unreachable or did not answer in time. The same call
+	// may succeed later (HTTP 503 with Retry-After). Stores wrap their
+	// driver's error with it, so errors.Is finds both.
+	ErrUnavailable = errors.New("journal: database unavailable")
 )
 
 // FieldError is one validation failure of one input field.

@@ -65,6 +65,12 @@ type Dialect struct {
 	// ForeignKeyViolation reports whether err is a violation of a foreign key
 	// (the user that a token or an entry refers to does not exist).
 	ForeignKeyViolation func(err error) bool
+	// Unavailable reports whether err says that the database cannot answer
+	// now (connection lost or refused, server shutting down, timeout), so
+	// that the same call may succeed later: the store's errors then wrap
+	// [journal.ErrUnavailable]. It must not report a cancellation by the
+	// caller.
+	Unavailable func(err error) bool
 }
 
 // Store implements the user, token and entry methods of [journal.Database]
@@ -88,7 +94,8 @@ func New(d Dialect, read, write DB, inTx func(ctx context.Context, fn func(DB) e
 // Write runs fn in one transaction of s and commits when fn returns nil.
 // The domain sentinel errors ([journal.ErrNotFound],
 // [journal.ErrVersionMismatch], [journal.ErrUsernameTaken]) come back as they
-// are; other errors are wrapped with the dialect's name and op.
+// are; other errors are wrapped with the dialect's name and op (and
+// [journal.ErrUnavailable] when the database could not answer).
 func Write(ctx context.Context, s *Store, op string, fn func(DB) error) error {
 	err := s.inTx(ctx, fn)
 	if err == nil || isDomainError(err) {
@@ -102,8 +109,13 @@ func isDomainError(err error) bool {
 		errors.Is(err, journal.ErrUsernameTaken)
 }
 
-// errorf wraps err, which is not nil, with the dialect's name and op.
+// errorf wraps err, which is not nil, with the dialect's name and op, and
+// with [journal.ErrUnavailable] when the dialect says the database cannot
+// answer now.
 func (s *Store) errorf(op string, err error) error {
+	if s.d.Unavailable(err) {
+		return fmt.Errorf("%s: %s: %w: %w", s.d.Name, op, journal.ErrUnavailable, err)
+	}
 	return fmt.Errorf("%s: %s: %w", s.d.Name, op, err)
 }
 
