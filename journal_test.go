@@ -263,3 +263,21 @@ func TestValidateEntryNamesTheField(t *testing.T) {
 		}
 	}
 }
+
+// FuzzWellFormedTokenSecret: what the check accepts is exactly 43
+// characters of the unpadded base64url alphabet that decode to 32 bytes.
+func FuzzWellFormedTokenSecret(f *testing.F) {
+	secret, _ := journal.NewTokenSecret()
+	for _, s := range []string{secret, secret[:42], secret + "A", secret[:42] + "\n", secret[:42] + "=", secret[:20] + "\r\n" + secret[22:], strings.Repeat("+", 43), ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !journal.WellFormedTokenSecret(s) {
+			return
+		}
+		b, err := base64.RawURLEncoding.DecodeString(s)
+		if len(s) != 43 || strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" || err != nil || len(b) != 32 {
+			t.Fatalf("WellFormedTokenSecret(%q) = true: not 43 characters of base64url decoding to 32 bytes", s)
+		}
+	})
+}
