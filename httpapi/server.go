@@ -79,6 +79,13 @@ type Options struct {
 	// ReadyTimeout bounds each readiness check. Zero: 2s.
 	ReadyTimeout time.Duration
 
+	// StartSpan, when set, starts the trace span of each request: it returns
+	// the context that carries the span (the handlers and everything they
+	// call see it), the trace id, which the access-log line carries as
+	// "trace_id", and the function that ends the span with the route pattern
+	// the mux matched ("" when none) and the status. Nil: no spans.
+	StartSpan func(r *http.Request) (ctx context.Context, traceID string, end func(route string, status int))
+
 	// IPLimit, when set, wraps every non-operational route before
 	// authentication (and the problem answer of unmatched requests). It sees
 	// r.Pattern set and may call SetLogAttr. Nil: no limit.
@@ -178,7 +185,7 @@ func newServer(opts Options, split bool) (api, ops http.Handler, err error) {
 // outerChain wraps h in the middleware every request passes, outermost
 // first: recover, request ID, access log.
 func outerChain(h http.Handler, opts Options, m *metrics) http.Handler {
-	h = accessLog(opts.Logger, opts.InstanceID, m)(h)
+	h = accessLog(opts.Logger, opts.InstanceID, m, opts.StartSpan)(h)
 	h = requestID(opts.InstanceID)(h)
 	return recoverer(opts.Logger)(h)
 }

@@ -74,9 +74,9 @@ type queries = sqlstore.Store
 
 // Open connects to the PostgreSQL database at url (a postgres:// URL or a
 // key=value connection string), with at most maxConns connections (0 means
-// pgxpool's default), applies the pending schema migrations and returns the
-// store. ctx bounds the connection and the migrations.
-func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
+// pgxpool's default) and opts, applies the pending schema migrations and
+// returns the store. ctx bounds the connection and the migrations.
+func Open(ctx context.Context, url string, maxConns int, opts ...Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// The error may quote the URL; do not repeat it.
@@ -95,6 +95,9 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
 	}
 	cfg.HealthCheckPeriod = healthCheckPeriod
+	for _, o := range opts {
+		o(cfg)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
@@ -110,6 +113,19 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 
 // db runs statements on the pool, each bounded by the query timeout.
 func (s *Store) db() db { return db{q: s.pool, timeout: s.timeout} }
+
+// Option changes how [Open] sets up the pool.
+type Option func(*pgxpool.Config)
+
+// WithTracer has every query of the store reported to t (for example as a
+// trace span). A nil t changes nothing.
+func WithTracer(t pgx.QueryTracer) Option {
+	return func(cfg *pgxpool.Config) {
+		if t != nil {
+			cfg.ConnConfig.Tracer = t
+		}
+	}
+}
 
 // Pool returns the underlying pool, for metrics and tests. Its connections
 // must not be used after Close.

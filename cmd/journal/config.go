@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/journalsvc/journal/internal/redisconn"
+	"github.com/journalsvc/journal/internal/tracing"
 	"github.com/journalsvc/journal/ratelimit"
 )
 
@@ -108,6 +109,10 @@ type Config struct {
 	// LogLevel is the minimum level logged (JOURNAL_LOG_LEVEL): debug, info,
 	// warn or error. Default info.
 	LogLevel slog.Level
+
+	// Tracing is read from the standard OTEL_* variables, not from a
+	// JOURNAL_ setting (package tracing). Default off.
+	Tracing tracing.Config
 }
 
 // DatabaseURL is a parsed JOURNAL_DATABASE_URL. Exactly one of SQLitePath
@@ -471,7 +476,12 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 			return Config{}, &ConfigError{Setting: from, Value: shown, Want: err.Error()}
 		}
 	}
-	return c, nil
+	tc, err := tracing.FromEnv(getenv)
+	if te := (*tracing.ConfigError)(nil); errors.As(err, &te) {
+		return Config{}, &ConfigError{Setting: te.Variable, Value: te.Value, Want: te.Want}
+	}
+	c.Tracing = tc
+	return c, err
 }
 
 // redact replaces the password of a URL-like value (scheme://user:pass@...)
@@ -505,6 +515,10 @@ func usage(w io.Writer) {
 journal serves the journal REST API (docs/design.md). Every setting is a flag
 or an environment variable; a flag beats the variable, the variable beats the
 default. Rates are N/DURATION (N >= 1, DURATION >= 1s, burst N) or off.
+
+OpenTelemetry traces are off unless the standard OTEL_EXPORTER_OTLP_ENDPOINT
+(or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_TRACES_EXPORTER=otlp) is set;
+they go out as OTLP over HTTP, and the other standard OTEL_* variables apply.
 
 `)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

@@ -396,6 +396,8 @@ func TestBinaryExitCodes(t *testing.T) {
 			"journal: invalid -redis-url \"redis://a:1,b:2/3\": a database number (/db) cannot be used with a cluster (several addresses)\n"},
 		{"trusted proxies trusting every IPv4 client", nil, []string{"JOURNAL_TRUSTED_PROXIES=127.0.0.1/32,::ffff:0:0/96"}, 2, "",
 			"journal: invalid JOURNAL_TRUSTED_PROXIES \"127.0.0.1/32,::ffff:0:0/96\": \"::ffff:0:0/96\" trusts too many addresses: want trusted proxies no wider than /8 (IPv4) or /32 (IPv6)\n"},
+		{"tracing over gRPC", nil, []string{db, "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc"}, 2, "",
+			"journal: invalid OTEL_EXPORTER_OTLP_PROTOCOL \"grpc\": want http/protobuf (OTLP over gRPC is not built in)\n"},
 		{"unknown flag", []string{"-verbose"}, nil, 2, "",
 			"journal: flag provided but not defined: -verbose (run journal -h for the settings)\n"},
 		{"busy address", []string{"-addr", ln.Addr().String()}, []string{db}, 1, "", ""},

@@ -88,6 +88,12 @@ type journalInstance struct {
 // it at Cleanup, failing the test if run does not return nil.
 func startJournal(tb testing.TB, vars map[string]string, args ...string) *journalInstance {
 	tb.Helper()
+	return startJournalWith(tb, hooks{}, vars, args...)
+}
+
+// startJournalWith is startJournal with run's hooks replaced by h.
+func startJournalWith(tb testing.TB, h hooks, vars map[string]string, args ...string) *journalInstance {
+	tb.Helper()
 	envm := map[string]string{
 		"JOURNAL_DATABASE_URL":   "sqlite:" + filepath.Join(tb.TempDir(), "journal.db"),
 		"JOURNAL_SHUTDOWN_DRAIN": "0s",
@@ -108,7 +114,7 @@ func startJournal(tb testing.TB, vars map[string]string, args ...string) *journa
 		}
 	}
 	args = append([]string{"-addr", "127.0.0.1:0"}, args...)
-	go func() { j.done <- run(ctx, args, env(envm), io.Discard, j.logs) }()
+	go func() { j.done <- runWith(ctx, args, env(envm), io.Discard, j.logs, h) }()
 	var stopped bool
 	tb.Cleanup(func() {
 		if stopped {

@@ -14,7 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/internal/tracing"
 	"github.com/journalsvc/journal/postgres"
 	"github.com/journalsvc/journal/sqlite"
 )
@@ -29,6 +32,19 @@ import (
 // configuration, any other error when the service cannot start or stop
 // cleanly.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runWith(ctx, args, getenv, stdout, stderr, hooks{})
+}
+
+// hooks are the parts of run a test may replace; the zero value is the
+// service as it ships.
+type hooks struct {
+	// spans, when set, receives the trace spans (tracing must still be
+	// turned on by the OTEL_* variables) instead of the OTLP exporter.
+	spans sdktrace.SpanExporter
+}
+
+// runWith is run with hooks.
+func runWith(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, h hooks) error {
 	cfg, err := parseConfig(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		usage(stdout)
@@ -65,8 +81,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.Redis == nil {
 		runLog.Info("JOURNAL_REDIS_URL is empty: rate limiter and cache are in-process, single instance only")
 	}
+	tr, err := tracing.New(ctx, cfg.Tracing, instance, h.spans)
+	if err != nil {
+		return err
+	}
+	if tr != nil {
+		runLog.Info("tracing on: spans go to the OTLP exporter of the OTEL_* variables")
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
+		defer cancel()
+		if err := tr.Shutdown(sctx); err != nil {
+			runLog.Warn("tracing: spans not exported at shutdown", "err", err)
+		}
+	}()
 
-	store, err := openStore(ctx, cfg)
+	store, err := openStore(ctx, cfg, tr)
 	if err != nil {
 		if ctx.Err() != nil {
 			runLog.Info("stopped during start-up")
@@ -81,7 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}()
 
 	var draining atomic.Bool
-	st, err := newHandler(cfg, logger, instance, store, &draining)
+	st, err := newHandler(cfg, logger, instance, store, &draining, tr)
 	if err != nil {
 		return err
 	}
@@ -123,12 +153,16 @@ func defaultInstanceID(addr net.Addr) string {
 // storeOpenTimeout bounds opening the database and running its migrations.
 const storeOpenTimeout = time.Minute
 
-// openStore opens the database of cfg and applies its migrations.
-func openStore(ctx context.Context, cfg Config) (journal.Database, error) {
+// tracingFlushTimeout bounds the export of the last spans at exit.
+const tracingFlushTimeout = 5 * time.Second
+
+// openStore opens the database of cfg and applies its migrations. With tr,
+// every PostgreSQL query is a span (SQLite's are not traced).
+func openStore(ctx context.Context, cfg Config, tr *tracing.Tracing) (journal.Database, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeOpenTimeout)
 	defer cancel()
 	if cfg.Database.SQLitePath != "" {
 		return sqlite.Open(ctx, cfg.Database.SQLitePath)
 	}
-	return postgres.Open(ctx, cfg.Database.PostgresURL, cfg.DatabaseMaxConns)
+	return postgres.Open(ctx, cfg.Database.PostgresURL, cfg.DatabaseMaxConns, postgres.WithTracer(tr.PgxTracer()))
 }
