@@ -101,7 +101,7 @@ func TestDatabaseOutage(t *testing.T) {
 		w := waitWrite(t, j.URL, token, back, outageRecovery)
 		t.Logf("%s: ready %v and a write served %v after the database returned", fault.name, d.Round(time.Millisecond), w.Round(time.Millisecond))
 		// Past recovery, the load runs clean again.
-		mark := l.snapshot()
+		mark := l.statuses()
 		time.Sleep(time.Second)
 		if got := l.since(mark); got[503] > 0 || got[0] > 0 {
 			t.Errorf("%s: a second after recovery, still failures: %v", fault.name, got)
@@ -360,9 +360,7 @@ func (l *outageLoad) statuses() map[int]int {
 	return out
 }
 
-func (l *outageLoad) snapshot() map[int]int { return l.statuses() }
-
-// since returns the answers by status since the snapshot mark.
+// since returns the answers by status since mark, an earlier statuses().
 func (l *outageLoad) since(mark map[int]int) map[int]int {
 	out := map[int]int{}
 	for k, v := range l.statuses() {
