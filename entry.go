@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"fmt"
 	"time"
 	"unicode/utf8"
 )
@@ -24,7 +25,8 @@ const (
 	MaxBodyBytes  = 64 * 1024 // bytes
 )
 
-// ValidateTitle checks a title: 1-200 Unicode characters of valid UTF-8.
+// ValidateTitle checks a title: 1-200 Unicode characters of valid UTF-8
+// without a control character (see [ControlChar]).
 func ValidateTitle(title string) error {
 	switch {
 	case !utf8.ValidString(title):
@@ -34,10 +36,14 @@ func ValidateTitle(title string) error {
 	case utf8.RuneCountInString(title) > MaxTitleChars:
 		return Invalid("title", "must be at most 200 characters")
 	}
+	if c, ok := ControlChar(title); ok {
+		return Invalid("title", controlMessage(c))
+	}
 	return nil
 }
 
-// ValidateBody checks a body: valid UTF-8, at most 65,536 bytes.
+// ValidateBody checks a body: valid UTF-8 without a control character (see
+// [ControlChar]), at most 65,536 bytes.
 func ValidateBody(body string) error {
 	switch {
 	case !utf8.ValidString(body):
@@ -45,7 +51,49 @@ func ValidateBody(body string) error {
 	case len(body) > MaxBodyBytes:
 		return Invalid("body", "must be at most 65536 bytes")
 	}
+	if c, ok := ControlChar(body); ok {
+		return Invalid("body", controlMessage(c))
+	}
 	return nil
+}
+
+// ValidateEntry checks the title and body of a new entry and reports every
+// invalid field.
+func ValidateEntry(title, body string) error {
+	return EntryPatch{Title: &title, Body: &body}.Validate()
+}
+
+// ControlChar returns the first control character of s that text fields
+// refuse, and true; or 0 and false when there is none. Refused are the
+// Unicode control characters (general category Cc) other than tab, line feed
+// and carriage return: U+0000-U+001F (C0, NUL included), U+007F (DEL) and
+// U+0080-U+009F (C1). None of them is text: PostgreSQL cannot store NUL in a
+// text column at all, and the others reach terminals and logs as escape
+// sequences (C1 U+009B is a CSI) or mark text decoded with the wrong
+// encoding. Refusing them on input keeps both databases storing the same
+// strings. s is expected to be valid UTF-8; an invalid byte is not a control
+// character.
+func ControlChar(s string) (rune, bool) {
+	for _, c := range s {
+		if isRefusedControl(c) {
+			return c, true
+		}
+	}
+	return 0, false
+}
+
+func isRefusedControl(c rune) bool {
+	switch {
+	case c == '\t', c == '\n', c == '\r':
+		return false
+	case c < 0x20, c >= 0x7f && c <= 0x9f:
+		return true
+	}
+	return false
+}
+
+func controlMessage(c rune) string {
+	return fmt.Sprintf("must not contain the control character %U (only tab, LF and CR are allowed)", c)
 }
 
 // EntryPatch is a partial update; nil fields are left unchanged.
@@ -96,6 +144,8 @@ const AnyVersion int64 = 0
 type EntryStore interface {
 	// CreateEntry stores e (ID, UserID, Title, Body, CreatedAt and UpdatedAt
 	// set by the caller; Version is set to 1) and returns the stored entry.
+	// A title or body that ValidateEntry refuses is its *ValidationError,
+	// and nothing is stored.
 	CreateEntry(ctx context.Context, e Entry) (Entry, error)
 	// CreateEntryIdempotent is CreateEntry that, in the same transaction,
 	// completes the pending idempotency record (done.UserID, done.Key) held
@@ -116,7 +166,8 @@ type EntryStore interface {
 	ExportEntries(ctx context.Context, userID string, after *Cursor, limit int) ([]Entry, error)
 	// UpdateEntry applies p at now and increments the version. With
 	// ifVersion != AnyVersion it fails with ErrVersionMismatch unless the entry
-	// has that version. Returns ErrNotFound for a missing entry.
+	// has that version. Returns ErrNotFound for a missing entry, and the
+	// *ValidationError of p.Validate, storing nothing, for an invalid patch.
 	UpdateEntry(ctx context.Context, userID, id string, p EntryPatch, ifVersion int64, now time.Time) (Entry, error)
 	// DeleteEntry removes the entry, conditionally like UpdateEntry.
 	DeleteEntry(ctx context.Context, userID, id string, ifVersion int64) error

@@ -33,6 +33,11 @@ var (
 	// ErrPurgeRunning reports that another process holds the purge (see
 	// Purger); nothing was deleted.
 	ErrPurgeRunning = errors.New("journal: a purge is running elsewhere")
+	// ErrUnavailable reports that the database cannot answer now: it is
+	// down, restarting, unreachable or did not answer in time. The same call
+	// may succeed later (HTTP 503 with Retry-After). Stores wrap their
+	// driver's error with it, so errors.Is finds both.
+	ErrUnavailable = errors.New("journal: database unavailable")
 )
 
 // FieldError is one validation failure of one input field.

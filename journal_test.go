@@ -222,3 +222,69 @@ func TestTokenSecret(t *testing.T) {
 		t.Errorf("revoked token is valid")
 	}
 }
+
+func TestControlChar(t *testing.T) {
+	t.Parallel()
+	for c := rune(0); c <= 0xa0; c++ {
+		want := (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || (c >= 0x7f && c <= 0x9f)
+		got, refused := journal.ControlChar("ok " + string(c) + " ok")
+		if refused != want || (refused && got != c) {
+			t.Errorf("ControlChar(%U) = %U, %v; want refused %v", c, got, refused, want)
+		}
+	}
+	for _, s := range []string{"", "plain", "tab\tLF\nCR\r", "\U0001F600 4 bytes", "\u2028 line separator", "\ufeff BOM", "\xff invalid"} {
+		if c, ok := journal.ControlChar(s); ok {
+			t.Errorf("ControlChar(%q) = %U, true; want none", s, c)
+		}
+	}
+}
+
+func TestValidateEntryNamesTheField(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		title, body string
+		fields      []string
+	}{
+		{"ok", "ok", nil},
+		{"a\x00b", "ok", []string{"title"}},
+		{"ok", "a\x00b", []string{"body"}},
+		{"\x1b[2J", "\u009b2J", []string{"title", "body"}},
+		{"a\x7f", "", []string{"title"}},
+		{"tab\there", "CRLF\r\n", nil},
+	} {
+		err := journal.ValidateEntry(tc.title, tc.body)
+		var got []string
+		var ve *journal.ValidationError
+		if errors.As(err, &ve) {
+			for _, f := range ve.Errors {
+				got = append(got, f.Field)
+				if !strings.Contains(f.Message, "control character U+") {
+					t.Errorf("ValidateEntry(%q, %q): message %q does not name the character", tc.title, tc.body, f.Message)
+				}
+			}
+		} else if err != nil {
+			t.Errorf("ValidateEntry(%q, %q) = %v, want a *ValidationError", tc.title, tc.body, err)
+		}
+		if strings.Join(got, ",") != strings.Join(tc.fields, ",") {
+			t.Errorf("ValidateEntry(%q, %q) refused %v, want %v", tc.title, tc.body, got, tc.fields)
+		}
+	}
+}
+
+// FuzzWellFormedTokenSecret: what the check accepts is exactly 43
+// characters of the unpadded base64url alphabet that decode to 32 bytes.
+func FuzzWellFormedTokenSecret(f *testing.F) {
+	secret, _ := journal.NewTokenSecret()
+	for _, s := range []string{secret, secret[:42], secret + "A", secret[:42] + "\n", secret[:42] + "=", secret[:20] + "\r\n" + secret[22:], strings.Repeat("+", 43), ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !journal.WellFormedTokenSecret(s) {
+			return
+		}
+		b, err := base64.RawURLEncoding.DecodeString(s)
+		if len(s) != 43 || strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" || err != nil || len(b) != 32 {
+			t.Fatalf("WellFormedTokenSecret(%q) = true: not 43 characters of base64url decoding to 32 bytes", s)
+		}
+	})
+}

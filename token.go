@@ -48,13 +48,21 @@ func HashToken(secret string) string {
 
 // WellFormedTokenSecret reports whether s has the shape of a secret made by
 // NewTokenSecret (43 characters of unpadded base64url), so garbage never
-// reaches a store.
+// reaches a store. The alphabet is checked byte by byte: the base64 decoder
+// alone would skip CR and LF.
 func WellFormedTokenSecret(s string) bool {
 	if len(s) != base64.RawURLEncoding.EncodedLen(TokenBytes) {
 		return false
 	}
-	_, err := base64.RawURLEncoding.DecodeString(s)
-	return err == nil
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	return err == nil && len(b) == TokenBytes
 }
 
 // MaxTokenNameChars is the longest token name, in Unicode characters.

@@ -31,7 +31,12 @@
 #   READY_TIMEOUT (60)       seconds `up` waits for readiness
 #   JOURNAL_*                passed to every instance, except JOURNAL_ADDR and
 #                            JOURNAL_INSTANCE_ID (set per instance: i0, i1, ...);
-#                            JOURNAL_TRUSTED_PROXIES defaults to 127.0.0.1/32.
+#                            JOURNAL_TRUSTED_PROXIES defaults to 127.0.0.1/32,
+#                            nginx, which replaces X-Forwarded-For with the
+#                            address it saw and does not proxy /metrics (read
+#                            it on each instance). JOURNAL_OPS_ADDR is refused:
+#                            the instances would share it, and cluster.sh reads
+#                            /readyz on each instance's port.
 #
 # `up` records the settings in RUN_DIR/cluster.env; `down`, `status` and
 # `rolling-restart` read them from there, so they act on what `up` started.
@@ -277,6 +282,7 @@ do_up() {
 		esac
 		[ -n "${JOURNAL_REDIS_URL:-}" ] || die "INSTANCES=$INSTANCES needs JOURNAL_REDIS_URL (shared limits and cache)"
 	fi
+	[ -z "${JOURNAL_OPS_ADDR:-}" ] || die "JOURNAL_OPS_ADDR is not supported here: every instance would bind it, and cluster.sh polls /readyz on each instance's port; unset it"
 	export JOURNAL_TRUSTED_PROXIES=${JOURNAL_TRUSTED_PROXIES:-127.0.0.1/32}
 	mkdir -p "$RUN_DIR/logs" "$RUN_DIR/bin"
 	if [ -z "${JOURNAL_BIN:-}" ]; then

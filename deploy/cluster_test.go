@@ -9,8 +9,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -203,7 +206,16 @@ func TestClusterEndToEnd(t *testing.T) {
 		"JOURNAL_DATABASE_URL="+testenv.PostgresURL(t),
 		"JOURNAL_REDIS_URL=redis://"+testenv.RedisAddr(t),
 		"JOURNAL_REDIS_PREFIX=e2e-"+hex.EncodeToString(pfx[:])+":",
-		"JOURNAL_RATE_LIMIT_IP=50/1h",
+		// nginx replaces X-Forwarded-For, so every request of this test
+		// counts against 127.0.0.1 under ip: make it roomy, and prove
+		// exactness on the user policy, which a fresh user starts whole
+		// (the coherence run's one user and the mixed load, spread over
+		// enough users, stay under it).
+		"JOURNAL_RATE_LIMIT_IP=1000000/1h",
+		"JOURNAL_RATE_LIMIT_USER=200/1h",
+		// Per 127.0.0.1 too: the edge subtest's, the flood's and the
+		// mixed load's 16 sign-ups.
+		"JOURNAL_RATE_LIMIT_SIGNUP=100/1h",
 		"JOURNAL_SHUTDOWN_DRAIN=500ms",
 		"JOURNAL_LOG_LEVEL=warn",
 	)
@@ -225,12 +237,14 @@ func TestClusterEndToEnd(t *testing.T) {
 		t.Errorf("second cluster.sh up succeeded, want exit 1:\n%s", out)
 	}
 
+	t.Run("edge", func(t *testing.T) { testEdge(t, c) })
+
 	t.Run("ratelimit", func(t *testing.T) {
-		s, out := load(t, loadBin, 60*time.Second, "-scenario", "ratelimit", "-target", c.lb,
+		s, out := load(t, loadBin, 60*time.Second, "-scenario", "ratelimit", "-policy", "user", "-target", c.lb,
 			"-requests", "1000", "-concurrency", "50", "-duration", "50s")
 		r := s.Ratelimit
-		if r == nil || r.Limit != 50 || r.Admitted != r.Expected || !r.Exact {
-			t.Errorf("flood of 1000 through nginx: want exactly 50 admitted:\n%s", out)
+		if r == nil || r.Limit != 200 || r.Expected != 200 || r.Admitted != r.Expected || !r.Exact {
+			t.Errorf("flood of 1000 through nginx: want exactly the user limit of 200 admitted:\n%s", out)
 		}
 		if r != nil && r.RetryAfterMissing != 0 {
 			t.Errorf("%d responses 429 without Retry-After", r.RetryAfterMissing)
@@ -258,8 +272,9 @@ func TestClusterEndToEnd(t *testing.T) {
 	t.Run("rolling-restart", func(t *testing.T) {
 		js := filepath.Join(t.TempDir(), "mixed.json")
 		var loadOut bytes.Buffer
+		// 16 users: each must stay under the user limit of 200 an hour.
 		lc := exec.Command(loadBin, "-scenario", "mixed", "-target", c.lb, "-rate", "80", "-duration", "60s",
-			"-users", "8", "-concurrency", "32", "-json", js)
+			"-users", "16", "-concurrency", "32", "-json", js)
 		lc.Stdout, lc.Stderr = &loadOut, &loadOut
 		if err := lc.Start(); err != nil {
 			t.Fatal(err)
@@ -304,5 +319,135 @@ func TestClusterEndToEnd(t *testing.T) {
 	}
 	if out, err := c.sh(t, 10*time.Second, "status"); err == nil || !strings.Contains(out, "stopped") {
 		t.Errorf("cluster.sh status after down = %v, want exit 3 and every process stopped:\n%s", err, out)
+	}
+}
+
+// testEdge checks nginx as the edge: it does not proxy /metrics (each
+// instance still serves it), and it replaces the client's X-Forwarded-For
+// and ignores its Forwarded, so requests that forge different addresses all
+// count against the one address nginx saw.
+func testEdge(t *testing.T, c *cluster) {
+	hc := &http.Client{Timeout: 10 * time.Second}
+	send := func(url string, header ...string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Add(header[i], header[i+1])
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	for _, path := range []string{"/metrics", "//metrics", "/%6detrics", "/metrics?x=1"} {
+		resp, body := send(c.lb + path)
+		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Type") != "application/problem+json" || strings.Contains(body, "journal_") {
+			t.Errorf("GET %s through nginx = %d %s %.100q, want 404 problem+json", path, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+	}
+	if resp, body := send(c.inst[0] + "/metrics"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "journal_") {
+		t.Errorf("GET /metrics on instance 0 = %d, want 200 with the metrics", resp.StatusCode)
+	}
+
+	// remaining returns what the signup policy (per client address, slow
+	// to refill) had left after a sign-up that forges header and is refused
+	// as invalid (the limit is decided before the body is read), and its
+	// quota.
+	remaining := func(header ...string) (r, q int) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, c.lb+"/v1/users", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Add(header[i], header[i+1])
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		r, q = policyParam(resp.Header.Values("RateLimit"), "signup", "r"), policyParam(resp.Header.Values("RateLimit-Policy"), "signup", "q")
+		if resp.StatusCode != http.StatusBadRequest || r < 0 || q <= 0 {
+			t.Fatalf("POST /v1/users {} = %d with %v, want 400 and the signup policy's headers", resp.StatusCode, resp.Header)
+		}
+		return r, q
+	}
+	// Each forged address is new: believed, it would start a whole quota
+	// (q-1 left after the request). Replaced by nginx, every request
+	// spends the one quota of 127.0.0.1.
+	forged := []([]string){
+		{"X-Forwarded-For", randomTestNet()},
+		{"X-Forwarded-For", randomTestNet() + ", " + randomTestNet()},
+		{"X-Forwarded-For", randomTestNet(), "X-Forwarded-For", randomTestNet()},
+		{"Forwarded", "for=" + randomTestNet()},
+	}
+	prev, q := remaining()
+	for _, h := range forged {
+		r, _ := remaining(h...)
+		if r >= prev || r == q-1 {
+			t.Errorf("sign-up forging %q: signup had %d left after %d (quota %d): the forged address was believed", h, r, prev, q)
+		}
+		prev = r
+	}
+}
+
+// policyParam returns the integer parameter param of policy's member of a
+// RateLimit or RateLimit-Policy field, or -1.
+func policyParam(values []string, policy, param string) int {
+	for _, m := range strings.Split(strings.Join(values, ","), ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(m), ";")
+		if name != `"`+policy+`"` {
+			continue
+		}
+		for _, p := range strings.Split(params, ";") {
+			if v, ok := strings.CutPrefix(p, param+"="); ok {
+				if n, err := strconv.Atoi(v); err == nil {
+					return n
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// randomTestNet returns a random address of TEST-NET-3 (203.0.113.0/24).
+func randomTestNet() string {
+	var b [1]byte
+	_, _ = rand.Read(b[:])
+	return "203.0.113." + strconv.Itoa(int(b[0]))
+}
+
+// TestClusterRefusesOpsAddr: cluster.sh up refuses JOURNAL_OPS_ADDR (every
+// instance would bind it, and up polls /readyz on each instance's port) with
+// one line, exit 1, before starting anything.
+func TestClusterRefusesOpsAddr(t *testing.T) {
+	nginx := findNginx()
+	if nginx == "" {
+		t.Skip("nginx is not installed (Debian: apt-get install nginx-light)")
+	}
+	script, err := filepath.Abs("cluster.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c := &cluster{script: script, runDir: dir, env: []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "INSTANCES=1", "NGINX_BIN=" + nginx,
+		"RUN_DIR=" + filepath.Join(dir, "cluster"), "JOURNAL_OPS_ADDR=127.0.0.1:9090",
+	}}
+	out, err := c.sh(t, 30*time.Second, "up")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(out, "JOURNAL_OPS_ADDR is not supported") {
+		t.Errorf("cluster.sh up with JOURNAL_OPS_ADDR = %v:\n%s\nwant exit 1 and a line naming JOURNAL_OPS_ADDR", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cluster", "bin", "journal")); err == nil {
+		t.Errorf("cluster.sh built the service before refusing")
 	}
 }

@@ -159,6 +159,46 @@ func TestEntryValidation(t *testing.T) {
 	})
 }
 
+// TestEntryControlCharacters: a title or body with a control character
+// other than tab, LF and CR is 400 naming the field on both databases (a NUL
+// would otherwise be stored by SQLite and fail PostgreSQL with a 500).
+func TestEntryControlCharacters(t *testing.T) {
+	bothStores(t, func(t *testing.T, ts *testServer) {
+		tok := ts.signup(t, "carl")
+		e, _ := ts.createEntry(t, tok, "kept", "kept")
+		id := e["id"].(string)
+		for _, c := range []string{`\u0000`, `\u0001`, `\u001b`, `\u001f`, `\u007f`, `\u0085`, `\u009b`} {
+			for _, tc := range []struct {
+				method, path, body, field string
+			}{
+				{"POST", "/v1/entries", `{"title":"a` + c + `b","body":"ok"}`, "title"},
+				{"POST", "/v1/entries", `{"title":"ok","body":"a` + c + `b"}`, "body"},
+				{"PATCH", "/v1/entries/" + id, `{"title":"` + c + `"}`, "title"},
+				{"PATCH", "/v1/entries/" + id, `{"body":"` + c + `"}`, "body"},
+			} {
+				p := wantProblem(t, ts.do(t, tc.method, tc.path, tc.body, auth(tok)...), http.StatusBadRequest)
+				if len(p.Errors) != 1 || p.Errors[0].Field != tc.field || !strings.Contains(p.Errors[0].Message, "control character") {
+					t.Errorf("%s %s: errors %v, want one naming %q and the control character", tc.method, tc.body, p.Errors, tc.field)
+				}
+			}
+		}
+		// Tab, LF, CR and 4-byte characters are text.
+		title, body := "tab\there \U0001F600", "line\r\nnext\n\U0001F600"
+		created, _ := ts.createEntry(t, tok, title, body)
+		w := ts.do(t, "GET", "/v1/entries/"+created["id"].(string), "", auth(tok)...)
+		var got map[string]any
+		decodeBody(t, w, &got)
+		if got["title"] != title || got["body"] != body {
+			t.Errorf("read back title %q body %q, want %q %q", got["title"], got["body"], title, body)
+		}
+		w = ts.do(t, "GET", "/v1/entries/"+id, "", auth(tok)...)
+		decodeBody(t, w, &got)
+		if got["title"] != "kept" || got["body"] != "kept" {
+			t.Errorf("entry after refused patches = %v, want unchanged", got)
+		}
+	})
+}
+
 func TestEntryIsolation(t *testing.T) {
 	bothStores(t, func(t *testing.T, ts *testServer) {
 		a, b := ts.signup(t, "anna"), ts.signup(t, "bert")

@@ -46,8 +46,8 @@ var (
 // whose first request is still being processed.
 const inFlightRetryAfter = "1"
 
-// busyRetryAfter is the Retry-After of a 503 answered because the password
-// hasher is saturated.
+// busyRetryAfter is the Retry-After of a 503 answered because a resource is
+// saturated or down for now: the password hasher, or the database.
 const busyRetryAfter = "1"
 
 // statusClientClosed is logged when the client went away before the answer
@@ -96,8 +96,14 @@ func problemFor(r *http.Request, err error) problem {
 		p.Status, p.Detail = http.StatusServiceUnavailable, "too many password checks in progress; retry later"
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		p.Status, p.Detail = statusClientClosed, "client closed the request"
+	case errors.Is(err, journal.ErrUnavailable):
+		// The database is down, restarting or too slow. A write is one
+		// transaction: refused, it was applied whole or not at all.
+		p.Type = httplimit.ProblemTemporaryReducedCapacity
+		p.Status, p.Detail = http.StatusServiceUnavailable, "the database is unavailable; retry later"
 	case errors.Is(err, context.DeadlineExceeded):
-		p.Status, p.Detail = http.StatusServiceUnavailable, "the request timed out"
+		p.Type = httplimit.ProblemTemporaryReducedCapacity
+		p.Status, p.Detail = http.StatusServiceUnavailable, "the request timed out; retry later"
 	}
 	p.Title = http.StatusText(p.Status)
 	if p.Status == statusClientClosed {
@@ -127,7 +133,7 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 	case http.StatusUnauthorized:
 		h.Set("WWW-Authenticate", "Bearer")
 	case http.StatusServiceUnavailable:
-		if errors.Is(err, password.ErrBusy) {
+		if p.Type == httplimit.ProblemTemporaryReducedCapacity {
 			h.Set("Retry-After", busyRetryAfter)
 		}
 	case http.StatusConflict:
@@ -136,8 +142,10 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 		}
 	}
 	if p.Status >= 500 || p.Status == statusClientClosed {
+		// A client that left or a resource down for now is expected; the
+		// rest is a fault of the service.
 		level := slog.LevelError
-		if p.Status == statusClientClosed || errors.Is(err, password.ErrBusy) {
+		if p.Status == statusClientClosed || p.Type == httplimit.ProblemTemporaryReducedCapacity {
 			level = slog.LevelWarn
 		}
 		route := ""

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -90,5 +91,68 @@ func TestReadyzRealDatabase(t *testing.T) {
 	_ = ts.store.Close()
 	if w := ts.do(t, "GET", "/readyz", ""); w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `"unready"`) {
 		t.Errorf("readyz on a closed SQLite = %d %s", w.Code, w.Body)
+	}
+}
+
+// TestSplitServer: with an operations handler, /livez, /readyz and
+// /metrics are served there only; the API handler answers them 404
+// problem+json like any unknown path (rate limited like one), and the
+// operations handler serves nothing else.
+func TestSplitServer(t *testing.T) {
+	t.Parallel()
+	var limited atomic.Int64
+	ts := newTestServer(t, func(o *Options) {
+		o.IPLimit = func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				limited.Add(1)
+				next.ServeHTTP(w, r)
+			})
+		}
+	})
+	api, ops, err := NewSplitServer(Options{
+		Logger: ts.opts.Logger, Users: ts.store, Tokens: ts.store, Entries: ts.store, Passwords: ts.hasher,
+		Metrics: newRegistry(), InstanceID: "split-1", Database: ts.store.Ping, IPLimit: ts.opts.IPLimit,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(h http.Handler, method, target string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(method, target, nil))
+		return w
+	}
+	for _, path := range []string{"/livez", "/readyz", "/metrics"} {
+		before := limited.Load()
+		p := wantProblem(t, call(api, "GET", path), http.StatusNotFound)
+		if p.Detail != errNoRoute.detail {
+			t.Errorf("API GET %s: detail %q, want the unknown path's %q", path, p.Detail, errNoRoute.detail)
+		}
+		if limited.Load() == before {
+			t.Errorf("API GET %s: not rate limited like any unknown path", path)
+		}
+		before = limited.Load()
+		if w := call(ops, "GET", path); w.Code != http.StatusOK {
+			t.Errorf("ops GET %s = %d %s, want 200", path, w.Code, w.Body)
+		}
+		if limited.Load() != before {
+			t.Errorf("ops GET %s was rate limited", path)
+		}
+		if w := call(ops, "GET", path); w.Header().Get("X-Request-ID") == "" || w.Header().Get("X-Instance") != "split-1" {
+			t.Errorf("ops GET %s: headers %v, want X-Request-ID and X-Instance", path, w.Header())
+		}
+	}
+	if w := call(api, "GET", "/openapi.json"); w.Code != http.StatusOK {
+		t.Errorf("API GET /openapi.json = %d, want 200", w.Code)
+	}
+	if w := call(api, "GET", "/v1/entries"); w.Code != http.StatusUnauthorized {
+		t.Errorf("API GET /v1/entries = %d, want 401", w.Code)
+	}
+	for _, target := range []string{"/v1/entries", "/openapi.json", "/nowhere"} {
+		wantProblem(t, call(ops, "GET", target), http.StatusNotFound)
+	}
+	wantProblem(t, call(ops, "POST", "/metrics"), http.StatusMethodNotAllowed)
+	// The two share one registry: requests on either are counted there.
+	if w := call(ops, "GET", "/metrics"); !strings.Contains(w.Body.String(), `route="GET /v1/entries"`) {
+		t.Errorf("ops /metrics does not count the API's requests:\n%.2000s", w.Body)
 	}
 }

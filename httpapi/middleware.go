@@ -158,13 +158,20 @@ func newRequestID() string {
 
 // accessLog writes one JSON line per request and records the request
 // metrics. It logs even when the handler panics (status 500, as recoverer
-// then answers). It never logs headers, query strings or bodies.
-func accessLog(logger *slog.Logger, instance string, m *metrics) func(http.Handler) http.Handler {
+// then answers). It never logs headers, query strings or bodies. With
+// startSpan, the request runs in its trace span, ended with the status that
+// is logged, and the line carries the trace id.
+func accessLog(logger *slog.Logger, instance string, m *metrics, startSpan func(*http.Request) (context.Context, string, func(string, int))) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			st := stateFrom(r.Context())
-			r = r.WithContext(httplimit.WithOutcome(r.Context()))
+			ctx := r.Context()
+			traceID, endSpan := "", func(string, int) {}
+			if startSpan != nil {
+				ctx, traceID, endSpan = startSpan(r)
+			}
+			r = r.WithContext(httplimit.WithOutcome(ctx))
 			completed := false
 			defer func() {
 				d := time.Since(start)
@@ -180,6 +187,7 @@ func accessLog(logger *slog.Logger, instance string, m *metrics) func(http.Handl
 					label = "unmatched"
 				}
 				m.observe(label, status, d)
+				endSpan(route, status)
 				attrs := make([]slog.Attr, 0, 12)
 				attrs = append(attrs,
 					slog.String("request_id", journal.RequestIDFromContext(r.Context())),
@@ -193,6 +201,9 @@ func accessLog(logger *slog.Logger, instance string, m *metrics) func(http.Handl
 				)
 				if st.userID != "" {
 					attrs = append(attrs, slog.String("user_id", st.userID))
+				}
+				if traceID != "" {
+					attrs = append(attrs, slog.String("trace_id", traceID))
 				}
 				if o := httplimit.OutcomeFromContext(r.Context()); o != httplimit.OutcomeNone {
 					attrs = append(attrs, slog.String("ratelimit", o.String()))

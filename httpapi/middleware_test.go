@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/ratelimit/httplimit"
 )
 
 func TestRequestIDAndInstance(t *testing.T) {
@@ -229,6 +232,39 @@ func TestInternalErrorIsGeneric(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("internal error not logged with its request ID:\n%s", ts.logs)
+	}
+}
+
+// TestDatabaseUnavailable: an error wrapping journal.ErrUnavailable (the
+// database is down or too slow) is 503 temporary-reduced-capacity with
+// Retry-After, logged as a warning, never a 500.
+func TestDatabaseUnavailable(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	tok := ts.signup(t, "uma")
+	for _, cause := range []error{
+		fmt.Errorf("postgres: entry: %w: %w", journal.ErrUnavailable, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")),
+		fmt.Errorf("postgres: entry: %w", context.DeadlineExceeded),
+	} {
+		o := ts.opts
+		o.Metrics = newRegistry()
+		o.Entries = failingEntries{EntryStore: ts.store, entry: func() (journal.Entry, error) { return journal.Entry{}, cause }}
+		h, err := NewServer(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts.h = h
+		w := ts.do(t, "GET", "/v1/entries/"+journal.NewID(ts.clock.Now()), "", hdr(auth(tok), []string{"X-Request-ID", "down-1"})...)
+		p := wantProblem(t, w, http.StatusServiceUnavailable)
+		if p.Type != httplimit.ProblemTemporaryReducedCapacity || w.Header().Get("Retry-After") != "1" || strings.Contains(p.Detail, "127.0.0.1") {
+			t.Errorf("%v: problem %+v, Retry-After %q; want type %s, Retry-After 1 and no internals",
+				cause, p, w.Header().Get("Retry-After"), httplimit.ProblemTemporaryReducedCapacity)
+		}
+	}
+	for _, l := range ts.logs.lines(t, "request failed") {
+		if l["request_id"] == "down-1" && l["level"] != "WARN" {
+			t.Errorf("unavailable database logged at %v, want WARN", l["level"])
+		}
 	}
 }
 

@@ -13,6 +13,9 @@ const (
 	accessPublic      access = iota // IP limit
 	accessAuth                      // IP limit, auth, user limit
 	accessOperational               // nothing: never limited nor authenticated
+	// accessOps is accessOperational, and the route moves to the operations
+	// handler of NewSplitServer (JOURNAL_OPS_ADDR).
+	accessOps
 )
 
 // route is one row of the API table.
@@ -45,9 +48,9 @@ func routes(o Options) []route {
 		{"DELETE /v1/entries/{id}", accessAuth, handleEntryDelete(lg, o.Entries)},
 		{"GET /v1/export", accessAuth, handleExport(lg, o.Entries)},
 
-		{"GET /livez", accessOperational, handleLivez(lg)},
-		{"GET /readyz", accessOperational, handleReadyz(lg, o.Database, o.Redis, o.Draining, o.ReadyTimeout)},
-		{"GET /metrics", accessOperational, promhttp.HandlerFor(o.Metrics, promhttp.HandlerOpts{})},
+		{"GET /livez", accessOps, handleLivez(lg)},
+		{"GET /readyz", accessOps, handleReadyz(lg, o.Database, o.Redis, o.Draining, o.ReadyTimeout)},
+		{"GET /metrics", accessOps, promhttp.HandlerFor(o.Metrics, promhttp.HandlerOpts{})},
 		{"GET /openapi.json", accessOperational, handleOpenAPI()},
 	}
 }

@@ -12,7 +12,9 @@
 //
 // so a flood is refused before any password is hashed or the database is
 // read, and every refusal is logged. The four operational routes (/livez,
-// /readyz, /metrics, /openapi.json) are never rate limited nor authenticated.
+// /readyz, /metrics, /openapi.json) are never rate limited nor authenticated;
+// [NewSplitServer] moves the first three to a handler of their own, for a
+// listener that only operators reach.
 package httpapi
 
 import (
@@ -89,6 +91,13 @@ type Options struct {
 	// ReadyTimeout bounds each readiness check. Zero: 2s.
 	ReadyTimeout time.Duration
 
+	// StartSpan, when set, starts the trace span of each request: it returns
+	// the context that carries the span (the handlers and everything they
+	// call see it), the trace id, which the access-log line carries as
+	// "trace_id", and the function that ends the span with the route pattern
+	// the mux matched ("" when none) and the status. Nil: no spans.
+	StartSpan func(r *http.Request) (ctx context.Context, traceID string, end func(route string, status int))
+
 	// IPLimit, when set, wraps every non-operational route before
 	// authentication (and the problem answer of unmatched requests). It sees
 	// r.Pattern set and may call SetLogAttr. Nil: no limit.
@@ -111,29 +120,45 @@ const (
 // naming the first missing required dependency, or the error of registering
 // the metrics collectors.
 func NewServer(opts Options) (http.Handler, error) {
+	h, _, err := newServer(opts, false)
+	return h, err
+}
+
+// NewSplitServer is NewServer for a service with a separate operations
+// listener: api serves every route except GET /livez, /readyz and /metrics,
+// which it answers 404 like any unknown path, and ops serves those three
+// only. /openapi.json stays on api. Both share opts: one registry, one
+// access log (an ops request is logged like any other), one readiness.
+func NewSplitServer(opts Options) (api, ops http.Handler, err error) {
+	return newServer(opts, true)
+}
+
+// newServer builds the API handler and, with split, the operations handler
+// (nil otherwise).
+func newServer(opts Options, split bool) (api, ops http.Handler, err error) {
 	switch {
 	case opts.Logger == nil:
-		return nil, errors.New("httpapi: Options.Logger is required")
+		return nil, nil, errors.New("httpapi: Options.Logger is required")
 	case opts.Users == nil:
-		return nil, errors.New("httpapi: Options.Users is required")
+		return nil, nil, errors.New("httpapi: Options.Users is required")
 	case opts.Tokens == nil:
-		return nil, errors.New("httpapi: Options.Tokens is required")
+		return nil, nil, errors.New("httpapi: Options.Tokens is required")
 	case opts.Entries == nil:
-		return nil, errors.New("httpapi: Options.Entries is required")
+		return nil, nil, errors.New("httpapi: Options.Entries is required")
 	case opts.Idempotency == nil:
-		return nil, errors.New("httpapi: Options.Idempotency is required")
+		return nil, nil, errors.New("httpapi: Options.Idempotency is required")
 	case opts.IdempotencyTTL < 0 || opts.IdempotencyPending < 0:
-		return nil, errors.New("httpapi: Options.IdempotencyTTL and IdempotencyPending must not be negative")
+		return nil, nil, errors.New("httpapi: Options.IdempotencyTTL and IdempotencyPending must not be negative")
 	case opts.Passwords == nil:
-		return nil, errors.New("httpapi: Options.Passwords is required")
+		return nil, nil, errors.New("httpapi: Options.Passwords is required")
 	case opts.Metrics == nil:
-		return nil, errors.New("httpapi: Options.Metrics is required")
+		return nil, nil, errors.New("httpapi: Options.Metrics is required")
 	case opts.InstanceID == "":
-		return nil, errors.New("httpapi: Options.InstanceID is required")
+		return nil, nil, errors.New("httpapi: Options.InstanceID is required")
 	case opts.Database == nil:
-		return nil, errors.New("httpapi: Options.Database is required")
+		return nil, nil, errors.New("httpapi: Options.Database is required")
 	case opts.TokenTTL < 0:
-		return nil, errors.New("httpapi: Options.TokenTTL must not be negative")
+		return nil, nil, errors.New("httpapi: Options.TokenTTL must not be negative")
 	}
 	if opts.TokenTTL == 0 {
 		opts.TokenTTL = DefaultTokenTTL
@@ -155,25 +180,38 @@ func NewServer(opts Options) (http.Handler, error) {
 	}
 	m, err := newMetrics(opts.Metrics)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
-	mux := http.NewServeMux()
+	mux, opsMux := http.NewServeMux(), http.NewServeMux()
 	for _, rt := range routes(opts) {
+		if split && rt.Access == accessOps {
+			opsMux.Handle(rt.Pattern, routeChain(rt, opts))
+			continue
+		}
 		mux.Handle(rt.Pattern, routeChain(rt, opts))
 	}
 	notFound := handleUnmatched(opts.Logger, errNoRoute)
 	notAllowed := handleUnmatched(opts.Logger, errMethodNotAllowed)
+	// The operations listener is never limited, its unmatched requests
+	// neither.
+	opsNotFound, opsNotAllowed := notFound, notAllowed
 	if opts.IPLimit != nil {
 		notFound, notAllowed = opts.IPLimit(notFound), opts.IPLimit(notAllowed)
 	}
+	api = outerChain(problemMux(mux, notFound, notAllowed), opts, m)
+	if split {
+		ops = outerChain(problemMux(opsMux, opsNotFound, opsNotAllowed), opts, m)
+	}
+	return api, ops, nil
+}
 
-	// The outer chain, outermost first.
-	var h http.Handler = problemMux(mux, notFound, notAllowed)
-	h = accessLog(opts.Logger, opts.InstanceID, m)(h)
+// outerChain wraps h in the middleware every request passes, outermost
+// first: recover, request ID, access log.
+func outerChain(h http.Handler, opts Options, m *metrics) http.Handler {
+	h = accessLog(opts.Logger, opts.InstanceID, m, opts.StartSpan)(h)
 	h = requestID(opts.InstanceID)(h)
-	h = recoverer(opts.Logger)(h)
-	return h, nil
+	return recoverer(opts.Logger)(h)
 }
 
 // routeChain wraps one route's handler in the per-route middleware, outermost
@@ -186,7 +224,7 @@ func routeChain(rt route, opts Options) http.Handler {
 		}
 		h = authenticate(opts.Tokens, opts.Logger, opts.Now)(h)
 	}
-	if rt.Access != accessOperational && opts.IPLimit != nil {
+	if (rt.Access == accessPublic || rt.Access == accessAuth) && opts.IPLimit != nil {
 		h = opts.IPLimit(h)
 	}
 	return capturePattern(h)

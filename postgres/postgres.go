@@ -1,9 +1,14 @@
 // Package postgres implements [journal.Database] on PostgreSQL with pgx v5
 // (pgxpool).
 //
-// Every query is bounded by the caller's context, and the pool sets a
-// server-side statement_timeout default ([DefaultStatementTimeout]) unless
-// the URL sets one, so nothing waits forever. Times are timestamptz
+// Every statement is bounded by the caller's context and by
+// [DefaultQueryTimeout] on the client, the pool sets a server-side
+// statement_timeout default ([DefaultStatementTimeout]) unless the URL sets
+// one, and a connection attempt gives up after [DefaultConnectTimeout], so
+// nothing waits forever on a server that is down, hung or paused. Errors that
+// say the server cannot answer now wrap [journal.ErrUnavailable]; once it
+// answers again the pool recovers by itself (a connection idle for more than
+// a second is pinged before use, a broken one is replaced). Times are timestamptz
 // (microseconds), ids uuid. Schema migrations are embedded and applied by
 // [Open] under a PostgreSQL advisory lock, so several instances may start at
 // once against one database.
@@ -32,6 +37,21 @@ var migrationFS embed.FS
 // e.g. ?statement_timeout=2000 or options=-c%20statement_timeout=2s).
 const DefaultStatementTimeout = 5 * time.Second
 
+// DefaultQueryTimeout bounds each statement outside a transaction, and each
+// transaction as a whole, on the client: a little longer than
+// DefaultStatementTimeout, so the server's own timeout normally fires first,
+// and a server that does not answer at all (hung, paused, its host gone)
+// costs a request at most this long.
+const DefaultQueryTimeout = DefaultStatementTimeout + time.Second
+
+// DefaultConnectTimeout bounds one attempt to open a connection (TCP, TLS
+// and start-up), unless the URL sets connect_timeout.
+const DefaultConnectTimeout = 2 * time.Second
+
+// healthCheckPeriod is how often the pool drops expired idle connections and
+// refills to its minimum.
+const healthCheckPeriod = time.Second
+
 // migrationLockKey is the pg_advisory_lock key that serializes migration runs
 // of every instance on one database ("journal" in ASCII).
 const migrationLockKey int64 = 0x6a6f75726e616c
@@ -47,7 +67,8 @@ const purgeLockKey int64 = 0x6a7075726765
 type Store struct {
 	*queries // users, tokens, entries, PendingChanges
 
-	pool *pgxpool.Pool
+	pool    *pgxpool.Pool
+	timeout time.Duration // DefaultQueryTimeout
 }
 
 var _ journal.Database = (*Store)(nil)
@@ -57,9 +78,9 @@ type queries = sqlstore.Store
 
 // Open connects to the PostgreSQL database at url (a postgres:// URL or a
 // key=value connection string), with at most maxConns connections (0 means
-// pgxpool's default), applies the pending schema migrations and returns the
-// store. ctx bounds the connection and the migrations.
-func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
+// pgxpool's default) and opts, applies the pending schema migrations and
+// returns the store. ctx bounds the connection and the migrations.
+func Open(ctx context.Context, url string, maxConns int, opts ...Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// The error may quote the URL; do not repeat it.
@@ -74,6 +95,13 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["statement_timeout"]; !ok && !strings.Contains(cfg.ConnConfig.RuntimeParams["options"], "statement_timeout") {
 		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(DefaultStatementTimeout.Milliseconds(), 10)
 	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
+	}
+	cfg.HealthCheckPeriod = healthCheckPeriod
+	for _, o := range opts {
+		o(cfg)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
@@ -82,8 +110,8 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
-	s := &Store{pool: pool}
-	s.queries = sqlstore.New(dialect, db{pool}, db{pool}, s.inTx)
+	s := &Store{pool: pool, timeout: DefaultQueryTimeout}
+	s.queries = sqlstore.New(dialect, s.db(), s.db(), s.inTx)
 	if err := sqlstore.Reindex(ctx, s.queries); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open: %w", err)
@@ -91,15 +119,32 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 	return s, nil
 }
 
+// db runs statements on the pool, each bounded by the query timeout.
+func (s *Store) db() db { return db{q: s.pool, timeout: s.timeout} }
+
+// Option changes how [Open] sets up the pool.
+type Option func(*pgxpool.Config)
+
+// WithTracer has every query of the store reported to t (for example as a
+// trace span). A nil t changes nothing.
+func WithTracer(t pgx.QueryTracer) Option {
+	return func(cfg *pgxpool.Config) {
+		if t != nil {
+			cfg.ConnConfig.Tracer = t
+		}
+	}
+}
+
 // Pool returns the underlying pool, for metrics and tests. Its connections
 // must not be used after Close.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Ping checks that the database answers a query.
+// Ping checks that the database answers a query. An error that says it
+// cannot answer now wraps [journal.ErrUnavailable].
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
-	if err := s.pool.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
-		return fmt.Errorf("postgres: ping: %w", err)
+	if err := s.db().QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("postgres: ping: %w", classify(err))
 	}
 	return nil
 }

@@ -24,6 +24,15 @@ var dialect = sqlstore.Dialect{
 	ForeignKeyViolation: func(err error) bool {
 		return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
 	},
+	// Another process held the file's lock past the busy timeout: a later
+	// call may get it.
+	Unavailable: func(err error) bool {
+		switch sqliteCode(err) & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return true
+		}
+		return false
+	},
 }
 
 // micros scans a time column (integer Unix microseconds) into a UTC

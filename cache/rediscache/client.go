@@ -107,7 +107,14 @@ func ClientOptions(addrs []string, cfg ClientConfig) rueidis.ClientOption {
 // again with DisableCache set and returns nearCache false, so reads go straight
 // to Redis (coherent, no near cache). The caller should log that once.
 func NewClient(opt rueidis.ClientOption) (client rueidis.Client, nearCache bool, err error) {
-	client, err = rueidis.NewClient(opt)
+	return NewClientWith(opt, rueidis.NewClient)
+}
+
+// NewClientWith is NewClient with connect in place of rueidis.NewClient, for
+// a client that wraps the one rueidis makes (for example to trace its calls).
+// connect must return rueidis' error as it is, or wrapped.
+func NewClientWith(opt rueidis.ClientOption, connect func(rueidis.ClientOption) (rueidis.Client, error)) (client rueidis.Client, nearCache bool, err error) {
+	client, err = connect(opt)
 	if err == nil {
 		return client, !opt.DisableCache, nil
 	}
@@ -115,7 +122,7 @@ func NewClient(opt rueidis.ClientOption) (client rueidis.Client, nearCache bool,
 		return nil, false, fmt.Errorf("rediscache: connect: %w", err)
 	}
 	opt.DisableCache = true
-	client, err = rueidis.NewClient(opt)
+	client, err = connect(opt)
 	if err != nil {
 		return nil, false, fmt.Errorf("rediscache: connect without client-side caching: %w", err)
 	}

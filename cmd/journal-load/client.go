@@ -148,11 +148,13 @@ func randHex(n int) string {
 
 // clientPool hands out simulated client addresses from 198.18.0.0/15 (RFC
 // 2544, reserved for benchmarks), starting at a random offset so two runs do
-// not share a rate-limit key. Behind a proxy the service trusts (nginx of
-// cluster.sh on loopback, JOURNAL_TRUSTED_PROXIES=127.0.0.1/32), the service
-// takes the client from X-Forwarded-For, so each address is its own subject;
-// elsewhere the header is ignored and every request is the tool's own
-// address. A nil *clientPool hands out "" (no header).
+// not share a rate-limit key. A service that trusts this tool's address
+// (JOURNAL_TRUSTED_PROXIES=127.0.0.1/32 on loopback, as the instances of
+// cluster.sh do, reached directly) takes the client from X-Forwarded-For, so
+// each address is its own subject. Elsewhere the header is ignored, or
+// replaced by a balancer that is the edge (cluster.sh's nginx), and every
+// request is the tool's own address. A nil *clientPool hands out "" (no
+// header).
 type clientPool struct {
 	next atomic.Uint32
 }

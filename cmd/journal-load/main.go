@@ -159,11 +159,13 @@ Scenarios (-scenario) and what the target must allow:
              Needs: -users sign-ups; for each user rate x duration / users
              requests under JOURNAL_RATE_LIMIT_USER; and a target that
              believes X-Forwarded-For from this tool (its address in
-             JOURNAL_TRUSTED_PROXIES, or behind deploy/cluster.sh's nginx).
-             A target that ignores the header (the service's default) counts
-             every request against this tool's address: the tool then signs
-             up one user (unless -users is given) and lowers -rate to what
-             the ip limit leaves (at 100/1m, about 9 requests/s for 10 s).
+             JOURNAL_TRUSTED_PROXIES). A target that ignores the header (the
+             service's default), or a balancer that replaces it
+             (deploy/cluster.sh's nginx), counts every request against this
+             tool's address: the tool then signs up one user (unless -users
+             is given) and lowers -rate to what the ip limit leaves (at
+             100/1m, about 9 requests/s for 10 s); raise
+             JOURNAL_RATE_LIMIT_IP for more.
   outage     mixed, charted second by second while you stop, pause or kill
              Redis; it polls /readyz and marks on the charts when the
              service stopped and started answering "ready". Needs what mixed

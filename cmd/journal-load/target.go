@@ -20,8 +20,9 @@ type addressing struct {
 	// Believed was measured; a target with the ip policy off tells nothing.
 	Measured bool
 	// Believed reports that the target takes the client from
-	// X-Forwarded-For: this tool's address is in its trusted proxies, or a
-	// balancer that appends to the header sits between.
+	// X-Forwarded-For: this tool's address is in its trusted proxies (or a
+	// balancer that appends to the header sits between). A balancer that
+	// replaces the header, as cluster.sh's nginx does, is not believed.
 	Believed bool
 	// IP is the ip policy; when the target does not believe the simulated
 	// addresses, R is what this tool's own address had left after the

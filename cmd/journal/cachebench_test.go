@@ -194,7 +194,7 @@ func startUncached(tb testing.TB, vars map[string]string) string {
 		tb.Fatal("startUncached needs JOURNAL_REDIS_URL")
 	}
 	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	db, err := openStore(context.Background(), cfg)
+	db, err := openStore(context.Background(), cfg, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func BenchmarkEntryTiers(b *testing.B) {
 				if perr != nil {
 					b.Fatal(perr)
 				}
-				db, err = openStore(context.Background(), cfg)
+				db, err = openStore(context.Background(), cfg, nil)
 			}
 			if err != nil {
 				b.Fatal(err)

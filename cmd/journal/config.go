@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/journalsvc/journal/internal/redisconn"
+	"github.com/journalsvc/journal/internal/tracing"
 	"github.com/journalsvc/journal/ratelimit"
 )
 
@@ -29,6 +30,10 @@ import (
 type Config struct {
 	// Addr is the TCP listen address (JOURNAL_ADDR). Default ":8080".
 	Addr string
+	// OpsAddr, when not empty, is the TCP listen address of the operations
+	// listener (JOURNAL_OPS_ADDR): /metrics, /livez and /readyz are served
+	// there only, and Addr answers them 404. Default "" (all on Addr).
+	OpsAddr string
 
 	// Database is the parsed JOURNAL_DATABASE_URL: "sqlite:PATH" or
 	// "postgres://..." / "postgresql://...". Default "sqlite:journal.db".
@@ -76,7 +81,8 @@ type Config struct {
 	// wiring. Default "" (none).
 	RateLimitPolicies string
 	// TrustedProxies are the prefixes whose forwarding headers are believed
-	// (JOURNAL_TRUSTED_PROXIES: comma-separated CIDRs or bare addresses).
+	// (JOURNAL_TRUSTED_PROXIES: comma-separated CIDRs or bare addresses), none
+	// wider than /8 (IPv4) or /32 (IPv6) nor covering the IPv4-mapped range.
 	// Default none.
 	TrustedProxies []netip.Prefix
 
@@ -111,6 +117,10 @@ type Config struct {
 	// LogLevel is the minimum level logged (JOURNAL_LOG_LEVEL): debug, info,
 	// warn or error. Default info.
 	LogLevel slog.Level
+
+	// Tracing is read from the standard OTEL_* variables, not from a
+	// JOURNAL_ setting (package tracing). Default off.
+	Tracing tracing.Config
 }
 
 // DatabaseURL is a parsed JOURNAL_DATABASE_URL. Exactly one of SQLitePath
@@ -178,14 +188,21 @@ func (s setting) flag() string { return strings.ToLower(strings.ReplaceAll(s.nam
 // It is a read-only table.
 var settings = []setting{
 	{name: "ADDR", def: ":8080", usage: "listen address (host:port; port 0 picks a free one)", set: func(c *Config, v string) error {
-		_, port, err := net.SplitHostPort(v)
-		if err != nil {
-			return errors.New("want host:port such as :8080 or 127.0.0.1:8080")
-		}
-		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-			return errors.New("port must be 0-65535")
+		if err := checkListenAddr(v); err != nil {
+			return err
 		}
 		c.Addr = v
+		return nil
+	}},
+	{name: "OPS_ADDR", def: "", usage: "when set, /metrics, /livez and /readyz are served on this address only (host:port)", set: func(c *Config, v string) error {
+		if v == "" {
+			c.OpsAddr = ""
+			return nil
+		}
+		if err := checkListenAddr(v); err != nil {
+			return err
+		}
+		c.OpsAddr = v
 		return nil
 	}},
 	{name: "DATABASE_URL", def: "sqlite:journal.db", usage: "sqlite:PATH or postgres://user:pass@host:port/db", secret: true, set: func(c *Config, v string) error {
@@ -259,7 +276,7 @@ var settings = []setting{
 		}
 		return f.Close()
 	}},
-	{name: "TRUSTED_PROXIES", def: "", usage: "comma-separated CIDRs whose forwarding headers are believed", set: func(c *Config, v string) error {
+	{name: "TRUSTED_PROXIES", def: "", usage: "comma-separated CIDRs whose forwarding headers are believed (none wider than /8 or, IPv6, /32)", set: func(c *Config, v string) error {
 		p, err := parsePrefixes(v)
 		c.TrustedProxies = p
 		return err
@@ -297,6 +314,18 @@ var settings = []setting{
 		}
 		return nil
 	}},
+}
+
+// checkListenAddr accepts host:port with a port of 0-65535.
+func checkListenAddr(v string) error {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return errors.New("want host:port such as :8080 or 127.0.0.1:8080")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return errors.New("port must be 0-65535")
+	}
+	return nil
 }
 
 func positiveDuration(field func(*Config) *time.Duration) func(*Config, string) error {
@@ -357,7 +386,8 @@ func parseDatabaseURL(v string) (DatabaseURL, error) {
 
 // parsePrefixes parses comma-separated CIDR prefixes and bare addresses
 // (a bare address is its own /32 or /128). Empty is none. Host bits are
-// masked and IPv4-mapped IPv6 prefixes are turned into IPv4.
+// masked and IPv4-mapped IPv6 prefixes are turned into IPv4. Over-broad
+// prefixes are refused (see checkProxyWidth).
 func parsePrefixes(v string) ([]netip.Prefix, error) {
 	if strings.TrimSpace(v) == "" {
 		return nil, nil
@@ -383,9 +413,40 @@ func parsePrefixes(v string) ([]netip.Prefix, error) {
 		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
 		}
-		out = append(out, p.Masked())
+		p = p.Masked()
+		if err := checkProxyWidth(f, p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
 	}
 	return out, nil
+}
+
+// Widest trusted-proxy prefixes. A proxy tier is a few addresses; a prefix
+// wider than these trusts clients, who would then choose their own
+// rate-limit key with a forged X-Forwarded-For.
+const (
+	widestProxyBits4 = 8
+	widestProxyBits6 = 32
+)
+
+// ipv4Mapped is ::ffff:0.0.0.0, the first address of the IPv4-mapped range
+// ::ffff:0:0/96, which the client-IP logic reads as IPv4.
+var ipv4Mapped = netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff})
+
+// checkProxyWidth refuses p (masked, IPv4-mapped prefixes already turned into
+// IPv4), given as f, when it is wider than /8 (IPv4) or /32 (IPv6), or when it
+// covers the whole IPv4-mapped range and so would trust every IPv4 client.
+func checkProxyWidth(f string, p netip.Prefix) error {
+	const want = "want trusted proxies no wider than /%d (IPv4) or /%d (IPv6)"
+	switch {
+	case p.Addr().Is4() && p.Bits() < widestProxyBits4,
+		p.Addr().Is6() && p.Bits() < widestProxyBits6:
+		return fmt.Errorf("%q trusts too many addresses: "+want, f, widestProxyBits4, widestProxyBits6)
+	case p.Addr().Is6() && p.Bits() <= 96 && p.Contains(ipv4Mapped):
+		return fmt.Errorf("%q covers the IPv4-mapped range ::ffff:0:0/96 and so trusts every IPv4 client: "+want, f, widestProxyBits4, widestProxyBits6)
+	}
+	return nil
 }
 
 // parseConfig builds the Config from the command-line args (without the
@@ -429,7 +490,12 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 			return Config{}, &ConfigError{Setting: from, Value: shown, Want: err.Error()}
 		}
 	}
-	return c, nil
+	tc, err := tracing.FromEnv(getenv)
+	if te := (*tracing.ConfigError)(nil); errors.As(err, &te) {
+		return Config{}, &ConfigError{Setting: te.Variable, Value: te.Value, Want: te.Want}
+	}
+	c.Tracing = tc
+	return c, err
 }
 
 // redact replaces the password of a URL-like value (scheme://user:pass@...)
@@ -463,6 +529,10 @@ func usage(w io.Writer) {
 journal serves the journal REST API (docs/design.md). Every setting is a flag
 or an environment variable; a flag beats the variable, the variable beats the
 default. Rates are N/DURATION (N >= 1, DURATION >= 1s, burst N) or off.
+
+OpenTelemetry traces are off unless the standard OTEL_EXPORTER_OTLP_ENDPOINT
+(or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_TRACES_EXPORTER=otlp) is set;
+they go out as OTLP over HTTP, and the other standard OTEL_* variables apply.
 
 `)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

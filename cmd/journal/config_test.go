@@ -101,6 +101,7 @@ func TestParseConfigValid(t *testing.T) {
 	}{
 		{"ADDR", "127.0.0.1:0", func(c Config) any { return c.Addr }, "127.0.0.1:0"},
 		{"ADDR", "[::1]:9000", func(c Config) any { return c.Addr }, "[::1]:9000"},
+		{"OPS_ADDR", "127.0.0.1:9090", func(c Config) any { return c.OpsAddr }, "127.0.0.1:9090"},
 		{"DATABASE_URL", "sqlite:/tmp/x.db", func(c Config) any { return c.Database }, DatabaseURL{SQLitePath: "/tmp/x.db"}},
 		{"DATABASE_URL", "postgres://u:p@db:5432/j?sslmode=disable", func(c Config) any { return c.Database }, DatabaseURL{PostgresURL: "postgres://u:p@db:5432/j?sslmode=disable"}},
 		{"DATABASE_URL", "postgresql://db/j", func(c Config) any { return c.Database }, DatabaseURL{PostgresURL: "postgresql://db/j"}},
@@ -126,8 +127,12 @@ func TestParseConfigValid(t *testing.T) {
 		{"TRUSTED_PROXIES", "10.1.2.3/8", func(c Config) any { return c.TrustedProxies }, pfx("10.0.0.0/8")},
 		{"TRUSTED_PROXIES", "127.0.0.1", func(c Config) any { return c.TrustedProxies }, pfx("127.0.0.1/32")},
 		{"TRUSTED_PROXIES", "::ffff:10.0.0.0/104", func(c Config) any { return c.TrustedProxies }, pfx("10.0.0.0/8")},
-		{"TRUSTED_PROXIES", " 127.0.0.1/32 , fd00::/8", func(c Config) any { return c.TrustedProxies },
-			[]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("fd00::/8")}},
+		{"TRUSTED_PROXIES", " 127.0.0.1/32 , fd00::/32", func(c Config) any { return c.TrustedProxies },
+			[]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("fd00::/32")}},
+		// The widest prefixes accepted, and a mapped one inside the limit.
+		{"TRUSTED_PROXIES", "10.0.0.0/8,2001:db8::/32,::ffff:192.168.0.0/104", func(c Config) any { return c.TrustedProxies },
+			[]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("192.0.0.0/8")}},
+		{"TRUSTED_PROXIES", "::/96", func(c Config) any { return c.TrustedProxies }, pfx("::/96")},
 		{"CACHE_TTL", "1h", func(c Config) any { return c.CacheTTL }, time.Hour},
 		{"CACHE_NEAR_MAX_AGE", "5s", func(c Config) any { return c.CacheNearMaxAge }, 5 * time.Second},
 		{"TOKEN_TTL", "1h30m", func(c Config) any { return c.TokenTTL }, 90 * time.Minute},
@@ -178,6 +183,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 	}
 	values := map[string][2]string{ // env value, flag value
 		"ADDR":                 {"127.0.0.1:1", "127.0.0.1:2"},
+		"OPS_ADDR":             {"127.0.0.1:3", "127.0.0.1:4"},
 		"DATABASE_URL":         {"sqlite:a.db", "postgres://h/db"},
 		"DATABASE_MAX_CONNS":   {"3", "4"},
 		"REDIS_URL":            {"redis://a:1", "rediss://b:2"},
@@ -263,6 +269,8 @@ func fieldOf(c Config, name string) string {
 		if c.Redis != nil {
 			v = *c.Redis
 		}
+	case "OPS_ADDR":
+		v = c.OpsAddr
 	case "REDIS_PREFIX":
 		v = c.RedisPrefix
 	case "REDIS_TIMEOUT":
@@ -325,6 +333,8 @@ func TestParseConfigInvalid(t *testing.T) {
 		{"ADDR", "8080", "want host:port"},
 		{"ADDR", "localhost:http", "port must be 0-65535"},
 		{"ADDR", ":70000", "port must be 0-65535"},
+		{"OPS_ADDR", "9090", "want host:port"},
+		{"OPS_ADDR", ":99999", "port must be 0-65535"},
 		{"DATABASE_URL", "journal.db", "want sqlite:PATH or postgres://"},
 		{"DATABASE_URL", "sqlite:", "want sqlite:PATH with a file path"},
 		{"DATABASE_URL", "mysql://h/db", "want sqlite:PATH or postgres://"},
@@ -359,6 +369,17 @@ func TestParseConfigInvalid(t *testing.T) {
 		{"TRUSTED_PROXIES", "10.0.0.0/8,,", "not a CIDR prefix"},
 		{"TRUSTED_PROXIES", "proxy.local", "not a CIDR prefix"},
 		{"TRUSTED_PROXIES", "fe80::1%eth0", "not a CIDR prefix"},
+		// Over-broad prefixes would trust clients.
+		{"TRUSTED_PROXIES", "0.0.0.0/0", "trusts too many addresses: want trusted proxies no wider than /8 (IPv4) or /32 (IPv6)"},
+		{"TRUSTED_PROXIES", "10.0.0.0/7", "trusts too many addresses"},
+		{"TRUSTED_PROXIES", "127.0.0.1/32,128.0.0.0/1", "trusts too many addresses"},
+		{"TRUSTED_PROXIES", "::/0", "trusts too many addresses"},
+		{"TRUSTED_PROXIES", "2001:db8::/31", "trusts too many addresses"},
+		{"TRUSTED_PROXIES", "::ffff:0:0/96", "trusts too many addresses"},
+		{"TRUSTED_PROXIES", "::ffff:0.0.0.0/100", "trusts too many addresses"},
+		{"TRUSTED_PROXIES", "::ffff:0:0/95", "covers the IPv4-mapped range"},
+		{"TRUSTED_PROXIES", "::/64", "covers the IPv4-mapped range"},
+		{"TRUSTED_PROXIES", "0:0:0:0:0:ffff::/80", "covers the IPv4-mapped range"},
 		{"CACHE_TTL", "0", "want a positive duration"},
 		{"CACHE_NEAR_MAX_AGE", "soon", "want a positive duration"},
 		{"TOKEN_TTL", "30d", "want a positive duration"},

@@ -20,6 +20,7 @@ import (
 	"github.com/journalsvc/journal/httpapi"
 	"github.com/journalsvc/journal/internal/purge"
 	"github.com/journalsvc/journal/internal/redisconn"
+	"github.com/journalsvc/journal/internal/tracing"
 	"github.com/journalsvc/journal/password"
 	"github.com/journalsvc/journal/ratelimit"
 	"github.com/journalsvc/journal/ratelimit/httplimit"
@@ -30,6 +31,9 @@ import (
 // stack is the handler and what must be closed after the server stopped.
 type stack struct {
 	handler http.Handler
+	// ops serves /metrics, /livez and /readyz when JOURNAL_OPS_ADDR is set
+	// (handler then answers them 404); nil otherwise.
+	ops     http.Handler
 	closers []func()
 }
 
@@ -46,7 +50,7 @@ func (s *stack) close() {
 // registry, /readyz checking the database (and Redis when configured) and
 // answering "draining" once draining is set. On error, whatever was built is
 // closed.
-func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Database, draining *atomic.Bool) (_ *stack, err error) {
+func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Database, draining *atomic.Bool, tr *tracing.Tracing) (_ *stack, err error) {
 	st := &stack{}
 	defer func() {
 		if err != nil {
@@ -94,9 +98,10 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 				InstanceID: instance,
 				Logger:     logger.With("instance", instance),
 			},
-			Cache:  rediscache.Options{NearMaxAge: cfg.CacheNearMaxAge, Timeout: cfg.RedisTimeout},
-			Client: rediscache.ClientConfig{OnInvalidations: m.onInvalidations},
-			OnLag:  func(d time.Duration) { m.invalidationLag.Observe(d.Seconds()) },
+			Cache:     rediscache.Options{NearMaxAge: cfg.CacheNearMaxAge, Timeout: cfg.RedisTimeout},
+			Client:    rediscache.ClientConfig{OnInvalidations: m.onInvalidations},
+			OnLag:     func(d time.Duration) { m.invalidationLag.Observe(d.Seconds()) },
+			NewClient: tr.NewRedisClient(),
 		})
 		st.closers = append(st.closers, conn.Close)
 		primary, instances = conn.Limiter(), conn.LiveInstances
@@ -122,6 +127,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 			return nil, err
 		}
 	}
+	limiter = tr.Limiter(limiter) // a span per decision when tracing is on
 	logger.Info("rate limits", "instance", instance, "policies", describePolicies(policies))
 
 	cached, err := entrycache.New(noClose{db}, cacheStore, entrycache.Options{
@@ -161,7 +167,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 	if err != nil {
 		return nil, err
 	}
-	h, err := httpapi.NewServer(httpapi.Options{
+	apiOpts := httpapi.Options{
 		Logger: logger,
 		// Users and Tokens go through the cache: their revocations must
 		// drop cached tokens on every instance.
@@ -179,7 +185,16 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 		Draining:       draining.Load,
 		IPLimit:        ipStage,
 		UserLimit:      userStage,
-	})
+	}
+	if tr != nil {
+		apiOpts.StartSpan = tr.StartRequest
+	}
+	var h http.Handler
+	if cfg.OpsAddr != "" {
+		h, st.ops, err = httpapi.NewSplitServer(apiOpts)
+	} else {
+		h, err = httpapi.NewServer(apiOpts)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ type logSink struct {
 	buf     bytes.Buffer // complete and partial lines, bounded
 	partial []byte
 	addr    chan string
+	opsAddr string // of the listening line, "" without JOURNAL_OPS_ADDR
 	found   bool
 }
 
@@ -46,11 +47,12 @@ func (s *logSink) Write(p []byte) (int, error) {
 		line := s.partial[:i]
 		s.partial = s.partial[i+1:]
 		var rec struct {
-			Msg  string `json:"msg"`
-			Addr string `json:"addr"`
+			Msg     string `json:"msg"`
+			Addr    string `json:"addr"`
+			OpsAddr string `json:"ops_addr"`
 		}
 		if json.Unmarshal(line, &rec) == nil && rec.Msg == "listening" && rec.Addr != "" {
-			s.found = true
+			s.found, s.opsAddr = true, rec.OpsAddr
 			s.partial = nil
 			s.addr <- rec.Addr
 			break
@@ -69,18 +71,28 @@ func (s *logSink) String() string {
 type journalInstance struct {
 	Addr string // host:port
 	URL  string // http://host:port
-	logs *logSink
-	stop context.CancelFunc
-	done chan error // run's result, once
+	// OpsURL is http://host:port of the operations listener
+	// (JOURNAL_OPS_ADDR), which serves /readyz; URL when there is none.
+	OpsURL string
+	logs   *logSink
+	stop   context.CancelFunc
+	done   chan error // run's result, once
 	// result stops the instance and returns run's result (every call).
 	result func() error
 }
 
 // startJournal calls run on 127.0.0.1:0 with the environment vars (on top of
 // a SQLite file in a temporary directory and no shutdown drain) and extra
-// args, waits for the listening line and for /readyz to answer 200, and stops
+// args, waits for the listening line and for /readyz (on the operations
+// listener when vars set JOURNAL_OPS_ADDR) to answer 200, and stops
 // it at Cleanup, failing the test if run does not return nil.
 func startJournal(tb testing.TB, vars map[string]string, args ...string) *journalInstance {
+	tb.Helper()
+	return startJournalWith(tb, hooks{}, vars, args...)
+}
+
+// startJournalWith is startJournal with run's hooks replaced by h.
+func startJournalWith(tb testing.TB, h hooks, vars map[string]string, args ...string) *journalInstance {
 	tb.Helper()
 	envm := map[string]string{
 		"JOURNAL_DATABASE_URL":   "sqlite:" + filepath.Join(tb.TempDir(), "journal.db"),
@@ -102,7 +114,7 @@ func startJournal(tb testing.TB, vars map[string]string, args ...string) *journa
 		}
 	}
 	args = append([]string{"-addr", "127.0.0.1:0"}, args...)
-	go func() { j.done <- run(ctx, args, env(envm), io.Discard, j.logs) }()
+	go func() { j.done <- runWith(ctx, args, env(envm), io.Discard, j.logs, h) }()
 	var stopped bool
 	tb.Cleanup(func() {
 		if stopped {
@@ -120,10 +132,15 @@ func startJournal(tb testing.TB, vars map[string]string, args ...string) *journa
 	case <-time.After(30 * time.Second):
 		tb.Fatalf("no listening line within 30s; logs:\n%s", tail(j.logs.String(), 30))
 	}
-	j.URL = "http://" + j.Addr
+	j.URL, j.OpsURL = "http://"+j.Addr, "http://"+j.Addr
+	j.logs.mu.Lock()
+	if j.logs.opsAddr != "" {
+		j.OpsURL = "http://" + j.logs.opsAddr
+	}
+	j.logs.mu.Unlock()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		code, _, err := get(j.URL + "/readyz")
+		code, _, err := get(j.OpsURL + "/readyz")
 		if err == nil && code == http.StatusOK {
 			break
 		}

@@ -8,12 +8,16 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/internal/tracing"
 	"github.com/journalsvc/journal/postgres"
 	"github.com/journalsvc/journal/sqlite"
 )
@@ -23,10 +27,24 @@ import (
 // is cancelled, then shuts down gracefully (see serve) and returns nil.
 // -h writes the settings to stdout and returns nil. Logs are JSON lines on
 // stderr; the first is {"msg":"listening","addr":"HOST:PORT",...} with the
-// actual address. Errors: a *ConfigError or *usageError for bad
+// actual address (and "ops_addr" with the operations listener's, when
+// JOURNAL_OPS_ADDR is set). Errors: a *ConfigError or *usageError for bad
 // configuration, any other error when the service cannot start or stop
 // cleanly.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runWith(ctx, args, getenv, stdout, stderr, hooks{})
+}
+
+// hooks are the parts of run a test may replace; the zero value is the
+// service as it ships.
+type hooks struct {
+	// spans, when set, receives the trace spans (tracing must still be
+	// turned on by the OTEL_* variables) instead of the OTLP exporter.
+	spans sdktrace.SpanExporter
+}
+
+// runWith is run with hooks.
+func runWith(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, h hooks) error {
 	cfg, err := parseConfig(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		usage(stdout)
@@ -44,18 +62,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer ln.Close() // for the error paths; Shutdown closes it otherwise
+	var opsLn net.Listener
+	listening := []any{"addr", ln.Addr().String()}
+	if cfg.OpsAddr != "" {
+		if opsLn, err = net.Listen("tcp", cfg.OpsAddr); err != nil {
+			return fmt.Errorf("JOURNAL_OPS_ADDR: %w", err)
+		}
+		defer opsLn.Close()
+		listening = append(listening, "ops_addr", opsLn.Addr().String())
+	}
 	instance := cfg.InstanceID
 	if instance == "" {
 		instance = defaultInstanceID(ln.Addr())
 	}
 	// httpapi adds the instance to its own lines; run's lines get it here.
 	runLog := logger.With("instance", instance)
-	runLog.Info("listening", "addr", ln.Addr().String(), "database", cfg.Database.String())
+	runLog.Info("listening", append(listening, "database", cfg.Database.String())...)
 	if cfg.Redis == nil {
 		runLog.Info("JOURNAL_REDIS_URL is empty: rate limiter and cache are in-process, single instance only")
 	}
+	tr, err := tracing.New(ctx, cfg.Tracing, instance, h.spans)
+	if err != nil {
+		return err
+	}
+	if tr != nil {
+		runLog.Info("tracing on: spans go to the OTLP exporter of the OTEL_* variables")
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
+		defer cancel()
+		if err := tr.Shutdown(sctx); err != nil {
+			runLog.Warn("tracing: spans not exported at shutdown", "err", err)
+		}
+	}()
 
-	store, err := openStore(ctx, cfg)
+	store, err := openStore(ctx, cfg, tr)
 	if err != nil {
 		if ctx.Err() != nil {
 			runLog.Info("stopped during start-up")
@@ -70,11 +111,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}()
 
 	var draining atomic.Bool
-	st, err := newHandler(cfg, logger, instance, store, &draining)
+	st, err := newHandler(cfg, logger, instance, store, &draining, tr)
 	if err != nil {
 		return err
 	}
 	defer st.close() // Redis, the limiter and the cache, before the database
+	if opsLn != nil {
+		// The operations listener outlives the API's shutdown, so that
+		// /readyz reports "draining" throughout it.
+		ops := newHTTPServer(st.ops, runLog)
+		opsDone := make(chan error, 1)
+		go func() { opsDone <- ops.Serve(opsLn) }()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			if err := ops.Shutdown(sctx); err != nil {
+				_ = ops.Close()
+			}
+			if err := <-opsDone; !errors.Is(err, http.ErrServerClosed) {
+				runLog.Error("operations listener failed", "err", err)
+			}
+		}()
+	}
 	srv := newHTTPServer(st.handler, runLog)
 	return serve(ctx, runLog, srv, ln, &draining, cfg.ShutdownDrain, cfg.ShutdownTimeout)
 }
@@ -95,12 +153,16 @@ func defaultInstanceID(addr net.Addr) string {
 // storeOpenTimeout bounds opening the database and running its migrations.
 const storeOpenTimeout = time.Minute
 
-// openStore opens the database of cfg and applies its migrations.
-func openStore(ctx context.Context, cfg Config) (journal.Database, error) {
+// tracingFlushTimeout bounds the export of the last spans at exit.
+const tracingFlushTimeout = 5 * time.Second
+
+// openStore opens the database of cfg and applies its migrations. With tr,
+// every PostgreSQL query is a span (SQLite's are not traced).
+func openStore(ctx context.Context, cfg Config, tr *tracing.Tracing) (journal.Database, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeOpenTimeout)
 	defer cancel()
 	if cfg.Database.SQLitePath != "" {
 		return sqlite.Open(ctx, cfg.Database.SQLitePath)
 	}
-	return postgres.Open(ctx, cfg.Database.PostgresURL, cfg.DatabaseMaxConns)
+	return postgres.Open(ctx, cfg.Database.PostgresURL, cfg.DatabaseMaxConns, postgres.WithTracer(tr.PgxTracer()))
 }

@@ -52,6 +52,9 @@ type Options struct {
 	OnLag func(time.Duration)
 	// Retry is the pause between connection attempts. Default 1s.
 	Retry time.Duration
+	// NewClient makes the Redis client, for a caller that wraps it (tracing).
+	// Default rueidis.NewClient.
+	NewClient func(rueidis.ClientOption) (rueidis.Client, error)
 }
 
 // Conn is the service's connection to Redis, with the limiter and cache store
@@ -79,6 +82,9 @@ func Start(opts Options) *Conn {
 	}
 	if opts.Retry <= 0 {
 		opts.Retry = time.Second
+	}
+	if opts.NewClient == nil {
+		opts.NewClient = rueidis.NewClient
 	}
 	c := &Conn{opts: opts, log: opts.Logger, stop: make(chan struct{})}
 	c.opts.Client.OnInvalidatedKey = func(key string) {
@@ -124,7 +130,7 @@ func (c *Conn) clientOptions() rueidis.ClientOption {
 }
 
 func (c *Conn) connect() error {
-	client, near, err := rediscache.NewClient(c.clientOptions())
+	client, near, err := rediscache.NewClientWith(c.clientOptions(), c.opts.NewClient)
 	if err != nil {
 		return err
 	}

@@ -65,6 +65,12 @@ type Dialect struct {
 	// ForeignKeyViolation reports whether err is a violation of a foreign key
 	// (the user that a token or an entry refers to does not exist).
 	ForeignKeyViolation func(err error) bool
+	// Unavailable reports whether err says that the database cannot answer
+	// now (connection lost or refused, server shutting down, timeout), so
+	// that the same call may succeed later: the store's errors then wrap
+	// [journal.ErrUnavailable]. It must not report a cancellation by the
+	// caller.
+	Unavailable func(err error) bool
 }
 
 // Store implements the user, token and entry methods of [journal.Database]
@@ -88,7 +94,8 @@ func New(d Dialect, read, write DB, inTx func(ctx context.Context, fn func(DB) e
 // Write runs fn in one transaction of s and commits when fn returns nil.
 // The domain sentinel errors ([journal.ErrNotFound],
 // [journal.ErrVersionMismatch], [journal.ErrUsernameTaken]) come back as they
-// are; other errors are wrapped with the dialect's name and op.
+// are; other errors are wrapped with the dialect's name and op (and
+// [journal.ErrUnavailable] when the database could not answer).
 func Write(ctx context.Context, s *Store, op string, fn func(DB) error) error {
 	err := s.inTx(ctx, fn)
 	if err == nil || isDomainError(err) {
@@ -103,8 +110,13 @@ func isDomainError(err error) bool {
 		errors.Is(err, journal.ErrClaimLost)
 }
 
-// errorf wraps err, which is not nil, with the dialect's name and op.
+// errorf wraps err, which is not nil, with the dialect's name and op, and
+// with [journal.ErrUnavailable] when the dialect says the database cannot
+// answer now.
 func (s *Store) errorf(op string, err error) error {
+	if s.d.Unavailable(err) {
+		return fmt.Errorf("%s: %s: %w: %w", s.d.Name, op, journal.ErrUnavailable, err)
+	}
 	return fmt.Errorf("%s: %s: %w", s.d.Name, op, err)
 }
 
@@ -252,7 +264,10 @@ func (s *Store) scanEntry(row Row) (journal.Entry, error) {
 // CreateEntry stores e with Version 1 and its times truncated to
 // [journal.TimeResolution] in UTC, records a [journal.Change], and returns the
 // stored entry. e.ID must be a valid id; e.UserID must be an existing user,
-// else it returns [journal.ErrNotFound].
+// else it returns [journal.ErrNotFound]. A title or body that
+// [journal.ValidateEntry] refuses is that *journal.ValidationError, unwrapped,
+// and nothing is written: both databases refuse the same strings (PostgreSQL
+// could not store a NUL; SQLite would).
 func (s *Store) CreateEntry(ctx context.Context, e journal.Entry) (journal.Entry, error) {
 	e, err := s.prepareEntry(e)
 	if err != nil {
@@ -270,6 +285,9 @@ func (s *Store) CreateEntry(ctx context.Context, e journal.Entry) (journal.Entry
 func (s *Store) prepareEntry(e journal.Entry) (journal.Entry, error) {
 	if !journal.ValidID(e.ID) {
 		return journal.Entry{}, s.errorf("create entry", fmt.Errorf("malformed id %q", e.ID))
+	}
+	if err := journal.ValidateEntry(e.Title, e.Body); err != nil {
+		return journal.Entry{}, err
 	}
 	if !journal.ValidID(e.UserID) {
 		return journal.Entry{}, journal.ErrNotFound
@@ -318,10 +336,15 @@ func (s *Store) Entry(ctx context.Context, userID, id string) (journal.Entry, er
 // increments the version and records a [journal.Change], atomically. With
 // ifVersion != [journal.AnyVersion] it returns [journal.ErrVersionMismatch],
 // changing nothing, unless the entry has that version. A missing entry,
-// another user's entry or a malformed id is [journal.ErrNotFound].
+// another user's entry or a malformed id is [journal.ErrNotFound]. A patch
+// that [journal.EntryPatch.Validate] refuses is that
+// *journal.ValidationError, unwrapped, and nothing is written.
 func (s *Store) UpdateEntry(ctx context.Context, userID, id string, p journal.EntryPatch, ifVersion int64, now time.Time) (journal.Entry, error) {
 	if !journal.ValidID(id) || !journal.ValidID(userID) {
 		return journal.Entry{}, journal.ErrNotFound
+	}
+	if err := p.Validate(); err != nil {
+		return journal.Entry{}, err
 	}
 	var e journal.Entry
 	err := Write(ctx, s, "update entry", func(tx DB) error {

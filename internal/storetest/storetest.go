@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) journal.Database) {
 		{"Tokens", testTokens},
 		{"EntryCRUD", testEntryCRUD},
 		{"EntryMalformedIDs", testEntryMalformedIDs},
+		{"EntryText", testEntryText},
 		{"Isolation", testIsolation},
 		{"ConditionalWrites", testConditionalWrites},
 		{"TimesRoundTrip", testTimesRoundTrip},
@@ -331,6 +332,100 @@ func testEntryCRUD(t *testing.T, s journal.Database) {
 	}
 	if got := pending(t, s); got != before {
 		t.Errorf("PendingChanges after failed create = %d, want %d", got, before)
+	}
+}
+
+// testEntryText stores the texts both databases must keep byte for byte (tab,
+// LF, CR, 4-byte UTF-8, the maximum sizes) and refuses, with a
+// *journal.ValidationError naming the field and writing nothing, the ones
+// they must not store: control characters (NUL, which PostgreSQL cannot hold
+// in text, other C0, DEL, C1), invalid UTF-8 and sizes over the limits.
+func testEntryText(t *testing.T, s journal.Database) {
+	ctx := ctxT(t)
+	u := newUser(t, s, "alice")
+	const emoji = "\U0001F600" // 4 bytes in UTF-8
+	maxTitle := strings.Repeat(emoji, journal.MaxTitleChars)
+	maxBody := strings.Repeat(emoji, journal.MaxBodyBytes/4)
+	for _, tc := range []struct {
+		name, title, body string
+	}{
+		{"tab LF CR", "a\tb", "line 1\r\nline 2\n\tindented"},
+		{"4-byte UTF-8", "smile " + emoji, emoji + " 𝄞 𠜎"},
+		{"maximum sizes", maxTitle, maxBody},
+		{"maximum body of ASCII", "t", strings.Repeat("x", journal.MaxBodyBytes)},
+		{"U+00A0 and U+FFFD", "no\u00a0break", "replacement \ufffd"},
+	} {
+		e, err := s.CreateEntry(ctx, journal.Entry{ID: journal.NewID(base), UserID: u.ID, Title: tc.title, Body: tc.body, CreatedAt: base, UpdatedAt: base})
+		if err != nil {
+			t.Errorf("%s: CreateEntry = %v", tc.name, err)
+			continue
+		}
+		got, err := s.Entry(ctx, u.ID, e.ID)
+		if err != nil || got.Title != tc.title || got.Body != tc.body {
+			t.Errorf("%s: Entry = title %q body %.40q, %v; want them stored byte for byte", tc.name, got.Title, got.Body, err)
+		}
+		// The same texts through an update.
+		up, err := s.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: ptr(tc.title), Body: ptr(tc.body)}, journal.AnyVersion, base)
+		if err != nil || up.Title != tc.title || up.Body != tc.body {
+			t.Errorf("%s: UpdateEntry = title %q body %.40q, %v; want them stored byte for byte", tc.name, up.Title, up.Body, err)
+		}
+	}
+
+	existing := newEntry(t, s, u.ID, "unchanged", base)
+	type bad struct {
+		name, text string
+	}
+	bads := []bad{
+		{"NUL", "a\x00b"},
+		{"NUL alone", "\x00"},
+		{"U+0001", "a\x01"},
+		{"ESC", "\x1b[31mred"},
+		{"U+001F", "\x1f"},
+		{"DEL", "a\x7f"},
+		{"C1 U+0085", "a\u0085"},
+		{"C1 CSI U+009B", "\u009b31m"},
+		{"invalid UTF-8", "a\xffb"},
+	}
+	for c := rune(0); c < 0x20; c++ {
+		if c != '\t' && c != '\n' && c != '\r' {
+			bads = append(bads, bad{fmt.Sprintf("%U", c), "x" + string(c) + "y"})
+		}
+	}
+	refused := func(what, field string, err error) {
+		t.Helper()
+		var ve *journal.ValidationError
+		if !errors.As(err, &ve) || len(ve.Errors) != 1 || ve.Errors[0].Field != field {
+			t.Errorf("%s = %v, want a *journal.ValidationError for %q alone", what, err, field)
+		}
+	}
+	before := pending(t, s)
+	for _, b := range bads {
+		_, err := s.CreateEntry(ctx, journal.Entry{ID: journal.NewID(base), UserID: u.ID, Title: "t" + b.text, Body: "b", CreatedAt: base, UpdatedAt: base})
+		refused("CreateEntry(title "+b.name+")", "title", err)
+		_, err = s.CreateEntry(ctx, journal.Entry{ID: journal.NewID(base), UserID: u.ID, Title: "t", Body: b.text, CreatedAt: base, UpdatedAt: base})
+		refused("CreateEntry(body "+b.name+")", "body", err)
+		_, err = s.UpdateEntry(ctx, u.ID, existing.ID, journal.EntryPatch{Title: ptr(b.text)}, journal.AnyVersion, base)
+		refused("UpdateEntry(title "+b.name+")", "title", err)
+		_, err = s.UpdateEntry(ctx, u.ID, existing.ID, journal.EntryPatch{Body: ptr(b.text)}, journal.AnyVersion, base)
+		refused("UpdateEntry(body "+b.name+")", "body", err)
+	}
+	// Over the limits, by one character or one byte.
+	_, err := s.CreateEntry(ctx, journal.Entry{ID: journal.NewID(base), UserID: u.ID, Title: maxTitle + "x", CreatedAt: base, UpdatedAt: base})
+	refused("CreateEntry(201 characters)", "title", err)
+	_, err = s.CreateEntry(ctx, journal.Entry{ID: journal.NewID(base), UserID: u.ID, Title: "t", Body: maxBody + "x", CreatedAt: base, UpdatedAt: base})
+	refused("CreateEntry(65,537 bytes)", "body", err)
+	_, err = s.UpdateEntry(ctx, u.ID, existing.ID, journal.EntryPatch{Title: ptr("")}, journal.AnyVersion, base)
+	refused("UpdateEntry(empty title)", "title", err)
+
+	if got, err := s.Entry(ctx, u.ID, existing.ID); err != nil || got != existing {
+		t.Errorf("after refused updates, Entry = %+v, %v; want it unchanged: %+v", got, err, existing)
+	}
+	if got := pending(t, s); got != before {
+		t.Errorf("PendingChanges after refused writes = %d, want %d (nothing written)", got, before)
+	}
+	page, err := s.ListEntries(ctx, u.ID, journal.PageRequest{Limit: journal.MaxPageLimit})
+	if want := 5 + 1; err != nil || len(page.Entries) != want {
+		t.Errorf("ListEntries = %d entries, %v; want %d (no refused create stored)", len(page.Entries), err, want)
 	}
 }
 
