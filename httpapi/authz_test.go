@@ -83,7 +83,7 @@ func TestAuthorizationIsolatesUsers(t *testing.T) {
 		for _, p := range []string{"POST /v1/users", "POST /v1/tokens", "GET /livez", "GET /readyz", "GET /metrics", "GET /openapi.json"} {
 			covered[p] = true
 		}
-		for _, r := range routes(ts.opts) {
+		for _, r := range routes(ts.opts, nil) {
 			if !covered[r.Pattern] {
 				t.Errorf("route %q is not covered by the authorization test", r.Pattern)
 			}

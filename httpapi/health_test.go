@@ -100,18 +100,12 @@ func TestReadyzRealDatabase(t *testing.T) {
 // operations handler serves nothing else.
 func TestSplitServer(t *testing.T) {
 	t.Parallel()
-	var limited atomic.Int64
-	ts := newTestServer(t, func(o *Options) {
-		o.IPLimit = func(next http.Handler) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				limited.Add(1)
-				next.ServeHTTP(w, r)
-			})
-		}
-	})
+	lim := newRecordingLimiter(t)
+	ts := newTestServer(t)
 	api, ops, err := NewSplitServer(Options{
-		Logger: ts.opts.Logger, Users: ts.store, Tokens: ts.store, Entries: ts.store, Passwords: ts.hasher,
-		Metrics: newRegistry(), InstanceID: "split-1", Database: ts.store.Ping, IPLimit: ts.opts.IPLimit,
+		Logger: ts.opts.Logger, Users: ts.store, Tokens: ts.store, Entries: ts.store, Idempotency: ts.store, Passwords: ts.hasher,
+		Metrics: newRegistry(), InstanceID: "split-1", Database: ts.store.Ping,
+		Limiter: lim, Policies: testPolicies(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -122,20 +116,18 @@ func TestSplitServer(t *testing.T) {
 		return w
 	}
 	for _, path := range []string{"/livez", "/readyz", "/metrics"} {
-		before := limited.Load()
 		p := wantProblem(t, call(api, "GET", path), http.StatusNotFound)
 		if p.Detail != errNoRoute.detail {
 			t.Errorf("API GET %s: detail %q, want the unknown path's %q", path, p.Detail, errNoRoute.detail)
 		}
-		if limited.Load() == before {
-			t.Errorf("API GET %s: not rate limited like any unknown path", path)
+		if calls, _ := lim.take(); len(calls) != 1 || calls[0] != "decide ip ip" {
+			t.Errorf("API GET %s: limiter calls %q, want the IP decision of any unknown path", path, calls)
 		}
-		before = limited.Load()
 		if w := call(ops, "GET", path); w.Code != http.StatusOK {
 			t.Errorf("ops GET %s = %d %s, want 200", path, w.Code, w.Body)
 		}
-		if limited.Load() != before {
-			t.Errorf("ops GET %s was rate limited", path)
+		if calls, _ := lim.take(); len(calls) != 0 {
+			t.Errorf("ops GET %s was rate limited: %q", path, calls)
 		}
 		if w := call(ops, "GET", path); w.Header().Get("X-Request-ID") == "" || w.Header().Get("X-Instance") != "split-1" {
 			t.Errorf("ops GET %s: headers %v, want X-Request-ID and X-Instance", path, w.Header())

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/journalsvc/journal"
@@ -24,9 +23,6 @@ type reqState struct {
 	rec     *recorder
 	pattern string // route pattern the mux matched; "" if none
 	userID  string // authenticated user, if any
-
-	mu    sync.Mutex
-	attrs []slog.Attr // extra access-log attributes (SetLogAttr)
 }
 
 type stateKey struct{}
@@ -34,28 +30,6 @@ type stateKey struct{}
 func stateFrom(ctx context.Context) *reqState {
 	st, _ := ctx.Value(stateKey{}).(*reqState)
 	return st
-}
-
-// SetLogAttr adds key=value to the access-log line of the request, replacing
-// an earlier value of the same key. Middleware placed in the IPLimit and
-// UserLimit slots may call it. It reports false when r does not come from a
-// server made by NewServer. It is safe for concurrent use. Never pass
-// secrets: the line is written as is.
-func SetLogAttr(r *http.Request, key string, value any) bool {
-	st := stateFrom(r.Context())
-	if st == nil {
-		return false
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	for i := range st.attrs {
-		if st.attrs[i].Key == key {
-			st.attrs[i].Value = slog.AnyValue(value)
-			return true
-		}
-	}
-	st.attrs = append(st.attrs, slog.Any(key, value))
-	return true
 }
 
 // recorder records the status and size of a response.
@@ -208,9 +182,6 @@ func accessLog(logger *slog.Logger, instance string, m *metrics, startSpan func(
 				if o := httplimit.OutcomeFromContext(r.Context()); o != httplimit.OutcomeNone {
 					attrs = append(attrs, slog.String("ratelimit", o.String()))
 				}
-				st.mu.Lock()
-				attrs = append(attrs, st.attrs...)
-				st.mu.Unlock()
 				if !completed {
 					attrs = append(attrs, slog.Bool("panic", true))
 				}

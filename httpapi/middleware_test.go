@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/journalsvc/journal"
@@ -293,95 +292,5 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
-	}
-}
-
-// TestLimitSlots checks where IPLimit and UserLimit run: IPLimit on every
-// non-operational route (and unmatched requests) before auth, with r.Pattern
-// set; UserLimit only after auth; neither on operational routes. A limiter
-// that answers itself stops the request before auth and the handler.
-func TestLimitSlots(t *testing.T) {
-	t.Parallel()
-	var mu sync.Mutex
-	var calls []string
-	record := func(s string) {
-		mu.Lock()
-		calls = append(calls, s)
-		mu.Unlock()
-	}
-	ipLimit := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, authed := journal.UserFromContext(r.Context())
-			record("ip " + r.Pattern + " authed=" + map[bool]string{true: "yes", false: "no"}[authed])
-			SetLogAttr(r, "ratelimit", "ip-checked")
-			if r.Header.Get("X-Deny") == "ip" {
-				w.Header().Set("Retry-After", "7")
-				writeProblem(w, r, problem{Type: "about:blank", Title: "Too Many Requests", Status: http.StatusTooManyRequests, Detail: "denied"})
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-	userLimit := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			u, ok := journal.UserFromContext(r.Context())
-			record("user " + r.Pattern + " has-id=" + map[bool]string{true: "yes", false: "no"}[ok && u.ID != ""])
-			SetLogAttr(r, "ratelimit", "user-checked")
-			next.ServeHTTP(w, r)
-		})
-	}
-	ts := newTestServer(t, func(o *Options) { o.IPLimit, o.UserLimit = ipLimit, userLimit })
-	tok := ts.signup(t, "gus")
-	reset := func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		c := calls
-		calls = nil
-		return c
-	}
-	reset()
-	for _, tc := range []struct {
-		method, target string
-		header         []string
-		want           string
-	}{
-		{"GET", "/v1/entries", auth(tok), "ip GET /v1/entries authed=no|user GET /v1/entries has-id=yes"},
-		{"GET", "/v1/entries", nil, "ip GET /v1/entries authed=no"},
-		{"GET", "/v1/entries", hdr(auth(tok), []string{"X-Deny", "ip"}), "ip GET /v1/entries authed=no"},
-		{"POST", "/v1/tokens", nil, "ip POST /v1/tokens authed=no"},
-		{"GET", "/nowhere", nil, "ip  authed=no"},
-		{"PUT", "/livez", nil, "ip  authed=no"},
-		{"GET", "/livez", nil, ""},
-		{"GET", "/readyz", nil, ""},
-		{"GET", "/metrics", nil, ""},
-		{"GET", "/openapi.json", nil, ""},
-	} {
-		w := ts.do(t, tc.method, tc.target, "", hdr(tc.header, []string{"X-Request-ID", "slot"})...)
-		if got := strings.Join(reset(), "|"); got != tc.want {
-			t.Errorf("%s %s %v: limiter calls %q, want %q", tc.method, tc.target, tc.header, got, tc.want)
-		}
-		if len(tc.header) > 2 && w.Code != http.StatusTooManyRequests {
-			t.Errorf("denied by IPLimit: %d, want its 429", w.Code)
-		}
-	}
-	// SetLogAttr reaches the access log; the last value wins.
-	var attrs []any
-	for _, l := range ts.logs.lines(t, "request") {
-		if l["request_id"] == "slot" {
-			attrs = append(attrs, l["ratelimit"])
-		}
-	}
-	want := []any{"user-checked", "ip-checked", "ip-checked", "ip-checked", "ip-checked", "ip-checked", nil, nil, nil, nil}
-	if len(attrs) != len(want) {
-		t.Fatalf("ratelimit attrs = %v, want %v", attrs, want)
-	}
-	for i := range want {
-		if attrs[i] != want[i] {
-			t.Errorf("ratelimit attrs = %v, want %v", attrs, want)
-			break
-		}
-	}
-	if SetLogAttr(httptest.NewRequest("GET", "/", nil), "k", "v") {
-		t.Error("SetLogAttr outside a server reported true")
 	}
 }

@@ -45,7 +45,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 	var routed []string
-	for _, rt := range routes(ts.opts) {
+	for _, rt := range routes(ts.opts, nil) {
 		routed = append(routed, rt.Pattern)
 	}
 	slices.Sort(documented)

@@ -28,6 +28,8 @@ import (
 
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/password"
+	"github.com/journalsvc/journal/ratelimit"
+	"github.com/journalsvc/journal/ratelimit/httplimit"
 )
 
 // Metrics is a Prometheus registry: where the server registers its
@@ -98,14 +100,18 @@ type Options struct {
 	// the mux matched ("" when none) and the status. Nil: no spans.
 	StartSpan func(r *http.Request) (ctx context.Context, traceID string, end func(route string, status int))
 
-	// IPLimit, when set, wraps every non-operational route before
-	// authentication (and the problem answer of unmatched requests). It sees
-	// r.Pattern set and may call SetLogAttr. Nil: no limit.
-	IPLimit func(http.Handler) http.Handler
-	// UserLimit, when set, wraps every authenticated route after
-	// authentication; journal.UserFromContext(r.Context()) holds the user.
-	// Nil: no limit.
-	UserLimit func(http.Handler) http.Handler
+	// Limiter decides the rate limits of Policies (a ratelimit.Fallback
+	// around the Redis limiter, or an in-process one). Nil: no rate limits.
+	Limiter ratelimit.Limiter
+	// Policies are the policies Limiter applies; the route table says which
+	// route evaluates which (routes.go).
+	Policies Policies
+	// TrustedProxies are the peers whose forwarding headers name the
+	// client, for the IP-keyed policies. Nil: none.
+	TrustedProxies *httplimit.TrustedProxies
+	// OnDecision, when set, observes every rate-limit decision, for
+	// metrics (httplimit.Options.OnDecision).
+	OnDecision func(r *http.Request, o httplimit.Outcome, items []ratelimit.Item, d *ratelimit.Decision, err error)
 }
 
 // Defaults of Options.
@@ -183,21 +189,25 @@ func newServer(opts Options, split bool) (api, ops http.Handler, err error) {
 		return nil, nil, err
 	}
 
+	lim, err := newLimits(&opts)
+	if err != nil {
+		return nil, nil, err
+	}
 	mux, opsMux := http.NewServeMux(), http.NewServeMux()
-	for _, rt := range routes(opts) {
+	for _, rt := range routes(opts, lim.passwords()) {
 		if split && rt.Access == accessOps {
-			opsMux.Handle(rt.Pattern, routeChain(rt, opts))
+			opsMux.Handle(rt.Pattern, routeChain(rt, opts, lim))
 			continue
 		}
-		mux.Handle(rt.Pattern, routeChain(rt, opts))
+		mux.Handle(rt.Pattern, routeChain(rt, opts, lim))
 	}
 	notFound := handleUnmatched(opts.Logger, errNoRoute)
 	notAllowed := handleUnmatched(opts.Logger, errMethodNotAllowed)
 	// The operations listener is never limited, its unmatched requests
 	// neither.
 	opsNotFound, opsNotAllowed := notFound, notAllowed
-	if opts.IPLimit != nil {
-		notFound, notAllowed = opts.IPLimit(notFound), opts.IPLimit(notAllowed)
+	if ip := lim.ipStage(0); ip != nil {
+		notFound, notAllowed = ip(notFound), ip(notAllowed)
 	}
 	api = outerChain(problemMux(mux, notFound, notAllowed), opts, m)
 	if split {
@@ -216,16 +226,18 @@ func outerChain(h http.Handler, opts Options, m *metrics) http.Handler {
 
 // routeChain wraps one route's handler in the per-route middleware, outermost
 // first: route label capture, IP limit, auth, user limit.
-func routeChain(rt route, opts Options) http.Handler {
+func routeChain(rt route, opts Options, lim *limits) http.Handler {
 	h := rt.Handler
 	if rt.Access == accessAuth {
-		if opts.UserLimit != nil {
-			h = opts.UserLimit(h)
+		if user := lim.userStage(); user != nil {
+			h = user(h)
 		}
 		h = authenticate(opts.Tokens, opts.Logger, opts.Now)(h)
 	}
-	if (rt.Access == accessPublic || rt.Access == accessAuth) && opts.IPLimit != nil {
-		h = opts.IPLimit(h)
+	if rt.Access == accessPublic || rt.Access == accessAuth {
+		if ip := lim.ipStage(rt.Limits); ip != nil {
+			h = ip(h)
+		}
 	}
 	return capturePattern(h)
 }

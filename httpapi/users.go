@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -103,7 +104,7 @@ func handleUserMe(logger *slog.Logger, users journal.UserStore) http.Handler {
 // username that cannot exist all answer the same 401 after the same
 // password-hashing work (DummyVerify), so the answer and its timing do not
 // tell which usernames exist.
-func handleTokenCreate(logger *slog.Logger, users journal.UserStore, tokens journal.TokenStore, pw *password.Hasher, ttl time.Duration, now func() time.Time) http.Handler {
+func handleTokenCreate(logger *slog.Logger, users journal.UserStore, tokens journal.TokenStore, pw *password.Hasher, lim *logins, ttl time.Duration, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		var in loginRequest
@@ -126,6 +127,10 @@ func handleTokenCreate(logger *slog.Logger, users journal.UserStore, tokens jour
 			writeError(w, r, logger, &missing)
 			return
 		}
+		check, ok := lim.attempt(w, r, in.Username)
+		if !ok {
+			return // refused before any password is hashed
+		}
 		var u journal.User
 		err := journal.ValidateCredentials(in.Username, in.Password)
 		if err == nil {
@@ -146,6 +151,7 @@ func handleTokenCreate(logger *slog.Logger, users journal.UserStore, tokens jour
 				err = errBadCredentials
 			}
 		}
+		check.done(w, r, errors.Is(err, errBadCredentials))
 		if err != nil {
 			writeError(w, r, logger, err)
 			return
@@ -188,7 +194,7 @@ type passwordChangeRequest struct {
 // current_password when wrong), validates the new one like a signup, stores
 // its hash and revokes every other token of the user; the token that made
 // the request stays valid.
-func handlePasswordChange(logger *slog.Logger, users journal.UserStore, pw *password.Hasher, now func() time.Time) http.Handler {
+func handlePasswordChange(logger *slog.Logger, users journal.UserStore, pw *password.Hasher, lim *logins, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		if _, err := queryParams(r); err != nil {
@@ -216,11 +222,16 @@ func handlePasswordChange(logger *slog.Logger, users journal.UserStore, pw *pass
 			err = errBadToken // the token outlived its user
 		}
 		if err == nil {
-			var ok bool
+			// A password check like a login's, limited alike.
+			check, ok := lim.attempt(w, r, u.Username)
+			if !ok {
+				return
+			}
 			ok, err = pw.Verify(r.Context(), u.PasswordHash, in.CurrentPassword)
 			if err == nil && !ok {
 				err = journal.ErrPasswordMismatch
 			}
+			check.done(w, r, errors.Is(err, journal.ErrPasswordMismatch))
 		}
 		var hash string
 		if err == nil {

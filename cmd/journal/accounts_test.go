@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -153,4 +155,35 @@ func TestIdempotencyKeyAcrossInstances(t *testing.T) {
 	if len(page.Entries) != 10 {
 		t.Errorf("10 keys, each sent 10 times to two instances, created %d entries; want 10", len(page.Entries))
 	}
+}
+
+// TestPasswordSprayAcrossInstances: failed logins to one username, each
+// from another address and spread over two instances sharing Redis, count
+// against that username together; at the login-account limit even the
+// right password is refused with 429 on either instance, while another
+// username logs in as before.
+func TestPasswordSprayAcrossInstances(t *testing.T) {
+	t.Parallel()
+	env := sharedEnv(t, "redis://"+testenv.RedisAddr(t), map[string]string{
+		"JOURNAL_TRUSTED_PROXIES":          "127.0.0.1/32",
+		"JOURNAL_RATE_LIMIT_LOGIN_ACCOUNT": "4/1h",
+	})
+	insts := []*journalInstance{startJournal(t, env), startJournal(t, env)}
+	signup(t, insts[0].URL, "alice")
+	signup(t, insts[0].URL, "bob")
+	try := func(i int, user, pw string) apiResponse {
+		return newAPIClient(t, insts[i%2].URL).do("POST", "/v1/tokens", map[string]string{"username": user, "password": pw},
+			"X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i+1))
+	}
+	for i := range 4 {
+		expect(t, fmt.Sprintf("wrong password %d", i), try(i, "alice", "not her password"), http.StatusUnauthorized)
+	}
+	for i := range 2 {
+		r := try(10+i, "alice", "correct horse battery")
+		expect(t, "the right password after 4 failures", r, http.StatusTooManyRequests)
+		if !strings.Contains(string(r.Body), `"violated-policies":["login-account"]`) || r.Header.Get("Retry-After") == "" {
+			t.Errorf("429 on instance %d: %v %s, want login-account violated and Retry-After", i, r.Header, r.Body)
+		}
+	}
+	expect(t, "another username", try(20, "bob", "correct horse battery"), http.StatusCreated)
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/journalsvc/journal/internal/testenv"
 	"github.com/journalsvc/journal/password"
 	"github.com/journalsvc/journal/ratelimit"
-	"github.com/journalsvc/journal/ratelimit/httplimit"
 	"github.com/journalsvc/journal/ratelimit/memorylimit"
 	"github.com/journalsvc/journal/ratelimit/redislimit"
 	"github.com/journalsvc/journal/sqlite"
@@ -214,18 +213,10 @@ func startUncached(tb testing.TB, vars map[string]string) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	trusted, err := httplimit.NewTrustedProxies()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ipStage, userStage, err := limitMiddlewares(limiter, policies, trusted, logger, m.onDecision)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	h, err := httpapi.NewServer(httpapi.Options{
 		Logger: logger, Users: db, Tokens: db, Entries: db, Idempotency: db,
 		Passwords: password.New(password.Options{}), Metrics: reg, InstanceID: "uncached",
-		Database: db.Ping, Redis: conn.Ready, IPLimit: ipStage, UserLimit: userStage,
+		Database: db.Ping, Redis: conn.Ready, Limiter: limiter, Policies: policies, OnDecision: m.onDecision,
 	})
 	if err != nil {
 		tb.Fatal(err)

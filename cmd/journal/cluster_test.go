@@ -24,10 +24,11 @@ import (
 // clusterLimits are generous limits for the tests that are not about limits:
 // signups, logins and thousands of requests from one IP and user.
 var clusterLimits = map[string]string{
-	"JOURNAL_RATE_LIMIT_IP":     "1000000/1h",
-	"JOURNAL_RATE_LIMIT_USER":   "1000000/1h",
-	"JOURNAL_RATE_LIMIT_SIGNUP": "1000/1h",
-	"JOURNAL_RATE_LIMIT_LOGIN":  "1000/1m",
+	"JOURNAL_RATE_LIMIT_IP":            "1000000/1h",
+	"JOURNAL_RATE_LIMIT_USER":          "1000000/1h",
+	"JOURNAL_RATE_LIMIT_SIGNUP":        "1000/1h",
+	"JOURNAL_RATE_LIMIT_LOGIN":         "1000/1m",
+	"JOURNAL_RATE_LIMIT_LOGIN_ACCOUNT": "1000/1m",
 }
 
 // userTag is the Redis Cluster hash tag of a user's cache keys

@@ -64,6 +64,10 @@ type Config struct {
 	// (JOURNAL_RATE_LIMIT_LOGIN); it fails closed; zero means "off".
 	// Default 10/1m.
 	RateLimitLogin ratelimit.Rate
+	// RateLimitLoginAccount is the rate of failed password checks per
+	// username from any address (JOURNAL_RATE_LIMIT_LOGIN_ACCOUNT); it fails
+	// closed; zero means "off". Default 100/1h.
+	RateLimitLoginAccount ratelimit.Rate
 	// RateLimitSignup is the per-client-IP rate of POST /v1/users
 	// (JOURNAL_RATE_LIMIT_SIGNUP); zero means "off". Default 10/1h.
 	RateLimitSignup ratelimit.Rate
@@ -246,6 +250,7 @@ var settings = []setting{
 	{name: "RATE_LIMIT_IP", def: "100/1m", usage: "per client IP (N/DURATION or off)", set: rateSetting(func(c *Config) *ratelimit.Rate { return &c.RateLimitIP })},
 	{name: "RATE_LIMIT_USER", def: "1000/1h", usage: "per authenticated user (N/DURATION or off)", set: rateSetting(func(c *Config) *ratelimit.Rate { return &c.RateLimitUser })},
 	{name: "RATE_LIMIT_LOGIN", def: "10/1m", usage: "per (client IP, username) on POST /v1/tokens, fails closed (N/DURATION or off)", set: rateSetting(func(c *Config) *ratelimit.Rate { return &c.RateLimitLogin })},
+	{name: "RATE_LIMIT_LOGIN_ACCOUNT", def: "100/1h", usage: "failed password checks per username from any IP, fails closed (N/DURATION or off)", set: rateSetting(func(c *Config) *ratelimit.Rate { return &c.RateLimitLoginAccount })},
 	{name: "RATE_LIMIT_SIGNUP", def: "10/1h", usage: "per client IP on POST /v1/users (N/DURATION or off)", set: rateSetting(func(c *Config) *ratelimit.Rate { return &c.RateLimitSignup })},
 	{name: "RATE_LIMIT_LEASE", def: "1s", usage: "longest an instance holds ip and user quota it took ahead from Redis (0: every decision is a round trip)", set: nonNegativeDuration(func(c *Config) *time.Duration { return &c.RateLimitLease })},
 	{name: "RATE_LIMIT_ALGORITHM", def: "gcra", usage: "gcra, sliding or fixed", set: func(c *Config, v string) error {

@@ -29,28 +29,29 @@ func TestParseConfigDefaults(t *testing.T) {
 		t.Fatalf("parseConfig(defaults) error: %v", err)
 	}
 	want := Config{
-		Addr:               ":8080",
-		Database:           DatabaseURL{SQLitePath: "journal.db"},
-		DatabaseMaxConns:   16,
-		Redis:              nil,
-		RedisPrefix:        "journal:",
-		RedisTimeout:       50 * time.Millisecond,
-		RateLimitIP:        ratelimit.Rate{N: 100, Per: time.Minute},
-		RateLimitUser:      ratelimit.Rate{N: 1000, Per: time.Hour},
-		RateLimitLogin:     ratelimit.Rate{N: 10, Per: time.Minute},
-		RateLimitSignup:    ratelimit.Rate{N: 10, Per: time.Hour},
-		RateLimitLease:     time.Second,
-		RateLimitAlgorithm: ratelimit.GCRA,
-		RateLimitPolicies:  "",
-		TrustedProxies:     nil,
-		CacheTTL:           5 * time.Minute,
-		CacheNearMaxAge:    30 * time.Second,
-		TokenTTL:           720 * time.Hour,
-		IdempotencyTTL:     24 * time.Hour,
-		ShutdownDrain:      5 * time.Second,
-		ShutdownTimeout:    30 * time.Second,
-		InstanceID:         "",
-		LogLevel:           slog.LevelInfo,
+		Addr:                  ":8080",
+		Database:              DatabaseURL{SQLitePath: "journal.db"},
+		DatabaseMaxConns:      16,
+		Redis:                 nil,
+		RedisPrefix:           "journal:",
+		RedisTimeout:          50 * time.Millisecond,
+		RateLimitIP:           ratelimit.Rate{N: 100, Per: time.Minute},
+		RateLimitUser:         ratelimit.Rate{N: 1000, Per: time.Hour},
+		RateLimitLogin:        ratelimit.Rate{N: 10, Per: time.Minute},
+		RateLimitLoginAccount: ratelimit.Rate{N: 100, Per: time.Hour},
+		RateLimitSignup:       ratelimit.Rate{N: 10, Per: time.Hour},
+		RateLimitLease:        time.Second,
+		RateLimitAlgorithm:    ratelimit.GCRA,
+		RateLimitPolicies:     "",
+		TrustedProxies:        nil,
+		CacheTTL:              5 * time.Minute,
+		CacheNearMaxAge:       30 * time.Second,
+		TokenTTL:              720 * time.Hour,
+		IdempotencyTTL:        24 * time.Hour,
+		ShutdownDrain:         5 * time.Second,
+		ShutdownTimeout:       30 * time.Second,
+		InstanceID:            "",
+		LogLevel:              slog.LevelInfo,
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("parseConfig(defaults) mismatch (-want +got):\n%s", diff)
@@ -117,6 +118,8 @@ func TestParseConfigValid(t *testing.T) {
 		{"RATE_LIMIT_USER", "off", func(c Config) any { return c.RateLimitUser }, ratelimit.Rate{}},
 		{"RATE_LIMIT_LOGIN", "3/1m", func(c Config) any { return c.RateLimitLogin }, ratelimit.Rate{N: 3, Per: time.Minute}},
 		{"RATE_LIMIT_LOGIN", "off", func(c Config) any { return c.RateLimitLogin }, ratelimit.Rate{}},
+		{"RATE_LIMIT_LOGIN_ACCOUNT", "5/1m", func(c Config) any { return c.RateLimitLoginAccount }, ratelimit.Rate{N: 5, Per: time.Minute}},
+		{"RATE_LIMIT_LOGIN_ACCOUNT", "off", func(c Config) any { return c.RateLimitLoginAccount }, ratelimit.Rate{}},
 		{"RATE_LIMIT_SIGNUP", "2000/1h", func(c Config) any { return c.RateLimitSignup }, ratelimit.Rate{N: 2000, Per: time.Hour}},
 		{"RATE_LIMIT_SIGNUP", "off", func(c Config) any { return c.RateLimitSignup }, ratelimit.Rate{}},
 		{"RATE_LIMIT_ALGORITHM", "sliding", func(c Config) any { return c.RateLimitAlgorithm }, ratelimit.Sliding},
@@ -182,29 +185,30 @@ func TestParseConfigPrecedence(t *testing.T) {
 		}
 	}
 	values := map[string][2]string{ // env value, flag value
-		"ADDR":                 {"127.0.0.1:1", "127.0.0.1:2"},
-		"OPS_ADDR":             {"127.0.0.1:3", "127.0.0.1:4"},
-		"DATABASE_URL":         {"sqlite:a.db", "postgres://h/db"},
-		"DATABASE_MAX_CONNS":   {"3", "4"},
-		"REDIS_URL":            {"redis://a:1", "rediss://b:2"},
-		"REDIS_PREFIX":         {"x:", "y:"},
-		"REDIS_TIMEOUT":        {"1s", "2s"},
-		"RATE_LIMIT_IP":        {"1/1s", "off"},
-		"RATE_LIMIT_USER":      {"off", "2/1s"},
-		"RATE_LIMIT_LOGIN":     {"3/1s", "4/1s"},
-		"RATE_LIMIT_SIGNUP":    {"5/1s", "6/1s"},
-		"RATE_LIMIT_LEASE":     {"0s", "2s"},
-		"RATE_LIMIT_ALGORITHM": {"sliding", "fixed"},
-		"RATE_LIMIT_POLICIES":  {p1, p2},
-		"TRUSTED_PROXIES":      {"10.0.0.0/8", "192.168.0.0/16"},
-		"CACHE_TTL":            {"1m", "2m"},
-		"CACHE_NEAR_MAX_AGE":   {"1s", "2s"},
-		"TOKEN_TTL":            {"1h", "2h"},
-		"IDEMPOTENCY_TTL":      {"3h", "4h"},
-		"SHUTDOWN_DRAIN":       {"1s", "0s"},
-		"SHUTDOWN_TIMEOUT":     {"3s", "4s"},
-		"INSTANCE_ID":          {"a", "b"},
-		"LOG_LEVEL":            {"debug", "error"},
+		"ADDR":                     {"127.0.0.1:1", "127.0.0.1:2"},
+		"OPS_ADDR":                 {"127.0.0.1:3", "127.0.0.1:4"},
+		"DATABASE_URL":             {"sqlite:a.db", "postgres://h/db"},
+		"DATABASE_MAX_CONNS":       {"3", "4"},
+		"REDIS_URL":                {"redis://a:1", "rediss://b:2"},
+		"REDIS_PREFIX":             {"x:", "y:"},
+		"REDIS_TIMEOUT":            {"1s", "2s"},
+		"RATE_LIMIT_IP":            {"1/1s", "off"},
+		"RATE_LIMIT_USER":          {"off", "2/1s"},
+		"RATE_LIMIT_LOGIN":         {"3/1s", "4/1s"},
+		"RATE_LIMIT_LOGIN_ACCOUNT": {"7/1s", "8/1s"},
+		"RATE_LIMIT_SIGNUP":        {"5/1s", "6/1s"},
+		"RATE_LIMIT_LEASE":         {"0s", "2s"},
+		"RATE_LIMIT_ALGORITHM":     {"sliding", "fixed"},
+		"RATE_LIMIT_POLICIES":      {p1, p2},
+		"TRUSTED_PROXIES":          {"10.0.0.0/8", "192.168.0.0/16"},
+		"CACHE_TTL":                {"1m", "2m"},
+		"CACHE_NEAR_MAX_AGE":       {"1s", "2s"},
+		"TOKEN_TTL":                {"1h", "2h"},
+		"IDEMPOTENCY_TTL":          {"3h", "4h"},
+		"SHUTDOWN_DRAIN":           {"1s", "0s"},
+		"SHUTDOWN_TIMEOUT":         {"3s", "4s"},
+		"INSTANCE_ID":              {"a", "b"},
+		"LOG_LEVEL":                {"debug", "error"},
 	}
 	if len(values) != len(settings) {
 		t.Fatalf("test covers %d settings, the table has %d", len(values), len(settings))
@@ -281,6 +285,8 @@ func fieldOf(c Config, name string) string {
 		v = c.RateLimitUser
 	case "RATE_LIMIT_LOGIN":
 		v = c.RateLimitLogin
+	case "RATE_LIMIT_LOGIN_ACCOUNT":
+		v = c.RateLimitLoginAccount
 	case "RATE_LIMIT_SIGNUP":
 		v = c.RateLimitSignup
 	case "RATE_LIMIT_LEASE":

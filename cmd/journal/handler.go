@@ -163,10 +163,6 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 	}()
 	st.closers = append(st.closers, func() { stopPurge(); <-purged })
 
-	ipStage, userStage, err := limitMiddlewares(limiter, policies, trusted, logger.With("instance", instance), m.onDecision)
-	if err != nil {
-		return nil, err
-	}
 	apiOpts := httpapi.Options{
 		Logger: logger,
 		// Users and Tokens go through the cache: their revocations must
@@ -183,8 +179,10 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 		Database:       db.Ping,
 		Redis:          redisCheck,
 		Draining:       draining.Load,
-		IPLimit:        ipStage,
-		UserLimit:      userStage,
+		Limiter:        limiter,
+		Policies:       policies,
+		TrustedProxies: trusted,
+		OnDecision:     m.onDecision,
 	}
 	if tr != nil {
 		apiOpts.StartSpan = tr.StartRequest

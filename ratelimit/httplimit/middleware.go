@@ -180,13 +180,75 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 // policy keyed by IP and username). Options.Skip, Subject and Items are not
 // consulted.
 func (m *Middleware) Limit(w http.ResponseWriter, r *http.Request, subject string, items ...ratelimit.Item) bool {
-	ctx := r.Context()
 	d, _ := m.decisions.Get().(*ratelimit.Decision)
 	if d == nil {
 		d = new(ratelimit.Decision)
 	}
 	defer m.decisions.Put(d)
-	err := m.limiter.Decide(ctx, d, subject, items...)
+	if !m.check(w, r, d, subject, items, true) {
+		return false
+	}
+	SetHeaders(w.Header(), items, d)
+	return true
+}
+
+// Check is Limit for a cost a request may incur later: it peeks (consumes
+// nothing) into d and reports whether the request may go on. When it
+// returns false it has written the complete 429 or 503 response; when it
+// returns true it has set no header: the caller charges the cost later
+// ([Middleware.Charge], which sets them) or not at all. d then holds what
+// the charge would leave, not what is left now.
+func (m *Middleware) Check(w http.ResponseWriter, r *http.Request, d *ratelimit.Decision, subject string, items ...ratelimit.Item) bool {
+	return m.check(w, r, d, subject, items, false)
+}
+
+// check decides (or peeks) into d and writes the 429 or 503 of a request
+// that may not go on.
+func (m *Middleware) check(w http.ResponseWriter, r *http.Request, d *ratelimit.Decision, subject string, items []ratelimit.Item, decide bool) bool {
+	switch m.run(r, d, subject, items, decide) {
+	case OutcomeDenied:
+		SetHeaders(w.Header(), items, d)
+		writeTooManyRequests(w, items, d)
+		return false
+	case OutcomeUnavailable:
+		writeProblem(w, http.StatusServiceUnavailable, m.retry503, problem{
+			Type:   ProblemTemporaryReducedCapacity,
+			Title:  "Service Unavailable",
+			Status: http.StatusServiceUnavailable,
+			Detail: "The rate limiter cannot decide this request at the moment; retry after " + m.retry503 + " " + plural(m.retry503, "second") + ".",
+		})
+		return false
+	}
+	return true
+}
+
+// Charge decides items for subject, consuming their costs if every policy
+// admits, and sets the RateLimit headers of the decision, but writes no
+// response whatever it is: for a cost a request incurs after its answer is
+// settled (a failed password check counted against its account, after a
+// [Middleware.Check]). A limiter error is logged.
+func (m *Middleware) Charge(w http.ResponseWriter, r *http.Request, subject string, items ...ratelimit.Item) {
+	d, _ := m.decisions.Get().(*ratelimit.Decision)
+	if d == nil {
+		d = new(ratelimit.Decision)
+	}
+	defer m.decisions.Put(d)
+	if m.run(r, d, subject, items, true) != OutcomeUnavailable {
+		SetHeaders(w.Header(), items, d)
+	}
+}
+
+// run decides (or peeks) items for subject into d, records the outcome in
+// the request context and reports it to OnDecision, and logs a limiter
+// error.
+func (m *Middleware) run(r *http.Request, d *ratelimit.Decision, subject string, items []ratelimit.Item, decide bool) Outcome {
+	ctx := r.Context()
+	var err error
+	if decide {
+		err = m.limiter.Decide(ctx, d, subject, items...)
+	} else {
+		err = m.limiter.Peek(ctx, d, subject, items...)
+	}
 	o := OutcomeUnavailable
 	if err == nil {
 		o = OutcomeOf(items, d)
@@ -201,22 +263,7 @@ func (m *Middleware) Limit(w http.ResponseWriter, r *http.Request, subject strin
 	if m.onDecision != nil {
 		m.onDecision(r, o, items, d, err)
 	}
-	switch o {
-	case OutcomeDenied:
-		SetHeaders(w.Header(), items, d)
-		writeTooManyRequests(w, items, d)
-		return false
-	case OutcomeUnavailable:
-		writeProblem(w, http.StatusServiceUnavailable, m.retry503, problem{
-			Type:   ProblemTemporaryReducedCapacity,
-			Title:  "Service Unavailable",
-			Status: http.StatusServiceUnavailable,
-			Detail: "The rate limiter cannot decide this request at the moment; retry after " + m.retry503 + " " + plural(m.retry503, "second") + ".",
-		})
-		return false
-	}
-	SetHeaders(w.Header(), items, d)
-	return true
+	return o
 }
 
 // errLevel is Warn, or Debug when the client has gone away.

@@ -765,6 +765,48 @@ func TestLimitFromHandler(t *testing.T) {
 	}
 }
 
+// TestCheckThenCharge covers a cost known only after the answer (a failed
+// password check): Check consumes nothing and sets no header when it
+// admits, Charge consumes and sets the headers but writes nothing even when
+// it exhausts the policy, and the next Check answers 429.
+func TestCheckThenCharge(t *testing.T) {
+	l, _ := newMemoryLimiter(t)
+	m := mustNew(t, l, Options{Items: StaticItems()})
+	account := ratelimit.Item{Policy: ratelimit.Policy{Name: "login-account", Rate: ratelimit.Rate{N: 2, Per: time.Hour}, Fail: ratelimit.FailClosed}, Cost: 1}
+	attempt := func(fail bool) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		r := get("203.0.113.7:1")
+		var d ratelimit.Decision
+		if !m.Check(w, r, &d, "login-account:alice", account) {
+			return w
+		}
+		if len(w.Header()) != 0 {
+			t.Errorf("Check admitted and set headers %v", w.Header())
+		}
+		if fail {
+			m.Charge(w, r, "login-account:alice", account)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return w
+	}
+	for i, tc := range []struct {
+		fail   bool
+		status int
+		rate   string
+	}{
+		{false, 204, ""},
+		{false, 204, ""}, // a success costs nothing
+		{true, 204, `"login-account";r=1;t=1800`},
+		{true, 204, `"login-account";r=0;t=1800`}, // charged to zero, not refused
+		{false, 429, `"login-account";r=0;t=1800`},
+	} {
+		w := attempt(tc.fail)
+		if w.Code != tc.status || w.Header().Get("RateLimit") != tc.rate {
+			t.Errorf("attempt %d: %d %q, want %d %q", i, w.Code, w.Header().Get("RateLimit"), tc.status, tc.rate)
+		}
+	}
+}
+
 // TestLimitDecidesWithoutAllocating: with an in-process limiter, Limit
 // allocates exactly what writing the decision's headers does: the decision
 // itself, admitted or denied, allocates nothing.

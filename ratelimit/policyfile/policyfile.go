@@ -1,9 +1,9 @@
 // Package policyfile reads rate-limit policies from a YAML file
-// (DESIGN.md section 4.4):
+// (docs/design.md, "Policies the service applies"):
 //
 //	policies:
 //	  - name: ip-hour          # header token; [a-z0-9-]
-//	    key: ip                # ip | user | login | signup
+//	    key: ip                # ip | user | login | login-account | signup
 //	    rate: 2000/1h
 //	    burst: 200             # optional, default N
 //	    algorithm: gcra        # optional, default the caller's
@@ -29,13 +29,16 @@ import (
 const (
 	KeyIP     = "ip"     // the client IP (IPv6 by /64), every limited request
 	KeyUser   = "user"   // the authenticated user, after authentication
-	KeyLogin  = "login"  // client IP + SHA-256 of the username, POST /v1/tokens
+	KeyLogin  = "login"  // client IP + SHA-256 of the username, every password check
 	KeySignup = "signup" // the client IP, POST /v1/users
+	// KeyLoginAccount: the SHA-256 of the username, charged by failed
+	// password checks only.
+	KeyLoginAccount = "login-account"
 )
 
 // Policy is one policy of the file and the subject it is keyed by.
 type Policy struct {
-	Key    string // KeyIP, KeyUser, KeyLogin or KeySignup
+	Key    string // KeyIP, KeyUser, KeyLogin, KeyLoginAccount or KeySignup
 	Policy ratelimit.Policy
 }
 
@@ -95,11 +98,11 @@ func Parse(data []byte, defaultAlgorithm ratelimit.Algorithm, reserved ...string
 		}
 		names[fp.Name] = true
 		switch fp.Key {
-		case KeyIP, KeyUser, KeyLogin, KeySignup:
+		case KeyIP, KeyUser, KeyLogin, KeyLoginAccount, KeySignup:
 		case "":
-			return nil, fmt.Errorf("%s: key is required (ip, user, login or signup)", where)
+			return nil, fmt.Errorf("%s: key is required (ip, user, login, login-account or signup)", where)
 		default:
-			return nil, fmt.Errorf("%s: key %q: want ip, user, login or signup", where, fp.Key)
+			return nil, fmt.Errorf("%s: key %q: want ip, user, login, login-account or signup", where, fp.Key)
 		}
 		if fp.Rate == "" {
 			return nil, fmt.Errorf("%s: rate is required (N/DURATION like 2000/1h)", where)

@@ -38,7 +38,7 @@ func FuzzParse(f *testing.F) {
 			}
 			seen[p.Policy.Name] = true
 			switch p.Key {
-			case policyfile.KeyIP, policyfile.KeyUser, policyfile.KeyLogin, policyfile.KeySignup:
+			case policyfile.KeyIP, policyfile.KeyUser, policyfile.KeyLogin, policyfile.KeyLoginAccount, policyfile.KeySignup:
 			default:
 				t.Fatalf("Parse(%q) accepted the key %q", data, p.Key)
 			}
