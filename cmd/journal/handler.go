@@ -44,9 +44,9 @@ func (s *stack) close() {
 	}
 }
 
-// newHandler builds the HTTP handler stack on db (DESIGN.md 2): the rate
-// limiter and the entry cache (Redis-backed when JOURNAL_REDIS_URL is set,
-// in-process otherwise), the API of DESIGN.md 3.2 with a fresh Prometheus
+// newHandler builds the HTTP handler stack on db: the rate limiter and the
+// entry cache (Redis-backed when JOURNAL_REDIS_URL is set, in-process
+// otherwise), the API (httpapi) with a fresh Prometheus
 // registry, /readyz checking the database (and Redis when configured) and
 // answering "draining" once draining is set. On error, whatever was built is
 // closed.
