@@ -407,17 +407,35 @@ func TestSearchAndFilters(t *testing.T) {
 		if got, _, code := list("q=rain&sort=asc&sort=desc"); code != http.StatusOK || len(got) != 3 {
 			t.Errorf("unknown parameters: %d %v, want them ignored", code, got)
 		}
-		// The other routes of accounts, sessions, retries and export read no
-		// parameter, but refuse a query string that does not parse.
-		for _, rt := range []struct{ method, path, body string }{
-			{"GET", "/v1/tokens", ""}, {"GET", "/v1/export", ""}, {"POST", "/v1/entries", `{"title":"x"}`},
-			{"PUT", "/v1/users/me/password", `{"current_password":"password-alice","new_password":"another one"}`},
-			{"DELETE", "/v1/tokens/" + journal.NewID(time.Now()), ""}, {"DELETE", "/v1/tokens", ""}, {"DELETE", "/v1/users/me", ""},
-		} {
-			wantProblem(t, ts.do(t, rt.method, rt.path+"?x=%zz", rt.body, auth(tok)...), http.StatusBadRequest)
-			if w := ts.do(t, "GET", "/v1/users/me?x=1&x=2", "", auth(tok)...); w.Code != http.StatusOK {
-				t.Fatalf("%s %s with a bad query string changed something: %d", rt.method, rt.path, w.Code)
+		// Every other API route reads no parameter, but refuses a query
+		// string that does not parse, before it changes anything.
+		entry, _ := ts.createEntry(t, tok, "kept", "")
+		before, _, _ := list("")
+		var tokens struct{ Tokens []struct{ ID string } }
+		decodeBody(t, ts.do(t, "GET", "/v1/tokens", "", auth(tok)...), &tokens)
+		bodies := map[string]string{
+			"POST /v1/users":            `{"username":"carol","password":"password-carol"}`,
+			"POST /v1/tokens":           `{"username":"alice","password":"password-alice"}`,
+			"POST /v1/entries":          `{"title":"x"}`,
+			"PATCH /v1/entries/{id}":    `{"title":"changed"}`,
+			"PUT /v1/users/me/password": `{"current_password":"password-alice","new_password":"another one"}`,
+		}
+		for _, rt := range routes(ts.opts, nil) {
+			if rt.Access != accessPublic && rt.Access != accessAuth {
+				continue
 			}
+			method, path, _ := strings.Cut(rt.Pattern, " ")
+			path = strings.Replace(path, "{id}", entry["id"].(string), 1)
+			if strings.HasPrefix(path, "/v1/tokens/") && path != "/v1/tokens/current" {
+				path = "/v1/tokens/" + tokens.Tokens[0].ID
+			}
+			wantProblem(t, ts.do(t, method, path+"?x=%zz", bodies[rt.Pattern], auth(tok)...), http.StatusBadRequest)
+		}
+		if w := ts.do(t, "GET", "/v1/entries/"+entry["id"].(string)+"?x=1&x=2", "", auth(tok)...); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"kept"`) {
+			t.Fatalf("after the refused requests: %d %s, want the entry unchanged and the token valid", w.Code, w.Body)
+		}
+		if got, _, _ := list(""); len(got) != len(before) {
+			t.Errorf("after the refused requests: %d entries, want %d", len(got), len(before))
 		}
 	})
 }

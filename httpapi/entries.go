@@ -130,11 +130,6 @@ type idempotency struct {
 // A first request that fails releases its claim: a retry runs again.
 func handleEntryCreate(logger *slog.Logger, entries journal.EntryStore, idem idempotency, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, err := queryParams(r)
-		if err != nil {
-			writeError(w, r, logger, err)
-			return
-		}
 		key, hasKey, err := journal.ParseIdempotencyKey(r.Header.Values("Idempotency-Key"))
 		if err != nil {
 			writeError(w, r, logger, err)
@@ -259,10 +254,6 @@ const exportWriteWindow = 30 * time.Second
 // one.
 func handleExport(logger *slog.Logger, entries journal.EntryStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := queryParams(r); err != nil {
-			writeError(w, r, logger, err)
-			return
-		}
 		uid := userID(r)
 		rc := http.NewResponseController(w)
 		bw := bufio.NewWriterSize(w, 32<<10)

@@ -225,9 +225,12 @@ func outerChain(h http.Handler, opts Options, m *metrics) http.Handler {
 }
 
 // routeChain wraps one route's handler in the per-route middleware, outermost
-// first: route label capture, IP limit, auth, user limit.
+// first: route label capture, IP limit, auth, user limit, query check.
 func routeChain(rt route, opts Options, lim *limits) http.Handler {
 	h := rt.Handler
+	if rt.Access == accessPublic || rt.Access == accessAuth {
+		h = wellFormedQuery(opts.Logger, h)
+	}
 	if rt.Access == accessAuth {
 		if user := lim.userStage(); user != nil {
 			h = user(h)

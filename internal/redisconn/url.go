@@ -40,7 +40,7 @@ func (r URL) String() string {
 		b.WriteString("redis://")
 	}
 	if r.Username != "" || r.Password != "" {
-		b.WriteString(url.PathEscape(r.Username))
+		b.WriteString(url.User(r.Username).String()) // escapes ':', '/', '@' and '?'
 		if r.Password != "" {
 			b.WriteString(":xxxxx")
 		}
@@ -78,6 +78,11 @@ func ParseURL(s string) (URL, error) {
 		return r, errors.New("query parameters and fragments are not supported")
 	}
 	authority, path, hasPath := strings.Cut(rest, "/")
+	if strings.Contains(path, "@") {
+		// The user name or password holds a '/': quoting any part of the
+		// URL here could show the password.
+		return r, errors.New("a '/' before the '@': percent-encode '/' in the user name and password as %2F")
+	}
 	if at := strings.LastIndexByte(authority, '@'); at >= 0 {
 		userinfo := authority[:at]
 		authority = authority[at+1:]

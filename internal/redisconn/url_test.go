@@ -73,6 +73,8 @@ func TestParseURLErrors(t *testing.T) {
 		{"redis://h:1?db=2", "query parameters"},
 		{"redis://h:1#x", "query parameters"},
 		{"redis://u:%zz@h:1", "percent-encoding"},
+		{"redis://u:se/cret@h:1", "percent-encode '/'"},
+		{"redis://u:a/b/c@h:1/2", "percent-encode '/'"},
 	}
 	for _, tt := range tests {
 		_, err := ParseURL(tt.in)
@@ -83,6 +85,9 @@ func TestParseURLErrors(t *testing.T) {
 		if !strings.Contains(err.Error(), tt.wantIn) {
 			t.Errorf("ParseURL(%q) error %q, want it to contain %q", tt.in, err, tt.wantIn)
 		}
+		if strings.Contains(err.Error(), "cret") || strings.Contains(err.Error(), "a/b") {
+			t.Errorf("ParseURL(%q) error %q shows the password", tt.in, err)
+		}
 	}
 }
 
@@ -92,6 +97,7 @@ func TestURLStringRedacts(t *testing.T) {
 		{"rediss://u:secret@h:1/2", "rediss://u:xxxxx@h:1/2"},
 		{"redis://:secret@a:1,b:2", "redis://:xxxxx@a:1,b:2"},
 		{"redis://u@h:1", "redis://u@h:1"},
+		{"redis://a%3Ab%2Fc%40d:pw@h:1", "redis://a%3Ab%2Fc%40d:xxxxx@h:1"},
 	}
 	for _, tt := range tests {
 		r, err := ParseURL(tt.in)
