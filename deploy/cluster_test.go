@@ -165,6 +165,26 @@ func load(tb testing.TB, bin string, timeout time.Duration, args ...string) (loa
 	return s, string(out)
 }
 
+// floodUser floods a fresh user's requests through nginx and checks that
+// exactly the user limit of 200 is admitted across the three instances.
+func floodUser(t *testing.T, c *cluster, loadBin string) {
+	s, out := load(t, loadBin, 60*time.Second, "-scenario", "ratelimit", "-policy", "user", "-target", c.lb,
+		"-requests", "1000", "-concurrency", "50", "-duration", "50s")
+	r := s.Ratelimit
+	if r == nil || r.Limit != 200 || r.Expected != 200 || r.Admitted != r.Expected || !r.Exact {
+		t.Errorf("flood of 1000 through nginx: want exactly the user limit of 200 admitted:\n%s", out)
+	}
+	if r != nil && r.RetryAfterMissing != 0 {
+		t.Errorf("%d responses 429 without Retry-After", r.RetryAfterMissing)
+	}
+	if len(s.ByInstance) != 3 {
+		t.Errorf("responses came from %v, want all 3 instances", s.ByInstance)
+	}
+	if s.Failed != 0 {
+		t.Errorf("%d failed requests in the flood:\n%s", s.Failed, out)
+	}
+}
+
 func TestClusterEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end cluster test: skipped in -short mode")
@@ -239,23 +259,7 @@ func TestClusterEndToEnd(t *testing.T) {
 
 	t.Run("edge", func(t *testing.T) { testEdge(t, c) })
 
-	t.Run("ratelimit", func(t *testing.T) {
-		s, out := load(t, loadBin, 60*time.Second, "-scenario", "ratelimit", "-policy", "user", "-target", c.lb,
-			"-requests", "1000", "-concurrency", "50", "-duration", "50s")
-		r := s.Ratelimit
-		if r == nil || r.Limit != 200 || r.Expected != 200 || r.Admitted != r.Expected || !r.Exact {
-			t.Errorf("flood of 1000 through nginx: want exactly the user limit of 200 admitted:\n%s", out)
-		}
-		if r != nil && r.RetryAfterMissing != 0 {
-			t.Errorf("%d responses 429 without Retry-After", r.RetryAfterMissing)
-		}
-		if len(s.ByInstance) != 3 {
-			t.Errorf("responses came from %v, want all 3 instances", s.ByInstance)
-		}
-		if s.Failed != 0 {
-			t.Errorf("%d failed requests in the flood:\n%s", s.Failed, out)
-		}
-	})
+	t.Run("ratelimit", func(t *testing.T) { floodUser(t, c, loadBin) })
 
 	t.Run("coherence", func(t *testing.T) {
 		s, out := load(t, loadBin, 60*time.Second, "-scenario", "coherence", "-instances", strings.Join(c.inst, ","),
@@ -312,6 +316,10 @@ func TestClusterEndToEnd(t *testing.T) {
 		}
 		t.Logf("mixed during rolling restart: %d requests, statuses %v, instances %v", s.Requests, s.ByStatus, s.ByInstance)
 	})
+
+	// Every instance restarted: a fresh user's flood admits exactly its
+	// limit again, from the first request.
+	t.Run("ratelimit-after-restart", func(t *testing.T) { floodUser(t, c, loadBin) })
 
 	out, err = c.sh(t, 60*time.Second, "down")
 	if err != nil {
