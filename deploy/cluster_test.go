@@ -258,6 +258,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	}
 
 	t.Run("edge", func(t *testing.T) { testEdge(t, c) })
+	t.Run("accounts", func(t *testing.T) { testAccounts(t, c) })
 
 	t.Run("ratelimit", func(t *testing.T) { floodUser(t, c, loadBin) })
 
@@ -458,4 +459,155 @@ func TestClusterRefusesOpsAddr(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "cluster", "bin", "journal")); err == nil {
 		t.Errorf("cluster.sh built the service before refusing")
 	}
+}
+
+// testAccounts walks accounts, sessions, safe retries and search through
+// nginx, so consecutive requests of one client land on different instances:
+// a retried create replays the first response on every instance, a search
+// finds a new entry on every instance, a password change refuses the user's
+// other tokens on every instance, and a deleted account leaves nothing a new
+// account of the same name can see.
+func testAccounts(t *testing.T, c *cluster) {
+	hc := &http.Client{Timeout: 10 * time.Second}
+	type answer struct {
+		code     int
+		header   http.Header
+		body     []byte
+		instance string
+	}
+	do := func(method, path, token, body string, header ...string) answer {
+		t.Helper()
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		req, err := http.NewRequest(method, c.lb+path, rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return answer{resp.StatusCode, resp.Header, b, resp.Header.Get("X-Instance")}
+	}
+	want := func(what string, a answer, code int) answer {
+		t.Helper()
+		if a.code != code {
+			t.Fatalf("%s: %d on %s, want %d; %s", what, a.code, a.instance, code, a.body)
+		}
+		return a
+	}
+	field := func(a answer, name string) string {
+		t.Helper()
+		var m map[string]any
+		if err := json.Unmarshal(a.body, &m); err != nil {
+			t.Fatalf("%s: %v", a.body, err)
+		}
+		s, _ := m[name].(string)
+		return s
+	}
+	// everywhere sends the request until three instances have answered
+	// (nginx balances round robin) and checks each answer.
+	everywhere := func(what string, send func() answer, check func(answer) bool) {
+		t.Helper()
+		seen := map[string]bool{}
+		for i := 0; len(seen) < 3; i++ {
+			if i == 30 {
+				t.Fatalf("%s: 30 requests reached only %v", what, seen)
+			}
+			a := send()
+			if !check(a) {
+				t.Fatalf("%s on %s: %d %s", what, a.instance, a.code, a.body)
+			}
+			seen[a.instance] = true
+		}
+	}
+	// refusedEverywhere allows the revocation lag (100 ms by design; 2 s
+	// here for a busy machine) before the token must be refused by every
+	// instance.
+	refusedEverywhere := func(what, token string) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			refused := map[string]bool{}
+			for range 6 {
+				if a := do("GET", "/v1/users/me", token, ""); a.code == http.StatusUnauthorized {
+					refused[a.instance] = true
+				} else {
+					refused = nil
+					break
+				}
+			}
+			if len(refused) == 3 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: still accepted by an instance after 2 s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	name := "acct" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	creds := func(pw, token string) string {
+		if token == "" { // sign-up: no token name
+			return `{"username":"` + name + `","password":"` + pw + `"}`
+		}
+		return `{"username":"` + name + `","password":"` + pw + `","name":"` + token + `"}`
+	}
+	want("sign up", do("POST", "/v1/users", "", creds("correct horse battery", "")), http.StatusCreated)
+	laptop := field(want("login laptop", do("POST", "/v1/tokens", "", creds("correct horse battery", "laptop")), http.StatusCreated), "token")
+	phone := field(want("login phone", do("POST", "/v1/tokens", "", creds("correct horse battery", "phone")), http.StatusCreated), "token")
+
+	// A retried create: one entry, the first response replayed everywhere.
+	first := want("create with a key", do("POST", "/v1/entries", laptop, `{"title":"rainy monday"}`, "Idempotency-Key", "k-"+name), http.StatusCreated)
+	id := field(first, "id")
+	everywhere("the retried create", func() answer {
+		return do("POST", "/v1/entries", laptop, `{"title":"rainy monday"}`, "Idempotency-Key", "k-"+name)
+	}, func(a answer) bool {
+		return a.code == http.StatusCreated && a.header.Get("Idempotent-Replayed") == "true" && field(a, "id") == id
+	})
+	want("the key with another body", do("POST", "/v1/entries", laptop, `{"title":"sunny"}`, "Idempotency-Key", "k-"+name), http.StatusUnprocessableEntity)
+
+	// A new entry is found by a search on every instance at once.
+	want("create", do("POST", "/v1/entries", phone, `{"title":"sunny tuesday"}`), http.StatusCreated)
+	everywhere("search", func() answer { return do("GET", "/v1/entries?q=sunny", laptop, "") }, func(a answer) bool {
+		return a.code == http.StatusOK && strings.Count(string(a.body), `"title":"sunny tuesday"`) == 1 && !strings.Contains(string(a.body), "rainy")
+	})
+	everywhere("export", func() answer { return do("GET", "/v1/export", phone, "") }, func(a answer) bool {
+		return a.code == http.StatusOK && strings.Count(string(a.body), "\n") == 2
+	})
+
+	// Sessions: both listed; the password change revokes the other one.
+	everywhere("the sessions", func() answer { return do("GET", "/v1/tokens", laptop, "") }, func(a answer) bool {
+		return a.code == http.StatusOK && strings.Contains(string(a.body), `"name":"laptop"`) && strings.Contains(string(a.body), `"name":"phone"`)
+	})
+	want("password change", do("PUT", "/v1/users/me/password", laptop, `{"current_password":"correct horse battery","new_password":"staple battery horse"}`), http.StatusNoContent)
+	refusedEverywhere("the phone's token after the password change", phone)
+	everywhere("the laptop's token", func() answer { return do("GET", "/v1/users/me", laptop, "") }, func(a answer) bool { return a.code == http.StatusOK })
+
+	// Delete the account; the name is free, and the new account sees nothing.
+	want("delete the account", do("DELETE", "/v1/users/me", laptop, ""), http.StatusNoContent)
+	refusedEverywhere("the laptop's token after the account was deleted", laptop)
+	want("sign up again", do("POST", "/v1/users", "", creds("another password", "")), http.StatusCreated)
+	again := field(want("login again", do("POST", "/v1/tokens", "", creds("another password", "again")), http.StatusCreated), "token")
+	everywhere("the new account's entries", func() answer { return do("GET", "/v1/entries", again, "") }, func(a answer) bool {
+		return a.code == http.StatusOK && strings.Contains(string(a.body), `"entries":[]`)
+	})
+	everywhere("the old entry", func() answer { return do("GET", "/v1/entries/"+id, again, "") }, func(a answer) bool { return a.code == http.StatusNotFound })
+	everywhere("the old key", func() answer {
+		return do("POST", "/v1/entries", again, `{"title":"fresh"}`, "Idempotency-Key", "k-"+name)
+	}, func(a answer) bool { return a.code == http.StatusCreated && field(a, "id") != id })
 }
