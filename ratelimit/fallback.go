@@ -57,7 +57,9 @@ type FallbackOptions struct {
 // not known to be down, so it may be granting the reported quota to others
 // right now), the local state starts from at most one unit (none while the
 // retry time has not passed), for a subject never seen too, and then only
-// what the share's rate returns is granted; once the store is known to be
+// what the share's rate returns is granted: reports that arrive while it
+// stays slow (it answers some calls and misses others) lower the local state
+// but never raise it. Once the store is known to be
 // down, the share of the reported quota (or a fresh share) is granted after
 // all. Hence,
 // across n instances and an outage of length t, a GCRA policy of rate N per D
@@ -329,8 +331,9 @@ func (t *seenTable) forget(subject, policy string) {
 
 // seed sets, for each FailLocal item with a report not yet applied in mode,
 // the local state of its share to the share of the reported remaining quota
-// (none while the report's retry time has not passed; at most a unit in mode
-// seededSlow, also for a subject never seen). A report applied while the
+// (none while the report's retry time has not passed; in mode seededSlow at
+// most a unit, also for a subject never seen, and never more than the local
+// state already holds). A report applied while the
 // store was slow is applied again once it is down. shares holds the FailLocal
 // items' shares in item order; d is scratch space for the decisions that
 // seed. Holding the shard's lock while seeding makes every concurrent
@@ -365,24 +368,34 @@ func (t *seenTable) seed(ctx context.Context, local Limiter, d *Decision, subjec
 		}
 		rep.seeded = mode
 		s.m[k] = rep
-		if err := local.Reset(ctx, subject, it.Policy.Name); err != nil {
-			return err
-		}
-		fresh := rep.unknown || rep.expires <= now // the whole quota is back
-		if fresh && mode == seededDown {
-			continue
-		}
 		left := min((rep.remaining+n-1)/n, sh.Limit())
-		switch {
-		case rep.retryAt > now:
-			left = 0
-		case mode == seededSlow:
-			// Redis may be granting the reported quota to others now: one
-			// unit per report at most (the instance's rounding).
+		if mode == seededSlow {
+			// The store may be granting the reported quota to others now:
+			// at most one unit (the instance's rounding), none while the
+			// report's retry time has not passed. A report lowers the local
+			// state but never raises it: the store answers some calls of a
+			// saturated process and misses others, and a unit granted anew
+			// after each answer would add up to any number.
 			left = min(left, 1)
 			if rep.unknown {
 				left = 1
 			}
+			if rep.retryAt > now {
+				left = 0
+			}
+			if err := lower(ctx, local, d, subject, sh, left); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := local.Reset(ctx, subject, it.Policy.Name); err != nil {
+			return err
+		}
+		if rep.unknown || rep.expires <= now {
+			continue // the whole quota is back: a fresh share
+		}
+		if rep.retryAt > now {
+			left = 0
 		}
 		if used := sh.Limit() - left; used > 0 {
 			if err := local.Decide(ctx, d, subject, Item{Policy: sh, Cost: used}); err != nil {
@@ -391,4 +404,20 @@ func (t *seenTable) seed(ctx context.Context, local Limiter, d *Decision, subjec
 		}
 	}
 	return nil
+}
+
+// lower spends the local quota of share sh for subject down to at most
+// left units, leaving less alone. d is scratch space.
+func lower(ctx context.Context, local Limiter, d *Decision, subject string, sh Policy, left int64) error {
+	if err := local.Peek(ctx, d, subject, Item{Policy: sh, Cost: 1}); err != nil {
+		return err
+	}
+	have := int64(0)
+	if d.Allowed {
+		have = d.Results[0].Remaining + 1 // Peek shows what one more unit leaves
+	}
+	if have <= left {
+		return nil
+	}
+	return local.Decide(ctx, d, subject, Item{Policy: sh, Cost: have - left})
 }

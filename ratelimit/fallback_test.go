@@ -316,3 +316,57 @@ func TestFallbackGrantsNothingNewWhileSlow(t *testing.T) {
 		t.Errorf("store down, a subject never seen: %d admitted, want a fresh 10", got)
 	}
 }
+
+// flakyStore misses the deadline on every other call, as a store answering
+// a saturated process does: the calls between bring fresh reports.
+type flakyStore struct {
+	*store
+	calls atomic.Int64
+}
+
+func (s *flakyStore) Decide(ctx context.Context, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
+	if s.calls.Add(1)%2 == 0 {
+		*d = ratelimit.Decision{Results: d.Results[:0]}
+		return errors.Join(ratelimit.ErrUnavailable, ratelimit.ErrSlow, context.DeadlineExceeded)
+	}
+	return s.store.Decide(ctx, d, subject, items...)
+}
+
+// TestFallbackSlowReportsGrantOneUnitInAll: while the store is slow, fresh
+// reports arriving between missed deadlines lower the local quota but never
+// raise it again, so a flood admits at most one unit beyond the limit per
+// instance (and what the share's rate returns), however many reports come.
+func TestFallbackSlowReportsGrantOneUnitInAll(t *testing.T) {
+	for _, n := range []int64{1, 3} {
+		c := &clock{}
+		c.t.Store(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC).UnixNano())
+		shared := memorylimit.New(memorylimit.Options{Now: c.now})
+		t.Cleanup(func() { shared.Close() })
+		var fs []*ratelimit.Fallback
+		for range n {
+			local := memorylimit.New(memorylimit.Options{Now: c.now})
+			t.Cleanup(func() { local.Close() })
+			f, err := ratelimit.NewFallback(&flakyStore{store: &store{Limiter: shared}}, local,
+				ratelimit.FallbackOptions{Instances: func() int64 { return n }, Now: c.now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fs = append(fs, f)
+		}
+		item := ratelimit.Item{Policy: ratelimit.Policy{Name: "user", Rate: ratelimit.Rate{N: 20, Per: time.Hour}}}
+		admitted := 0
+		for i := range 200 {
+			d, err := ratelimittest.Call(fs[i%len(fs)].Decide, context.Background(), "user:u", item)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Allowed {
+				admitted++
+			}
+			c.advance(time.Millisecond)
+		}
+		if want := 20 + int(n); admitted > want {
+			t.Errorf("%d instances: %d admitted, want at most %d (the limit and one unit per instance)", n, admitted, want)
+		}
+	}
+}

@@ -83,9 +83,14 @@ type lease struct {
 	reset    time.Duration
 	resetAt  int64 // local µs: windows: the window's end
 
-	decidedAt int64 // local µs of the last decision in Redis
+	decidedAt int64 // local µs of the last grant (or of the first decision)
 	decided   int64 // units decided (in Redis or locally) since decidedAt
 	granted   int64 // units of the last grant
+	// asking: a decision of this instance is asking Redis for units ahead.
+	// Only one at a time: the grant of each replaces the lease, and units
+	// of a concurrent grant overwritten here would stay charged in Redis,
+	// spent by no one, until their window ends.
+	asking bool
 }
 
 func (ls *leases) init(l *Limiter, dur time.Duration, maxEntries int) {
@@ -211,38 +216,66 @@ func (ls *leases) prepare(subject string, items []ratelimit.Item, now int64) (as
 		}
 		e.units = 0
 		e.decided += backend.Cost(it)
+		if e.asking {
+			continue // another decision asks: this one is decided exactly
+		}
 		elapsed := now - e.decidedAt
 		if elapsed > ls.dur {
 			e.decidedAt, e.decided, e.granted = now, backend.Cost(it), 0
 			continue // a rare subject: exact decisions cost it nothing
 		}
-		// What it spent per lease duration since the last decision in
-		// Redis, at most twice the last grant plus a little, and for GCRA
-		// at most what the rate returns in a lease duration.
+		// What it spent per lease duration since the last grant, at most
+		// twice the last grant plus a little, and for GCRA at most what
+		// the rate returns in a lease duration.
 		rate := (e.decided*ls.dur + max(elapsed, 1) - 1) / max(elapsed, 1)
 		a.want[i] = min(rate, 2*e.granted+2)
 		if p := &it.Policy; p.Algorithm == ratelimit.GCRA {
 			a.want[i] = min(a.want[i], ls.dur/p.EmissionInterval().Microseconds())
 		}
+		e.asking = a.want[i] > 0
 	}
 	return a, true
 }
 
-// granted records the leases a decision in Redis granted: g holds, per
-// item, the units granted, where they stand and Redis' time (see decide.lua);
-// sent is the local time the decision was sent. It sets each admitted
-// result's Remaining to what exact mode would have shown.
-func (ls *leases) granted(subject string, items []ratelimit.Item, results []ratelimit.Result, g grants, sent int64) {
+// unask ends the asking of a decision that asked (a) and got no answer:
+// whatever Redis may have granted it lapses unspent.
+func (ls *leases) unask(subject string, items []ratelimit.Item, a *ask) {
 	s, h := ls.shard(subject)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range items {
-		it := &items[i]
-		e := s.m[leaseKey(h, it.Policy.Name)]
-		if e == nil || e.subject != subject || e.policy != it.Policy {
+		if a.want[i] == 0 {
 			continue
 		}
+		if e := s.m[leaseKey(h, items[i].Policy.Name)]; e != nil && e.subject == subject && e.policy == items[i].Policy {
+			e.asking = false
+		}
+	}
+}
+
+// granted records the leases a decision in Redis that asked (a) was
+// granted: g holds, per item, the units granted, where they stand and Redis'
+// time (see decide.lua); sent is the local time the decision was sent. It
+// sets each admitted result's Remaining to what exact mode would have shown.
+// An item the decision did not ask for leaves its lease alone. It returns
+// the units of a lease the grant replaces, to give back (none while only
+// one decision asks at a time).
+func (ls *leases) granted(subject string, items []ratelimit.Item, results []ratelimit.Result, a *ask, g grants, sent int64) []give {
+	s, h := ls.shard(subject)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var back []give
+	for i := range items {
+		it := &items[i]
+		e := s.m[leaseKey(h, it.Policy.Name)]
+		if a.want[i] == 0 || e == nil || e.subject != subject || e.policy != it.Policy {
+			continue
+		}
+		e.asking = false
 		e.decidedAt, e.decided, e.granted = sent, 0, g.units[i]
+		if u := e.ahead(sent); u > 0 {
+			back = append(back, e.give(u))
+		}
 		e.units, e.spent = 0, 0
 		r := &results[i]
 		if g.units[i] <= 0 || !r.Allowed {
@@ -265,6 +298,7 @@ func (ls *leases) granted(subject string, items []ratelimit.Item, results []rate
 		}
 		r.Remaining = e.seen // what exact mode would have shown
 	}
+	return back
 }
 
 // give takes u units out of e for a giveback.

@@ -393,6 +393,9 @@ func (l *Limiter) run(ctx context.Context, d *ratelimit.Decision, subject string
 	}
 	denied, grants, err := l.eval(ctx, d, subject, items, peek, lease)
 	if err != nil {
+		if lease != nil {
+			l.leases.unask(subject, items, lease)
+		}
 		backend.Fail(d)
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return ctx.Err() // the caller gave up
@@ -405,7 +408,7 @@ func (l *Limiter) run(ctx context.Context, d *ratelimit.Decision, subject string
 		return fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, err)
 	}
 	if lease != nil {
-		l.leases.granted(subject, items, d.Results, grants, sent)
+		l.leases.send(l.leases.granted(subject, items, d.Results, lease, grants, sent))
 	}
 	if l.deny != nil {
 		if !d.Allowed && d.RetryAfter > 0 && denied.states != nil {
