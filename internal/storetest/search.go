@@ -25,7 +25,7 @@ var searchCorpus = []struct{ title, body string }{
 	{"Long", strings.Repeat("a", 70) + " " + strings.Repeat("b", 65) + "é"},
 	{"mixed", "Rivers, RIVER! river? riverbank"},
 	{"numbers", "x1 y2 z3 2024 1.5"},
-	{"", ""},
+	{"…?!", ""},
 }
 
 // searchQueries are the q values the search tests try, each against every
