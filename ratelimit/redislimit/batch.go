@@ -396,7 +396,6 @@ func (b *batcher) send(batch []*call) {
 		l.brk.failure(err)
 	} else {
 		l.brk.success()
-		l.answered()
 		for a := b.answered.Load(); a < seq && !b.answered.CompareAndSwap(a, seq); a = b.answered.Load() {
 		}
 	}

@@ -2,7 +2,9 @@ package redislimit_test
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"math"
 	"runtime"
 	"strconv"
 	"sync"
@@ -201,5 +203,51 @@ func TestSaturationGrantsNoFreshQuota(t *testing.T) {
 	}
 	if degraded.Load() == 0 {
 		t.Errorf("no decision missed its 2ms deadline: the test did not reach the degraded path")
+	}
+}
+
+// TestTimeoutIsSlowUntilTheBreakerOpens: a call that times out while the
+// breaker is closed is ErrSlow however long Redis has been silent, and the
+// fallback grants no fresh quota for it. A paused Redis runs the queued
+// calls once it resumes, and a process starved of CPU reads no reply for as
+// long as it is starved: silence alone is no proof that the calls were not
+// charged, so only the breaker may move decisions to the share of the
+// quota.
+func TestTimeoutIsSlowUntilTheBreakerOpens(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	l := newLimiter(t, newClient(t, srv.Addr()), redislimit.Options{
+		Timeout: 50 * time.Millisecond, BreakerFailures: 1000, HeartbeatInterval: -1,
+	})
+	f := withFallback(t, l)
+	p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 100, Per: time.Minute}, Fail: ratelimit.FailLocal}
+	ctx := context.Background()
+	if d, err := ratelimittest.Call(f.Decide, ctx, "ip:paused", ratelimit.Item{Policy: p}); err != nil || !d.Allowed || d.Degraded() {
+		t.Fatalf("healthy decision: %+v, %v", d, err)
+	}
+	srv.Pause(t)
+	defer srv.Resume(t)
+	paused := time.Now()
+	// Longer than FlightTimeout: no call has been answered for a while.
+	time.Sleep(redislimit.FlightTimeout + 200*time.Millisecond)
+	if _, err := ratelimittest.Call(l.Decide, ctx, "ip:paused", ratelimit.Item{Policy: p}); !errors.Is(err, ratelimit.ErrSlow) {
+		t.Fatalf("Decide with Redis silent and the breaker closed = %v, want ErrSlow", err)
+	}
+	admitted := 0
+	for range 20 {
+		d, err := ratelimittest.Call(f.Decide, ctx, "ip:paused", ratelimit.Item{Policy: p})
+		if err != nil {
+			t.Fatalf("fallback Decide: %v", err)
+		}
+		if d.Allowed {
+			admitted++
+		}
+	}
+	if l.Stats().BreakerOpen {
+		t.Fatal("the breaker opened; the test needs it closed")
+	}
+	// At most a unit, and what the rate returned meanwhile; a share of the
+	// 99 units Redis reported would admit all 20.
+	if bound := 1 + int(math.Ceil(float64(p.Rate.N)*time.Since(paused).Seconds()/p.Rate.Per.Seconds())); admitted > bound {
+		t.Errorf("admitted %d of 20 while Redis was silent and the breaker closed, want at most %d (the calls may all be charged when Redis resumes)", admitted, bound)
 	}
 }

@@ -39,7 +39,6 @@ func (in *instances) refresh(ctx context.Context) error {
 		[]string{l.opts.InstanceID, strconv.FormatInt(window.Milliseconds(), 10)}).AsInt64()
 	if err == nil {
 		in.count.Store(max(n, 1))
-		l.answered()
 	}
 	return err
 }

@@ -22,9 +22,10 @@
 //     Redis did not answer.
 //   - When Redis cannot decide, Decide and Peek return an error wrapping
 //     [ratelimit.ErrUnavailable], and also [ratelimit.ErrSlow] when the call
-//     timed out while Redis is believed up (the breaker is closed and Redis
-//     answered within the last FlightTimeout: it may still decide the call);
-//     a refused or dropped connection is not slow; the fail modes (open, closed, local at the instance's
+//     timed out while the breaker is closed: Redis may still decide the
+//     call, and a saturated process cannot tell a slow Redis from its own
+//     delay; a refused or dropped connection, or an open breaker, is not
+//     slow; the fail modes (open, closed, local at the instance's
 //     share) are decided by [ratelimit.Fallback], which a service wraps
 //     around this limiter with [Limiter.LiveInstances] as its count of
 //     instances.
@@ -142,9 +143,8 @@ type Limiter struct {
 	// the script as the time instead of Redis TIME.
 	scriptNow func() time.Time
 
-	stats      counters
-	warm       warmState
-	lastAnswer atomic.Int64 // Unix ns when Redis last answered a call
+	stats counters
+	warm  warmState
 
 	argCache    sync.Map // ratelimit.Policy -> policyArgs
 	argCacheLen atomic.Int64
@@ -401,8 +401,11 @@ func (l *Limiter) run(ctx context.Context, d *ratelimit.Decision, subject string
 			return ctx.Err() // the caller gave up
 		}
 		l.stats.unavailable.Add(1)
-		if timedOut(err) && l.answering() {
-			// Redis answers others: it may still decide this call.
+		if timedOut(err) && !l.brk.isOpen() {
+			// No reply in time proves nothing about Redis: the call may
+			// be running there now, or the process did not run to read
+			// its reply. Only the breaker, fed by flights that wait
+			// FlightTimeout, declares Redis down.
 			return fmt.Errorf("%w: %w: %w", ratelimit.ErrUnavailable, ratelimit.ErrSlow, err)
 		}
 		return fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, err)
@@ -424,10 +427,6 @@ func (l *Limiter) run(ctx context.Context, d *ratelimit.Decision, subject string
 // answering reports whether Redis is believed up: the breaker is closed and
 // Redis answered within the last FlightTimeout. A call that fails then is
 // slow, not a sign that Redis is down.
-func (l *Limiter) answering() bool {
-	last := l.lastAnswer.Load()
-	return !l.brk.isOpen() && last != 0 && time.Since(time.Unix(0, last)) < FlightTimeout
-}
 
 // timedOut reports whether err is a deadline (the caller's, or a
 // connection's read or write deadline) rather than Redis refusing or
@@ -437,9 +436,6 @@ func timedOut(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
 		(errors.As(err, &ne) && ne.Timeout())
 }
-
-// answered records that Redis answered now.
-func (l *Limiter) answered() { l.lastAnswer.Store(time.Now().UnixNano()) }
 
 func (l *Limiter) localNow() time.Time {
 	if l.scriptNow != nil {

@@ -28,7 +28,6 @@ func (l *Limiter) Warm(ctx context.Context) error {
 			return fmt.Errorf("redislimit: warm up: heartbeat: %w", err)
 		}
 	}
-	l.answered()
 	l.warm.done.Store(true)
 	return nil
 }
