@@ -35,12 +35,13 @@ import (
 // Redis ran it, so a lease always lapses early rather than late, whatever the
 // clocks.
 //
-// The units wanted ahead adapt to the subject's recent rate on this instance:
-// about what it spends in one lease duration, at most doubling from one grant
-// to the next, none for a subject seen once or rarely. For GCRA they are also
-// at most what the rate returns in one lease duration, so a lease's units
-// that lapse unspent are back with time about a lease duration after the
-// grant. The script caps them at the remaining quota divided by twice the
+// The units wanted ahead: none for a subject seen once or rarely (no second
+// decision within a lease duration). For the windows, about what the subject
+// spends in one lease duration on this instance, at most doubling from one
+// grant to the next. For GCRA, what the rate returns in one lease duration:
+// the units a lease needs to last that long at all (see lapse above), and
+// those that lapse unspent are back with time about a lease duration after
+// the grant. The script caps them at the remaining quota divided by twice the
 // live instances, so the last units before a limit are decided exactly, one
 // round trip each.
 //
@@ -164,6 +165,9 @@ func (ls *leases) take(subject string, items []ratelimit.Item, results []ratelim
 		if e == nil || e.subject != subject || e.policy != it.Policy || e.usable(now) < backend.Cost(it) {
 			return false
 		}
+		if !peek && !e.asking && ls.due(e, now, backend.Cost(it)) {
+			return false // this decision renews the lease in Redis
+		}
 		es = append(es, e)
 	}
 	for i, e := range es {
@@ -180,6 +184,16 @@ func (ls *leases) take(subject string, items []ratelimit.Item, results []ratelim
 		}
 	}
 	return true
+}
+
+// due reports whether e, still able to pay cost at now, should be renewed:
+// in the last quarter of its time, or with less than a quarter of its units
+// left after cost. One decision then asks Redis for the next lease while the
+// others keep spending this one, so a hot subject never waits without a
+// lease: were it renewed only once spent or lapsed, every decision made
+// while the renewal is in flight would go to Redis, one round trip each.
+func (ls *leases) due(e *lease, now, cost int64) bool {
+	return now >= e.lapse-ls.dur/4 || e.ahead(now)-cost < e.granted/4
 }
 
 // ask is what a decision in Redis asks of each item's lease: the units
@@ -210,11 +224,20 @@ func (ls *leases) prepare(subject string, items []ratelimit.Item, now int64) (as
 			s.m[k] = &lease{subject: subject, policy: it.Policy, decidedAt: now, decided: backend.Cost(it)}
 			continue // seen once: no evidence of a rate yet
 		}
-		if u := e.ahead(now); u > 0 {
-			g := e.give(u)
-			a.back[i], a.ref[i] = g.units, g.ref
+		switch u := e.ahead(now); {
+		case e.asking:
+			// Another decision renews the lease; its grant gives back
+			// what is left, and until then the units stay spendable.
+		case u >= backend.Cost(it) && now < e.lapse:
+			// Renewing early (see due): the lease stays spendable by
+			// concurrent decisions until the grant replaces it.
+		default:
+			if u > 0 { // too few for this decision: back in the same call
+				g := e.give(u)
+				a.back[i], a.ref[i] = g.units, g.ref
+			}
+			e.units = 0
 		}
-		e.units = 0
 		e.decided += backend.Cost(it)
 		if e.asking {
 			continue // another decision asks: this one is decided exactly
@@ -224,13 +247,22 @@ func (ls *leases) prepare(subject string, items []ratelimit.Item, now int64) (as
 			e.decidedAt, e.decided, e.granted = now, backend.Cost(it), 0
 			continue // a rare subject: exact decisions cost it nothing
 		}
-		// What it spent per lease duration since the last grant, at most
-		// twice the last grant plus a little, and for GCRA at most what
-		// the rate returns in a lease duration.
-		rate := (e.decided*ls.dur + max(elapsed, 1) - 1) / max(elapsed, 1)
-		a.want[i] = min(rate, 2*e.granted+2)
 		if p := &it.Policy; p.Algorithm == ratelimit.GCRA {
-			a.want[i] = min(a.want[i], ls.dur/p.EmissionInterval().Microseconds())
+			// What the rate returns in a lease duration. Fewer would
+			// not last the duration at any rate: k units hold their
+			// place in the TAT for k emission intervals only, so a
+			// smaller lease lapses by time, unspent, and the subject
+			// comes back to Redis sooner. More would outlast it. The
+			// units it does not spend cost nobody for longer than the
+			// lease: time gives them back.
+			a.want[i] = ls.dur / p.EmissionInterval().Microseconds()
+		} else {
+			// What it spent per lease duration since the last grant,
+			// at most twice the last grant plus a little: a window's
+			// units keep their place until the window ends, so unspent
+			// ones are lost to everyone until then or a give-back.
+			rate := (e.decided*ls.dur + max(elapsed, 1) - 1) / max(elapsed, 1)
+			a.want[i] = min(rate, 2*e.granted+2)
 		}
 		e.asking = a.want[i] > 0
 	}

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"math/rand/v2"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +48,44 @@ func TestLeasesAnswerLocally(t *testing.T) {
 	}
 	if got := l.Stats().RedisCalls - before; got != 10 {
 		t.Errorf("10 decisions of a policy without Lease took %d script calls, want 10", got)
+	}
+}
+
+// TestHotSubjectRenewsAhead: 16 goroutines decide one subject for 2.5
+// lease durations, each pausing 200µs between decisions, so their rate stays
+// far below the GCRA limit's (250,000 a second):
+// each lease lasts its duration (it holds what the rate returns in one, not
+// what the subject spent) and is renewed before it runs out, so the script
+// calls stay a handful per lease duration rather than one per decision made
+// while a renewal is in flight.
+func TestHotSubjectRenewsAhead(t *testing.T) {
+	c := newClient(t, testenv.RedisAddr(t))
+	const dur = 400 * time.Millisecond
+	l := newLimiter(t, c, redislimit.Options{Prefix: testenv.RandomPrefix(), Lease: dur, HeartbeatInterval: -1, Timeout: time.Second})
+	p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 1 << 30, Per: time.Hour}, Lease: true}
+	var wg sync.WaitGroup
+	var decided atomic.Int64
+	stop := time.Now().Add(dur * 5 / 2)
+	for range 16 {
+		wg.Go(func() {
+			var d ratelimit.Decision
+			for time.Now().Before(stop) {
+				if err := l.Decide(context.Background(), &d, "ip:hot", ratelimit.Item{Policy: p}); err != nil || !d.Allowed {
+					t.Errorf("Decide: %+v, %v", d, err)
+					return
+				}
+				decided.Add(1)
+				time.Sleep(200 * time.Microsecond)
+			}
+		})
+	}
+	wg.Wait()
+	st := l.Stats()
+	t.Logf("%d decisions: %d script calls, %d answered from leases", decided.Load(), st.RedisCalls, st.LeaseHits)
+	// The first decisions (no rate seen yet, then the first grant in
+	// flight) and about two renewals per lease duration.
+	if want := uint64(16 + 2*3*2); st.RedisCalls > want {
+		t.Errorf("%d script calls for one subject over 2.5 lease durations, want at most %d", st.RedisCalls, want)
 	}
 }
 
