@@ -9,8 +9,13 @@ import (
 
 // Limiter returns the Redis rate limiter as a ratelimit.Limiter for the
 // primary of the service's ratelimit.Fallback: each decision runs within the
-// request's Redis budget; before the first connection, or with the budget
-// spent, it fails with an error wrapping [ratelimit.ErrUnavailable] at once.
+// request's Redis budget. Before the first connection it fails at once with
+// an error wrapping [ratelimit.ErrUnavailable] (Redis is down: the first
+// attempt failed). With the budget spent it fails at once with an error
+// wrapping [ratelimit.ErrUnavailable] and [ratelimit.ErrSlow]: earlier calls
+// of this request were slow, which says nothing of Redis, which may be
+// granting the subject's quota to other requests and instances meanwhile,
+// so the fallback must not grant a share of it.
 func (c *Conn) Limiter() ratelimit.Limiter { return limiter{c} }
 
 type limiter struct{ c *Conn }
@@ -30,7 +35,7 @@ func (l limiter) decide(ctx context.Context, d *ratelimit.Decision, subject stri
 	}
 	bctx, done, ok := call(ctx)
 	if !ok {
-		return unavailable(d, ErrBudgetSpent)
+		return unavailable(d, fmt.Errorf("%w: %w", ratelimit.ErrSlow, ErrBudgetSpent))
 	}
 	defer done()
 	if peek {
