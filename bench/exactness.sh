@@ -53,7 +53,7 @@ psql -q "$PG_URL/postgres" -c "CREATE DATABASE $DB" >/dev/null
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 export RUN_DIR="$dir/cluster" INSTANCES=3 JOURNAL_BIN="$dir/journal"
-export LB_ADDR="127.0.0.1:$(port)" BASE_PORT=$(($(port) % 20000 + 30000))
+export LB_ADDR="127.0.0.1:$(port)" BASE_PORT=$(($(port) % 20000 + 10000))
 export JOURNAL_DATABASE_URL="$PG_URL/$DB" JOURNAL_REDIS_URL="$REDIS_URL" JOURNAL_REDIS_PREFIX="$PREFIX"
 export JOURNAL_RATE_LIMIT_USER="$LIMIT/1h" JOURNAL_RATE_LIMIT_IP=1000000/1h JOURNAL_RATE_LIMIT_SIGNUP=100000/1h
 export JOURNAL_LOG_LEVEL=warn JOURNAL_SHUTDOWN_DRAIN=500ms

@@ -106,13 +106,16 @@ func findNginx() string {
 	return ""
 }
 
-// freePorts returns a port p such that p..p+n-1 were free a moment ago.
+// freePorts returns a port p such that p..p+n-1 were free a moment ago,
+// below Linux's ephemeral range (32768 and up by default), so that no
+// outgoing connection of another process takes one of them before the
+// cluster binds it.
 func freePorts(tb testing.TB, n int) int {
 	tb.Helper()
 	for attempt := 0; attempt < 50; attempt++ {
 		var b [2]byte
 		_, _ = rand.Read(b[:])
-		base := 20000 + int(b[0])<<8%30000 + int(b[1])
+		base := 10000 + (int(b[0])<<8|int(b[1]))%(32768-10000-n)
 		ok := true
 		var ls []net.Listener
 		for i := 0; i < n; i++ {
