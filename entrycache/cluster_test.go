@@ -10,6 +10,7 @@ import (
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/cache"
 	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/cache/rediscache/rediscachetest"
 	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/internal/testenv"
 )
@@ -18,21 +19,8 @@ import (
 // every seed of cl (one "instance"), with redisStore's generous timeout.
 func clusterStore(tb testing.TB, cl *testenv.Cluster) *rediscache.Store {
 	tb.Helper()
-	opt := rediscache.ClientOptions(cl.Addrs(), rediscache.ClientConfig{})
-	opt.ShuffleInit = true
-	client, near, err := rediscache.NewClient(opt)
-	if err != nil {
-		tb.Fatalf("NewClient(%v): %v", cl.Addrs(), err)
-	}
-	if !near {
-		tb.Fatalf("NewClient(%v): no client-side caching on the cluster", cl.Addrs())
-	}
-	s, err := rediscache.New(client, rediscache.Options{Timeout: time.Second})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close(); client.Close() })
-	return s
+	client := rediscachetest.Client(tb, cl.Addrs(), rediscache.ClientConfig{})
+	return rediscachetest.Store(tb, client, rediscache.Options{Timeout: time.Second})
 }
 
 // userMaster returns the address of the master of u's cache slot: every key
@@ -87,17 +75,7 @@ func testClusterCoherence(t *testing.T, cl *testenv.Cluster) {
 		staleItems, stalePages := 0, 0
 		var maxLag time.Duration
 		for i := range pairs {
-			if _, err := b.Entry(ctx, u.ID, e.ID); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := b.ListEntries(ctx, u.ID, journal.PageRequest{Limit: 20}); err != nil {
-				t.Fatal(err)
-			}
-			title := fmt.Sprintf("v%d", i+1)
-			upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.StoredTime(time.Now()))
-			if err != nil {
-				t.Fatal(err)
-			}
+			upd := warmThenUpdate(t, ctx, a, b, u.ID, e.ID, i)
 			if got, err := a.Entry(ctx, u.ID, e.ID); err != nil || got.Version != upd.Version {
 				t.Fatalf("A reads version %d, %v right after its own update to %d", got.Version, err, upd.Version)
 			}
@@ -106,7 +84,7 @@ func testClusterCoherence(t *testing.T, cl *testenv.Cluster) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				return got.Version == upd.Version && got.Title == title
+				return got.Version == upd.Version && got.Title == upd.Title
 			}
 			pageFresh := func() bool {
 				p, err := b.ListEntries(ctx, u.ID, journal.PageRequest{Limit: 20})

@@ -13,6 +13,7 @@ import (
 	"github.com/journalsvc/journal/cache"
 	"github.com/journalsvc/journal/cache/memorycache"
 	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/cache/rediscache/rediscachetest"
 	"github.com/journalsvc/journal/entrycache"
 	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/internal/testenv"
@@ -107,16 +108,8 @@ func redisStore(tb testing.TB, addr string) *rediscache.Store {
 
 func redisStoreOpts(tb testing.TB, addr string, opts rediscache.Options) *rediscache.Store {
 	tb.Helper()
-	client, _, err := rediscache.NewClient(rediscache.ClientOptions([]string{addr}, rediscache.ClientConfig{}))
-	if err != nil {
-		tb.Fatalf("NewClient(%s): %v", addr, err)
-	}
-	s, err := rediscache.New(client, opts)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close(); client.Close() })
-	return s
+	client := rediscachetest.Client(tb, []string{addr}, rediscache.ClientConfig{})
+	return rediscachetest.Store(tb, client, opts)
 }
 
 func newUser(tb testing.TB, s journal.Database, name string) journal.User {
@@ -243,6 +236,26 @@ func TestUnhealthyStore(t *testing.T) {
 	}
 }
 
+// warmThenUpdate reads the entry and the first page of userID on B, so that
+// B's near cache holds them, then sets the entry's title on A to "v<i+1>" and
+// returns the updated entry: one write-on-A/read-on-B pair of the coherence
+// tests.
+func warmThenUpdate(t *testing.T, ctx context.Context, a, b *instance, userID, entryID string, i int) journal.Entry {
+	t.Helper()
+	if _, err := b.Entry(ctx, userID, entryID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ListEntries(ctx, userID, journal.PageRequest{Limit: 20}); err != nil {
+		t.Fatal(err)
+	}
+	title := fmt.Sprintf("v%d", i+1)
+	upd, err := a.UpdateEntry(ctx, userID, entryID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.StoredTime(time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return upd
+}
+
 // TestCoherenceAcrossInstances writes on A and reads on B at once, for items
 // and pages: no read may be stale.
 func TestCoherenceAcrossInstances(t *testing.T) {
@@ -266,18 +279,7 @@ func TestCoherenceAcrossInstances(t *testing.T) {
 	var stale, strictStale int
 	var lags []time.Duration
 	for i := range pairs {
-		// Warm B's near cache with the current state, then write on A.
-		if _, err := b.Entry(ctx, u.ID, e.ID); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.ListEntries(ctx, u.ID, journal.PageRequest{Limit: 20}); err != nil {
-			t.Fatal(err)
-		}
-		title := fmt.Sprintf("v%d", i+1)
-		upd, err := a.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: &title}, journal.AnyVersion, journal.StoredTime(time.Now()))
-		if err != nil {
-			t.Fatal(err)
-		}
+		upd := warmThenUpdate(t, ctx, a, b, u.ID, e.ID, i)
 		strict := i%2 == 1
 		if strict {
 			b.roundTrip(t, ctx)
@@ -291,7 +293,7 @@ func TestCoherenceAcrossInstances(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return got.Version == upd.Version && got.Title == title && len(p.Entries) == 1 && p.Entries[0].Version == upd.Version
+			return got.Version == upd.Version && got.Title == upd.Title && len(p.Entries) == 1 && p.Entries[0].Version == upd.Version
 		}
 		switch {
 		case fresh():

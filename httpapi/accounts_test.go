@@ -24,11 +24,8 @@ func (ts *testServer) login(tb testing.TB, username, name string) (token, id str
 	tb.Helper()
 	b, _ := json.Marshal(map[string]string{"username": username, "password": "password-" + username, "name": name})
 	w := ts.do(tb, "POST", "/v1/tokens", string(b))
-	if w.Code != http.StatusCreated {
-		tb.Fatalf("POST /v1/tokens = %d %s", w.Code, w.Body)
-	}
 	var out struct{ Token, ID, Name string }
-	decodeBody(tb, w, &out)
+	wantJSON(tb, w, http.StatusCreated, &out)
 	if out.Name != name || !journal.ValidID(out.ID) {
 		tb.Fatalf("POST /v1/tokens = %s, want name %q and an id", w.Body, name)
 	}

@@ -88,10 +88,7 @@ func handleEntryList(logger *slog.Logger, entries journal.EntryStore) http.Handl
 			writeError(w, r, logger, err)
 			return
 		}
-		tag := pageETag(page)
-		w.Header().Set("ETag", tag)
-		if noneMatch(r, tag) {
-			w.WriteHeader(http.StatusNotModified)
+		if notModified(w, r, pageETag(page)) {
 			return
 		}
 		out := entryListJSON{Entries: make([]entryJSON, len(page.Entries))}
@@ -328,10 +325,7 @@ func handleEntryGet(logger *slog.Logger, entries journal.EntryStore) http.Handle
 			writeError(w, r, logger, err)
 			return
 		}
-		tag := entryETag(e)
-		w.Header().Set("ETag", tag)
-		if noneMatch(r, tag) {
-			w.WriteHeader(http.StatusNotModified)
+		if notModified(w, r, entryETag(e)) {
 			return
 		}
 		writeJSON(w, r, logger, http.StatusOK, toEntryJSON(e))
@@ -481,6 +475,18 @@ func parseEntryETag(t etag) (int64, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// notModified sets the ETag of a GET's answer to tag and, when If-None-Match
+// matches it, answers 304 and reports true: the handler then writes nothing
+// more.
+func notModified(w http.ResponseWriter, r *http.Request, tag string) bool {
+	w.Header().Set("ETag", tag)
+	if !noneMatch(r, tag) {
+		return false
+	}
+	w.WriteHeader(http.StatusNotModified)
+	return true
 }
 
 // noneMatch reports whether If-None-Match matches current (weak comparison,

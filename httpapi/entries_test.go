@@ -18,11 +18,8 @@ func TestEntryLifecycle(t *testing.T) {
 		tok := ts.signup(t, "alice")
 
 		w := ts.do(t, "POST", "/v1/entries", `{"title":"First <day>","body":"Hello & welcome"}`, auth(tok)...)
-		if w.Code != http.StatusCreated {
-			t.Fatalf("POST /v1/entries = %d %s", w.Code, w.Body)
-		}
 		var created map[string]any
-		decodeBody(t, w, &created)
+		wantJSON(t, w, http.StatusCreated, &created)
 		id, _ := created["id"].(string)
 		if !journal.ValidID(id) {
 			t.Fatalf("id = %q", id)
@@ -46,11 +43,8 @@ func TestEntryLifecycle(t *testing.T) {
 
 		// GET returns exactly what POST returned.
 		w = ts.do(t, "GET", "/v1/entries/"+id, "", auth(tok)...)
-		if w.Code != http.StatusOK {
-			t.Fatalf("GET = %d %s", w.Code, w.Body)
-		}
 		var got map[string]any
-		decodeBody(t, w, &got)
+		wantJSON(t, w, http.StatusOK, &got)
 		if diff := cmp.Diff(created, got); diff != "" {
 			t.Errorf("GET differs from POST (-post +get):\n%s", diff)
 		}
@@ -74,11 +68,8 @@ func TestEntryLifecycle(t *testing.T) {
 		// PATCH.
 		ts.clock.Advance(1500 * time.Microsecond)
 		w = ts.do(t, "PATCH", "/v1/entries/"+id, `{"title":"Renamed"}`, auth(tok)...)
-		if w.Code != http.StatusOK {
-			t.Fatalf("PATCH = %d %s", w.Code, w.Body)
-		}
 		var patched map[string]any
-		decodeBody(t, w, &patched)
+		wantJSON(t, w, http.StatusOK, &patched)
 		if patched["title"] != "Renamed" || patched["body"] != "Hello & welcome" ||
 			patched["created_at"] != created["created_at"] || patched["updated_at"] != "2025-03-04T05:06:07.124956Z" {
 			t.Errorf("patched = %v", patched)
@@ -121,11 +112,8 @@ func TestEntryCreateBodyOptional(t *testing.T) {
 	ts := newTestServer(t)
 	tok := ts.signup(t, "bob")
 	w := ts.do(t, "POST", "/v1/entries", `{"title":"only a title"}`, auth(tok)...)
-	if w.Code != http.StatusCreated {
-		t.Fatalf("POST without body field = %d %s", w.Code, w.Body)
-	}
 	var e map[string]any
-	decodeBody(t, w, &e)
+	wantJSON(t, w, http.StatusCreated, &e)
 	if e["body"] != "" {
 		t.Errorf("body = %v, want empty", e["body"])
 	}

@@ -18,30 +18,13 @@ import (
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/password"
+	"github.com/journalsvc/journal/ratelimit/ratelimittest"
 	"github.com/journalsvc/journal/sqlite"
 )
 
 // cheapParams keep password hashing fast in HTTP tests; the password
 // package tests the real parameters.
 var cheapParams = password.Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}
-
-// fakeClock is a settable clock, safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // syncBuffer is a bytes.Buffer safe for concurrent use (log output).
 type syncBuffer struct {
@@ -83,7 +66,7 @@ func (s *syncBuffer) lines(tb testing.TB, msg string) []map[string]any {
 type testServer struct {
 	h      http.Handler
 	store  *sqlite.Store
-	clock  *fakeClock
+	clock  *ratelimittest.Clock
 	logs   *syncBuffer
 	reg    *prometheus.Registry
 	hasher *password.Hasher
@@ -97,7 +80,7 @@ func newTestServer(tb testing.TB, mod ...func(*Options)) *testServer {
 	st := testdb.SQLite(tb)
 	ts := &testServer{
 		store:  st,
-		clock:  &fakeClock{t: time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)},
+		clock:  ratelimittest.NewClock(time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)),
 		logs:   &syncBuffer{},
 		reg:    prometheus.NewRegistry(),
 		hasher: password.New(password.Options{Params: cheapParams}),
@@ -172,11 +155,8 @@ func (ts *testServer) signup(tb testing.TB, username string) (token string) {
 		tb.Fatalf("POST /v1/users = %d %s", w.Code, w.Body)
 	}
 	w := ts.do(tb, "POST", "/v1/tokens", creds)
-	if w.Code != http.StatusCreated {
-		tb.Fatalf("POST /v1/tokens = %d %s", w.Code, w.Body)
-	}
 	var tok struct{ Token string }
-	decodeBody(tb, w, &tok)
+	wantJSON(tb, w, http.StatusCreated, &tok)
 	return tok.Token
 }
 
@@ -185,12 +165,18 @@ func (ts *testServer) createEntry(tb testing.TB, token, title, body string) (map
 	tb.Helper()
 	b, _ := json.Marshal(map[string]string{"title": title, "body": body})
 	w := ts.do(tb, "POST", "/v1/entries", string(b), auth(token)...)
-	if w.Code != http.StatusCreated {
-		tb.Fatalf("POST /v1/entries = %d %s", w.Code, w.Body)
-	}
 	var e map[string]any
-	decodeBody(tb, w, &e)
+	wantJSON(tb, w, http.StatusCreated, &e)
 	return e, w.Header().Get("ETag")
+}
+
+// wantJSON checks that w answers status and decodes its JSON body into v.
+func wantJSON(tb testing.TB, w *httptest.ResponseRecorder, status int, v any) {
+	tb.Helper()
+	if w.Code != status {
+		tb.Fatalf("status %d, want %d: %s", w.Code, status, w.Body)
+	}
+	decodeBody(tb, w, v)
 }
 
 func decodeBody(tb testing.TB, w *httptest.ResponseRecorder, v any) {
@@ -247,6 +233,22 @@ func (f failingEntries) Entry(ctx context.Context, userID, id string) (journal.E
 		return f.entry()
 	}
 	return f.EntryStore.Entry(ctx, userID, id)
+}
+
+// getFailingEntry rebuilds ts's handler (with a fresh metrics registry) so
+// that reading an entry calls entry instead of the store, and GETs an entry
+// of tok's user with X-Request-ID requestID.
+func (ts *testServer) getFailingEntry(tb testing.TB, tok, requestID string, entry func() (journal.Entry, error)) *httptest.ResponseRecorder {
+	tb.Helper()
+	o := ts.opts
+	o.Metrics = newRegistry()
+	o.Entries = failingEntries{EntryStore: ts.store, entry: entry}
+	h, err := NewServer(o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ts.h = h
+	return ts.do(tb, "GET", "/v1/entries/"+journal.NewID(ts.clock.Now()), "", hdr(auth(tok), []string{"X-Request-ID", requestID})...)
 }
 
 func newRegistry() *prometheus.Registry { return prometheus.NewRegistry() }

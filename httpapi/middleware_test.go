@@ -172,15 +172,7 @@ func TestPanicRecovery(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t)
 	tok := ts.signup(t, "dan")
-	o := ts.opts
-	o.Metrics = newRegistry()
-	o.Entries = failingEntries{EntryStore: ts.store, entry: func() (journal.Entry, error) { panic("boom in the store") }}
-	h, err := NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts.h = h
-	w := ts.do(t, "GET", "/v1/entries/"+journal.NewID(ts.clock.Now()), "", hdr(auth(tok), []string{"X-Request-ID", "panic-1"})...)
+	w := ts.getFailingEntry(t, tok, "panic-1", func() (journal.Entry, error) { panic("boom in the store") })
 	p := wantProblem(t, w, http.StatusInternalServerError)
 	if strings.Contains(p.Detail, "boom") {
 		t.Errorf("500 detail leaks the panic: %q", p.Detail)
@@ -211,14 +203,9 @@ func TestInternalErrorIsGeneric(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t)
 	tok := ts.signup(t, "eve")
-	o := ts.opts
-	o.Metrics = newRegistry()
-	o.Entries = failingEntries{EntryStore: ts.store, entry: func() (journal.Entry, error) {
+	w := ts.getFailingEntry(t, tok, "int-1", func() (journal.Entry, error) {
 		return journal.Entry{}, errors.New("db: connection to 10.0.0.5 refused")
-	}}
-	h, _ := NewServer(o)
-	ts.h = h
-	w := ts.do(t, "GET", "/v1/entries/"+journal.NewID(ts.clock.Now()), "", hdr(auth(tok), []string{"X-Request-ID", "int-1"})...)
+	})
 	p := wantProblem(t, w, 500)
 	if p.Detail != "internal server error" {
 		t.Errorf("500 detail = %q, want the generic one", p.Detail)
@@ -245,15 +232,7 @@ func TestDatabaseUnavailable(t *testing.T) {
 		fmt.Errorf("postgres: entry: %w: %w", journal.ErrUnavailable, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")),
 		fmt.Errorf("postgres: entry: %w", context.DeadlineExceeded),
 	} {
-		o := ts.opts
-		o.Metrics = newRegistry()
-		o.Entries = failingEntries{EntryStore: ts.store, entry: func() (journal.Entry, error) { return journal.Entry{}, cause }}
-		h, err := NewServer(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts.h = h
-		w := ts.do(t, "GET", "/v1/entries/"+journal.NewID(ts.clock.Now()), "", hdr(auth(tok), []string{"X-Request-ID", "down-1"})...)
+		w := ts.getFailingEntry(t, tok, "down-1", func() (journal.Entry, error) { return journal.Entry{}, cause })
 		p := wantProblem(t, w, http.StatusServiceUnavailable)
 		if p.Type != httplimit.ProblemTemporaryReducedCapacity || w.Header().Get("Retry-After") != "1" || strings.Contains(p.Detail, "127.0.0.1") {
 			t.Errorf("%v: problem %+v, Retry-After %q; want type %s, Retry-After 1 and no internals",

@@ -63,14 +63,11 @@ func TestNewServerRejectsMissingDependencies(t *testing.T) {
 func TestUserCreate(t *testing.T) {
 	bothStores(t, func(t *testing.T, ts *testServer) {
 		w := ts.do(t, "POST", "/v1/users", `{"username":"alice","password":"secret-password"}`)
-		if w.Code != http.StatusCreated {
-			t.Fatalf("POST /v1/users = %d %s", w.Code, w.Body)
-		}
+		var u map[string]any
+		wantJSON(t, w, http.StatusCreated, &u)
 		if got := w.Header().Get("Content-Type"); got != "application/json" {
 			t.Errorf("Content-Type = %q", got)
 		}
-		var u map[string]any
-		decodeBody(t, w, &u)
 		if len(u) != 3 || u["username"] != "alice" || !journal.ValidID(u["id"].(string)) || !timeRE.MatchString(u["created_at"].(string)) {
 			t.Errorf("user = %v, want {id, username, created_at}", u)
 		}
@@ -112,11 +109,8 @@ func TestUserMe(t *testing.T) {
 	bothStores(t, func(t *testing.T, ts *testServer) {
 		tok := ts.signup(t, "carol")
 		w := ts.do(t, "GET", "/v1/users/me", "", auth(tok)...)
-		if w.Code != http.StatusOK {
-			t.Fatalf("GET /v1/users/me = %d %s", w.Code, w.Body)
-		}
 		var u map[string]any
-		decodeBody(t, w, &u)
+		wantJSON(t, w, http.StatusOK, &u)
 		if u["username"] != "carol" || len(u) != 3 {
 			t.Errorf("me = %v", u)
 		}
@@ -134,14 +128,11 @@ func TestTokenCreate(t *testing.T) {
 		ts.do(t, "POST", "/v1/users", `{"username":"dave","password":"dave-password"}`)
 
 		w := ts.do(t, "POST", "/v1/tokens", `{"username":"dave","password":"dave-password"}`)
-		if w.Code != http.StatusCreated {
-			t.Fatalf("POST /v1/tokens = %d %s", w.Code, w.Body)
-		}
+		var tok map[string]string
+		wantJSON(t, w, http.StatusCreated, &tok)
 		if got := w.Header().Get("Cache-Control"); got != "no-store" {
 			t.Errorf("Cache-Control = %q, want no-store", got)
 		}
-		var tok map[string]string
-		decodeBody(t, w, &tok)
 		if len(tok) != 4 || !journal.WellFormedTokenSecret(tok["token"]) || !journal.ValidID(tok["id"]) || tok["name"] != "" {
 			t.Errorf("token response = %v", tok)
 		}

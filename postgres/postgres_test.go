@@ -31,10 +31,7 @@ func schemaURL(tb testing.TB, base string) string {
 	schema := testenv.RandomName("t_")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	conn := connect(tb, ctx, base)
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
 		tb.Fatal(err)
@@ -49,6 +46,17 @@ func schemaURL(tb testing.TB, base string) string {
 	return u.String()
 }
 
+// connect opens a connection to the database at url, failing the test if it
+// cannot. The caller closes it.
+func connect(tb testing.TB, ctx context.Context, url string) *pgx.Conn {
+	tb.Helper()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return conn
+}
+
 func TestMigrations(t *testing.T) {
 	storetest.RunMigrations(t, []int{1, 2}, func(t *testing.T) storetest.MigrationTarget {
 		url := testenv.PostgresURL(t)
@@ -57,10 +65,7 @@ func TestMigrations(t *testing.T) {
 			Versions: func(tb testing.TB) []int {
 				tb.Helper()
 				ctx := context.Background()
-				conn, err := pgx.Connect(ctx, url)
-				if err != nil {
-					tb.Fatal(err)
-				}
+				conn := connect(tb, ctx, url)
 				defer conn.Close(ctx)
 				rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations ORDER BY version")
 				if err != nil {
@@ -190,10 +195,7 @@ func TestPurgeOneAtATime(t *testing.T) {
 	s := testdb.PostgresAt(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := connect(t, ctx, url)
 	defer conn.Close(ctx)
 	tx, err := conn.Begin(ctx)
 	if err != nil {
@@ -229,13 +231,10 @@ func BenchmarkSearch(b *testing.B) {
 	if err := s.CreateUser(ctx, u); err != nil {
 		b.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		b.Fatal(err)
-	}
+	conn := connect(b, ctx, url)
 	defer conn.Close(ctx)
 	corpus := storetest.BenchCorpus(u.ID, benchEntries, start)
-	_, err = conn.CopyFrom(ctx, pgx.Identifier{"entries"}, []string{"id", "user_id", "title", "body", "version", "created_at", "updated_at"},
+	_, err := conn.CopyFrom(ctx, pgx.Identifier{"entries"}, []string{"id", "user_id", "title", "body", "version", "created_at", "updated_at"},
 		pgx.CopyFromSlice(len(corpus), func(i int) ([]any, error) {
 			e := corpus[i]
 			return []any{e.ID, e.UserID, e.Title, e.Body, e.Version, e.CreatedAt, e.UpdatedAt}, nil

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
-	"sync"
 	"time"
+
+	"github.com/journalsvc/journal/ratelimit/internal/shardmap"
 )
 
 // DefaultFallbackSubjects is the default bound of FallbackOptions.MaxSubjects.
@@ -234,15 +234,8 @@ func (p Policy) share(n, cost int64) Policy {
 // seenTable remembers the primary's last report per (subject, policy):
 // sharded by subject, so the items of one decision share a lock, and bounded.
 type seenTable struct {
-	hashSeed maphash.Seed
+	shardmap.Table[report]
 	perShard int
-	shards   [64]seenShard
-}
-
-type seenShard struct {
-	mu sync.Mutex
-	m  map[uint64]report
-	_  [40]byte // a shard per cache line
 }
 
 // report is what the primary last said about one policy of one subject.
@@ -256,36 +249,19 @@ type report struct {
 }
 
 func (t *seenTable) init(max int) {
-	t.hashSeed = maphash.MakeSeed()
-	t.perShard = (max + len(t.shards) - 1) / len(t.shards)
-	for i := range t.shards {
-		t.shards[i].m = make(map[uint64]report)
-	}
-}
-
-func (t *seenTable) shard(subject string) (*seenShard, uint64) {
-	h := maphash.String(t.hashSeed, subject)
-	return &t.shards[h%uint64(len(t.shards))], h
-}
-
-// keyOf mixes the policy name into the subject's hash (FNV-1a steps).
-func keyOf(h uint64, policy string) uint64 {
-	for i := 0; i < len(policy); i++ {
-		h ^= uint64(policy[i])
-		h *= 1099511628211
-	}
-	return h
+	t.Init()
+	t.perShard = (max + shardmap.N - 1) / shardmap.N
 }
 
 // record stores the primary's results for subject's items, reported at now
 // (µs).
 func (t *seenTable) record(subject string, items []Item, results []Result, now int64) {
-	s, h := t.shard(subject)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s, h := t.Shard(subject)
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
 	for i := range results {
 		r, p := &results[i], &items[i].Policy
-		k := keyOf(h, p.Name)
+		k := shardmap.Key(h, p.Name)
 		rep := report{remaining: r.Remaining, at: now}
 		if !r.Allowed {
 			rep.retryAt = now + r.RetryAfter.Microseconds()
@@ -294,39 +270,39 @@ func (t *seenTable) record(subject string, items []Item, results []Result, now i
 		// passed after it (the whole quota is back by then) and its retry
 		// time has come.
 		rep.expires = max(now+p.Rate.Per.Microseconds(), rep.retryAt)
-		if old, ok := s.m[k]; ok && old.remaining == rep.remaining && old.retryAt == rep.retryAt && old.seeded == unseeded {
+		if old, ok := s.M[k]; ok && old.remaining == rep.remaining && old.retryAt == rep.retryAt && old.seeded == unseeded {
 			continue // the same report again: keep the map write off the hot path
 		}
-		if _, ok := s.m[k]; !ok && len(s.m) >= t.perShard {
-			s.evict(now)
+		if _, ok := s.M[k]; !ok && len(s.M) >= t.perShard {
+			evictReports(s, now)
 		}
-		s.m[k] = rep
+		s.M[k] = rep
 	}
 }
 
-// evict drops the reports that no longer matter and, if none did, one
-// arbitrary report. s.mu is held.
-func (s *seenShard) evict(now int64) {
-	n := len(s.m)
+// evictReports drops the reports of s that no longer matter and, if none
+// did, one arbitrary report. s.Mu is held.
+func evictReports(s *shardmap.Shard[report], now int64) {
+	n := len(s.M)
 	var victim uint64
-	for k, r := range s.m {
+	for k, r := range s.M {
 		if r.expires <= now {
-			delete(s.m, k)
+			delete(s.M, k)
 		} else {
 			victim = k
 		}
 	}
-	if len(s.m) == n {
-		delete(s.m, victim)
+	if len(s.M) == n {
+		delete(s.M, victim)
 	}
 }
 
 // forget drops the report of (subject, policy).
 func (t *seenTable) forget(subject, policy string) {
-	s, h := t.shard(subject)
-	s.mu.Lock()
-	delete(s.m, keyOf(h, policy))
-	s.mu.Unlock()
+	s, h := t.Shard(subject)
+	s.Mu.Lock()
+	delete(s.M, shardmap.Key(h, policy))
+	s.Mu.Unlock()
 }
 
 // seed sets, for each FailLocal item with a report not yet applied in mode,
@@ -339,9 +315,9 @@ func (t *seenTable) forget(subject, policy string) {
 // seed. Holding the shard's lock while seeding makes every concurrent
 // degraded decision of the subject see the seeded state.
 func (t *seenTable) seed(ctx context.Context, local Limiter, d *Decision, subject string, items, shares []Item, n, now int64, mode seedMode) error {
-	s, h := t.shard(subject)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s, h := t.Shard(subject)
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
 	j := 0
 	for i := range items {
 		it := &items[i]
@@ -350,16 +326,16 @@ func (t *seenTable) seed(ctx context.Context, local Limiter, d *Decision, subjec
 		}
 		sh := shares[j].Policy
 		j++
-		k := keyOf(h, it.Policy.Name)
-		rep, known := s.m[k]
+		k := shardmap.Key(h, it.Policy.Name)
+		rep, known := s.M[k]
 		if !known {
 			if mode == seededDown {
 				continue // never seen: a fresh share
 			}
 			// Never seen, and the store may be granting it everything
 			// now: no quota until the store answers or is known down.
-			if len(s.m) >= t.perShard {
-				s.evict(now)
+			if len(s.M) >= t.perShard {
+				evictReports(s, now)
 			}
 			rep = report{unknown: true, expires: now + it.Policy.Rate.Per.Microseconds()}
 		}
@@ -367,7 +343,7 @@ func (t *seenTable) seed(ctx context.Context, local Limiter, d *Decision, subjec
 			continue
 		}
 		rep.seeded = mode
-		s.m[k] = rep
+		s.M[k] = rep
 		left := min((rep.remaining+n-1)/n, sh.Limit())
 		if mode == seededSlow {
 			// The store may be granting the reported quota to others now:

@@ -47,28 +47,22 @@ func (s *store) Reset(ctx context.Context, subject, policy string) error {
 	return s.Limiter.Reset(ctx, subject, policy)
 }
 
-type clock struct{ t atomic.Int64 }
-
-func (c *clock) now() time.Time          { return time.Unix(0, c.t.Load()) }
-func (c *clock) advance(d time.Duration) { c.t.Add(int64(d)) }
-
 // fallbackFixture is a Fallback over a store, with n live instances, all on
 // one fake clock.
 type fallbackFixture struct {
-	clock *clock
+	clock *ratelimittest.Clock
 	store *store
 	f     *ratelimit.Fallback
 }
 
 func newFallbackFixture(t *testing.T, n int64) *fallbackFixture {
 	t.Helper()
-	c := &clock{}
-	c.t.Store(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC).UnixNano())
-	shared := memorylimit.New(memorylimit.Options{Now: c.now})
-	local := memorylimit.New(memorylimit.Options{Now: c.now})
+	c := ratelimittest.NewClock(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC))
+	shared := memorylimit.New(memorylimit.Options{Now: c.Now})
+	local := memorylimit.New(memorylimit.Options{Now: c.Now})
 	t.Cleanup(func() { shared.Close(); local.Close() })
 	s := &store{Limiter: shared}
-	f, err := ratelimit.NewFallback(s, local, ratelimit.FallbackOptions{Instances: func() int64 { return n }, Now: c.now})
+	f, err := ratelimit.NewFallback(s, local, ratelimit.FallbackOptions{Instances: func() int64 { return n }, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +170,7 @@ func TestFallbackContinuesFromTheStore(t *testing.T) {
 			if got := x.admit(t, "ip:192.0.2.1", 20, item); got != tc.wantDuringOutage {
 				t.Errorf("during the outage: %d admitted, want %d", got, tc.wantDuringOutage)
 			}
-			x.clock.advance(tc.advance)
+			x.clock.Advance(tc.advance)
 			if got := x.admit(t, "ip:192.0.2.1", 20, item); got != tc.wantAfterAdvancing {
 				t.Errorf("after %v more of the outage: %d admitted, want %d (the share's rate)", tc.advance, got, tc.wantAfterAdvancing)
 			}
@@ -215,7 +209,7 @@ func TestFallbackOldReportsExpire(t *testing.T) {
 	x := newFallbackFixture(t, 1)
 	item := ratelimit.Item{Policy: ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 10, Per: time.Minute}}}
 	x.admit(t, "s", 11, item)
-	x.clock.advance(61 * time.Second)
+	x.clock.Advance(61 * time.Second)
 	x.store.down.Store(true)
 	if got := x.admit(t, "s", 20, item); got != 10 {
 		t.Fatalf("an hour after the report: %d admitted, want a fresh 10", got)
@@ -277,13 +271,12 @@ func (s *slowStore) Decide(ctx context.Context, d *ratelimit.Decision, subject s
 // and then what time returns, for a subject seen or not; once the store is
 // down, the share of the reported quota (or a fresh share) is granted.
 func TestFallbackGrantsNothingNewWhileSlow(t *testing.T) {
-	c := &clock{}
-	c.t.Store(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC).UnixNano())
-	shared := memorylimit.New(memorylimit.Options{Now: c.now})
-	local := memorylimit.New(memorylimit.Options{Now: c.now})
+	c := ratelimittest.NewClock(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC))
+	shared := memorylimit.New(memorylimit.Options{Now: c.Now})
+	local := memorylimit.New(memorylimit.Options{Now: c.Now})
 	t.Cleanup(func() { shared.Close(); local.Close() })
 	s := &slowStore{store: &store{Limiter: shared}}
-	f, err := ratelimit.NewFallback(s, local, ratelimit.FallbackOptions{Now: c.now})
+	f, err := ratelimit.NewFallback(s, local, ratelimit.FallbackOptions{Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +294,7 @@ func TestFallbackGrantsNothingNewWhileSlow(t *testing.T) {
 	if got := x.admit(t, "unseen", 10, item); got != 1 {
 		t.Errorf("slow store, a subject never seen: %d admitted, want 1", got)
 	}
-	c.advance(6 * time.Second)
+	c.Advance(6 * time.Second)
 	if got := x.admit(t, "seen", 10, item); got != 1 {
 		t.Errorf("slow store, 6s later: %d admitted, want the 1 the rate returned", got)
 	}
@@ -338,16 +331,15 @@ func (s *flakyStore) Decide(ctx context.Context, d *ratelimit.Decision, subject 
 // instance (and what the share's rate returns), however many reports come.
 func TestFallbackSlowReportsGrantOneUnitInAll(t *testing.T) {
 	for _, n := range []int64{1, 3} {
-		c := &clock{}
-		c.t.Store(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC).UnixNano())
-		shared := memorylimit.New(memorylimit.Options{Now: c.now})
+		c := ratelimittest.NewClock(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC))
+		shared := memorylimit.New(memorylimit.Options{Now: c.Now})
 		t.Cleanup(func() { shared.Close() })
 		var fs []*ratelimit.Fallback
 		for range n {
-			local := memorylimit.New(memorylimit.Options{Now: c.now})
+			local := memorylimit.New(memorylimit.Options{Now: c.Now})
 			t.Cleanup(func() { local.Close() })
 			f, err := ratelimit.NewFallback(&flakyStore{store: &store{Limiter: shared}}, local,
-				ratelimit.FallbackOptions{Instances: func() int64 { return n }, Now: c.now})
+				ratelimit.FallbackOptions{Instances: func() int64 { return n }, Now: c.Now})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -363,7 +355,7 @@ func TestFallbackSlowReportsGrantOneUnitInAll(t *testing.T) {
 			if d.Allowed {
 				admitted++
 			}
-			c.advance(time.Millisecond)
+			c.Advance(time.Millisecond)
 		}
 		if want := 20 + int(n); admitted > want {
 			t.Errorf("%d instances: %d admitted, want at most %d (the limit and one unit per instance)", n, admitted, want)

@@ -69,32 +69,14 @@ const (
 	Fixed                    // fixed, epoch-aligned windows
 )
 
+var algorithms = enum[Algorithm]{kind: "algorithm", names: []string{GCRA: "gcra", Sliding: "sliding", Fixed: "fixed"}}
+
 // ParseAlgorithm parses "gcra", "sliding" or "fixed" (case-insensitive). Any
 // other string returns an error wrapping [ErrInvalid].
-func ParseAlgorithm(s string) (Algorithm, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "gcra":
-		return GCRA, nil
-	case "sliding":
-		return Sliding, nil
-	case "fixed":
-		return Fixed, nil
-	}
-	return 0, fmt.Errorf("%w algorithm %q (want gcra, sliding or fixed)", ErrInvalid, s)
-}
+func ParseAlgorithm(s string) (Algorithm, error) { return algorithms.parse(s) }
 
 // String returns "gcra", "sliding" or "fixed" (or "algorithm(N)" if unknown).
-func (a Algorithm) String() string {
-	switch a {
-	case GCRA:
-		return "gcra"
-	case Sliding:
-		return "sliding"
-	case Fixed:
-		return "fixed"
-	}
-	return "algorithm(" + strconv.Itoa(int(a)) + ")"
-}
+func (a Algorithm) String() string { return algorithms.name(a) }
 
 // FailMode says what a backend does for a policy when its shared store is
 // unavailable. The zero value is [FailLocal].
@@ -112,31 +94,41 @@ const (
 	FailClosed
 )
 
+var failModes = enum[FailMode]{kind: "fail mode", names: []string{FailLocal: "local", FailOpen: "open", FailClosed: "closed"}}
+
 // ParseFailMode parses "local", "open" or "closed" (case-insensitive). Any
 // other string returns an error wrapping [ErrInvalid].
-func ParseFailMode(s string) (FailMode, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "local":
-		return FailLocal, nil
-	case "open":
-		return FailOpen, nil
-	case "closed":
-		return FailClosed, nil
-	}
-	return 0, fmt.Errorf("%w fail mode %q (want local, open or closed)", ErrInvalid, s)
-}
+func ParseFailMode(s string) (FailMode, error) { return failModes.parse(s) }
 
 // String returns "local", "open" or "closed" (or "failmode(N)" if unknown).
-func (f FailMode) String() string {
-	switch f {
-	case FailLocal:
-		return "local"
-	case FailOpen:
-		return "open"
-	case FailClosed:
-		return "closed"
+func (f FailMode) String() string { return failModes.name(f) }
+
+// enum is the text form of an enumeration T: names[v] is the name of v.
+type enum[T ~uint8] struct {
+	kind  string // what a T is, for messages: "fail mode"
+	names []string
+}
+
+// parse returns the value named s, ignoring case and surrounding space, or
+// an error wrapping [ErrInvalid] that lists the names.
+func (e *enum[T]) parse(s string) (T, error) {
+	name := strings.ToLower(strings.TrimSpace(s))
+	for v, n := range e.names {
+		if n == name {
+			return T(v), nil
+		}
 	}
-	return "failmode(" + strconv.Itoa(int(f)) + ")"
+	last := len(e.names) - 1
+	return 0, fmt.Errorf("%w %s %q (want %s or %s)", ErrInvalid, e.kind, s, strings.Join(e.names[:last], ", "), e.names[last])
+}
+
+// name returns the name of v, or "kind(N)" (kind without spaces) for a value
+// without one.
+func (e *enum[T]) name(v T) string {
+	if int(v) < len(e.names) {
+		return e.names[v]
+	}
+	return strings.ReplaceAll(e.kind, " ", "") + "(" + strconv.Itoa(int(v)) + ")"
 }
 
 // MinPer is the shortest period a [Rate] may have.

@@ -2,6 +2,7 @@ package ratelimit_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -47,30 +48,41 @@ func TestParseRate(t *testing.T) {
 	}
 }
 
-func TestParseAlgorithmAndFailMode(t *testing.T) {
-	for _, a := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
-		if got, err := ratelimit.ParseAlgorithm(strings.ToUpper(a.String())); err != nil || got != a {
-			t.Errorf("ParseAlgorithm(%q) = %v, %v", a, got, err)
+func TestParseAlgorithm(t *testing.T) {
+	testEnum(t, ratelimit.ParseAlgorithm, []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed}, "leaky", ratelimit.GCRA)
+	if got, want := ratelimit.Algorithm(7).String(), "algorithm(7)"; got != want {
+		t.Errorf("Algorithm(7).String() = %q, want %q", got, want)
+	}
+}
+
+func TestParseFailMode(t *testing.T) {
+	testEnum(t, ratelimit.ParseFailMode, []ratelimit.FailMode{ratelimit.FailLocal, ratelimit.FailOpen, ratelimit.FailClosed}, "maybe", ratelimit.FailLocal)
+	if got, want := ratelimit.FailMode(7).String(), "failmode(7)"; got != want {
+		t.Errorf("FailMode(7).String() = %q, want %q", got, want)
+	}
+}
+
+// testEnum checks an enumeration's parser: every value's name parses back to
+// it whatever its case and surrounding space, bad is refused with
+// ErrInvalid, and the zero value is def.
+func testEnum[E interface {
+	comparable
+	fmt.Stringer
+}](t *testing.T, parse func(string) (E, error), all []E, bad string, def E) {
+	t.Helper()
+	for _, v := range all {
+		for _, s := range []string{v.String(), " " + strings.ToUpper(v.String()) + " "} {
+			if got, err := parse(s); err != nil || got != v {
+				t.Errorf("parse %T %q = %v, %v; want %v", v, s, got, err, v)
+			}
 		}
 	}
-	if _, err := ratelimit.ParseAlgorithm("leaky"); !errors.Is(err, ratelimit.ErrInvalid) {
-		t.Errorf("ParseAlgorithm(leaky): err = %v, want ErrInvalid", err)
+	if got, err := parse(bad); !errors.Is(err, ratelimit.ErrInvalid) {
+		t.Errorf("parse %T %q = %v, %v; want ErrInvalid", got, bad, got, err)
 	}
-	var zero ratelimit.Algorithm
-	if zero != ratelimit.GCRA {
-		t.Error("the zero Algorithm is not GCRA")
-	}
-	for _, f := range []ratelimit.FailMode{ratelimit.FailLocal, ratelimit.FailOpen, ratelimit.FailClosed} {
-		if got, err := ratelimit.ParseFailMode(f.String()); err != nil || got != f {
-			t.Errorf("ParseFailMode(%q) = %v, %v", f, got, err)
-		}
-	}
-	if _, err := ratelimit.ParseFailMode("maybe"); !errors.Is(err, ratelimit.ErrInvalid) {
-		t.Errorf("ParseFailMode(maybe): err = %v, want ErrInvalid", err)
-	}
-	var zf ratelimit.FailMode
-	if zf != ratelimit.FailLocal {
-		t.Error("the zero FailMode is not FailLocal")
+	var zero E
+	if zero != def {
+		t.Errorf("the zero %T is %v, want %v", zero, zero, def)
 	}
 }
 

@@ -71,7 +71,8 @@ func newCache(tb testing.TB, s cache.Store, opts cache.Options) *cache.Cache {
 	return c
 }
 
-func mustGet(tb testing.TB, s cache.Store, key string) cache.Entry {
+// Get returns what s holds at key, failing the test if Get returns an error.
+func Get(tb testing.TB, s cache.Store, key string) cache.Entry {
 	tb.Helper()
 	e, err := s.Get(context.Background(), key)
 	if err != nil {
@@ -82,7 +83,7 @@ func mustGet(tb testing.TB, s cache.Store, key string) cache.Entry {
 
 func wantEntry(tb testing.TB, s cache.Store, key string, status cache.Status, value string) cache.Entry {
 	tb.Helper()
-	e := mustGet(tb, s, key)
+	e := Get(tb, s, key)
 	if e.Status != status || string(e.Value) != value {
 		tb.Fatalf("Get(%q) = %v %q, want %v %q", key, e.Status, e.Value, status, value)
 	}
@@ -179,12 +180,12 @@ func testExpiry(t *testing.T, s cache.Store) {
 	const ttl = 200 * time.Millisecond
 	start := time.Now()
 	mustSet(t, s, k, hit("v"), ttl)
-	e := mustGet(t, s, k)
+	e := Get(t, s, k)
 	if time.Since(start) < ttl/2 && e.Status != cache.Hit {
 		t.Fatalf("Get right after Set = %v, want hit", e.Status)
 	}
 	for {
-		e := mustGet(t, s, k)
+		e := Get(t, s, k)
 		if e.Status == cache.Miss {
 			if el := time.Since(start); el < ttl {
 				t.Fatalf("entry expired after %v, before its ttl %v", el, ttl)
@@ -325,7 +326,7 @@ func testRelease(t *testing.T, s cache.Store) {
 	if err := s.Release(context.Background(), k, "wrong"); err != nil {
 		t.Fatal(err)
 	}
-	if e := mustGet(t, s, k); !e.Leased {
+	if e := Get(t, s, k); !e.Leased {
 		t.Fatalf("Release with a wrong token freed the lease")
 	}
 	if err := s.Release(context.Background(), k, token); err != nil {
@@ -336,7 +337,7 @@ func testRelease(t *testing.T, s cache.Store) {
 	}
 	// Release never deletes a value.
 	mustSet(t, s, k, hit("v"), time.Minute)
-	e := mustGet(t, s, k)
+	e := Get(t, s, k)
 	if err := s.Release(context.Background(), k, e.Token); err != nil {
 		t.Fatal(err)
 	}
@@ -525,7 +526,7 @@ func testLeaseHolderGone(t *testing.T, s cache.Store) {
 	if el := time.Since(start); el < 100*time.Millisecond || el > 3*time.Second {
 		t.Errorf("GetOrLoad took %v, want about LeaseWait (100ms)", el)
 	}
-	if e := mustGet(t, s, k); !e.Leased {
+	if e := Get(t, s, k); !e.Leased {
 		t.Errorf("key = %v, want still leased (nothing stored)", e.Status)
 	}
 }

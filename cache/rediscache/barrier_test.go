@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/journalsvc/journal/cache/cachetest"
 	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/cache/rediscache/rediscachetest"
 	"github.com/journalsvc/journal/internal/testenv"
 )
 
@@ -51,27 +53,23 @@ func TestBarrierOrdersReadsAfterInvalidations(t *testing.T) {
 		t.Fatalf("NewClient: %v, near cache %v", err, near)
 	}
 	t.Cleanup(client.Close)
-	b, err := rediscache.New(client, rediscache.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b := rediscachetest.Store(t, client, rediscache.Options{Timeout: 5 * time.Second})
 
 	key := testenv.RandomPrefix() + "k"
 	set(t, a, key, "v1")
-	if got := string(get(t, b, key).Value); got != "v1" {
+	if got := string(cachetest.Get(t, b, key).Value); got != "v1" {
 		t.Fatalf("b reads %q, want v1", got)
 	}
-	get(t, b, key) // now from b's near cache
+	cachetest.Get(t, b, key) // now from b's near cache
 	slow.Store(true)
 	set(t, a, key, "v2")
-	if got := string(get(t, b, key).Value); got != "v1" {
+	if got := string(cachetest.Get(t, b, key).Value); got != "v1" {
 		t.Fatalf("without a barrier, b read %q while its invalidation was late; want the stale v1 (the test cannot show the barrier matters)", got)
 	}
 	if err := b.Barrier(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := string(get(t, b, key).Value); got != "v2" {
+	if got := string(cachetest.Get(t, b, key).Value); got != "v2" {
 		t.Errorf("after Barrier, b reads %q, want v2", got)
 	}
 }

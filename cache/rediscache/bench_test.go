@@ -28,10 +28,10 @@ func BenchmarkGetHit(b *testing.B) {
 		if err := c.Set(ctx, k, value, time.Hour); err != nil {
 			b.Fatal(err)
 		}
-		if e := get(b, s, k); e.Status != cache.Hit {
+		if e := cachetest.Get(b, s, k); e.Status != cache.Hit {
 			b.Fatalf("warm-up Get = %v", e.Status)
 		}
-		if e := get(b, s, k); e.Tier != wantTier {
+		if e := cachetest.Get(b, s, k); e.Tier != wantTier {
 			b.Fatalf("Get served by %q, want %q", e.Tier, wantTier)
 		}
 		b.ReportAllocs()

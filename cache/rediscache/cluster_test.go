@@ -11,6 +11,7 @@ import (
 	"github.com/journalsvc/journal/cache"
 	"github.com/journalsvc/journal/cache/cachetest"
 	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/cache/rediscache/rediscachetest"
 	"github.com/journalsvc/journal/internal/testenv"
 )
 
@@ -19,26 +20,8 @@ import (
 // call timeout is 1s, as in newInstance.
 func newClusterInstance(tb testing.TB, cl *testenv.Cluster) *instance {
 	tb.Helper()
-	opt := rediscache.ClientOptions(cl.Addrs(), rediscache.ClientConfig{})
-	opt.ShuffleInit = true
-	client, near, err := rediscache.NewClient(opt)
-	if err != nil {
-		tb.Fatalf("NewClient(%v): %v", cl.Addrs(), err)
-	}
-	if !near {
-		tb.Fatalf("NewClient(%v): no client-side caching on the cluster", cl.Addrs())
-	}
-	tb.Cleanup(client.Close)
-	s, err := rediscache.New(client, rediscache.Options{Timeout: time.Second})
-	if err != nil {
-		tb.Fatalf("New: %v", err)
-	}
-	tb.Cleanup(s.Close)
-	c, err := cache.New(s, cache.Options{LeaseWait: 3 * time.Second, LeaseTTL: 5 * time.Second})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &instance{client: client, store: s, cache: c}
+	client := rediscachetest.Client(tb, cl.Addrs(), rediscache.ClientConfig{})
+	return newInstanceOn(tb, client, rediscache.Options{Timeout: time.Second})
 }
 
 // taggedStore prefixes every key with one hash tag, so all the keys a test
@@ -85,23 +68,26 @@ func randomTag() string {
 	return "t:" + hex.EncodeToString(b[:])
 }
 
-// TestClusterConformance runs the cache.Store conformance suite on a 3-master
-// Redis Cluster twice: with plain random keys (every key in its own slot, so
-// the multi-key Delete spans nodes) and with every key of a store under one
-// hash tag (one slot, as the service's keys of one user).
-func TestClusterConformance(t *testing.T) {
+// TestCluster runs the cache.Store conformance suite and the cross-slot and
+// coherence tests below on one 3-master Redis Cluster. The conformance suite
+// runs twice: with plain random keys (every key in its own slot, so the
+// multi-key Delete spans nodes) and with every key of a store under one hash
+// tag (one slot, as the service's keys of one user).
+func TestCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 6-node Redis Cluster")
 	}
 	cl := testenv.RedisCluster(t)
-	t.Run("Keys", func(t *testing.T) {
+	t.Run("ConformanceKeys", func(t *testing.T) {
 		cachetest.Run(t, func(tb testing.TB) cache.Store { return newClusterInstance(tb, cl).store })
 	})
-	t.Run("HashTagged", func(t *testing.T) {
+	t.Run("ConformanceHashTagged", func(t *testing.T) {
 		cachetest.Run(t, func(tb testing.TB) cache.Store {
 			return taggedStore{Store: newClusterInstance(tb, cl).store, tag: randomTag()}
 		})
 	})
+	t.Run("DeleteAcrossSlots", func(t *testing.T) { t.Parallel(); testClusterDeleteAcrossSlots(t, cl) })
+	t.Run("Coherence", func(t *testing.T) { t.Parallel(); testClusterCoherence(t, cl) })
 }
 
 // keysOnEveryMaster returns one new key per master of cl, in different
@@ -131,38 +117,33 @@ func keysOnEveryMaster(t *testing.T, cl *testenv.Cluster, name string) []string 
 	return keys
 }
 
-// TestClusterDeleteAcrossSlots deletes, in one call on instance A, keys that
+// testClusterDeleteAcrossSlots deletes, in one call on instance A, keys that
 // live on three different masters and that instance B holds in its near
 // cache: A reads its own deletes at once, B within the invalidation lag, and
 // Redis holds none of them.
-func TestClusterDeleteAcrossSlots(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 6-node Redis Cluster")
-	}
-	t.Parallel()
-	cl := testenv.RedisCluster(t)
+func testClusterDeleteAcrossSlots(t *testing.T, cl *testenv.Cluster) {
 	a, b := newClusterInstance(t, cl), newClusterInstance(t, cl)
 	keys := keysOnEveryMaster(t, cl, "del")
 	for _, k := range keys {
 		set(t, a.store, k, "v")
-		get(t, b.store, k)
-		if e := get(t, b.store, k); e.Tier != "near" || string(e.Value) != "v" {
+		cachetest.Get(t, b.store, k)
+		if e := cachetest.Get(t, b.store, k); e.Tier != "near" || string(e.Value) != "v" {
 			t.Fatalf("second read of %q on B = %v %q from %q, want hit \"v\" from near", k, e.Status, e.Value, e.Tier)
 		}
-		get(t, a.store, k)
+		cachetest.Get(t, a.store, k)
 	}
 	ctx := context.Background()
 	if err := a.store.Delete(ctx, keys...); err != nil {
 		t.Fatalf("Delete(%v) across slots: %v", keys, err)
 	}
 	for _, k := range keys {
-		if e := get(t, a.store, k); e.Status != cache.Miss {
+		if e := cachetest.Get(t, a.store, k); e.Status != cache.Miss {
 			t.Errorf("A reads %q right after its own Delete: %v %q, want miss", k, e.Status, e.Value)
 		}
 	}
 	lag := testenv.WaitFor(t, lagBound, "B sees the deletes of A on every master", func() bool {
 		for _, k := range keys {
-			if get(t, b.store, k).Status != cache.Miss {
+			if cachetest.Get(t, b.store, k).Status != cache.Miss {
 				return false
 			}
 		}
@@ -176,35 +157,30 @@ func TestClusterDeleteAcrossSlots(t *testing.T) {
 	}
 }
 
-// TestClusterCoherence writes on A and reads on B, a few hundred times for a
+// testClusterCoherence writes on A and reads on B, a few hundred times for a
 // key on each master: a read may precede the invalidation's arrival by the
 // invalidation lag, never longer (converge), and A always reads its own
 // write.
-func TestClusterCoherence(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 6-node Redis Cluster")
-	}
-	t.Parallel()
-	cl := testenv.RedisCluster(t)
+func testClusterCoherence(t *testing.T, cl *testenv.Cluster) {
 	a, b := newClusterInstance(t, cl), newClusterInstance(t, cl)
 	const rounds = 300
 	for _, k := range keysOnEveryMaster(t, cl, "coherent") {
 		set(t, a.store, k, "init")
-		get(t, b.store, k)
+		cachetest.Get(t, b.store, k)
 		stale, staleOwn, near := 0, 0, 0
 		var maxLag time.Duration
 		old := "init"
 		for i := range rounds {
 			want := strconv.Itoa(i)
 			set(t, a.store, k, want)
-			if e := get(t, a.store, k); string(e.Value) != want {
+			if e := cachetest.Get(t, a.store, k); string(e.Value) != want {
 				staleOwn++
 			}
-			if e := get(t, b.store, k); string(e.Value) != want {
+			if e := cachetest.Get(t, b.store, k); string(e.Value) != want {
 				stale++
 				maxLag = max(maxLag, converge(t, b.store, k, old, want))
 			}
-			if e := get(t, b.store, k); e.Tier == "near" {
+			if e := cachetest.Get(t, b.store, k); e.Tier == "near" {
 				near++
 			}
 			old = want

@@ -7,6 +7,7 @@ import (
 
 	"github.com/journalsvc/journal/cache/cachetest"
 	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/cache/rediscache/rediscachetest"
 	"github.com/journalsvc/journal/internal/testenv"
 )
 
@@ -26,19 +27,16 @@ func TestLagProbe(t *testing.T) {
 		var probe *rediscache.LagProbe
 		var ready sync.WaitGroup
 		ready.Add(1)
-		client, near, err := rediscache.NewClient(rediscache.ClientOptions([]string{addr}, rediscache.ClientConfig{
+		client := rediscachetest.Client(t, []string{addr}, rediscache.ClientConfig{
 			OnInvalidatedKey: func(k string) { ready.Wait(); probe.Invalidated(k) },
-		}))
-		if err != nil || !near {
-			t.Fatalf("NewClient: %v (near cache %v)", err, near)
-		}
+		})
 		probe = rediscache.NewLagProbe(client, key, 50*time.Millisecond, func(d time.Duration) {
 			s.mu.Lock()
 			s.lags = append(s.lags, d)
 			s.mu.Unlock()
 		})
 		ready.Done()
-		t.Cleanup(func() { probe.Close(); client.Close() })
+		t.Cleanup(probe.Close) // before the client closes
 		return probe
 	}
 	start(&a)

@@ -13,6 +13,7 @@ import (
 	"github.com/journalsvc/journal/cache"
 	"github.com/journalsvc/journal/cache/cachetest"
 	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/cache/rediscache/rediscachetest"
 	"github.com/journalsvc/journal/internal/testenv"
 	"github.com/redis/rueidis"
 )
@@ -32,19 +33,14 @@ func newInstance(tb testing.TB, addr string, opts rediscache.Options, cfg redisc
 	if opts.Timeout == 0 {
 		opts.Timeout = time.Second
 	}
-	client, near, err := rediscache.NewClient(rediscache.ClientOptions([]string{addr}, cfg))
-	if err != nil {
-		tb.Fatalf("NewClient(%s): %v", addr, err)
-	}
-	if !near {
-		tb.Fatalf("NewClient(%s): no client-side caching", addr)
-	}
-	tb.Cleanup(client.Close)
-	s, err := rediscache.New(client, opts)
-	if err != nil {
-		tb.Fatalf("New: %v", err)
-	}
-	tb.Cleanup(s.Close)
+	return newInstanceOn(tb, rediscachetest.Client(tb, []string{addr}, cfg), opts)
+}
+
+// newInstanceOn builds an instance's Store with opts, and its Cache, over
+// client.
+func newInstanceOn(tb testing.TB, client rueidis.Client, opts rediscache.Options) *instance {
+	tb.Helper()
+	s := rediscachetest.Store(tb, client, opts)
 	c, err := cache.New(s, cache.Options{LeaseWait: 3 * time.Second, LeaseTTL: 5 * time.Second})
 	if err != nil {
 		tb.Fatal(err)
@@ -59,15 +55,6 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func get(tb testing.TB, s cache.Store, key string) cache.Entry {
-	tb.Helper()
-	e, err := s.Get(context.Background(), key)
-	if err != nil {
-		tb.Fatalf("Get(%q): %v", key, err)
-	}
-	return e
-}
-
 func set(tb testing.TB, s cache.Store, key, value string) {
 	tb.Helper()
 	if err := s.Set(context.Background(), key, cache.Entry{Status: cache.Hit, Value: []byte(value)}, time.Minute); err != nil {
@@ -80,16 +67,16 @@ func TestReadYourWrites(t *testing.T) {
 	a := newInstance(t, testenv.RedisAddr(t), rediscache.Options{}, rediscache.ClientConfig{})
 	k := cachetest.Key(t, "ryw")
 	set(t, a.store, k, "init")
-	get(t, a.store, k) // now in the near cache, tracked
+	cachetest.Get(t, a.store, k) // now in the near cache, tracked
 	stale, near := 0, 0
 	for i := range 1000 {
 		want := strconv.Itoa(i)
 		set(t, a.store, k, want)
-		e := get(t, a.store, k)
+		e := cachetest.Get(t, a.store, k)
 		if string(e.Value) != want {
 			stale++
 		}
-		if e2 := get(t, a.store, k); e2.Tier == "near" {
+		if e2 := cachetest.Get(t, a.store, k); e2.Tier == "near" {
 			near++
 		}
 	}
@@ -103,7 +90,7 @@ func TestReadYourWrites(t *testing.T) {
 	if err := a.store.Delete(context.Background(), k); err != nil {
 		t.Fatal(err)
 	}
-	if e := get(t, a.store, k); e.Status != cache.Miss {
+	if e := cachetest.Get(t, a.store, k); e.Status != cache.Miss {
 		t.Errorf("Get after Delete = %v, want miss", e.Status)
 	}
 }
@@ -120,7 +107,7 @@ func converge(tb testing.TB, s cache.Store, key, old, want string) time.Duration
 	tb.Helper()
 	start := time.Now()
 	for {
-		e := get(tb, s, key)
+		e := cachetest.Get(tb, s, key)
 		switch got := string(e.Value); {
 		case e.Status == cache.Hit && got == want:
 			return time.Since(start)
@@ -143,18 +130,18 @@ func TestCoherenceAcrossInstances(t *testing.T) {
 	b := newInstance(t, addr, rediscache.Options{}, rediscache.ClientConfig{})
 	k := cachetest.Key(t, "coherent")
 	set(t, a.store, k, "init")
-	get(t, b.store, k)
+	cachetest.Get(t, b.store, k)
 	stale, near := 0, 0
 	var maxLag time.Duration
 	old := "init"
 	for i := range 1000 {
 		want := strconv.Itoa(i)
 		set(t, a.store, k, want)
-		if e := get(t, b.store, k); string(e.Value) != want {
+		if e := cachetest.Get(t, b.store, k); string(e.Value) != want {
 			stale++
 			maxLag = max(maxLag, converge(t, b.store, k, old, want))
 		}
-		if e := get(t, b.store, k); e.Tier == "near" {
+		if e := cachetest.Get(t, b.store, k); e.Tier == "near" {
 			near++
 		}
 		old = want
@@ -219,12 +206,12 @@ func TestNearMaxAge(t *testing.T) {
 	a := newInstance(t, testenv.RedisAddr(t), rediscache.Options{NearMaxAge: 300 * time.Millisecond}, rediscache.ClientConfig{})
 	k := cachetest.Key(t, "maxage")
 	set(t, a.store, k, "v")
-	get(t, a.store, k)
-	if e := get(t, a.store, k); e.Tier != "near" {
+	cachetest.Get(t, a.store, k)
+	if e := cachetest.Get(t, a.store, k); e.Tier != "near" {
 		t.Fatalf("second read tier = %q, want near", e.Tier)
 	}
 	time.Sleep(400 * time.Millisecond)
-	if e := get(t, a.store, k); e.Tier != "redis" {
+	if e := cachetest.Get(t, a.store, k); e.Tier != "redis" {
 		t.Errorf("read after NearMaxAge tier = %q, want redis", e.Tier)
 	}
 }
@@ -242,33 +229,51 @@ func TestMalformedIsError(t *testing.T) {
 	}
 }
 
+// faultTimeout is the Redis call timeout of the instances of the fault
+// tests.
+const faultTimeout = 100 * time.Millisecond
+
+// faultInstances starts a private Redis, which the test may pause or kill,
+// and connects two instances to it with a call timeout of faultTimeout.
+func faultInstances(t *testing.T) (r *testenv.Redis, a, b *instance) {
+	t.Helper()
+	r = testenv.StartRedis(t)
+	opts := rediscache.Options{Timeout: faultTimeout}
+	return r, newInstance(t, r.Addr(), opts, rediscache.ClientConfig{}), newInstance(t, r.Addr(), opts, rediscache.ClientConfig{})
+}
+
+// waitReadsFail waits until reads of key on s fail after its server stopped
+// answering (what: how it stopped) and returns how long that took. Until
+// then a read may only return s's copy of old.
+func waitReadsFail(t *testing.T, s cache.Store, key, old, what string) time.Duration {
+	t.Helper()
+	return testenv.WaitFor(t, 3*time.Second, what, func() bool {
+		e, err := s.Get(context.Background(), key)
+		if err != nil {
+			return true
+		}
+		if e.Status != cache.Hit || string(e.Value) != old {
+			t.Fatalf("%s: read = %v %q, want the old hit or an error", what, e.Status, e.Value)
+		}
+		return false
+	})
+}
+
 func TestPausedRedis(t *testing.T) {
 	t.Parallel()
-	r := testenv.StartRedis(t)
-	fault := rediscache.Options{Timeout: 100 * time.Millisecond}
-	a := newInstance(t, r.Addr(), fault, rediscache.ClientConfig{})
-	b := newInstance(t, r.Addr(), fault, rediscache.ClientConfig{})
+	r, a, b := faultInstances(t)
 	ctx := context.Background()
 	k, k2 := cachetest.Key(t, "paused"), cachetest.Key(t, "paused-miss")
 	set(t, a.store, k, "before")
-	if e := get(t, b.store, k); string(e.Value) != "before" {
+	if e := cachetest.Get(t, b.store, k); string(e.Value) != "before" {
 		t.Fatalf("B reads %q", e.Value)
 	}
-	get(t, b.store, k2)
+	cachetest.Get(t, b.store, k2)
 	r.Pause(t)
 	paused := time.Now()
 	// Until the outage is detected B may serve its (still correct) copy; then
 	// every read is an error: never a miss, never another value.
-	took := testenv.WaitFor(t, 3*time.Second, "reads fail after SIGSTOP", func() bool {
-		e, err := b.store.Get(ctx, k)
-		if err != nil {
-			return true
-		}
-		if e.Status != cache.Hit || string(e.Value) != "before" {
-			t.Fatalf("read during pause = %v %q, want the old hit or an error", e.Status, e.Value)
-		}
-		return false
-	})
+	took := waitReadsFail(t, b.store, k, "before", "reads fail after SIGSTOP")
 	t.Logf("reads failed %v after the pause", took)
 	if e, err := b.store.Get(ctx, k2); err == nil {
 		t.Errorf("Get of a cached miss during the pause = %v, want an error", e.Status)
@@ -278,7 +283,7 @@ func TestPausedRedis(t *testing.T) {
 	if err := a.store.Set(ctx, k, cache.Entry{Status: cache.Hit, Value: []byte("during")}, time.Minute); err == nil {
 		t.Errorf("Set during the pause succeeded")
 	}
-	if el := time.Since(start); el > 3*fault.Timeout {
+	if el := time.Since(start); el > 3*faultTimeout {
 		t.Errorf("Set during the pause took %v", el)
 	}
 	// GetOrLoad answers from the loader and writes nothing back.
@@ -292,7 +297,7 @@ func TestPausedRedis(t *testing.T) {
 		_, err := b.store.Get(ctx, k)
 		return err == nil
 	})
-	if e := get(t, b.store, k2); e.Status != cache.Miss {
+	if e := cachetest.Get(t, b.store, k2); e.Status != cache.Miss {
 		t.Errorf("after the outage k2 = %v %q, want miss (nothing written back)", e.Status, e.Value)
 	}
 	// Coherence is back: a write on A is seen on B.
@@ -304,25 +309,13 @@ func TestPausedRedis(t *testing.T) {
 
 func TestKilledRedis(t *testing.T) {
 	t.Parallel()
-	r := testenv.StartRedis(t)
-	fault := rediscache.Options{Timeout: 100 * time.Millisecond}
-	a := newInstance(t, r.Addr(), fault, rediscache.ClientConfig{})
-	b := newInstance(t, r.Addr(), fault, rediscache.ClientConfig{})
+	r, a, b := faultInstances(t)
 	ctx := context.Background()
 	k := cachetest.Key(t, "killed")
 	set(t, a.store, k, "before")
-	get(t, b.store, k)
+	cachetest.Get(t, b.store, k)
 	r.Kill(t)
-	testenv.WaitFor(t, 3*time.Second, "reads fail after SIGKILL", func() bool {
-		e, err := b.store.Get(ctx, k)
-		if err != nil {
-			return true
-		}
-		if e.Status != cache.Hit || string(e.Value) != "before" {
-			t.Fatalf("read after kill = %v %q, want the old hit or an error", e.Status, e.Value)
-		}
-		return false
-	})
+	waitReadsFail(t, b.store, k, "before", "reads fail after SIGKILL")
 	r.Restart(t)
 	// The restarted server is empty: B must not serve its old copy.
 	testenv.WaitFor(t, 5*time.Second, "reads recover after restart", func() bool {
@@ -365,7 +358,7 @@ func TestNoCacheFallback(t *testing.T) {
 	k := cachetest.Key(t, "nocache")
 	set(t, s, k, "v")
 	for range 3 {
-		if e := get(t, s, k); string(e.Value) != "v" || e.Tier != "redis" {
+		if e := cachetest.Get(t, s, k); string(e.Value) != "v" || e.Tier != "redis" {
 			t.Fatalf("Get = %q from %q, want v from redis", e.Value, e.Tier)
 		}
 	}
@@ -379,7 +372,7 @@ func TestInvalidationsHook(t *testing.T) {
 	b := newInstance(t, addr, rediscache.Options{}, rediscache.ClientConfig{OnInvalidations: func(keys int) { n.Add(int64(keys)) }})
 	k := cachetest.Key(t, "inv")
 	set(t, a.store, k, "1")
-	get(t, b.store, k)
+	cachetest.Get(t, b.store, k)
 	set(t, a.store, k, "2")
 	testenv.WaitFor(t, 3*time.Second, "B counts the invalidation", func() bool { return n.Load() >= 1 })
 }

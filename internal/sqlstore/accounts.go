@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
@@ -52,11 +51,8 @@ func (s *Store) RevokeTokenByID(ctx context.Context, userID, id string, now time
 		var hash string
 		err := tx.QueryRow(ctx, "UPDATE tokens SET revoked_at = $3 WHERE "+liveToken+" AND id = $4 RETURNING hash",
 			userID, s.time(now), s.time(now), id).Scan(&hash)
-		if errors.Is(err, sql.ErrNoRows) {
-			return journal.ErrNotFound
-		}
 		if err != nil {
-			return err
+			return noRow(err)
 		}
 		return recordTokenChanges(ctx, tx, userID, []string{hash})
 	})
@@ -143,12 +139,7 @@ func (s *Store) ChangePassword(ctx context.Context, userID, oldHash, newHash, ke
 			return err
 		}
 		if n == 0 {
-			var one int
-			err := tx.QueryRow(ctx, "SELECT 1 FROM users WHERE id = $1", userID).Scan(&one)
-			switch {
-			case errors.Is(err, sql.ErrNoRows):
-				return journal.ErrNotFound
-			case err != nil:
+			if err := exists(ctx, tx, "SELECT 1 FROM users WHERE id = $1", userID); err != nil {
 				return err
 			}
 			return journal.ErrPasswordMismatch
@@ -240,11 +231,8 @@ func (s *Store) idempotencyRecord(ctx context.Context, userID, key string) (jour
 	err := s.read.QueryRow(ctx,
 		"SELECT fingerprint, claim, status, location, etag, body, expires_at FROM idempotency_keys WHERE user_id = $1 AND key = $2",
 		userID, key).Scan(&rec.Fingerprint, &rec.Claim, &status, &resp.Location, &resp.ETag, &resp.Body, s.d.ScanTime(&rec.ExpiresAt))
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return journal.IdempotencyRecord{}, journal.ErrNotFound
-	case err != nil:
-		return journal.IdempotencyRecord{}, s.errorf("idempotency record", err)
+	if err != nil {
+		return journal.IdempotencyRecord{}, s.rowErr("idempotency record", err)
 	}
 	rec.ExpiresAt = rec.ExpiresAt.UTC()
 	if status != nil {

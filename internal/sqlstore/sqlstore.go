@@ -120,6 +120,33 @@ func (s *Store) errorf(op string, err error) error {
 	return fmt.Errorf("%s: %s: %w", s.d.Name, op, err)
 }
 
+// rowErr is the error of a read of one row (op names it, as in errorf)
+// outside a transaction: [journal.ErrNotFound] when there is no row, else err
+// as errorf reports it.
+func (s *Store) rowErr(op string, err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return journal.ErrNotFound
+	}
+	return s.errorf(op, err)
+}
+
+// noRow maps the error of a one-row Scan inside a transaction: no row is
+// [journal.ErrNotFound]; any other error, and nil, is returned as is.
+func noRow(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return journal.ErrNotFound
+	}
+	return err
+}
+
+// exists runs query, a SELECT of one row, through db: it returns nil when
+// the row exists, [journal.ErrNotFound] when it does not, or the query's
+// error.
+func exists(ctx context.Context, db DB, query string, args ...any) error {
+	var one int
+	return noRow(db.QueryRow(ctx, query, args...).Scan(&one))
+}
+
 // time returns the argument that stores t: in UTC, truncated to
 // [journal.TimeResolution].
 func (s *Store) time(t time.Time) any { return s.d.Time(journal.StoredTime(t)) }
@@ -153,11 +180,8 @@ const userColumns = "id, username, password_hash, created_at"
 func (s *Store) scanUser(row Row) (journal.User, error) {
 	var u journal.User
 	err := row.Scan(&u.ID, &u.Username, &u.PasswordHash, s.d.ScanTime(&u.CreatedAt))
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return journal.User{}, journal.ErrNotFound
-	case err != nil:
-		return journal.User{}, s.errorf("user", err)
+	if err != nil {
+		return journal.User{}, s.rowErr("user", err)
 	}
 	u.CreatedAt = u.CreatedAt.UTC()
 	return u, nil
@@ -212,11 +236,8 @@ func (s *Store) scanToken(row Row) (journal.Token, error) {
 // [journal.ErrNotFound].
 func (s *Store) TokenByHash(ctx context.Context, hash string) (journal.Token, error) {
 	t, err := s.scanToken(s.read.QueryRow(ctx, "SELECT "+tokenColumns+" FROM tokens WHERE hash = $1", hash))
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return journal.Token{}, journal.ErrNotFound
-	case err != nil:
-		return journal.Token{}, s.errorf("token", err)
+	if err != nil {
+		return journal.Token{}, s.rowErr("token", err)
 	}
 	return t, nil
 }
@@ -230,11 +251,8 @@ func (s *Store) RevokeToken(ctx context.Context, hash string) error {
 		err := tx.QueryRow(ctx,
 			"UPDATE tokens SET revoked_at = "+s.d.Now+" WHERE hash = $1 AND revoked_at IS NULL RETURNING user_id", hash).
 			Scan(&userID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return journal.ErrNotFound
-		}
 		if err != nil {
-			return err
+			return noRow(err)
 		}
 		// entry_id keeps its default: no entry.
 		_, err = tx.Exec(ctx, "INSERT INTO outbox (user_id, token_hash) VALUES ($1, $2)", userID, hash)
@@ -323,11 +341,8 @@ func (s *Store) Entry(ctx context.Context, userID, id string) (journal.Entry, er
 	}
 	e, err := s.scanEntry(s.read.QueryRow(ctx,
 		"SELECT "+entryColumns+" FROM entries WHERE id = $1 AND user_id = $2", id, userID))
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return journal.Entry{}, journal.ErrNotFound
-	case err != nil:
-		return journal.Entry{}, s.errorf("entry", err)
+	if err != nil {
+		return journal.Entry{}, s.rowErr("entry", err)
 	}
 	return e, nil
 }
@@ -398,12 +413,7 @@ func (s *Store) DeleteEntry(ctx context.Context, userID, id string, ifVersion in
 // concurrent transaction deleted is not found; one it updated to another
 // version is a mismatch.
 func notFoundOrMismatch(ctx context.Context, tx DB, userID, id string) error {
-	var one int
-	err := tx.QueryRow(ctx, "SELECT 1 FROM entries WHERE id = $1 AND user_id = $2", id, userID).Scan(&one)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return journal.ErrNotFound
-	case err != nil:
+	if err := exists(ctx, tx, "SELECT 1 FROM entries WHERE id = $1 AND user_id = $2", id, userID); err != nil {
 		return err
 	}
 	return journal.ErrVersionMismatch

@@ -129,6 +129,19 @@ func pending(tb testing.TB, s journal.Database) int64 {
 	return n
 }
 
+// wantStored checks that s holds want, read back with Entry as its user;
+// when says when, for messages.
+func wantStored(tb testing.TB, s journal.Database, want journal.Entry, when string) {
+	tb.Helper()
+	got, err := s.Entry(ctxT(tb), want.UserID, want.ID)
+	if err != nil {
+		tb.Fatalf("Entry %s = %v", when, err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		tb.Errorf("Entry %s mismatch (-want +got):\n%s", when, diff)
+	}
+}
+
 // changeKeys renders changes without their sequence numbers for comparison.
 func changeKeys(cs []journal.Change) []string {
 	out := make([]string, len(cs))
@@ -262,13 +275,7 @@ func testEntryCRUD(t *testing.T, s journal.Database) {
 	if diff := cmp.Diff(want, created); diff != "" {
 		t.Errorf("CreateEntry mismatch (-want +got):\n%s", diff)
 	}
-	got, err := s.Entry(ctx, u.ID, in.ID)
-	if err != nil {
-		t.Fatalf("Entry = %v", err)
-	}
-	if diff := cmp.Diff(created, got); diff != "" {
-		t.Errorf("Entry mismatch (-want +got):\n%s", diff)
-	}
+	wantStored(t, s, created, "after CreateEntry")
 
 	steps := []struct {
 		patch     journal.EntryPatch
@@ -290,13 +297,7 @@ func testEntryCRUD(t *testing.T, s journal.Database) {
 		if diff := cmp.Diff(want, up); diff != "" {
 			t.Errorf("UpdateEntry step %d mismatch (-want +got):\n%s", i, diff)
 		}
-		got, err := s.Entry(ctx, u.ID, in.ID)
-		if err != nil {
-			t.Fatalf("Entry after step %d = %v", i, err)
-		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("Entry after step %d mismatch (-want +got):\n%s", i, diff)
-		}
+		wantStored(t, s, want, fmt.Sprintf("after step %d", i))
 	}
 
 	if err := s.DeleteEntry(ctx, u.ID, in.ID, journal.AnyVersion); err != nil {
@@ -480,13 +481,7 @@ func testIsolation(t *testing.T, s journal.Database) {
 	if err := s.DeleteEntry(ctx, bob.ID, ea.ID, 2); !errors.Is(err, journal.ErrNotFound) {
 		t.Errorf("bob DeleteEntry(alice's, version 2) = %v, want ErrNotFound", err)
 	}
-	got, err := s.Entry(ctx, alice.ID, ea.ID)
-	if err != nil {
-		t.Fatalf("alice Entry = %v", err)
-	}
-	if diff := cmp.Diff(ea, got); diff != "" {
-		t.Errorf("alice's entry changed by bob (-want +got):\n%s", diff)
-	}
+	wantStored(t, s, ea, "alice's, after bob's writes")
 	for _, u := range []journal.User{alice, bob} {
 		page, err := s.ListEntries(ctx, u.ID, journal.PageRequest{Limit: 10})
 		if err != nil {
@@ -549,12 +544,10 @@ func testConditionalWrites(t *testing.T, s journal.Database) {
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			_, err := s.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: ptr(fmt.Sprint("w", i))}, 1, base)
 			errs <- err
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
@@ -835,9 +828,7 @@ func testConcurrentWriters(t *testing.T, s journal.Database) {
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	for i := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			u := users[i]
 			for j := range each {
 				at := time.Now()
@@ -856,7 +847,7 @@ func testConcurrentWriters(t *testing.T, s journal.Database) {
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)

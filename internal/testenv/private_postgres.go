@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // initdbTimeout bounds initdb, which writes a whole cluster and is slower
@@ -219,4 +221,19 @@ func killFamily(p *proc) error {
 		}
 	}
 	return nil
+}
+
+// pgShow returns the value of the setting name of the PostgreSQL server at
+// connURL, with a short timeout.
+func pgShow(ctx context.Context, connURL, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, connURL)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.Background())
+	var v string
+	err = conn.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v)
+	return v, err
 }

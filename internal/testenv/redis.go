@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -9,31 +8,6 @@ import (
 	"testing"
 	"time"
 )
-
-// DefaultRedisAddr is the shared Redis server used when
-// JOURNAL_TEST_REDIS_ADDR is unset.
-const DefaultRedisAddr = "127.0.0.1:6379"
-
-// RedisAddr returns the host:port of the shared Redis server for tests:
-// $JOURNAL_TEST_REDIS_ADDR, or [DefaultRedisAddr] when it is unset. It checks
-// that the server answers PING within a second and otherwise fails the test
-// with the command that starts one.
-//
-// The server is shared by every test and every package: use a random key
-// prefix per test and never FLUSHALL or FLUSHDB it. A test that needs to
-// break its server uses [StartRedis] instead.
-func RedisAddr(tb testing.TB) string {
-	tb.Helper()
-	addr := os.Getenv("JOURNAL_TEST_REDIS_ADDR")
-	if addr == "" {
-		addr = DefaultRedisAddr
-	}
-	if err := ping(addr, time.Second); err != nil {
-		tb.Fatalf("testenv: the shared Redis at %s does not answer PING (%v): start one with `redis-server --daemonize yes` "+
-			"(Debian/Ubuntu: apt-get install redis-server), or point JOURNAL_TEST_REDIS_ADDR at a running server", addr, err)
-	}
-	return addr
-}
 
 // Redis is a private redis-server started by [StartRedis] (or one node of a
 // [Cluster]). It listens on 127.0.0.1 on a port that stays the same across
@@ -122,22 +96,4 @@ func (r *Redis) command() *exec.Cmd {
 func (r *Redis) serving(p *proc) bool {
 	info, err := redisString(r.Addr(), 500*time.Millisecond, "INFO", "server")
 	return err == nil && strings.Contains(info, "\nprocess_id:"+strconv.Itoa(p.cmd.Process.Pid)+"\r")
-}
-
-// fileSize returns the size of the file at path, 0 if it does not exist.
-func fileSize(path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
-
-// readFrom returns the content of the file at path from offset on.
-func readFrom(path string, offset int64) string {
-	b, err := os.ReadFile(path)
-	if err != nil || offset > int64(len(b)) {
-		return ""
-	}
-	return string(b[offset:])
 }

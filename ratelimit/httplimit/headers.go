@@ -67,21 +67,9 @@ func SetHeaders(h http.Header, items []ratelimit.Item, d *ratelimit.Decision) {
 	var stack [512]byte
 	buf := stack[:0]
 	var ends [5]int // where each value ends in buf
-	buf = appendPrevious(buf, h[keyRateLimitPolicy])
-	for i := range d.Results {
-		if i > 0 {
-			buf = append(buf, ", "...)
-		}
-		buf = appendPolicyMember(buf, &items[i].Policy, &d.Results[i])
-	}
+	buf = appendMembers(buf, h[keyRateLimitPolicy], items, d, appendPolicyMember)
 	ends[0] = len(buf)
-	buf = appendPrevious(buf, h[keyRateLimit])
-	for i := range d.Results {
-		if i > 0 {
-			buf = append(buf, ", "...)
-		}
-		buf = appendLimitMember(buf, &items[i].Policy, &d.Results[i])
-	}
+	buf = appendMembers(buf, h[keyRateLimit], items, d, appendLimitMember)
 	ends[1] = len(buf)
 	keys := [5]string{keyRateLimitPolicy, keyRateLimit, keyLegacyLimit, keyLegacyRemaining, keyLegacyReset}
 	n := 2
@@ -105,6 +93,19 @@ func SetHeaders(h http.Header, items []ratelimit.Item, d *ratelimit.Decision) {
 
 // appendPrevious appends the members already in a field (prev, its lines),
 // and the separator before the new ones, keeping a single field line.
+// appendMembers appends the members of one field: those an earlier
+// middleware set (prev), then one per result, written by member.
+func appendMembers(b []byte, prev []string, items []ratelimit.Item, d *ratelimit.Decision, member func([]byte, *ratelimit.Policy, *ratelimit.Result) []byte) []byte {
+	b = appendPrevious(b, prev)
+	for i := range d.Results {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = member(b, &items[i].Policy, &d.Results[i])
+	}
+	return b
+}
+
 func appendPrevious(b []byte, prev []string) []byte {
 	for _, v := range prev {
 		b = append(b, v...)

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/journalsvc/journal/ratelimit"
 	"github.com/journalsvc/journal/ratelimit/memorylimit"
+	"github.com/journalsvc/journal/ratelimit/ratelimittest"
 )
 
 // fakeLimiter is a scripted ratelimit.Limiter: decide answers every call and
@@ -138,6 +139,30 @@ func decodeProblem(tb testing.TB, w *httptest.ResponseRecorder) map[string]any {
 	return p
 }
 
+// wantRateHeaders checks the rate-limit fields of h against want (see
+// rateHeaders).
+func wantRateHeaders(tb testing.TB, h http.Header, want map[string]string) {
+	tb.Helper()
+	if diff := cmp.Diff(want, rateHeaders(h)); diff != "" {
+		tb.Errorf("headers (-want +got):\n%s", diff)
+	}
+}
+
+// wantViolated checks that w's problem body names exactly the policies as
+// violated, in order, and returns the body.
+func wantViolated(tb testing.TB, w *httptest.ResponseRecorder, policies ...string) map[string]any {
+	tb.Helper()
+	p := decodeProblem(tb, w)
+	want := make([]any, len(policies))
+	for i, name := range policies {
+		want[i] = name
+	}
+	if diff := cmp.Diff(want, p["violated-policies"]); diff != "" {
+		tb.Errorf("violated-policies (-want +got):\n%s", diff)
+	}
+	return p
+}
+
 func TestNewRejectsBadOptions(t *testing.T) {
 	items := StaticItems(ratelimit.Item{Policy: ipPolicy})
 	tests := []struct {
@@ -171,9 +196,7 @@ func TestMiddlewareAllowed(t *testing.T) {
 		"X-Ratelimit-Remaining": "99",
 		"X-Ratelimit-Reset":     "1",
 	}
-	if diff := cmp.Diff(want, rateHeaders(w.Header())); diff != "" {
-		t.Errorf("headers (-want +got):\n%s", diff)
-	}
+	wantRateHeaders(t, w.Header(), want)
 	if o != OutcomeAllowed {
 		t.Errorf("outcome = %v, want allowed", o)
 	}
@@ -207,9 +230,7 @@ func TestMiddlewareDenied(t *testing.T) {
 		"X-Ratelimit-Reset":     "18",
 		"Retry-After":           "18",
 	}
-	if diff := cmp.Diff(want, rateHeaders(w.Header())); diff != "" {
-		t.Errorf("headers (-want +got):\n%s", diff)
-	}
+	wantRateHeaders(t, w.Header(), want)
 	gotBody := decodeProblem(t, w)
 	wantBody := map[string]any{
 		"type":              "https://iana.org/assignments/http-problem-types#quota-exceeded",
@@ -237,10 +258,7 @@ func TestMiddlewareDeniedBySeveral(t *testing.T) {
 	if got, want := w.Header().Get("Retry-After"), "1801"; got != want {
 		t.Errorf("Retry-After = %q, want %q", got, want)
 	}
-	p := decodeProblem(t, w)
-	if diff := cmp.Diff([]any{"ip", "signup"}, p["violated-policies"]); diff != "" {
-		t.Errorf("violated-policies (-want +got):\n%s", diff)
-	}
+	p := wantViolated(t, w, "ip", "signup")
 	if got, want := p["detail"], "Quota exceeded for policies ip, signup; retry after 1801 seconds."; got != want {
 		t.Errorf("detail = %q, want %q", got, want)
 	}
@@ -501,12 +519,8 @@ func TestMiddlewareChainFake(t *testing.T) {
 		"X-Ratelimit-Reset":     "3",
 		"Retry-After":           "3",
 	}
-	if diff := cmp.Diff(want, rateHeaders(w.Header())); diff != "" {
-		t.Errorf("headers (-want +got):\n%s", diff)
-	}
-	if p := decodeProblem(t, w); !cmp.Equal(p["violated-policies"], []any{"user"}) {
-		t.Errorf("violated-policies = %v, want [user]", p["violated-policies"])
-	}
+	wantRateHeaders(t, w.Header(), want)
+	wantViolated(t, w, "user")
 	if next.Calls() != 1 {
 		t.Errorf("next called %d times, want 1", next.Calls())
 	}
@@ -520,27 +534,9 @@ func TestMiddlewareChainFake(t *testing.T) {
 	}
 }
 
-// fakeClock is a settable clock for memorylimit.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-func newMemoryLimiter(tb testing.TB) (*memorylimit.Limiter, *fakeClock) {
+func newMemoryLimiter(tb testing.TB) (*memorylimit.Limiter, *ratelimittest.Clock) {
 	tb.Helper()
-	clock := &fakeClock{now: time.Unix(1_750_000_000, 0)}
+	clock := ratelimittest.NewClock(time.Unix(1_750_000_000, 0))
 	l := memorylimit.New(memorylimit.Options{Now: clock.Now, SweepInterval: -1})
 	tb.Cleanup(func() { l.Close() })
 	return l, clock
@@ -562,9 +558,7 @@ func TestMiddlewareChainMemory(t *testing.T) {
 		"X-Ratelimit-Remaining": "99",
 		"X-Ratelimit-Reset":     "1",
 	}
-	if diff := cmp.Diff(want, rateHeaders(w.Header())); diff != "" {
-		t.Errorf("ip then user headers (-want +got):\n%s", diff)
-	}
+	wantRateHeaders(t, w.Header(), want)
 
 	// Signup route: ip and signup in one decision, then user is absent.
 	r := httptest.NewRequest(http.MethodPost, "/v1/users", nil)
@@ -697,9 +691,7 @@ func TestEndToEnd(t *testing.T) {
 		"X-Ratelimit-Reset":     "1",
 		"Retry-After":           "1", // GCRA 100/1m: one emission interval, 0.6s, rounded up
 	}
-	if diff := cmp.Diff(want, rateHeaders(resp.Header)); diff != "" {
-		t.Errorf("429 headers (-want +got):\n%s", diff)
-	}
+	wantRateHeaders(t, resp.Header, want)
 	var p map[string]any
 	if err := json.Unmarshal(body, &p); err != nil {
 		t.Fatalf("429 body %q: %v", body, err)
@@ -757,12 +749,8 @@ func TestLimitFromHandler(t *testing.T) {
 		"X-Ratelimit-Reset":     "30",
 		"Retry-After":           "30",
 	}
-	if diff := cmp.Diff(want, rateHeaders(w.Header())); diff != "" {
-		t.Errorf("headers (-want +got):\n%s", diff)
-	}
-	if p := decodeProblem(t, w); !cmp.Equal(p["violated-policies"], []any{"login"}) {
-		t.Errorf("violated-policies = %v, want [login]", p["violated-policies"])
-	}
+	wantRateHeaders(t, w.Header(), want)
+	wantViolated(t, w, "login")
 }
 
 // TestCheckThenCharge covers a cost known only after the answer (a failed

@@ -119,24 +119,26 @@ func Call(decide func(context.Context, *ratelimit.Decision, string, ...ratelimit
 
 func decide(tb testing.TB, l ratelimit.Limiter, subject string, items ...ratelimit.Item) ratelimit.Decision {
 	tb.Helper()
-	var d ratelimit.Decision
-	if err := l.Decide(context.Background(), &d, subject, items...); err != nil {
-		tb.Fatalf("Decide(%q): %v", subject, err)
-	}
-	if len(d.Results) != len(items) {
-		tb.Fatalf("Decide(%q) wrote %d results for %d items", subject, len(d.Results), len(items))
-	}
-	return d
+	return mustCall(tb, "Decide", l.Decide, subject, items)
 }
 
 func peek(tb testing.TB, l ratelimit.Limiter, subject string, items ...ratelimit.Item) ratelimit.Decision {
 	tb.Helper()
-	var d ratelimit.Decision
-	if err := l.Peek(context.Background(), &d, subject, items...); err != nil {
-		tb.Fatalf("Peek(%q): %v", subject, err)
+	return mustCall(tb, "Peek", l.Peek, subject, items)
+}
+
+// mustCall is [Call] for the suite: it fails the test if decide (named op in
+// messages) returns an error or not one result per item.
+func mustCall(tb testing.TB, op string, decide func(context.Context, *ratelimit.Decision, string, ...ratelimit.Item) error,
+	subject string, items []ratelimit.Item,
+) ratelimit.Decision {
+	tb.Helper()
+	d, err := Call(decide, context.Background(), subject, items...)
+	if err != nil {
+		tb.Fatalf("%s(%q): %v", op, subject, err)
 	}
 	if len(d.Results) != len(items) {
-		tb.Fatalf("Peek(%q) wrote %d results for %d items", subject, len(d.Results), len(items))
+		tb.Fatalf("%s(%q) wrote %d results for %d items", op, subject, len(d.Results), len(items))
 	}
 	return d
 }
@@ -353,90 +355,89 @@ func testMatchesReference(t *testing.T, newLimiter NewLimiter) {
 	}
 }
 
-func testAllowN(t *testing.T, newLimiter NewLimiter) {
+// forEachAlgorithm runs test once per algorithm, in a subtest named after
+// it, with a new limiter whose clock is set to start.
+func forEachAlgorithm(t *testing.T, newLimiter NewLimiter, test func(t *testing.T, a ratelimit.Algorithm, l ratelimit.Limiter, clock *Clock)) {
 	for _, a := range algorithms {
 		t.Run(a.String(), func(t *testing.T) {
 			clock := NewClock(start)
-			l := newLimiter(t, clock)
-			subject := Subject(t)
-			p := policy("n", a, 10, time.Hour)
-			ctx := context.Background()
-			r, err := ratelimit.AllowN(ctx, l, subject, p, 7)
-			if err != nil || !r.Allowed || r.Remaining != 3 {
-				t.Fatalf("AllowN(7) = %+v, %v; want allowed with 3 remaining", r, err)
-			}
-			r, err = ratelimit.AllowN(ctx, l, subject, p, 4)
-			if err != nil || r.Allowed || r.RetryAfter <= 0 {
-				t.Fatalf("AllowN(4) = %+v, %v; want denied with a retry", r, err)
-			}
-			r, err = ratelimit.Allow(ctx, l, subject, p)
-			if err != nil || !r.Allowed || r.Remaining != 2 {
-				t.Fatalf("Allow = %+v, %v; want allowed with 2 remaining (the denied AllowN consumed nothing)", r, err)
-			}
-			r, err = ratelimit.AllowN(ctx, l, subject, p, 2)
-			if err != nil || !r.Allowed || r.Remaining != 0 {
-				t.Fatalf("AllowN(2) = %+v, %v; want allowed with 0 remaining", r, err)
-			}
+			test(t, a, newLimiter(t, clock), clock)
 		})
 	}
+}
+
+func testAllowN(t *testing.T, newLimiter NewLimiter) {
+	forEachAlgorithm(t, newLimiter, func(t *testing.T, a ratelimit.Algorithm, l ratelimit.Limiter, clock *Clock) {
+		subject := Subject(t)
+		p := policy("n", a, 10, time.Hour)
+		ctx := context.Background()
+		r, err := ratelimit.AllowN(ctx, l, subject, p, 7)
+		if err != nil || !r.Allowed || r.Remaining != 3 {
+			t.Fatalf("AllowN(7) = %+v, %v; want allowed with 3 remaining", r, err)
+		}
+		r, err = ratelimit.AllowN(ctx, l, subject, p, 4)
+		if err != nil || r.Allowed || r.RetryAfter <= 0 {
+			t.Fatalf("AllowN(4) = %+v, %v; want denied with a retry", r, err)
+		}
+		r, err = ratelimit.Allow(ctx, l, subject, p)
+		if err != nil || !r.Allowed || r.Remaining != 2 {
+			t.Fatalf("Allow = %+v, %v; want allowed with 2 remaining (the denied AllowN consumed nothing)", r, err)
+		}
+		r, err = ratelimit.AllowN(ctx, l, subject, p, 2)
+		if err != nil || !r.Allowed || r.Remaining != 0 {
+			t.Fatalf("AllowN(2) = %+v, %v; want allowed with 0 remaining", r, err)
+		}
+	})
 }
 
 func testPeek(t *testing.T, newLimiter NewLimiter) {
-	for _, a := range algorithms {
-		t.Run(a.String(), func(t *testing.T) {
-			clock := NewClock(start)
-			l := newLimiter(t, clock)
-			subject := Subject(t)
-			it := one(policy("p", a, 3, time.Hour))
-			for i := 0; i < 10; i++ {
-				if d := peek(t, l, subject, it); !d.Allowed || d.Results[0].Remaining != 2 {
-					t.Fatalf("Peek %d on a fresh key = %+v, want allowed with 2 remaining", i, d)
-				}
+	forEachAlgorithm(t, newLimiter, func(t *testing.T, a ratelimit.Algorithm, l ratelimit.Limiter, clock *Clock) {
+		subject := Subject(t)
+		it := one(policy("p", a, 3, time.Hour))
+		for i := 0; i < 10; i++ {
+			if d := peek(t, l, subject, it); !d.Allowed || d.Results[0].Remaining != 2 {
+				t.Fatalf("Peek %d on a fresh key = %+v, want allowed with 2 remaining", i, d)
 			}
-			for i := 0; i < 3; i++ {
-				decide(t, l, subject, it)
+		}
+		for i := 0; i < 3; i++ {
+			decide(t, l, subject, it)
+		}
+		want := decide(t, l, subject, it)
+		if want.Allowed {
+			t.Fatalf("4th Decide of 3/h admitted")
+		}
+		for i := 0; i < 3; i++ {
+			if diff := DiffDecision(peek(t, l, subject, it), want); diff != "" {
+				t.Fatalf("Peek after the limit: %s", diff)
 			}
-			want := decide(t, l, subject, it)
-			if want.Allowed {
-				t.Fatalf("4th Decide of 3/h admitted")
-			}
-			for i := 0; i < 3; i++ {
-				if diff := DiffDecision(peek(t, l, subject, it), want); diff != "" {
-					t.Fatalf("Peek after the limit: %s", diff)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 func testReset(t *testing.T, newLimiter NewLimiter) {
-	for _, a := range algorithms {
-		t.Run(a.String(), func(t *testing.T) {
-			clock := NewClock(start)
-			l := newLimiter(t, clock)
-			subject, other := Subject(t), Subject(t)
-			p, q := policy("a", a, 2, time.Hour), policy("b", a, 2, time.Hour)
-			for i := 0; i < 2; i++ {
-				decide(t, l, subject, one(p), one(q))
-				decide(t, l, other, one(p))
-			}
-			if err := l.Reset(context.Background(), subject, "a"); err != nil {
-				t.Fatalf("Reset: %v", err)
-			}
-			if d := decide(t, l, subject, one(p)); !d.Allowed || d.Results[0].Remaining != 1 {
-				t.Errorf("after Reset: %+v, want allowed with 1 remaining", d.Results[0])
-			}
-			if d := decide(t, l, subject, one(q)); d.Allowed {
-				t.Errorf("Reset of policy a also reset policy b")
-			}
-			if d := decide(t, l, other, one(p)); d.Allowed {
-				t.Errorf("Reset of one subject also reset another")
-			}
-			if err := l.Reset(context.Background(), Subject(t), "never-used"); err != nil {
-				t.Errorf("Reset of an unknown key: %v", err)
-			}
-		})
-	}
+	forEachAlgorithm(t, newLimiter, func(t *testing.T, a ratelimit.Algorithm, l ratelimit.Limiter, clock *Clock) {
+		subject, other := Subject(t), Subject(t)
+		p, q := policy("a", a, 2, time.Hour), policy("b", a, 2, time.Hour)
+		for i := 0; i < 2; i++ {
+			decide(t, l, subject, one(p), one(q))
+			decide(t, l, other, one(p))
+		}
+		if err := l.Reset(context.Background(), subject, "a"); err != nil {
+			t.Fatalf("Reset: %v", err)
+		}
+		if d := decide(t, l, subject, one(p)); !d.Allowed || d.Results[0].Remaining != 1 {
+			t.Errorf("after Reset: %+v, want allowed with 1 remaining", d.Results[0])
+		}
+		if d := decide(t, l, subject, one(q)); d.Allowed {
+			t.Errorf("Reset of policy a also reset policy b")
+		}
+		if d := decide(t, l, other, one(p)); d.Allowed {
+			t.Errorf("Reset of one subject also reset another")
+		}
+		if err := l.Reset(context.Background(), Subject(t), "never-used"); err != nil {
+			t.Errorf("Reset of an unknown key: %v", err)
+		}
+	})
 }
 
 func testAllOrNothing(t *testing.T, newLimiter NewLimiter) {
@@ -688,65 +689,57 @@ func testFixedBound(t *testing.T, newLimiter NewLimiter) {
 }
 
 func testFlood(t *testing.T, newLimiter NewLimiter) {
-	for _, a := range algorithms {
-		t.Run(a.String(), func(t *testing.T) {
-			clock := NewClock(start)
-			l := newLimiter(t, clock)
-			p := policy("flood", a, 50, time.Hour)
-			subject := Subject(t)
-			admitted := 0
-			for i := 0; i < 300; i++ {
-				clock.Advance(time.Millisecond)
-				if decide(t, l, subject, one(p)).Allowed {
-					admitted++
-				}
+	forEachAlgorithm(t, newLimiter, func(t *testing.T, a ratelimit.Algorithm, l ratelimit.Limiter, clock *Clock) {
+		p := policy("flood", a, 50, time.Hour)
+		subject := Subject(t)
+		admitted := 0
+		for i := 0; i < 300; i++ {
+			clock.Advance(time.Millisecond)
+			if decide(t, l, subject, one(p)).Allowed {
+				admitted++
 			}
-			if admitted != 50 {
-				t.Errorf("a flood of 300 in 300ms under 50/1h admitted %d, want exactly 50", admitted)
-			}
-		})
-	}
+		}
+		if admitted != 50 {
+			t.Errorf("a flood of 300 in 300ms under 50/1h admitted %d, want exactly 50", admitted)
+		}
+	})
 }
 
 func testRetryHonoured(t *testing.T, newLimiter NewLimiter) {
-	for _, a := range algorithms {
-		t.Run(a.String(), func(t *testing.T) {
-			clock := NewClock(start)
-			l := newLimiter(t, clock)
-			p := policy("r", a, 5, 2*time.Second)
-			rng := mrand.New(mrand.NewSource(int64(a) + 100))
-			subject := Subject(t)
-			denials := 0
-			for i := 0; i < 200; i++ {
-				clock.Advance(time.Duration(rng.Int63n(int64(300 * time.Millisecond))))
-				item := ratelimit.Item{Policy: p, Cost: 1 + rng.Int63n(3)}
-				d := decide(t, l, subject, item)
-				if d.Allowed {
-					continue
-				}
-				denials++
-				if d.RetryAfter <= 0 {
-					t.Fatalf("denied with RetryAfter %v", d.RetryAfter)
-				}
-				// Just before the retry time it is still denied; at it, admitted.
-				if d.RetryAfter > time.Millisecond {
-					clock.Advance(d.RetryAfter - time.Millisecond)
-					if peek(t, l, subject, item).Allowed {
-						t.Fatalf("admitted 1ms before RetryAfter %v: the retry is not exact", d.RetryAfter)
-					}
-					clock.Advance(time.Millisecond)
-				} else {
-					clock.Advance(d.RetryAfter)
-				}
-				if !decide(t, l, subject, item).Allowed {
-					t.Fatalf("denied again after waiting RetryAfter %v (cost %d, +%v)", d.RetryAfter, item.Cost, clock.Now().Sub(start))
-				}
+	forEachAlgorithm(t, newLimiter, func(t *testing.T, a ratelimit.Algorithm, l ratelimit.Limiter, clock *Clock) {
+		p := policy("r", a, 5, 2*time.Second)
+		rng := mrand.New(mrand.NewSource(int64(a) + 100))
+		subject := Subject(t)
+		denials := 0
+		for i := 0; i < 200; i++ {
+			clock.Advance(time.Duration(rng.Int63n(int64(300 * time.Millisecond))))
+			item := ratelimit.Item{Policy: p, Cost: 1 + rng.Int63n(3)}
+			d := decide(t, l, subject, item)
+			if d.Allowed {
+				continue
 			}
-			if denials == 0 {
-				t.Fatal("no denials: the test tests nothing")
+			denials++
+			if d.RetryAfter <= 0 {
+				t.Fatalf("denied with RetryAfter %v", d.RetryAfter)
 			}
-		})
-	}
+			// Just before the retry time it is still denied; at it, admitted.
+			if d.RetryAfter > time.Millisecond {
+				clock.Advance(d.RetryAfter - time.Millisecond)
+				if peek(t, l, subject, item).Allowed {
+					t.Fatalf("admitted 1ms before RetryAfter %v: the retry is not exact", d.RetryAfter)
+				}
+				clock.Advance(time.Millisecond)
+			} else {
+				clock.Advance(d.RetryAfter)
+			}
+			if !decide(t, l, subject, item).Allowed {
+				t.Fatalf("denied again after waiting RetryAfter %v (cost %d, +%v)", d.RetryAfter, item.Cost, clock.Now().Sub(start))
+			}
+		}
+		if denials == 0 {
+			t.Fatal("no denials: the test tests nothing")
+		}
+	})
 }
 
 // testReusesDecision writes decisions of different sizes and outcomes into

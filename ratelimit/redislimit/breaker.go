@@ -52,22 +52,16 @@ func (b *breaker) probe() {
 	l := b.l
 	defer l.wg.Done()
 	defer b.probing.Store(false)
-	t := time.NewTicker(l.opts.ProbeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.ctx.Done():
-			return
-		case <-t.C:
-		}
+	l.every(l.opts.ProbeInterval, func() bool {
 		ctx, cancel := context.WithTimeout(l.ctx, max(l.opts.Timeout, 100*time.Millisecond))
 		err := l.client.Do(ctx, l.client.B().Ping().Build()).Error()
 		cancel()
-		if err == nil {
-			b.failures.Store(0)
-			b.open.Store(false)
-			l.log.Info("redislimit: circuit breaker closed; Redis answers again")
-			return
+		if err != nil {
+			return true
 		}
-	}
+		b.failures.Store(0)
+		b.open.Store(false)
+		l.log.Info("redislimit: circuit breaker closed; Redis answers again")
+		return false
+	})
 }

@@ -2,11 +2,11 @@ package redislimit
 
 import (
 	"hash/maphash"
-	"sync"
 	"time"
 
 	"github.com/journalsvc/journal/ratelimit"
 	"github.com/journalsvc/journal/ratelimit/internal/backend"
+	"github.com/journalsvc/journal/ratelimit/internal/shardmap"
 )
 
 // denyCache remembers denied decisions until their retry time, as the states
@@ -17,15 +17,8 @@ import (
 // decision of a subject on this instance drops the subject's entries (its
 // state changed). Sharded and bounded.
 type denyCache struct {
-	seed     maphash.Seed
+	table    shardmap.Table[*denials] // by subject hash
 	perShard int
-	shards   [64]denyShard
-}
-
-type denyShard struct {
-	mu sync.Mutex
-	m  map[uint64]*denials // by subject hash
-	_  [48]byte
 }
 
 // denials are the cached denials of one subject (at most maxPerSubject).
@@ -44,17 +37,15 @@ type denyEntry struct {
 }
 
 func newDenyCache(size int) *denyCache {
-	c := &denyCache{seed: maphash.MakeSeed(), perShard: max(1, size/64)}
-	for i := range c.shards {
-		c.shards[i].m = make(map[uint64]*denials)
-	}
+	c := &denyCache{perShard: max(1, size/shardmap.N)}
+	c.table.Init()
 	return c
 }
 
 // itemsKey hashes everything of items that a decision depends on.
 func (c *denyCache) itemsKey(items []ratelimit.Item) uint64 {
 	var h maphash.Hash
-	h.SetSeed(c.seed)
+	h.SetSeed(c.table.Seed())
 	var buf [8 * 6]byte
 	for _, it := range items {
 		p := it.Policy
@@ -80,20 +71,15 @@ func appendInt64(b []byte, x int64) []byte {
 	return append(b, byte(u), byte(u>>8), byte(u>>16), byte(u>>24), byte(u>>32), byte(u>>40), byte(u>>48), byte(u>>56))
 }
 
-func (c *denyCache) shard(subject string) (*denyShard, uint64) {
-	sh := maphash.String(c.seed, subject)
-	return &c.shards[sh%64], sh
-}
-
 // get writes into d the cached denial of (subject, items), re-evaluated at
 // now, and reports whether there was one that still denies (d is not to be
 // used otherwise).
 func (c *denyCache) get(d *ratelimit.Decision, subject string, key uint64, items []ratelimit.Item, now time.Time) bool {
-	s, sh := c.shard(subject)
-	s.mu.Lock()
-	ds := s.m[sh]
+	s, sh := c.table.Shard(subject)
+	s.Mu.Lock()
+	ds := s.M[sh]
 	if ds == nil {
-		s.mu.Unlock()
+		s.Mu.Unlock()
 		return false
 	}
 	var e denyEntry
@@ -107,12 +93,12 @@ func (c *denyCache) get(d *ratelimit.Decision, subject string, key uint64, items
 		} else {
 			ds.entries = append(ds.entries[:i], ds.entries[i+1:]...)
 			if len(ds.entries) == 0 {
-				delete(s.m, sh)
+				delete(s.M, sh)
 			}
 		}
 		break
 	}
-	s.mu.Unlock()
+	s.Mu.Unlock()
 	if !found {
 		return false
 	}
@@ -134,26 +120,26 @@ func evalStates(d *ratelimit.Decision, items []ratelimit.Item, states []backend.
 }
 
 func (c *denyCache) put(subject string, key uint64, until time.Time, now time.Time, redisAt int64, states []backend.State) {
-	s, sh := c.shard(subject)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ds := s.m[sh]
+	s, sh := c.table.Shard(subject)
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
+	ds := s.M[sh]
 	if ds == nil {
-		if len(s.m) >= c.perShard {
-			for k, x := range s.m { // drop subjects whose denials all expired, else an arbitrary one
+		if len(s.M) >= c.perShard {
+			for k, x := range s.M { // drop subjects whose denials all expired, else an arbitrary one
 				if !now.Before(x.latest()) {
-					delete(s.m, k)
+					delete(s.M, k)
 				}
 			}
-			if len(s.m) >= c.perShard {
-				for k := range s.m {
-					delete(s.m, k)
+			if len(s.M) >= c.perShard {
+				for k := range s.M {
+					delete(s.M, k)
 					break
 				}
 			}
 		}
 		ds = &denials{}
-		s.m[sh] = ds
+		s.M[sh] = ds
 	}
 	e := denyEntry{itemsKey: key, until: until, localAt: now.UnixMicro(), redisAt: redisAt, states: states}
 	for i, x := range ds.entries {
@@ -180,21 +166,21 @@ func (d *denials) latest() time.Time {
 
 // clear forgets every denial of subject.
 func (c *denyCache) clear(subject string) {
-	s, sh := c.shard(subject)
-	s.mu.Lock()
-	delete(s.m, sh)
-	s.mu.Unlock()
+	s, sh := c.table.Shard(subject)
+	s.Mu.Lock()
+	delete(s.M, sh)
+	s.Mu.Unlock()
 }
 
 func (c *denyCache) len() int {
 	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		for _, ds := range s.m {
+	for i := range shardmap.N {
+		s := c.table.At(i)
+		s.Mu.Lock()
+		for _, ds := range s.M {
 			n += len(ds.entries)
 		}
-		s.mu.Unlock()
+		s.Mu.Unlock()
 	}
 	return n
 }

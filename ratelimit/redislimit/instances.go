@@ -48,20 +48,16 @@ func (in *instances) refresh(ctx context.Context) error {
 func (in *instances) heartbeats() {
 	l := in.l
 	defer l.wg.Done()
-	t := time.NewTicker(l.opts.HeartbeatInterval)
-	defer t.Stop()
-	for {
+	beat := func() bool {
 		if !l.brk.isOpen() {
 			ctx, cancel := context.WithTimeout(l.ctx, max(l.opts.Timeout, 250*time.Millisecond))
 			_ = in.refresh(ctx)
 			cancel()
 		}
-		select {
-		case <-l.ctx.Done():
-			return
-		case <-t.C:
-		}
+		return true
 	}
+	beat()
+	l.every(l.opts.HeartbeatInterval, beat)
 }
 
 // leave removes this instance from the live set (best effort).

@@ -2,7 +2,6 @@ package redislimit
 
 import (
 	"context"
-	"hash/maphash"
 	"strconv"
 	"sync"
 	"time"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/journalsvc/journal/ratelimit"
 	"github.com/journalsvc/journal/ratelimit/internal/backend"
+	"github.com/journalsvc/journal/ratelimit/internal/shardmap"
 )
 
 // Leased quotas. With Options.Lease > 0, a decision whose policies all have
@@ -58,14 +58,7 @@ type leases struct {
 	sending sync.WaitGroup // background give-backs
 	dur     int64          // µs
 	max     int            // entries per shard
-	seed    maphash.Seed
-	shards  [64]leaseShard
-}
-
-type leaseShard struct {
-	mu sync.Mutex
-	m  map[uint64]*lease
-	_  [40]byte
+	table   shardmap.Table[*lease]
 }
 
 // lease is the state of one (subject, policy) on this instance: the units it
@@ -97,25 +90,8 @@ type lease struct {
 func (ls *leases) init(l *Limiter, dur time.Duration, maxEntries int) {
 	ls.l = l
 	ls.dur = dur.Microseconds()
-	ls.max = max(1, maxEntries/len(ls.shards))
-	ls.seed = maphash.MakeSeed()
-	for i := range ls.shards {
-		ls.shards[i].m = make(map[uint64]*lease)
-	}
-}
-
-func (ls *leases) shard(subject string) (*leaseShard, uint64) {
-	h := maphash.String(ls.seed, subject)
-	return &ls.shards[h%uint64(len(ls.shards))], h
-}
-
-// leaseKey mixes the policy name into the subject's hash (FNV-1a steps).
-func leaseKey(h uint64, policy string) uint64 {
-	for i := 0; i < len(policy); i++ {
-		h ^= uint64(policy[i])
-		h *= 1099511628211
-	}
-	return h
+	ls.max = max(1, maxEntries/shardmap.N)
+	ls.table.Init()
 }
 
 // leased reports whether items may be decided from leases: every policy has
@@ -154,14 +130,14 @@ func (e *lease) usable(now int64) int64 {
 // results (len(items)), if every item's lease has its cost usable; it
 // reports whether it did. A peek consumes nothing.
 func (ls *leases) take(subject string, items []ratelimit.Item, results []ratelimit.Result, peek bool, now int64) bool {
-	s, h := ls.shard(subject)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s, h := ls.table.Shard(subject)
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
 	var buf [4]*lease
 	es := buf[:0]
 	for i := range items {
 		it := &items[i]
-		e := s.m[leaseKey(h, it.Policy.Name)]
+		e := s.M[shardmap.Key(h, it.Policy.Name)]
 		if e == nil || e.subject != subject || e.policy != it.Policy || e.usable(now) < backend.Cost(it) {
 			return false
 		}
@@ -209,19 +185,19 @@ func (ls *leases) prepare(subject string, items []ratelimit.Item, now int64) (as
 	if !leased(items) {
 		return ask{}, false
 	}
-	s, h := ls.shard(subject)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s, h := ls.table.Shard(subject)
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
 	a := ask{make([]int64, len(items)), make([]int64, len(items)), make([]int64, len(items))}
 	for i := range items {
 		it := &items[i]
-		k := leaseKey(h, it.Policy.Name)
-		e := s.m[k]
+		k := shardmap.Key(h, it.Policy.Name)
+		e := s.M[k]
 		if e == nil || e.subject != subject || e.policy != it.Policy {
-			if len(s.m) >= ls.max && !ls.evict(s, now) {
+			if len(s.M) >= ls.max && !ls.evict(s, now) {
 				continue // full: decide exactly
 			}
-			s.m[k] = &lease{subject: subject, policy: it.Policy, decidedAt: now, decided: backend.Cost(it)}
+			s.M[k] = &lease{subject: subject, policy: it.Policy, decidedAt: now, decided: backend.Cost(it)}
 			continue // seen once: no evidence of a rate yet
 		}
 		switch u := e.ahead(now); {
@@ -272,14 +248,14 @@ func (ls *leases) prepare(subject string, items []ratelimit.Item, now int64) (as
 // unask ends the asking of a decision that asked (a) and got no answer:
 // whatever Redis may have granted it lapses unspent.
 func (ls *leases) unask(subject string, items []ratelimit.Item, a *ask) {
-	s, h := ls.shard(subject)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s, h := ls.table.Shard(subject)
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
 	for i := range items {
 		if a.want[i] == 0 {
 			continue
 		}
-		if e := s.m[leaseKey(h, items[i].Policy.Name)]; e != nil && e.subject == subject && e.policy == items[i].Policy {
+		if e := s.M[shardmap.Key(h, items[i].Policy.Name)]; e != nil && e.subject == subject && e.policy == items[i].Policy {
 			e.asking = false
 		}
 	}
@@ -293,13 +269,13 @@ func (ls *leases) unask(subject string, items []ratelimit.Item, a *ask) {
 // the units of a lease the grant replaces, to give back (none while only
 // one decision asks at a time).
 func (ls *leases) granted(subject string, items []ratelimit.Item, results []ratelimit.Result, a *ask, g grants, sent int64) []give {
-	s, h := ls.shard(subject)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s, h := ls.table.Shard(subject)
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
 	var back []give
 	for i := range items {
 		it := &items[i]
-		e := s.m[leaseKey(h, it.Policy.Name)]
+		e := s.M[shardmap.Key(h, it.Policy.Name)]
 		if a.want[i] == 0 || e == nil || e.subject != subject || e.policy != it.Policy {
 			continue
 		}
@@ -349,25 +325,25 @@ type give struct {
 }
 
 // evict drops the entries of s that hold no usable unit and made no decision
-// in Redis for a lease duration, and reports whether there is room. s.mu is
+// in Redis for a lease duration, and reports whether there is room. s.Mu is
 // held.
-func (ls *leases) evict(s *leaseShard, now int64) bool {
-	for k, e := range s.m {
+func (ls *leases) evict(s *shardmap.Shard[*lease], now int64) bool {
+	for k, e := range s.M {
 		if e.usable(now) == 0 && now-e.decidedAt > ls.dur {
-			delete(s.m, k)
+			delete(s.M, k)
 		}
 	}
-	return len(s.m) < ls.max
+	return len(s.M) < ls.max
 }
 
 // lapsed collects, to give back, what lapsed leases still hold ahead, and
 // forgets idle entries.
 func (ls *leases) lapsed(now int64) []give {
 	var back []give
-	for i := range ls.shards {
-		s := &ls.shards[i]
-		s.mu.Lock()
-		for k, e := range s.m {
+	for i := range shardmap.N {
+		s := ls.table.At(i)
+		s.Mu.Lock()
+		for k, e := range s.M {
 			if e.units > 0 && now >= e.lapse {
 				if u := e.ahead(now); u > 0 {
 					back = append(back, e.give(u))
@@ -375,39 +351,39 @@ func (ls *leases) lapsed(now int64) []give {
 				e.units = 0
 			}
 			if e.units <= 0 && now-e.decidedAt > 4*ls.dur {
-				delete(s.m, k)
+				delete(s.M, k)
 			}
 		}
-		s.mu.Unlock()
+		s.Mu.Unlock()
 	}
 	return back
 }
 
 // drop forgets the leases of subject (all its policies): its state was reset.
 func (ls *leases) drop(subject string) {
-	s, _ := ls.shard(subject)
-	s.mu.Lock()
-	for k, e := range s.m {
+	s, _ := ls.table.Shard(subject)
+	s.Mu.Lock()
+	for k, e := range s.M {
 		if e.subject == subject {
-			delete(s.m, k)
+			delete(s.M, k)
 		}
 	}
-	s.mu.Unlock()
+	s.Mu.Unlock()
 }
 
 // closeAll gives back every usable unit and waits for the give-backs under
 // way (at Close).
 func (ls *leases) closeAll(now int64) {
 	var back []give
-	for i := range ls.shards {
-		s := &ls.shards[i]
-		s.mu.Lock()
-		for _, e := range s.m {
+	for i := range shardmap.N {
+		s := ls.table.At(i)
+		s.Mu.Lock()
+		for _, e := range s.M {
 			if u := e.usable(now); u > 0 {
 				back = append(back, e.give(u))
 			}
 		}
-		s.mu.Unlock()
+		s.Mu.Unlock()
 	}
 	ls.sendWait(back)
 	ls.sending.Wait()
@@ -471,14 +447,8 @@ func (ls *leases) sendWait(back []give) {
 func (ls *leases) sweeper() {
 	l := ls.l
 	defer l.wg.Done()
-	t := time.NewTicker(min(time.Duration(ls.dur)*time.Microsecond/4, 250*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-l.ctx.Done():
-			return
-		case <-t.C:
-			ls.send(ls.lapsed(l.localNow().UnixMicro()))
-		}
-	}
+	l.every(min(time.Duration(ls.dur)*time.Microsecond/4, 250*time.Millisecond), func() bool {
+		ls.send(ls.lapsed(l.localNow().UnixMicro()))
+		return true
+	})
 }

@@ -10,9 +10,40 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// DefaultPostgresURL is the shared PostgreSQL server used when
-// JOURNAL_TEST_POSTGRES_URL is unset.
-const DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+// The shared servers of the development machine that [RedisAddr] and
+// [PostgresURL] use when JOURNAL_TEST_REDIS_ADDR and JOURNAL_TEST_POSTGRES_URL
+// are unset.
+const (
+	DefaultRedisAddr   = "127.0.0.1:6379"
+	DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+)
+
+// getenv returns the value of the environment variable name, or def when it
+// is unset or empty: how the shared servers are overridden.
+func getenv(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// RedisAddr returns the host:port of the shared Redis server for tests:
+// $JOURNAL_TEST_REDIS_ADDR, or [DefaultRedisAddr] when it is unset. It checks
+// that the server answers PING within a second and otherwise fails the test
+// with the command that starts one.
+//
+// The server is shared by every test and every package: use a random key
+// prefix per test and never FLUSHALL or FLUSHDB it. A test that needs to
+// break its server uses [StartRedis] instead.
+func RedisAddr(tb testing.TB) string {
+	tb.Helper()
+	addr := getenv("JOURNAL_TEST_REDIS_ADDR", DefaultRedisAddr)
+	if err := ping(addr, time.Second); err != nil {
+		tb.Fatalf("testenv: the shared Redis at %s does not answer PING (%v): start one with `redis-server --daemonize yes` "+
+			"(Debian/Ubuntu: apt-get install redis-server), or point JOURNAL_TEST_REDIS_ADDR at a running server", addr, err)
+	}
+	return addr
+}
 
 // PostgresURL creates a new, empty database with a random name on the
 // shared PostgreSQL server ($JOURNAL_TEST_POSTGRES_URL, a postgres:// URL of
@@ -26,10 +57,7 @@ const DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=
 // other's tables. A test that needs to break its server uses [StartPostgres].
 func PostgresURL(tb testing.TB) string {
 	tb.Helper()
-	base := os.Getenv("JOURNAL_TEST_POSTGRES_URL")
-	if base == "" {
-		base = DefaultPostgresURL
-	}
+	base := getenv("JOURNAL_TEST_POSTGRES_URL", DefaultPostgresURL)
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		tb.Fatalf("testenv: JOURNAL_TEST_POSTGRES_URL=%q is not a postgres:// URL", base)
@@ -71,18 +99,3 @@ func PostgresURL(tb testing.TB) string {
 
 // redact returns u without its password, for messages.
 func redact(u *url.URL) string { return u.Redacted() }
-
-// pgShow returns the value of the setting name of the PostgreSQL server at
-// connURL, with a short timeout.
-func pgShow(ctx context.Context, connURL, name string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, connURL)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close(context.Background())
-	var v string
-	err = conn.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v)
-	return v, err
-}
