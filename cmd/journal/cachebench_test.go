@@ -21,6 +21,8 @@ import (
 	"github.com/journalsvc/journal/cache/rediscache"
 	"github.com/journalsvc/journal/entrycache"
 	"github.com/journalsvc/journal/httpapi"
+	"github.com/journalsvc/journal/internal/config"
+	"github.com/journalsvc/journal/internal/metrics"
 	"github.com/journalsvc/journal/internal/redisconn"
 	"github.com/journalsvc/journal/internal/testenv"
 	"github.com/journalsvc/journal/password"
@@ -185,7 +187,7 @@ func startQuiet(tb testing.TB, vars map[string]string) string {
 // own. It returns the base URL; everything stops at Cleanup.
 func startUncached(tb testing.TB, vars map[string]string) string {
 	tb.Helper()
-	cfg, err := parseConfig(nil, env(vars))
+	cfg, err := config.Parse(nil, env(vars))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -199,7 +201,10 @@ func startUncached(tb testing.TB, vars map[string]string) string {
 	}
 	tb.Cleanup(func() { _ = db.Close() })
 	reg := prometheus.NewRegistry()
-	m := newMetrics(reg)
+	m, err := metrics.New(reg)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	conn := redisconn.Start(redisconn.Options{URL: *cfg.Redis, Logger: logger,
 		Limiter: redislimit.Options{Prefix: cfg.RedisPrefix, Timeout: cfg.RedisTimeout, InstanceID: "uncached"}})
 	tb.Cleanup(conn.Close)
@@ -209,14 +214,14 @@ func startUncached(tb testing.TB, vars map[string]string) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	policies, err := loadPolicies(cfg)
+	policies, err := cfg.Policies()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	h, err := httpapi.NewServer(httpapi.Options{
 		Logger: logger, Users: db, Tokens: db, Entries: db, Idempotency: db,
 		Passwords: password.New(password.Options{}), Metrics: reg, InstanceID: "uncached",
-		Database: db.Ping, Redis: conn.Ready, Limiter: limiter, Policies: policies, OnDecision: m.onDecision,
+		Database: db.Ping, Redis: conn.Ready, Limiter: limiter, Policies: policies, OnDecision: m.OnDecision,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -247,7 +252,7 @@ func BenchmarkEntryTiers(b *testing.B) {
 			if u := dbURL(); dbName == "sqlite" {
 				db, err = sqlite.Open(context.Background(), u[len("sqlite:"):])
 			} else {
-				cfg, perr := parseConfig(nil, env(map[string]string{"JOURNAL_DATABASE_URL": u}))
+				cfg, perr := config.Parse(nil, env(map[string]string{"JOURNAL_DATABASE_URL": u}))
 				if perr != nil {
 					b.Fatal(perr)
 				}

@@ -14,6 +14,11 @@ import (
 	"time"
 )
 
+// env returns a getenv reading from m.
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
 // logSink collects run's JSON log lines (up to a bound, then it drops them)
 // and reports the address of the first "listening" line.
 type logSink struct {
