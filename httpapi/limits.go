@@ -37,6 +37,23 @@ type Policies struct {
 	User []ratelimit.Item
 }
 
+// Summary lists every policy as NAME=RATE/ALGORITHM, with "(shadow)" after a
+// shadow policy, in the order IP, Signup, Login, LoginAccount, User: one
+// line's worth for the start-up log.
+func (p Policies) Summary() []string {
+	var out []string
+	for _, group := range [][]ratelimit.Item{p.IP, p.Signup, p.Login, p.LoginAccount, p.User} {
+		for _, it := range group {
+			s := fmt.Sprintf("%s=%s/%s", it.Policy.Name, it.Policy.Rate, it.Policy.Algorithm)
+			if it.Policy.Shadow {
+				s += "(shadow)"
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // limitSet says which of the Policies a route evaluates beyond IP (every
 // limited route) and User (every authenticated route).
 type limitSet uint8

@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"runtime"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,6 +19,8 @@ import (
 	"github.com/journalsvc/journal/cache/rediscache"
 	"github.com/journalsvc/journal/entrycache"
 	"github.com/journalsvc/journal/httpapi"
+	"github.com/journalsvc/journal/internal/config"
+	"github.com/journalsvc/journal/internal/metrics"
 	"github.com/journalsvc/journal/internal/redisconn"
 	"github.com/journalsvc/journal/internal/testenv"
 	"github.com/journalsvc/journal/password"
@@ -33,10 +33,6 @@ import (
 // benchRate is a limit no benchmark reaches: every decision admits, but the
 // limiter still decides (and, on Redis, runs its script) on every request.
 const benchRate = "1000000000/1h"
-
-// benchPrefix returns a fresh Redis key prefix, so benchmarks never meet
-// each other's keys on the shared server.
-func benchPrefix() string { return "bench" + strconv.FormatUint(rand.Uint64(), 36) + ":" }
 
 // BenchmarkFullStack measures GET /v1/entries/{id} and a 20-entry list page
 // through everything run builds, over loopback HTTP/1.1 keep-alive, the
@@ -64,7 +60,7 @@ func BenchmarkFullStack(b *testing.B) {
 					"JOURNAL_RATE_LIMIT_IP":   benchRate,
 					"JOURNAL_RATE_LIMIT_USER": benchRate,
 					"JOURNAL_LOG_LEVEL":       "warn",
-					"JOURNAL_REDIS_PREFIX":    benchPrefix(),
+					"JOURNAL_REDIS_PREFIX":    testenv.RandomPrefix(),
 				}
 				if variant != "memory" {
 					vars["JOURNAL_REDIS_URL"] = redisURL
@@ -131,10 +127,10 @@ func benchAPI(b *testing.B, base string) {
 // as wrk's -c64 in bench/fullstack.sh.
 const benchClients = 64
 
-// startQuiet calls run with vars on a free loopback port and waits for
-// /readyz to answer 200. Unlike startJournal it does not need run's
-// "listening" log line, so vars may set JOURNAL_LOG_LEVEL to warn (no access
-// log written, as in bench/fullstack.sh). run is stopped at Cleanup.
+// startQuiet is startJournal for vars that may set JOURNAL_LOG_LEVEL to
+// warn (no access log written, as in bench/fullstack.sh), which also leaves
+// out the "listening" line startJournal reads the address from: it serves
+// on a free loopback port it picks itself. It returns the base URL.
 func startQuiet(tb testing.TB, vars map[string]string) string {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -143,40 +139,9 @@ func startQuiet(tb testing.TB, vars map[string]string) string {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	envm := map[string]string{"JOURNAL_SHUTDOWN_DRAIN": "0s", "JOURNAL_ADDR": addr}
-	for k, v := range vars {
-		envm[k] = v
-	}
-	logs := newLogSink()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, env(envm), io.Discard, logs) }()
-	tb.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				tb.Errorf("run returned %v at cleanup; logs:\n%s", err, tail(logs.String(), 30))
-			}
-		case <-time.After(30 * time.Second):
-			tb.Errorf("run did not return within 30s of cancellation")
-		}
-	})
-	base := "http://" + addr
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		if code, _, err := get(base + "/readyz"); err == nil && code == http.StatusOK {
-			return base
-		}
-		select {
-		case err := <-done:
-			done <- err
-			tb.Fatalf("run returned %v before ready; logs:\n%s", err, tail(logs.String(), 30))
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("/readyz not 200 within 60s; logs:\n%s", tail(logs.String(), 30))
-		}
-	}
+	j := launch(tb, hooks{}, vars, []string{"-addr", addr})
+	j.waitReady(tb, "http://"+addr)
+	return "http://" + addr
 }
 
 // startUncached serves the stack newHandler builds for vars, except that
@@ -185,7 +150,7 @@ func startQuiet(tb testing.TB, vars map[string]string) string {
 // own. It returns the base URL; everything stops at Cleanup.
 func startUncached(tb testing.TB, vars map[string]string) string {
 	tb.Helper()
-	cfg, err := parseConfig(nil, env(vars))
+	cfg, err := config.Parse(nil, env(vars))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -199,7 +164,10 @@ func startUncached(tb testing.TB, vars map[string]string) string {
 	}
 	tb.Cleanup(func() { _ = db.Close() })
 	reg := prometheus.NewRegistry()
-	m := newMetrics(reg)
+	m, err := metrics.New(reg)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	conn := redisconn.Start(redisconn.Options{URL: *cfg.Redis, Logger: logger,
 		Limiter: redislimit.Options{Prefix: cfg.RedisPrefix, Timeout: cfg.RedisTimeout, InstanceID: "uncached"}})
 	tb.Cleanup(conn.Close)
@@ -209,14 +177,14 @@ func startUncached(tb testing.TB, vars map[string]string) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	policies, err := loadPolicies(cfg)
+	policies, err := cfg.Policies()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	h, err := httpapi.NewServer(httpapi.Options{
 		Logger: logger, Users: db, Tokens: db, Entries: db, Idempotency: db,
 		Passwords: password.New(password.Options{}), Metrics: reg, InstanceID: "uncached",
-		Database: db.Ping, Redis: conn.Ready, Limiter: limiter, Policies: policies, OnDecision: m.onDecision,
+		Database: db.Ping, Redis: conn.Ready, Limiter: limiter, Policies: policies, OnDecision: m.OnDecision,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -247,7 +215,7 @@ func BenchmarkEntryTiers(b *testing.B) {
 			if u := dbURL(); dbName == "sqlite" {
 				db, err = sqlite.Open(context.Background(), u[len("sqlite:"):])
 			} else {
-				cfg, perr := parseConfig(nil, env(map[string]string{"JOURNAL_DATABASE_URL": u}))
+				cfg, perr := config.Parse(nil, env(map[string]string{"JOURNAL_DATABASE_URL": u}))
 				if perr != nil {
 					b.Fatal(perr)
 				}
@@ -300,7 +268,7 @@ func BenchmarkEntryTiers(b *testing.B) {
 					defer rs.Close()
 					var tiers [2]atomic.Int64 // near, redis hits
 					ec, err := entrycache.New(noClose{db}, rs, entrycache.Options{
-						Prefix:  benchPrefix(),
+						Prefix:  testenv.RandomPrefix(),
 						Healthy: rs.Healthy,
 						Cache: cache.Options{OnResult: func(t, r string) {
 							if r == cache.ResultHit && t == "near" {
@@ -314,11 +282,7 @@ func BenchmarkEntryTiers(b *testing.B) {
 						b.Fatal(err)
 					}
 					defer ec.Close()
-					for deadline := time.Now().Add(10 * time.Second); !ec.Trusted(); time.Sleep(5 * time.Millisecond) {
-						if time.Now().After(deadline) {
-							b.Fatal("entry cache not trusted within 10s")
-						}
-					}
+					testenv.WaitFor(b, 10*time.Second, "entry cache trusted", ec.Trusted)
 					_, _ = ec.Entry(ctx, u.ID, e.ID) // fill
 					read(b, ec, func() { tiers[0].Store(0); tiers[1].Store(0) })
 					hits := map[string]int64{"near": tiers[0].Load(), "redis": tiers[1].Load()}

@@ -9,15 +9,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/cache"
 	"github.com/journalsvc/journal/cache/memorycache"
 	"github.com/journalsvc/journal/cache/rediscache"
 	"github.com/journalsvc/journal/entrycache"
 	"github.com/journalsvc/journal/httpapi"
+	"github.com/journalsvc/journal/internal/config"
+	"github.com/journalsvc/journal/internal/metrics"
 	"github.com/journalsvc/journal/internal/purge"
 	"github.com/journalsvc/journal/internal/redisconn"
 	"github.com/journalsvc/journal/internal/tracing"
@@ -46,30 +45,32 @@ func (s *stack) close() {
 
 // newHandler builds the HTTP handler stack on db: the rate limiter and the
 // entry cache (Redis-backed when JOURNAL_REDIS_URL is set, in-process
-// otherwise), the API (httpapi) with a fresh Prometheus
-// registry, /readyz checking the database (and Redis when configured) and
-// answering "draining" once draining is set. On error, whatever was built is
-// closed.
-func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Database, draining *atomic.Bool, tr *tracing.Tracing) (_ *stack, err error) {
+// otherwise), the background purge, and the API (httpapi) with a fresh
+// Prometheus registry and /readyz checking the database (and Redis when
+// configured) and answering "draining" once draining is set. On error,
+// whatever was built is closed.
+func newHandler(cfg config.Config, logger *slog.Logger, instance string, db journal.Database, draining *atomic.Bool, tr *tracing.Tracing) (_ *stack, err error) {
 	st := &stack{}
 	defer func() {
 		if err != nil {
 			st.close()
 		}
 	}()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	m := newMetrics(reg)
-	policies, err := loadPolicies(cfg)
+	reg := metrics.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		return nil, err
+	}
+	if err := metrics.RegisterOutbox(reg, db.PendingChanges); err != nil {
+		return nil, err
+	}
+	policies, err := cfg.Policies()
 	if err != nil {
 		return nil, err
 	}
 	trusted, err := httplimit.NewTrustedProxies(cfg.TrustedProxies...)
 	if err != nil {
-		return nil, &ConfigError{Setting: "JOURNAL_TRUSTED_PROXIES", Want: err.Error()}
+		return nil, &config.Error{Setting: "JOURNAL_TRUSTED_PROXIES", Want: err.Error()}
 	}
 
 	var (
@@ -86,7 +87,6 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 			return nil, err
 		}
 		cacheStore = ms
-		gaugeFuncs(reg, db.PendingChanges)
 	} else {
 		conn := redisconn.Start(redisconn.Options{
 			URL:    *cfg.Redis,
@@ -99,8 +99,8 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 				Logger:     logger.With("instance", instance),
 			},
 			Cache:     rediscache.Options{NearMaxAge: cfg.CacheNearMaxAge, Timeout: cfg.RedisTimeout},
-			Client:    rediscache.ClientConfig{OnInvalidations: m.onInvalidations},
-			OnLag:     func(d time.Duration) { m.invalidationLag.Observe(d.Seconds()) },
+			Client:    rediscache.ClientConfig{OnInvalidations: m.OnInvalidations},
+			OnLag:     m.OnInvalidationLag,
 			NewClient: tr.NewRedisClient(),
 		})
 		st.closers = append(st.closers, conn.Close)
@@ -115,8 +115,9 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 			return err
 		}
 		bypass = redisconn.Spent
-		gaugeFuncs(reg, db.PendingChanges)
-		reg.MustRegister(limiterCollector{stats: conn.LimiterStats})
+		if err := metrics.RegisterRedisLimiter(reg, conn.LimiterStats); err != nil {
+			return nil, err
+		}
 	}
 	local := memorylimit.New(memorylimit.Options{})
 	st.closers = append(st.closers, func() { _ = local.Close() })
@@ -128,19 +129,19 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 		}
 	}
 	limiter = tr.Limiter(limiter) // a span per decision when tracing is on
-	logger.Info("rate limits", "instance", instance, "policies", describePolicies(policies))
+	logger.Info("rate limits", "instance", instance, "policies", policies.Summary())
 
 	cached, err := entrycache.New(noClose{db}, cacheStore, entrycache.Options{
 		Prefix:       cfg.RedisPrefix,
 		TTL:          cfg.CacheTTL,
 		Logger:       logger.With("instance", instance),
-		OnTrust:      m.onTrust,
-		OnInvalidate: func(n int) { m.applied.Add(float64(n)) },
+		OnTrust:      m.OnTrust,
+		OnInvalidate: m.OnOutboxApplied,
 		Healthy:      cacheUp,
 		// A reader waits for another instance's fill at most a few Redis
 		// budgets: a fill that failed (Redis restarting) must not hold every
 		// reader of the key for the library's default 500ms.
-		Cache:  cache.Options{OnResult: m.onCacheResult, Jitter: 0.1, LeaseWait: max(4*cfg.RedisTimeout, 100*time.Millisecond)},
+		Cache:  cache.Options{OnResult: m.OnCacheResult, Jitter: 0.1, LeaseWait: max(4*cfg.RedisTimeout, 100*time.Millisecond)},
 		Bypass: bypass,
 	})
 	if err != nil {
@@ -158,7 +159,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 		purge.Run(purgeCtx, db, purge.Options{
 			Interval: purgeInterval,
 			Logger:   logger.With("instance", instance),
-			OnPurge:  func(n int) { m.purged.Add(float64(n)) },
+			OnPurge:  m.OnPurge,
 		})
 	}()
 	st.closers = append(st.closers, func() { stopPurge(); <-purged })
@@ -182,7 +183,7 @@ func newHandler(cfg Config, logger *slog.Logger, instance string, db journal.Dat
 		Limiter:        limiter,
 		Policies:       policies,
 		TrustedProxies: trusted,
-		OnDecision:     m.onDecision,
+		OnDecision:     m.OnDecision,
 	}
 	if tr != nil {
 		apiOpts.StartSpan = tr.StartRequest

@@ -14,6 +14,11 @@ import (
 	"time"
 )
 
+// env returns a getenv reading from m.
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
 // logSink collects run's JSON log lines (up to a bound, then it drops them)
 // and reports the address of the first "listening" line.
 type logSink struct {
@@ -79,6 +84,9 @@ type journalInstance struct {
 	done   chan error // run's result, once
 	// result stops the instance and returns run's result (every call).
 	result func() error
+	// stopped is set once the test has reported that run returned, so
+	// that Cleanup does not report it again.
+	stopped bool
 }
 
 // startJournal calls run on 127.0.0.1:0 with the environment vars (on top of
@@ -93,6 +101,32 @@ func startJournal(tb testing.TB, vars map[string]string, args ...string) *journa
 
 // startJournalWith is startJournal with run's hooks replaced by h.
 func startJournalWith(tb testing.TB, h hooks, vars map[string]string, args ...string) *journalInstance {
+	tb.Helper()
+	j := launch(tb, h, vars, append([]string{"-addr", "127.0.0.1:0"}, args...))
+	select {
+	case j.Addr = <-j.logs.addr:
+	case err := <-j.done:
+		j.stopped = true
+		tb.Fatalf("run returned %v before listening; logs:\n%s", err, tail(j.logs.String(), 30))
+	case <-time.After(30 * time.Second):
+		tb.Fatalf("no listening line within 30s; logs:\n%s", tail(j.logs.String(), 30))
+	}
+	j.URL, j.OpsURL = "http://"+j.Addr, "http://"+j.Addr
+	j.logs.mu.Lock()
+	if j.logs.opsAddr != "" {
+		j.OpsURL = "http://" + j.logs.opsAddr
+	}
+	j.logs.mu.Unlock()
+	j.waitReady(tb, j.OpsURL)
+	return j
+}
+
+// launch calls runWith with h in a goroutine, with the environment vars (on
+// top of a SQLite file in a temporary directory and no shutdown drain) and
+// args, and stops it at Cleanup, failing the test if run does not return
+// nil. It neither learns the address nor waits for readiness: the caller
+// does.
+func launch(tb testing.TB, h hooks, vars map[string]string, args []string) *journalInstance {
 	tb.Helper()
 	envm := map[string]string{
 		"JOURNAL_DATABASE_URL":   "sqlite:" + filepath.Join(tb.TempDir(), "journal.db"),
@@ -113,48 +147,38 @@ func startJournalWith(tb testing.TB, h hooks, vars map[string]string, args ...st
 			return errors.New("run did not return within 30s of cancellation")
 		}
 	}
-	args = append([]string{"-addr", "127.0.0.1:0"}, args...)
 	go func() { j.done <- runWith(ctx, args, env(envm), io.Discard, j.logs, h) }()
-	var stopped bool
 	tb.Cleanup(func() {
-		if stopped {
+		if j.stopped {
 			return
 		}
 		if err := j.result(); err != nil {
 			tb.Errorf("run returned %v at cleanup; logs:\n%s", err, tail(j.logs.String(), 30))
 		}
 	})
-	select {
-	case j.Addr = <-j.logs.addr:
-	case err := <-j.done:
-		stopped = true
-		tb.Fatalf("run returned %v before listening; logs:\n%s", err, tail(j.logs.String(), 30))
-	case <-time.After(30 * time.Second):
-		tb.Fatalf("no listening line within 30s; logs:\n%s", tail(j.logs.String(), 30))
-	}
-	j.URL, j.OpsURL = "http://"+j.Addr, "http://"+j.Addr
-	j.logs.mu.Lock()
-	if j.logs.opsAddr != "" {
-		j.OpsURL = "http://" + j.logs.opsAddr
-	}
-	j.logs.mu.Unlock()
+	return j
+}
+
+// waitReady polls base's /readyz until it answers 200. It fails the test if
+// run returns first or after 60 seconds.
+func (j *journalInstance) waitReady(tb testing.TB, base string) {
+	tb.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		code, _, err := get(j.OpsURL + "/readyz")
+		code, _, err := get(base + "/readyz")
 		if err == nil && code == http.StatusOK {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			tb.Fatalf("/readyz not 200 within 60s (last %d, %v); logs:\n%s", code, err, tail(j.logs.String(), 30))
 		}
 		select {
 		case err := <-j.done:
-			stopped = true
+			j.stopped = true
 			tb.Fatalf("run returned %v before ready; logs:\n%s", err, tail(j.logs.String(), 30))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return j
 }
 
 // tail returns the last n lines of s.

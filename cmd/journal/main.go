@@ -18,6 +18,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/journalsvc/journal/internal/config"
 )
 
 func main() {
@@ -46,8 +48,8 @@ func report(err error, w io.Writer) int {
 
 // exitCode maps the error run returned to the process exit status.
 func exitCode(err error) int {
-	var ce *ConfigError
-	var ue *usageError
+	var ce *config.Error
+	var ue *config.UsageError
 	switch {
 	case err == nil:
 		return 0

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/journalsvc/journal/internal/testenv"
 )
 
 // TestOpsAddr runs the service with JOURNAL_OPS_ADDR: /metrics, /livez and
@@ -50,14 +52,10 @@ func TestOpsAddr(t *testing.T) {
 	}
 
 	j.stop()
-	deadline := time.Now().Add(900 * time.Millisecond)
-	sawDraining := false
-	for time.Now().Before(deadline) && !sawDraining {
+	if _, sawDraining := testenv.Poll(900*time.Millisecond, 20*time.Millisecond, func() bool {
 		code, body, err := get(j.OpsURL + "/readyz")
-		sawDraining = err == nil && code == http.StatusServiceUnavailable && strings.Contains(body, `"draining"`)
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !sawDraining {
+		return err == nil && code == http.StatusServiceUnavailable && strings.Contains(body, `"draining"`)
+	}); !sawDraining {
 		t.Errorf("ops /readyz never said draining during the drain")
 	}
 	if err := j.result(); err != nil {

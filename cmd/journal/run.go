@@ -17,6 +17,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/internal/config"
 	"github.com/journalsvc/journal/internal/tracing"
 	"github.com/journalsvc/journal/postgres"
 	"github.com/journalsvc/journal/sqlite"
@@ -28,8 +29,8 @@ import (
 // -h writes the settings to stdout and returns nil. Logs are JSON lines on
 // stderr; the first is {"msg":"listening","addr":"HOST:PORT",...} with the
 // actual address (and "ops_addr" with the operations listener's, when
-// JOURNAL_OPS_ADDR is set). Errors: a *ConfigError or *usageError for bad
-// configuration, any other error when the service cannot start or stop
+// JOURNAL_OPS_ADDR is set). Errors: a *config.Error or *config.UsageError for
+// bad configuration, any other error when the service cannot start or stop
 // cleanly.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	return runWith(ctx, args, getenv, stdout, stderr, hooks{})
@@ -45,9 +46,9 @@ type hooks struct {
 
 // runWith is run with hooks.
 func runWith(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, h hooks) error {
-	cfg, err := parseConfig(args, getenv)
+	cfg, err := config.Parse(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
-		usage(stdout)
+		config.Usage(stdout)
 		return nil
 	}
 	if err != nil {
@@ -158,7 +159,7 @@ const tracingFlushTimeout = 5 * time.Second
 
 // openStore opens the database of cfg and applies its migrations. With tr,
 // every PostgreSQL query is a span (SQLite's are not traced).
-func openStore(ctx context.Context, cfg Config, tr *tracing.Tracing) (journal.Database, error) {
+func openStore(ctx context.Context, cfg config.Config, tr *tracing.Tracing) (journal.Database, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeOpenTimeout)
 	defer cancel()
 	if cfg.Database.SQLitePath != "" {

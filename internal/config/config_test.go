@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"bytes"
@@ -23,10 +23,10 @@ func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-func TestParseConfigDefaults(t *testing.T) {
-	got, err := parseConfig(nil, env(nil))
+func TestParseDefaults(t *testing.T) {
+	got, err := Parse(nil, env(nil))
 	if err != nil {
-		t.Fatalf("parseConfig(defaults) error: %v", err)
+		t.Fatalf("Parse(defaults) error: %v", err)
 	}
 	want := Config{
 		Addr:                  ":8080",
@@ -54,7 +54,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		LogLevel:              slog.LevelInfo,
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
-		t.Errorf("parseConfig(defaults) mismatch (-want +got):\n%s", diff)
+		t.Errorf("Parse(defaults) mismatch (-want +got):\n%s", diff)
 	}
 }
 
@@ -87,7 +87,7 @@ func TestSettingsMatchREADME(t *testing.T) {
 	}
 }
 
-func TestParseConfigValid(t *testing.T) {
+func TestParseValid(t *testing.T) {
 	dir := t.TempDir()
 	policies := filepath.Join(dir, "policies.yaml")
 	if err := os.WriteFile(policies, []byte("policies: []\n"), 0o600); err != nil {
@@ -153,7 +153,7 @@ func TestParseConfigValid(t *testing.T) {
 		s := lookupSetting(t, tt.name)
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
 			// From the environment.
-			c, err := parseConfig(nil, env(map[string]string{s.env(): tt.value}))
+			c, err := Parse(nil, env(map[string]string{s.env(): tt.value}))
 			if err != nil {
 				t.Fatalf("%s=%q: %v", s.env(), tt.value, err)
 			}
@@ -162,21 +162,21 @@ func TestParseConfigValid(t *testing.T) {
 			}
 			// From the flag, both spellings.
 			for _, args := range [][]string{{"-" + s.flag(), tt.value}, {"--" + s.flag() + "=" + tt.value}} {
-				c, err := parseConfig(args, env(nil))
+				c, err := Parse(args, env(nil))
 				if err != nil {
-					t.Fatalf("parseConfig(%q): %v", args, err)
+					t.Fatalf("Parse(%q): %v", args, err)
 				}
 				if diff := cmp.Diff(tt.want, tt.check(c), opts); diff != "" {
-					t.Errorf("parseConfig(%q) (-want +got):\n%s", args, diff)
+					t.Errorf("Parse(%q) (-want +got):\n%s", args, diff)
 				}
 			}
 		})
 	}
 }
 
-// TestParseConfigPrecedence checks flag > env > default for every setting,
+// TestParsePrecedence checks flag > env > default for every setting,
 // using two valid values per setting.
-func TestParseConfigPrecedence(t *testing.T) {
+func TestParsePrecedence(t *testing.T) {
 	dir := t.TempDir()
 	p1, p2 := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
 	for _, p := range []string{p1, p2} {
@@ -226,19 +226,19 @@ func TestParseConfigPrecedence(t *testing.T) {
 				}
 				return c
 			}
-			def, err := parseConfig(nil, env(nil))
+			def, err := Parse(nil, env(nil))
 			if err != nil {
 				t.Fatal(err)
 			}
-			fromEnv, err := parseConfig(nil, env(map[string]string{s.env(): v[0]}))
+			fromEnv, err := Parse(nil, env(map[string]string{s.env(): v[0]}))
 			if err != nil {
 				t.Fatal(err)
 			}
-			both, err := parseConfig([]string{"-" + s.flag(), v[1]}, env(map[string]string{s.env(): v[0]}))
+			both, err := Parse([]string{"-" + s.flag(), v[1]}, env(map[string]string{s.env(): v[0]}))
 			if err != nil {
 				t.Fatal(err)
 			}
-			emptyEnv, err := parseConfig(nil, env(map[string]string{s.env(): ""}))
+			emptyEnv, err := Parse(nil, env(map[string]string{s.env(): ""}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -330,7 +330,7 @@ func lookupSetting(tb testing.TB, name string) setting {
 	return setting{}
 }
 
-func TestParseConfigInvalid(t *testing.T) {
+func TestParseInvalid(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		name, value string
@@ -410,10 +410,10 @@ func TestParseConfigInvalid(t *testing.T) {
 				{nil, map[string]string{s.env(): tt.value}, s.env()},
 				{[]string{"-" + s.flag(), tt.value}, nil, "-" + s.flag()},
 			} {
-				_, err := parseConfig(src.args, env(src.env))
-				var ce *ConfigError
+				_, err := Parse(src.args, env(src.env))
+				var ce *Error
 				if !errors.As(err, &ce) {
-					t.Fatalf("parseConfig(%q, %v) error = %v, want a *ConfigError", src.args, src.env, err)
+					t.Fatalf("Parse(%q, %v) error = %v, want a *Error", src.args, src.env, err)
 				}
 				if ce.Setting != src.setting || ce.Value != tt.value || !strings.Contains(ce.Want, tt.wantIn) {
 					t.Errorf("error = %+v, want Setting %s, Value %q, Want containing %q", ce, src.setting, tt.value, tt.wantIn)
@@ -421,32 +421,29 @@ func TestParseConfigInvalid(t *testing.T) {
 				if msg := err.Error(); strings.Contains(msg, "\n") || !strings.HasPrefix(msg, "invalid "+src.setting+" ") {
 					t.Errorf("error %q is not one line starting with %q", msg, "invalid "+src.setting)
 				}
-				if got := exitCode(err); got != 2 {
-					t.Errorf("exitCode(%v) = %d, want 2", err, got)
-				}
 			}
 		})
 	}
 }
 
-func TestParseConfigMessage(t *testing.T) {
-	_, err := parseConfig(nil, env(map[string]string{"JOURNAL_RATE_LIMIT_IP": "abc"}))
+func TestParseMessage(t *testing.T) {
+	_, err := Parse(nil, env(map[string]string{"JOURNAL_RATE_LIMIT_IP": "abc"}))
 	want := `invalid JOURNAL_RATE_LIMIT_IP "abc": want N/DURATION like 100/1m (N >= 1, DURATION >= 1s) or off`
 	if err == nil || err.Error() != want {
 		t.Errorf("error = %v, want %s", err, want)
 	}
 }
 
-// TestParseConfigRedactsPasswords checks that an invalid URL is reported
+// TestParseRedactsPasswords checks that an invalid URL is reported
 // without its password.
-func TestParseConfigRedactsPasswords(t *testing.T) {
+func TestParseRedactsPasswords(t *testing.T) {
 	tests := []struct{ name, value, want string }{
 		{"REDIS_URL", "redis://u:hunter2@a:1,b:2/3", "redis://u:xxxxx@a:1,b:2/3"},
 		{"DATABASE_URL", "postgres://u:hunter2@h:port/db", "postgres://u:xxxxx@h:port/db"},
 	}
 	for _, tt := range tests {
 		s := lookupSetting(t, tt.name)
-		_, err := parseConfig(nil, env(map[string]string{s.env(): tt.value}))
+		_, err := Parse(nil, env(map[string]string{s.env(): tt.value}))
 		if err == nil {
 			t.Fatalf("%s=%q: no error", s.env(), tt.value)
 		}
@@ -456,29 +453,24 @@ func TestParseConfigRedactsPasswords(t *testing.T) {
 	}
 }
 
-func TestParseConfigCommandLine(t *testing.T) {
-	if _, err := parseConfig([]string{"-h"}, env(nil)); !errors.Is(err, flag.ErrHelp) {
-		t.Errorf("parseConfig(-h) = %v, want flag.ErrHelp", err)
+func TestParseCommandLine(t *testing.T) {
+	if _, err := Parse([]string{"-h"}, env(nil)); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("Parse(-h) = %v, want flag.ErrHelp", err)
 	}
-	if _, err := parseConfig([]string{"-help"}, env(nil)); !errors.Is(err, flag.ErrHelp) {
-		t.Errorf("parseConfig(-help) = %v, want flag.ErrHelp", err)
+	if _, err := Parse([]string{"-help"}, env(nil)); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("Parse(-help) = %v, want flag.ErrHelp", err)
 	}
 	for _, args := range [][]string{{"-nope"}, {"serve"}, {"-addr"}, {"-addr", ":1", "extra"}} {
-		_, err := parseConfig(args, env(nil))
-		var ue *usageError
-		if !errors.As(err, &ue) {
-			t.Errorf("parseConfig(%q) = %v, want a *usageError", args, err)
-			continue
-		}
-		if got := exitCode(err); got != 2 {
-			t.Errorf("exitCode(parseConfig(%q)) = %d, want 2", args, got)
+		_, err := Parse(args, env(nil))
+		if ue := (*UsageError)(nil); !errors.As(err, &ue) {
+			t.Errorf("Parse(%q) = %v, want a *UsageError", args, err)
 		}
 	}
 }
 
 func TestUsageListsEverySetting(t *testing.T) {
 	var b bytes.Buffer
-	usage(&b)
+	Usage(&b)
 	out := b.String()
 	for _, s := range settings {
 		var line string
@@ -500,33 +492,6 @@ func TestUsageListsEverySetting(t *testing.T) {
 		}
 		if f := strings.Fields(line); len(f) < 3 || f[1] != s.env() || f[2] != def {
 			t.Errorf("usage line %q: want variable %s and default %s", line, s.env(), def)
-		}
-	}
-}
-
-func TestExitCode(t *testing.T) {
-	tests := []struct {
-		err  error
-		want int
-	}{
-		{nil, 0},
-		{errors.New("listen tcp :80: bind: permission denied"), 1},
-		{&ConfigError{Setting: "JOURNAL_ADDR", Value: "x", Want: "y"}, 2},
-		{&usageError{msg: "flag provided but not defined: -x"}, 2},
-	}
-	for _, tt := range tests {
-		var b bytes.Buffer
-		if got := report(tt.err, &b); got != tt.want {
-			t.Errorf("report(%v) = %d, want %d", tt.err, got, tt.want)
-		}
-		if tt.err == nil {
-			if b.Len() != 0 {
-				t.Errorf("report(nil) wrote %q", b.String())
-			}
-			continue
-		}
-		if got, want := b.String(), "journal: "+tt.err.Error()+"\n"; got != want {
-			t.Errorf("report(%v) wrote %q, want %q", tt.err, got, want)
 		}
 	}
 }

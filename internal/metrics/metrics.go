@@ -1,4 +1,11 @@
-package main
+// Package metrics holds the journal service's own Prometheus collectors,
+// beyond the request metrics of httpapi (docs/design.md, "Lifecycle and
+// operations"). The components report what happens through hooks, so that
+// they carry no Prometheus dependency; the methods of [Service] are those
+// hooks, and [RegisterOutbox] and [RegisterRedisLimiter] add collectors read
+// at scrape time. Nothing is global: every collector goes into the registry
+// passed in, the one /metrics serves ([NewRegistry]).
+package metrics
 
 import (
 	"context"
@@ -6,15 +13,27 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/journalsvc/journal/ratelimit"
 	"github.com/journalsvc/journal/ratelimit/httplimit"
 	"github.com/journalsvc/journal/ratelimit/redislimit"
 )
 
-// metrics are the service's own collectors beyond httpapi's request metrics
-// (docs/design.md, "Lifecycle and operations"), registered in the registry /metrics serves.
-type metrics struct {
+// NewRegistry returns a registry that holds the Go runtime's and the
+// process's collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister( // cannot fail: the registry is new and the two differ
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
+// Service holds the collectors that the components' hooks feed. Its methods
+// are safe for concurrent use.
+type Service struct {
 	decisions     *prometheus.CounterVec // policy, result, mode
 	cacheResults  *prometheus.CounterVec // tier, result
 	invalidations prometheus.Counter     // near-cache keys invalidated by Redis pushes
@@ -27,8 +46,10 @@ type metrics struct {
 	invalidationLag prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
+// New registers the collectors of a Service in reg. It fails if reg already
+// holds collectors of the same names.
+func New(reg prometheus.Registerer) (*Service, error) {
+	m := &Service{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "journal_ratelimit_decisions_total",
 			Help: "Rate-limit results by policy, result (allowed, denied, unavailable) and mode (enforced, shadow, degraded).",
@@ -63,12 +84,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "1 while the entry cache is trusted; 0 while reads go to the database (Redis failing or outbox not yet replayed).",
 		}),
 	}
-	reg.MustRegister(m.decisions, m.cacheResults, m.invalidations, m.flushes, m.applied, m.cacheTrusted, m.invalidationLag, m.purged)
-	return m
+	for _, c := range []prometheus.Collector{m.decisions, m.cacheResults, m.invalidations, m.flushes, m.applied, m.cacheTrusted, m.invalidationLag, m.purged} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
-// onDecision counts each policy's result of a rate-limit decision.
-func (m *metrics) onDecision(_ *http.Request, o httplimit.Outcome, items []ratelimit.Item, d *ratelimit.Decision, err error) {
+// OnDecision counts each policy's result of a rate-limit decision, or one
+// "unavailable" result without a policy when the limiter could not decide
+// (httplimit.Options.OnDecision).
+func (m *Service) OnDecision(_ *http.Request, _ httplimit.Outcome, items []ratelimit.Item, d *ratelimit.Decision, err error) {
 	if err != nil {
 		m.decisions.WithLabelValues("", "unavailable", "enforced").Inc()
 		return
@@ -88,11 +115,15 @@ func (m *metrics) onDecision(_ *http.Request, o httplimit.Outcome, items []ratel
 	}
 }
 
-func (m *metrics) onCacheResult(tier, result string) {
+// OnCacheResult counts a cache lookup by tier and result
+// (cache.Options.OnResult).
+func (m *Service) OnCacheResult(tier, result string) {
 	m.cacheResults.WithLabelValues(tier, result).Inc()
 }
 
-func (m *metrics) onInvalidations(keys int) {
+// OnInvalidations counts the near-cache keys Redis invalidated; 0 keys means
+// the whole near cache was dropped (rediscache.ClientConfig.OnInvalidations).
+func (m *Service) OnInvalidations(keys int) {
 	if keys == 0 {
 		m.flushes.Inc()
 		return
@@ -100,7 +131,9 @@ func (m *metrics) onInvalidations(keys int) {
 	m.invalidations.Add(float64(keys))
 }
 
-func (m *metrics) onTrust(trusted bool) {
+// OnTrust records whether the entry cache is trusted
+// (entrycache.Options.OnTrust).
+func (m *Service) OnTrust(trusted bool) {
 	if trusted {
 		m.cacheTrusted.Set(1)
 	} else {
@@ -108,13 +141,31 @@ func (m *metrics) onTrust(trusted bool) {
 	}
 }
 
-// gaugeFuncs registers gauges read at scrape time.
-func gaugeFuncs(reg prometheus.Registerer, pending func(context.Context) (int64, error)) {
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+// OnOutboxApplied counts n outbox changes applied to the cache
+// (entrycache.Options.OnInvalidate).
+func (m *Service) OnOutboxApplied(n int) { m.applied.Add(float64(n)) }
+
+// OnPurge counts n rows deleted by the background purge
+// (purge.Options.OnPurge).
+func (m *Service) OnPurge(n int) { m.purged.Add(float64(n)) }
+
+// OnInvalidationLag observes the time a write took to invalidate a near
+// cache (redisconn.Options.OnLag).
+func (m *Service) OnInvalidationLag(d time.Duration) { m.invalidationLag.Observe(d.Seconds()) }
+
+// outboxReadTimeout bounds the query of the outbox gauge, so that a scrape
+// does not hang on a database that does not answer.
+const outboxReadTimeout = time.Second
+
+// RegisterOutbox registers the gauge of committed writes whose cache
+// invalidation is not applied yet, read from pending at each scrape; it is
+// -1 while pending fails.
+func RegisterOutbox(reg prometheus.Registerer, pending func(context.Context) (int64, error)) error {
+	return reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "journal_outbox_pending",
 		Help: "Committed writes whose cache invalidation has not been applied yet.",
 	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), outboxReadTimeout)
 		defer cancel()
 		n, err := pending(ctx)
 		if err != nil {
@@ -122,6 +173,14 @@ func gaugeFuncs(reg prometheus.Registerer, pending func(context.Context) (int64,
 		}
 		return float64(n)
 	}))
+}
+
+// RegisterRedisLimiter registers the collector of the Redis rate limiter's
+// statistics, read from stats at each scrape: its Redis calls and errors,
+// deny-cache hits, breaker and live instances. While stats reports false
+// (not connected yet) the breaker counts as open and the instance as alone.
+func RegisterRedisLimiter(reg prometheus.Registerer, stats func() (redislimit.Stats, bool)) error {
+	return reg.Register(limiterCollector{stats: stats})
 }
 
 // limiterCollector exports the Redis limiter's Stats when scraped.
