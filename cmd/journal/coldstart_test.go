@@ -126,7 +126,11 @@ func TestNoColdStart(t *testing.T) {
 
 // TestLeasesNeverOverAdmit: with leased quotas (the default), three
 // instances flooded by one client never admit more than the limit, not in the
-// flood and not after every lease lapsed and went back.
+// flood and not after every lease lapsed and went back. A process starved of
+// CPU may see its Redis calls time out (a connection's 500 ms write deadline);
+// those decisions are degraded as Redis slow, which grants no share of the
+// quota but at most one unit per instance (see "What degraded decisions
+// admit" in the README): then the bound is the limit plus one per instance.
 func TestLeasesNeverOverAdmit(t *testing.T) {
 	t.Parallel()
 	env := sharedEnv(t, "redis://"+testenv.RedisAddr(t), map[string]string{
@@ -138,14 +142,20 @@ func TestLeasesNeverOverAdmit(t *testing.T) {
 	for range 3 {
 		insts = append(insts, startJournal(t, env))
 	}
-	first, degraded := floodFrom(t, insts, 300, "198.51.100.3")
-	if first > 60 || degraded != 0 {
-		t.Fatalf("flood: admitted %d (%d degraded), want at most 60 and none degraded", first, degraded)
+	bound := func(degraded int64) int64 {
+		if degraded > 0 {
+			return 60 + int64(len(insts))
+		}
+		return 60
+	}
+	first, deg1 := floodFrom(t, insts, 300, "198.51.100.3")
+	if first > bound(deg1) {
+		t.Fatalf("flood: admitted %d (%d degraded), want at most %d", first, deg1, bound(deg1))
 	}
 	time.Sleep(time.Second) // every lease lapses and its rest goes back
-	second, degraded := floodFrom(t, insts, 300, "198.51.100.3")
-	t.Logf("admitted %d in the flood, %d once the leases had lapsed", first, second)
-	if first+second > 60 || degraded != 0 {
-		t.Errorf("admitted %d, then %d once the leases lapsed (%d degraded): more than the limit of 60", first, second, degraded)
+	second, deg2 := floodFrom(t, insts, 300, "198.51.100.3")
+	t.Logf("admitted %d in the flood, %d once the leases had lapsed; %d and %d decisions degraded", first, second, deg1, deg2)
+	if first+second > bound(deg1+deg2) {
+		t.Errorf("admitted %d, then %d once the leases lapsed (%d degraded): more than %d", first, second, deg1+deg2, bound(deg1+deg2))
 	}
 }
