@@ -149,6 +149,33 @@ func build(tb testing.TB, dir, name string) string {
 	return bin
 }
 
+// degradedDecisions sums the degraded rate-limit decisions of policy that
+// the instances' /metrics report.
+func degradedDecisions(tb testing.TB, c *cluster, policy string) int {
+	tb.Helper()
+	n := 0
+	for _, base := range c.inst {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "journal_ratelimit_decisions_total{") && strings.Contains(line, `mode="degraded"`) &&
+				strings.Contains(line, `policy="`+policy+`"`) {
+				f := strings.Fields(line)
+				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+				n += int(v)
+			}
+		}
+	}
+	return n
+}
+
 // load runs journal-load with args and returns its summary.
 func load(tb testing.TB, bin string, timeout time.Duration, args ...string) (loadSummary, string) {
 	tb.Helper()
@@ -169,13 +196,28 @@ func load(tb testing.TB, bin string, timeout time.Duration, args ...string) (loa
 }
 
 // floodUser floods a fresh user's requests through nginx and checks that
-// exactly the user limit of 200 is admitted across the three instances.
+// exactly the user limit of 200 is admitted across the three instances. On a
+// machine so loaded that some of the flood's Redis calls time out, those
+// decisions are degraded (the instances' metrics count them): a call Redis
+// charged for a caller that gave up is quota no one spends, and a degraded
+// decision grants at most one unit per instance (see "What degraded
+// decisions admit" in the README). Then the flood must admit at most the
+// limit plus one per instance, and may admit less.
 func floodUser(t *testing.T, c *cluster, loadBin string) {
+	before := degradedDecisions(t, c, "user")
 	s, out := load(t, loadBin, 60*time.Second, "-scenario", "ratelimit", "-policy", "user", "-target", c.lb,
 		"-requests", "1000", "-concurrency", "50", "-duration", "50s")
+	degraded := degradedDecisions(t, c, "user") - before
 	r := s.Ratelimit
-	if r == nil || r.Limit != 200 || r.Expected != 200 || r.Admitted != r.Expected || !r.Exact {
+	switch {
+	case r == nil || r.Limit != 200 || r.Expected != 200:
+		t.Errorf("flood of 1000 through nginx: want the user limit of 200 expected:\n%s", out)
+	case degraded == 0 && (r.Admitted != r.Expected || !r.Exact):
 		t.Errorf("flood of 1000 through nginx: want exactly the user limit of 200 admitted:\n%s", out)
+	case degraded > 0 && r.Admitted > r.Expected+len(c.inst):
+		t.Errorf("flood of 1000 through nginx with %d degraded decisions: want at most %d admitted:\n%s", degraded, r.Expected+len(c.inst), out)
+	case degraded > 0:
+		t.Logf("flood: admitted %d of the limit of %d with %d decisions degraded (Redis calls timed out on a loaded machine)", r.Admitted, r.Expected, degraded)
 	}
 	if r != nil && r.RetryAfterMissing != 0 {
 		t.Errorf("%d responses 429 without Retry-After", r.RetryAfterMissing)

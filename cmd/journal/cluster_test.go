@@ -40,8 +40,11 @@ func userTag(id string) string { return "{u:" + id + "}" }
 // hash), logs that one in and returns its client and ID.
 func signupWhere(tb testing.TB, cl *testenv.Cluster, base, name string, want func(master string) bool) (*apiClient, string) {
 	tb.Helper()
+	// With three masters and one wanted, 40 users all land elsewhere
+	// with probability (2/3)^40, about 1e-7 (12 failed about 1 run in 130).
+	const users = 40
 	var masters []string
-	for i := range 12 {
+	for i := range users {
 		c := newAPIClient(tb, base)
 		creds := map[string]string{"username": fmt.Sprintf("%s%d", name, i), "password": "correct horse battery"}
 		r := c.do("POST", "/v1/users", creds)
@@ -70,7 +73,7 @@ func signupWhere(tb testing.TB, cl *testenv.Cluster, base, name string, want fun
 		}](tb, r).Token
 		return c, id
 	}
-	tb.Fatalf("12 users' slots were all mastered by unwanted nodes %v", masters)
+	tb.Fatalf("%d users' slots were all mastered by unwanted nodes %v", users, masters)
 	return nil, ""
 }
 
