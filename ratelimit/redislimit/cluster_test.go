@@ -17,6 +17,21 @@ import (
 	"github.com/journalsvc/journal/ratelimit/redislimit"
 )
 
+// clusterLimiter returns a limiter on its own client of cl, with leases of
+// lease (0: exact).
+func clusterLimiter(tb testing.TB, cl *testenv.Cluster, lease time.Duration) *redislimit.Limiter {
+	tb.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{
+		InitAddress: cl.Addrs(), DisableRetry: true, DisableCache: true,
+		ConnWriteTimeout: 500 * time.Millisecond,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return newLimiter(tb, c, redislimit.Options{Timeout: time.Second, HeartbeatInterval: -1, Lease: lease})
+}
+
 // TestCluster runs multi-policy decisions on a 3-master Redis Cluster: the
 // keys of one decision share the subject's hash tag, so the script never
 // meets CROSSSLOT, and subjects spread over every master. The limit stays
@@ -26,18 +41,7 @@ func TestCluster(t *testing.T) {
 		t.Skip("starts a 6-node Redis Cluster")
 	}
 	cl := testenv.RedisCluster(t)
-	newLim := func() *redislimit.Limiter {
-		c, err := rueidis.NewClient(rueidis.ClientOption{
-			InitAddress: cl.Addrs(), DisableRetry: true, DisableCache: true,
-			ConnWriteTimeout: 500 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		return newLimiter(t, c, redislimit.Options{Timeout: time.Second, HeartbeatInterval: -1})
-	}
-	a, b := newLim(), newLim()
+	a, b := clusterLimiter(t, cl, 0), clusterLimiter(t, cl, 0)
 	ip := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 20, Per: time.Hour}}
 	hour := ratelimit.Policy{Name: "ip-hour", Rate: ratelimit.Rate{N: 1000, Per: time.Hour}, Algorithm: ratelimit.Sliding}
 	day := ratelimit.Policy{Name: "ip-day", Rate: ratelimit.Rate{N: 1000, Per: 24 * time.Hour}, Algorithm: ratelimit.Fixed}
@@ -83,17 +87,7 @@ func TestClusterLeases(t *testing.T) {
 		t.Skip("starts a 6-node Redis Cluster")
 	}
 	cl := testenv.RedisCluster(t)
-	newLim := func(lease time.Duration) *redislimit.Limiter {
-		c, err := rueidis.NewClient(rueidis.ClientOption{
-			InitAddress: cl.Addrs(), DisableRetry: true, DisableCache: true,
-			ConnWriteTimeout: 500 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		return newLimiter(t, c, redislimit.Options{Timeout: time.Second, HeartbeatInterval: -1, Lease: lease})
-	}
+	newLim := func(lease time.Duration) *redislimit.Limiter { return clusterLimiter(t, cl, lease) }
 	// flood decides subject n times from 32 goroutines over two new
 	// instances with 1 s leases and closes them; it returns the admitted
 	// count and the decisions answered from leases.
