@@ -66,13 +66,13 @@ type cluster struct {
 	runDir string
 }
 
-// sh runs cluster.sh cmd, bounded by timeout, and returns its combined
+// sh runs cluster.sh cmd args, bounded by timeout, and returns its combined
 // output and error.
-func (c *cluster) sh(tb testing.TB, timeout time.Duration, cmd string) (string, error) {
+func (c *cluster) sh(tb testing.TB, timeout time.Duration, cmd string, args ...string) (string, error) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	x := exec.CommandContext(ctx, c.script, cmd)
+	x := exec.CommandContext(ctx, c.script, append([]string{cmd}, args...)...)
 	x.Env = c.env
 	x.Dir = c.runDir
 	// Do not wait forever for a pipe some daemon inherited.
@@ -185,7 +185,11 @@ func floodUser(t *testing.T, c *cluster, loadBin string) {
 	}
 }
 
-func TestClusterEndToEnd(t *testing.T) {
+// needCluster skips the test in -short mode or without nginx (fails it as
+// root, who can install it), fails it without curl, and returns nginx's
+// path.
+func needCluster(t *testing.T) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end cluster test: skipped in -short mode")
 	}
@@ -199,6 +203,14 @@ func TestClusterEndToEnd(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatal("curl is not installed: apt-get install curl (cluster.sh polls /readyz with it)")
 	}
+	return nginx
+}
+
+// newCluster prepares (does not start) three instances behind nginx on free
+// loopback ports, in a new run directory, with the caller's environment
+// but its JOURNAL_* settings replaced by env.
+func newCluster(t *testing.T, nginx string, env ...string) *cluster {
+	t.Helper()
 	script, err := filepath.Abs("cluster.sh")
 	if err != nil {
 		t.Fatal(err)
@@ -206,8 +218,6 @@ func TestClusterEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	lbPort := freePorts(t, 1)
 	base := freePorts(t, 3)
-	var pfx [6]byte
-	_, _ = rand.Read(pfx[:])
 	c := &cluster{script: script, runDir: dir, lb: "http://127.0.0.1:" + strconv.Itoa(lbPort)}
 	for i := 0; i < 3; i++ {
 		c.inst = append(c.inst, "http://127.0.0.1:"+strconv.Itoa(base+i))
@@ -223,6 +233,16 @@ func TestClusterEndToEnd(t *testing.T) {
 		"BASE_PORT="+strconv.Itoa(base),
 		"RUN_DIR="+filepath.Join(dir, "cluster"),
 		"NGINX_BIN="+nginx,
+	)
+	c.env = append(c.env, env...)
+	return c
+}
+
+func TestClusterEndToEnd(t *testing.T) {
+	nginx := needCluster(t)
+	var pfx [6]byte
+	_, _ = rand.Read(pfx[:])
+	c := newCluster(t, nginx,
 		"JOURNAL_DATABASE_URL="+testenv.PostgresURL(t),
 		"JOURNAL_REDIS_URL=redis://"+testenv.RedisAddr(t),
 		"JOURNAL_REDIS_PREFIX=e2e-"+hex.EncodeToString(pfx[:])+":",
@@ -241,8 +261,8 @@ func TestClusterEndToEnd(t *testing.T) {
 	)
 	// Built here rather than by cluster.sh, so that a slow compile on a
 	// busy machine does not count against up's readiness bound.
-	loadBin := build(t, dir, "journal-load")
-	c.env = append(c.env, "JOURNAL_BIN="+build(t, dir, "journal"))
+	loadBin := build(t, c.runDir, "journal-load")
+	c.env = append(c.env, "JOURNAL_BIN="+build(t, c.runDir, "journal"))
 
 	out, err := c.sh(t, 100*time.Second, "up")
 	t.Cleanup(func() {
