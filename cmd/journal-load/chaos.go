@@ -170,7 +170,7 @@ func (c *chaosSummary) rows(row func(k, format string, a ...any)) {
 	row("acknowledged", "%s", joinCounts(c.Acked))
 	row("unknown outcome", "%s", joinCounts(c.Unknown))
 	row("refused (4xx)", "%s", joinCounts(c.Refused))
-	row("reads checked", "%d during the run; %d entries x %d instances at the end", c.Reads, c.Checked, len(c.Instances))
+	row("reads checked", "%d during the run; at the end %d entry reads over %d instances, each also listed", c.Reads, c.Checked, len(c.Instances))
 	row("lost writes", "%d", c.Lost)
 	row("resurrected", "%d", c.Resurrected)
 	row("stale reads", "%d", c.StaleReads)
@@ -402,7 +402,9 @@ func (c *chaosRun) record(r response, direct bool) {
 			kind = "503 without Retry-After"
 		}
 	}
-	c.rec.Record(r.result(!allowed), false)
+	res := r.result(false)
+	res.Failed = !allowed
+	c.rec.Record(res, false)
 	if kind == "" {
 		return
 	}
@@ -424,14 +426,13 @@ func (c *chaosRun) record(r response, direct bool) {
 	}
 }
 
-// during reports whether r was in flight during a fault of kind (all kinds
-// when kind is "").
+// during reports whether r was in flight during a fault of kind.
 func (c *chaosRun) during(r response, kind string) bool {
 	begin, end := r.At, r.At.Add(r.Latency)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, w := range c.windows {
-		if kind != "" && w.kind != kind {
+		if w.kind != kind {
 			continue
 		}
 		if !end.Before(w.from) && (w.to.IsZero() || begin.Before(w.to)) {

@@ -235,7 +235,8 @@ func later(a, b time.Time) time.Time {
 }
 
 // floodEvery is how often each rate-limit flood of the chaos scenario
-// sends a request.
+// sends a request once the limit first refused it; until then it sends
+// one after another, so that a short run reaches the limit too.
 const floodEvery = 100 * time.Millisecond
 
 // flood sends one kind of request, over and over, straight to the
@@ -315,6 +316,9 @@ func (f *flood) run(ctx context.Context, c *chaosRun) {
 			if q, ok := findQuota(r.Header, p); ok && q.Q > 0 && f.q[p] == 0 {
 				f.q[p], f.w[p] = q.Q, q.W
 			}
+		}
+		if f.denied == 0 && ctx.Err() == nil {
+			continue
 		}
 		select {
 		case <-ctx.Done():
