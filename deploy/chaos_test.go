@@ -201,9 +201,12 @@ func (c *cluster) fault(t *testing.T, rds *testenv.Redis, pg *testenv.Postgres, 
 	return nil
 }
 
-// killInstance sends SIGKILL to instance i and waits until it is gone.
+// killInstance sends SIGKILL to instance i, waits until it is gone and its
+// port refuses connections, and removes its pid file, so that a pid the
+// system hands out again is never taken for the instance.
 func (c *cluster) killInstance(i int) error {
-	b, err := os.ReadFile(filepath.Join(c.runDir, "cluster", "instance-"+strconv.Itoa(i)+".pid"))
+	pidfile := filepath.Join(c.runDir, "cluster", "instance-"+strconv.Itoa(i)+".pid")
+	b, err := os.ReadFile(pidfile)
 	if err != nil {
 		return err
 	}
@@ -211,16 +214,25 @@ func (c *cluster) killInstance(i int) error {
 	if err != nil {
 		return fmt.Errorf("instance %d pid file: %v", i, err)
 	}
+	if cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); !strings.Contains(string(cmd), "journal") {
+		return fmt.Errorf("instance %d: pid %d of its pid file runs %q, not the service", i, pid, cmd)
+	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		return fmt.Errorf("kill instance %d (pid %d): %v", i, pid, err)
 	}
+	addr := strings.TrimPrefix(c.inst[i], "http://")
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil || strings.Contains(string(st), ") Z ") {
-			return nil
+		gone := err != nil || strings.Contains(string(st), ") Z ")
+		if gone {
+			conn, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return os.Remove(pidfile)
+			}
+			conn.Close()
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("instance %d (pid %d) still runs 10 s after SIGKILL", i, pid)
+			return fmt.Errorf("instance %d (pid %d, %s) still runs or answers on %s 10 s after SIGKILL", i, pid, st, addr)
 		}
 	}
 }

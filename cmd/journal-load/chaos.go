@@ -70,9 +70,12 @@ type chaosSummary struct {
 	Unknown map[string]int `json:"unknown"` // writes whose outcome is unknown (5xx, no answer)
 	Refused map[string]int `json:"refused"` // writes answered 4xx (429, 503 excluded)
 	// Reads counts the reads checked against the ledger during the run.
-	Reads       int `json:"reads"`
-	StaleReads  int `json:"stale_reads"`
-	Lost        int `json:"lost_writes"`
+	Reads      int `json:"reads"`
+	StaleReads int `json:"stale_reads"`
+	Lost       int `json:"lost_writes"`
+	// Unchecked counts the users whose entries an instance never listed at
+	// the end (no answer within the retries): nothing is known of them.
+	Unchecked   int `json:"unchecked"`
 	Resurrected int `json:"resurrected"`
 	// Checked counts the entries checked at the end, on each instance.
 	Checked      int            `json:"final_checked"`
@@ -131,6 +134,7 @@ func (c *chaosSummary) problems() []string {
 		}
 	}
 	add(c.Lost, "acknowledged writes lost")
+	add(c.Unchecked, "ledgers an instance never answered for at the end")
 	add(c.Resurrected, "deleted entries resurrected")
 	add(c.StaleReads, "stale reads after a write returned")
 	add(c.Disallowed, "5xx or failed requests of a kind the design does not state")
@@ -172,6 +176,9 @@ func (c *chaosSummary) rows(row func(k, format string, a ...any)) {
 	row("refused (4xx)", "%s", joinCounts(c.Refused))
 	row("reads checked", "%d during the run; at the end %d entry reads over %d instances, each also listed", c.Reads, c.Checked, len(c.Instances))
 	row("lost writes", "%d", c.Lost)
+	if c.Unchecked > 0 {
+		row("unchecked", "%d ledgers: an instance did not answer the final list", c.Unchecked)
+	}
 	row("resurrected", "%d", c.Resurrected)
 	row("stale reads", "%d", c.StaleReads)
 	row("5xx and no answer", "%s  (of kinds the design does not state: %d)", joinCounts(c.ServerErrors), c.Disallowed)
@@ -751,7 +758,7 @@ func (c *chaosRun) direct(ctx context.Context, base, token, path string) respons
 func (c *chaosRun) finalCheck(ctx context.Context, base string, w *chaosWorker) {
 	entries, ok := c.listAll(ctx, base, w, func(path string) response { return c.direct(ctx, base, w.u.Token, path) })
 	if !ok {
-		c.count(&c.out.Lost)
+		c.count(&c.out.Unchecked)
 		c.evidence("final list of worker %d on %s: no answer", w.n, base)
 		return
 	}

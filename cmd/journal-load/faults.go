@@ -235,8 +235,9 @@ func later(a, b time.Time) time.Time {
 }
 
 // floodEvery is how often each rate-limit flood of the chaos scenario
-// sends a request once the limit first refused it; until then it sends
-// one after another, so that a short run reaches the limit too.
+// sends a request once the first was refused (429, 503 or no answer);
+// until then it sends one after another, so that a short run reaches the
+// limit too.
 const floodEvery = 100 * time.Millisecond
 
 // flood sends one kind of request, over and over, straight to the
@@ -317,7 +318,7 @@ func (f *flood) run(ctx context.Context, c *chaosRun) {
 				f.q[p], f.w[p] = q.Q, q.W
 			}
 		}
-		if f.denied == 0 && ctx.Err() == nil {
+		if f.denied+f.unavailable == 0 && ctx.Err() == nil {
 			continue
 		}
 		select {
