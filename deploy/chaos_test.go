@@ -1,14 +1,11 @@
 package deploy_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -83,17 +80,7 @@ func TestChaos(t *testing.T) {
 		"JOURNAL_SHUTDOWN_DRAIN=200ms",
 		"JOURNAL_LOG_LEVEL=warn",
 	)
-	loadBin := build(t, c.runDir, "journal-load")
-	c.env = append(c.env, "JOURNAL_BIN="+build(t, c.runDir, "journal"))
-	out, err := c.sh(t, 100*time.Second, "up")
-	t.Cleanup(func() {
-		if out, err := c.sh(t, 60*time.Second, "down"); err != nil {
-			t.Errorf("cluster.sh down: %v\n%s", err, out)
-		}
-	})
-	if err != nil {
-		t.Fatalf("cluster.sh up: %v\n%s\n%s", err, out, c.logs())
-	}
+	loadBin := c.up(t)
 
 	// The controller: journal-load posts an action, the test goroutine
 	// does it and answers.
@@ -123,37 +110,23 @@ func TestChaos(t *testing.T) {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 
-	js := filepath.Join(t.TempDir(), "chaos.json")
 	ctx, cancel := context.WithTimeout(context.Background(), duration+4*time.Minute)
 	defer cancel()
-	var loadOut bytes.Buffer
-	lc := exec.CommandContext(ctx, loadBin, "-scenario", "chaos", "-target", c.lb, "-instances", strings.Join(c.inst, ","),
+	lr := startLoad(t, ctx, loadBin, "-scenario", "chaos", "-target", c.lb, "-instances", strings.Join(c.inst, ","),
 		"-faults", "http://"+ln.Addr().String(), "-seed", seed, "-duration", duration.String(),
-		"-rate", "40", "-concurrency", "16", "-json", js)
-	lc.Stdout, lc.Stderr = &loadOut, &loadOut
-	if err := lc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- lc.Wait() }()
+		"-rate", "40", "-concurrency", "16")
 	var loadErr error
 	for running := true; running; {
 		select {
 		case a := <-actions:
 			a.reply <- c.fault(t, rds, pg, a)
-		case loadErr = <-done:
+		case loadErr = <-lr.done:
 			running = false
 		}
 	}
-	t.Logf("journal-load -scenario chaos (%v):\n%s", loadErr, loadOut.String())
-	b, err := os.ReadFile(js)
-	if err != nil {
-		t.Fatalf("journal-load wrote no summary: %v\n%s", err, c.logs())
-	}
+	t.Logf("journal-load -scenario chaos (%v):\n%s", loadErr, lr.out.String())
 	var s chaosSummary
-	if err := json.Unmarshal(b, &s); err != nil {
-		t.Fatal(err)
-	}
+	lr.summary(t, &s)
 	if !s.OK || s.Chaos == nil {
 		t.Fatalf("chaos run failed: %s\n%s", strings.Join(s.Problems, "; "), c.logs())
 	}

@@ -165,6 +165,40 @@ func load(tb testing.TB, bin string, timeout time.Duration, args ...string) (loa
 	return s, string(out)
 }
 
+// loadRun is journal-load running in the background, its output in out
+// and its summary written to json.
+type loadRun struct {
+	cmd  *exec.Cmd
+	out  bytes.Buffer
+	json string
+	done chan error // the result of Wait
+}
+
+// startLoad starts journal-load with args and -json, bounded by ctx.
+func startLoad(t *testing.T, ctx context.Context, bin string, args ...string) *loadRun {
+	t.Helper()
+	r := &loadRun{json: filepath.Join(t.TempDir(), "load.json"), done: make(chan error, 1)}
+	r.cmd = exec.CommandContext(ctx, bin, append(args, "-json", r.json)...)
+	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.done <- r.cmd.Wait() }()
+	return r
+}
+
+// summary reads the summary of a finished run into v.
+func (r *loadRun) summary(t *testing.T, v any) {
+	t.Helper()
+	b, err := os.ReadFile(r.json)
+	if err != nil {
+		t.Fatalf("journal-load wrote no summary: %v\n%s", err, r.out.String())
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // floodUser floods a fresh user's requests through nginx and checks that
 // exactly the user limit of 200 is admitted across the three instances.
 func floodUser(t *testing.T, c *cluster, loadBin string) {
@@ -238,6 +272,26 @@ func newCluster(t *testing.T, nginx string, env ...string) *cluster {
 	return c
 }
 
+// up builds the service and journal-load, runs cluster.sh up (down at the
+// end of the test) and returns journal-load's path.
+func (c *cluster) up(t *testing.T) string {
+	t.Helper()
+	// Built here rather than by cluster.sh, so that a slow compile on a
+	// busy machine does not count against up's readiness bound.
+	loadBin := build(t, c.runDir, "journal-load")
+	c.env = append(c.env, "JOURNAL_BIN="+build(t, c.runDir, "journal"))
+	out, err := c.sh(t, 100*time.Second, "up")
+	t.Cleanup(func() {
+		if out, err := c.sh(t, 60*time.Second, "down"); err != nil {
+			t.Errorf("cluster.sh down: %v\n%s", err, out)
+		}
+	})
+	if err != nil {
+		t.Fatalf("cluster.sh up: %v\n%s\n%s", err, out, c.logs())
+	}
+	return loadBin
+}
+
 func TestClusterEndToEnd(t *testing.T) {
 	nginx := needCluster(t)
 	var pfx [6]byte
@@ -259,20 +313,7 @@ func TestClusterEndToEnd(t *testing.T) {
 		"JOURNAL_SHUTDOWN_DRAIN=500ms",
 		"JOURNAL_LOG_LEVEL=warn",
 	)
-	// Built here rather than by cluster.sh, so that a slow compile on a
-	// busy machine does not count against up's readiness bound.
-	loadBin := build(t, c.runDir, "journal-load")
-	c.env = append(c.env, "JOURNAL_BIN="+build(t, c.runDir, "journal"))
-
-	out, err := c.sh(t, 100*time.Second, "up")
-	t.Cleanup(func() {
-		if out, err := c.sh(t, 60*time.Second, "down"); err != nil {
-			t.Errorf("cluster.sh down: %v\n%s", err, out)
-		}
-	})
-	if err != nil {
-		t.Fatalf("cluster.sh up: %v\n%s\n%s", err, out, c.logs())
-	}
+	loadBin := c.up(t)
 	if out, err := c.sh(t, 10*time.Second, "up"); err == nil {
 		t.Errorf("second cluster.sh up succeeded, want exit 1:\n%s", out)
 	}
@@ -295,42 +336,28 @@ func TestClusterEndToEnd(t *testing.T) {
 	})
 
 	t.Run("rolling-restart", func(t *testing.T) {
-		js := filepath.Join(t.TempDir(), "mixed.json")
-		var loadOut bytes.Buffer
 		// 16 users: each must stay under the user limit of 200 an hour.
-		lc := exec.Command(loadBin, "-scenario", "mixed", "-target", c.lb, "-rate", "80", "-duration", "60s",
-			"-users", "16", "-concurrency", "32", "-json", js)
-		lc.Stdout, lc.Stderr = &loadOut, &loadOut
-		if err := lc.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- lc.Wait() }()
+		lr := startLoad(t, context.Background(), loadBin, "-scenario", "mixed", "-target", c.lb, "-rate", "80", "-duration", "60s",
+			"-users", "16", "-concurrency", "32")
 		time.Sleep(3 * time.Second) // sign-ups, then load
 		rrOut, rrErr := c.sh(t, 90*time.Second, "rolling-restart")
 		time.Sleep(time.Second)
-		_ = lc.Process.Signal(syscall.SIGINT)
+		_ = lr.cmd.Process.Signal(syscall.SIGINT)
 		select {
-		case <-done:
+		case <-lr.done:
 		case <-time.After(30 * time.Second):
-			_ = lc.Process.Kill()
-			<-done
-			t.Fatalf("journal-load did not stop after SIGINT:\n%s", loadOut.String())
+			_ = lr.cmd.Process.Kill()
+			<-lr.done
+			t.Fatalf("journal-load did not stop after SIGINT:\n%s", lr.out.String())
 		}
 		if rrErr != nil {
 			t.Fatalf("cluster.sh rolling-restart: %v\n%s", rrErr, rrOut)
 		}
-		b, err := os.ReadFile(js)
-		if err != nil {
-			t.Fatalf("journal-load wrote no summary: %v\n%s", err, loadOut.String())
-		}
 		var s loadSummary
-		if err := json.Unmarshal(b, &s); err != nil {
-			t.Fatal(err)
-		}
+		lr.summary(t, &s)
 		if s.Requests < 200 || s.Failed != 0 {
 			t.Errorf("mixed load during the rolling restart: %d requests, %d failed; want >= 200 and 0 failed:\n%s\n%s",
-				s.Requests, s.Failed, loadOut.String(), rrOut)
+				s.Requests, s.Failed, lr.out.String(), rrOut)
 		}
 		if out, err := c.sh(t, 10*time.Second, "status"); err != nil {
 			t.Errorf("cluster.sh status after the rolling restart: %v\n%s", err, out)
@@ -342,7 +369,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	// limit again, from the first request.
 	t.Run("ratelimit-after-restart", func(t *testing.T) { floodUser(t, c, loadBin) })
 
-	out, err = c.sh(t, 60*time.Second, "down")
+	out, err := c.sh(t, 60*time.Second, "down")
 	if err != nil {
 		t.Fatalf("cluster.sh down: %v\n%s", err, out)
 	}
