@@ -69,6 +69,9 @@ type chaosSummary struct {
 	Acked   map[string]int `json:"acked"`   // acknowledged writes by kind
 	Unknown map[string]int `json:"unknown"` // writes whose outcome is unknown (5xx, no answer)
 	Refused map[string]int `json:"refused"` // writes answered 4xx (429, 503 excluded)
+	// DeleteResent counts deletes answered 404 while an instance was
+	// killed: resent by nginx after the dead instance may have applied them.
+	DeleteResent int `json:"delete_resent"`
 	// Reads counts the reads checked against the ledger during the run.
 	Reads      int `json:"reads"`
 	StaleReads int `json:"stale_reads"`
@@ -174,6 +177,7 @@ func (c *chaosSummary) rows(row func(k, format string, a ...any)) {
 	row("acknowledged", "%s", joinCounts(c.Acked))
 	row("unknown outcome", "%s", joinCounts(c.Unknown))
 	row("refused (4xx)", "%s", joinCounts(c.Refused))
+	row("deletes resent", "%d answered 404 by a second instance after nginx resent them (the first was killed)", c.DeleteResent)
 	row("reads checked", "%d during the run; at the end %d entry reads over %d instances, each also listed", c.Reads, c.Checked, len(c.Instances))
 	row("lost writes", "%d", c.Lost)
 	if c.Unchecked > 0 {
@@ -579,7 +583,13 @@ func (c *chaosRun) step(ctx context.Context, w *chaosWorker) {
 			w.live = append(w.live[:i], w.live[i+1:]...)
 			w.gone = append(w.gone, e)
 			c.readItem(ctx, w, e)
-		case o == "unknown":
+		case o == "unknown" || (r.Status == http.StatusNotFound && c.during(r, "instance-kill")):
+			// DELETE is idempotent: nginx resends it to another instance
+			// when the one that applied it died before answering, and the
+			// second answers 404. Either way the entry may be gone.
+			if o != "unknown" {
+				c.count(&c.out.DeleteResent)
+			}
 			e.MaybeGone = true
 			w.live = append(w.live[:i], w.live[i+1:]...)
 			w.doubtful = append(w.doubtful, e)
