@@ -250,12 +250,7 @@ func newCluster(t *testing.T, nginx string, env ...string) *cluster {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	lbPort := freePorts(t, 1)
-	base := freePorts(t, 3)
-	c := &cluster{script: script, runDir: dir, lb: "http://127.0.0.1:" + strconv.Itoa(lbPort)}
-	for i := 0; i < 3; i++ {
-		c.inst = append(c.inst, "http://127.0.0.1:"+strconv.Itoa(base+i))
-	}
+	c := &cluster{script: script, runDir: dir}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "JOURNAL_") {
 			c.env = append(c.env, kv)
@@ -263,13 +258,31 @@ func newCluster(t *testing.T, nginx string, env ...string) *cluster {
 	}
 	c.env = append(c.env,
 		"INSTANCES=3",
-		"LB_ADDR=127.0.0.1:"+strconv.Itoa(lbPort),
-		"BASE_PORT="+strconv.Itoa(base),
 		"RUN_DIR="+filepath.Join(dir, "cluster"),
 		"NGINX_BIN="+nginx,
 	)
 	c.env = append(c.env, env...)
+	c.pickPorts(t)
 	return c
+}
+
+// pickPorts gives nginx and the instances ports that were free a moment
+// ago (LB_ADDR, BASE_PORT), replacing those of an earlier pick.
+func (c *cluster) pickPorts(t *testing.T) {
+	t.Helper()
+	lbPort := freePorts(t, 1)
+	base := freePorts(t, 3)
+	c.lb, c.inst = "http://127.0.0.1:"+strconv.Itoa(lbPort), nil
+	for i := 0; i < 3; i++ {
+		c.inst = append(c.inst, "http://127.0.0.1:"+strconv.Itoa(base+i))
+	}
+	env := c.env[:0]
+	for _, kv := range c.env {
+		if !strings.HasPrefix(kv, "LB_ADDR=") && !strings.HasPrefix(kv, "BASE_PORT=") {
+			env = append(env, kv)
+		}
+	}
+	c.env = append(env, "LB_ADDR=127.0.0.1:"+strconv.Itoa(lbPort), "BASE_PORT="+strconv.Itoa(base))
 }
 
 // up builds the service and journal-load, runs cluster.sh up (down at the
@@ -281,6 +294,12 @@ func (c *cluster) up(t *testing.T) string {
 	loadBin := build(t, c.runDir, "journal-load")
 	c.env = append(c.env, "JOURNAL_BIN="+build(t, c.runDir, "journal"))
 	out, err := c.sh(t, 100*time.Second, "up")
+	// Another test's process may take a port between the pick and the
+	// start: pick again.
+	for try := 1; err != nil && try < 3 && strings.Contains(strings.ToLower(out), "address already in use"); try++ {
+		c.pickPorts(t)
+		out, err = c.sh(t, 100*time.Second, "up")
+	}
 	t.Cleanup(func() {
 		if out, err := c.sh(t, 60*time.Second, "down"); err != nil {
 			t.Errorf("cluster.sh down: %v\n%s", err, out)
