@@ -3,7 +3,7 @@
 # "Scale-out"), against the Redis and PostgreSQL named by JOURNAL_REDIS_URL and
 # JOURNAL_DATABASE_URL.
 #
-# Usage: deploy/cluster.sh up|down|rolling-restart|status
+# Usage: deploy/cluster.sh up|down|rolling-restart|status|start I
 #
 #   up               build the service (or use JOURNAL_BIN), start INSTANCES
 #                    instances and nginx, return 0 when all are ready; after
@@ -18,6 +18,9 @@
 #                    put it back, reload.
 #   status           print each process and whether it is ready; exit 0 when
 #                    everything runs and is ready, 3 otherwise.
+#   start I          start instance I (0..N-1) when it does not run (after a
+#                    crash) and wait until it is ready; nginx sends it
+#                    requests again once its failure timeout passes.
 #
 # Environment (defaults in parentheses):
 #   INSTANCES (3)            number of instances; instance i = 0..N-1
@@ -51,9 +54,9 @@ repo_dir=$(cd "$script_dir/.." && pwd)
 
 cmd=${1:-}
 case "$cmd" in
-up | down | rolling-restart | status) ;;
+up | down | rolling-restart | status | start) ;;
 -h | --help | help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-*) die "usage: cluster.sh up|down|rolling-restart|status" ;;
+*) die "usage: cluster.sh up|down|rolling-restart|status|start I" ;;
 esac
 
 RUN_DIR=${RUN_DIR:-./.cluster}
@@ -361,6 +364,17 @@ do_rolling_restart() {
 	say "rolling restart of $INSTANCES instances done"
 }
 
+do_start() {
+	local i=${1:-}
+	case "$i" in '' | *[!0-9]*) die "start: want an instance number, got '$i'" ;; esac
+	[ "$i" -lt "$INSTANCES" ] || die "start: instance $i: there are $INSTANCES instances"
+	[ -f "$state" ] || die "nothing was started in $RUN_DIR (run 'cluster.sh up' first)"
+	[ -z "$(pid_in "$(pidfile_of "$i")")" ] || die "instance $i already runs"
+	start_instance "$i"
+	wait_ready $((SECONDS + READY_TIMEOUT)) "$i" || die "instance $i did not become ready"
+	say "instance $i ready"
+}
+
 do_status() {
 	local ok=0 i pid st
 	pid=$(pid_in "$nginx_pidfile")
@@ -379,4 +393,5 @@ up) do_up ;;
 down) do_down ;;
 rolling-restart) do_rolling_restart ;;
 status) do_status ;;
+start) do_start "${2:-}" ;;
 esac

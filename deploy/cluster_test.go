@@ -66,13 +66,13 @@ type cluster struct {
 	runDir string
 }
 
-// sh runs cluster.sh cmd, bounded by timeout, and returns its combined
+// sh runs cluster.sh cmd args, bounded by timeout, and returns its combined
 // output and error.
-func (c *cluster) sh(tb testing.TB, timeout time.Duration, cmd string) (string, error) {
+func (c *cluster) sh(tb testing.TB, timeout time.Duration, cmd string, args ...string) (string, error) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	x := exec.CommandContext(ctx, c.script, cmd)
+	x := exec.CommandContext(ctx, c.script, append([]string{cmd}, args...)...)
 	x.Env = c.env
 	x.Dir = c.runDir
 	// Do not wait forever for a pipe some daemon inherited.
@@ -195,6 +195,40 @@ func load(tb testing.TB, bin string, timeout time.Duration, args ...string) (loa
 	return s, string(out)
 }
 
+// loadRun is journal-load running in the background, its output in out
+// and its summary written to json.
+type loadRun struct {
+	cmd  *exec.Cmd
+	out  bytes.Buffer
+	json string
+	done chan error // the result of Wait
+}
+
+// startLoad starts journal-load with args and -json, bounded by ctx.
+func startLoad(t *testing.T, ctx context.Context, bin string, args ...string) *loadRun {
+	t.Helper()
+	r := &loadRun{json: filepath.Join(t.TempDir(), "load.json"), done: make(chan error, 1)}
+	r.cmd = exec.CommandContext(ctx, bin, append(args, "-json", r.json)...)
+	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.done <- r.cmd.Wait() }()
+	return r
+}
+
+// summary reads the summary of a finished run into v.
+func (r *loadRun) summary(t *testing.T, v any) {
+	t.Helper()
+	b, err := os.ReadFile(r.json)
+	if err != nil {
+		t.Fatalf("journal-load wrote no summary: %v\n%s", err, r.out.String())
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // floodUser floods a fresh user's requests through nginx and checks that
 // exactly the user limit of 200 is admitted across the three instances. On a
 // machine so loaded that some of the flood's Redis calls time out, those
@@ -230,7 +264,11 @@ func floodUser(t *testing.T, c *cluster, loadBin string) {
 	}
 }
 
-func TestClusterEndToEnd(t *testing.T) {
+// needCluster skips the test in -short mode or without nginx (fails it as
+// root, who can install it), fails it without curl, and returns nginx's
+// path.
+func needCluster(t *testing.T) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end cluster test: skipped in -short mode")
 	}
@@ -244,19 +282,20 @@ func TestClusterEndToEnd(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatal("curl is not installed: apt-get install curl (cluster.sh polls /readyz with it)")
 	}
+	return nginx
+}
+
+// newCluster prepares (does not start) three instances behind nginx on free
+// loopback ports, in a new run directory, with the caller's environment
+// but its JOURNAL_* settings replaced by env.
+func newCluster(t *testing.T, nginx string, env ...string) *cluster {
+	t.Helper()
 	script, err := filepath.Abs("cluster.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	lbPort := freePorts(t, 1)
-	base := freePorts(t, 3)
-	var pfx [6]byte
-	_, _ = rand.Read(pfx[:])
-	c := &cluster{script: script, runDir: dir, lb: "http://127.0.0.1:" + strconv.Itoa(lbPort)}
-	for i := 0; i < 3; i++ {
-		c.inst = append(c.inst, "http://127.0.0.1:"+strconv.Itoa(base+i))
-	}
+	c := &cluster{script: script, runDir: dir}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "JOURNAL_") {
 			c.env = append(c.env, kv)
@@ -264,10 +303,64 @@ func TestClusterEndToEnd(t *testing.T) {
 	}
 	c.env = append(c.env,
 		"INSTANCES=3",
-		"LB_ADDR=127.0.0.1:"+strconv.Itoa(lbPort),
-		"BASE_PORT="+strconv.Itoa(base),
 		"RUN_DIR="+filepath.Join(dir, "cluster"),
 		"NGINX_BIN="+nginx,
+	)
+	c.env = append(c.env, env...)
+	c.pickPorts(t)
+	return c
+}
+
+// pickPorts gives nginx and the instances ports that were free a moment
+// ago (LB_ADDR, BASE_PORT), replacing those of an earlier pick.
+func (c *cluster) pickPorts(t *testing.T) {
+	t.Helper()
+	lbPort := freePorts(t, 1)
+	base := freePorts(t, 3)
+	c.lb, c.inst = "http://127.0.0.1:"+strconv.Itoa(lbPort), nil
+	for i := 0; i < 3; i++ {
+		c.inst = append(c.inst, "http://127.0.0.1:"+strconv.Itoa(base+i))
+	}
+	env := c.env[:0]
+	for _, kv := range c.env {
+		if !strings.HasPrefix(kv, "LB_ADDR=") && !strings.HasPrefix(kv, "BASE_PORT=") {
+			env = append(env, kv)
+		}
+	}
+	c.env = append(env, "LB_ADDR=127.0.0.1:"+strconv.Itoa(lbPort), "BASE_PORT="+strconv.Itoa(base))
+}
+
+// up builds the service and journal-load, runs cluster.sh up (down at the
+// end of the test) and returns journal-load's path.
+func (c *cluster) up(t *testing.T) string {
+	t.Helper()
+	// Built here rather than by cluster.sh, so that a slow compile on a
+	// busy machine does not count against up's readiness bound.
+	loadBin := build(t, c.runDir, "journal-load")
+	c.env = append(c.env, "JOURNAL_BIN="+build(t, c.runDir, "journal"))
+	out, err := c.sh(t, 100*time.Second, "up")
+	// Another test's process may take a port between the pick and the
+	// start: pick again.
+	for try := 1; err != nil && try < 3 && strings.Contains(strings.ToLower(out), "address already in use"); try++ {
+		c.pickPorts(t)
+		out, err = c.sh(t, 100*time.Second, "up")
+	}
+	t.Cleanup(func() {
+		if out, err := c.sh(t, 60*time.Second, "down"); err != nil {
+			t.Errorf("cluster.sh down: %v\n%s", err, out)
+		}
+	})
+	if err != nil {
+		t.Fatalf("cluster.sh up: %v\n%s\n%s", err, out, c.logs())
+	}
+	return loadBin
+}
+
+func TestClusterEndToEnd(t *testing.T) {
+	nginx := needCluster(t)
+	var pfx [6]byte
+	_, _ = rand.Read(pfx[:])
+	c := newCluster(t, nginx,
 		"JOURNAL_DATABASE_URL="+testenv.PostgresURL(t),
 		"JOURNAL_REDIS_URL=redis://"+testenv.RedisAddr(t),
 		"JOURNAL_REDIS_PREFIX=e2e-"+hex.EncodeToString(pfx[:])+":",
@@ -284,20 +377,7 @@ func TestClusterEndToEnd(t *testing.T) {
 		"JOURNAL_SHUTDOWN_DRAIN=500ms",
 		"JOURNAL_LOG_LEVEL=warn",
 	)
-	// Built here rather than by cluster.sh, so that a slow compile on a
-	// busy machine does not count against up's readiness bound.
-	loadBin := build(t, dir, "journal-load")
-	c.env = append(c.env, "JOURNAL_BIN="+build(t, dir, "journal"))
-
-	out, err := c.sh(t, 100*time.Second, "up")
-	t.Cleanup(func() {
-		if out, err := c.sh(t, 60*time.Second, "down"); err != nil {
-			t.Errorf("cluster.sh down: %v\n%s", err, out)
-		}
-	})
-	if err != nil {
-		t.Fatalf("cluster.sh up: %v\n%s\n%s", err, out, c.logs())
-	}
+	loadBin := c.up(t)
 	if out, err := c.sh(t, 10*time.Second, "up"); err == nil {
 		t.Errorf("second cluster.sh up succeeded, want exit 1:\n%s", out)
 	}
@@ -320,42 +400,28 @@ func TestClusterEndToEnd(t *testing.T) {
 	})
 
 	t.Run("rolling-restart", func(t *testing.T) {
-		js := filepath.Join(t.TempDir(), "mixed.json")
-		var loadOut bytes.Buffer
 		// 16 users: each must stay under the user limit of 200 an hour.
-		lc := exec.Command(loadBin, "-scenario", "mixed", "-target", c.lb, "-rate", "80", "-duration", "60s",
-			"-users", "16", "-concurrency", "32", "-json", js)
-		lc.Stdout, lc.Stderr = &loadOut, &loadOut
-		if err := lc.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- lc.Wait() }()
+		lr := startLoad(t, context.Background(), loadBin, "-scenario", "mixed", "-target", c.lb, "-rate", "80", "-duration", "60s",
+			"-users", "16", "-concurrency", "32")
 		time.Sleep(3 * time.Second) // sign-ups, then load
 		rrOut, rrErr := c.sh(t, 90*time.Second, "rolling-restart")
 		time.Sleep(time.Second)
-		_ = lc.Process.Signal(syscall.SIGINT)
+		_ = lr.cmd.Process.Signal(syscall.SIGINT)
 		select {
-		case <-done:
+		case <-lr.done:
 		case <-time.After(30 * time.Second):
-			_ = lc.Process.Kill()
-			<-done
-			t.Fatalf("journal-load did not stop after SIGINT:\n%s", loadOut.String())
+			_ = lr.cmd.Process.Kill()
+			<-lr.done
+			t.Fatalf("journal-load did not stop after SIGINT:\n%s", lr.out.String())
 		}
 		if rrErr != nil {
 			t.Fatalf("cluster.sh rolling-restart: %v\n%s", rrErr, rrOut)
 		}
-		b, err := os.ReadFile(js)
-		if err != nil {
-			t.Fatalf("journal-load wrote no summary: %v\n%s", err, loadOut.String())
-		}
 		var s loadSummary
-		if err := json.Unmarshal(b, &s); err != nil {
-			t.Fatal(err)
-		}
+		lr.summary(t, &s)
 		if s.Requests < 200 || s.Failed != 0 {
 			t.Errorf("mixed load during the rolling restart: %d requests, %d failed; want >= 200 and 0 failed:\n%s\n%s",
-				s.Requests, s.Failed, loadOut.String(), rrOut)
+				s.Requests, s.Failed, lr.out.String(), rrOut)
 		}
 		if out, err := c.sh(t, 10*time.Second, "status"); err != nil {
 			t.Errorf("cluster.sh status after the rolling restart: %v\n%s", err, out)
@@ -367,7 +433,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	// limit again, from the first request.
 	t.Run("ratelimit-after-restart", func(t *testing.T) { floodUser(t, c, loadBin) })
 
-	out, err = c.sh(t, 60*time.Second, "down")
+	out, err := c.sh(t, 60*time.Second, "down")
 	if err != nil {
 		t.Fatalf("cluster.sh down: %v\n%s", err, out)
 	}

@@ -327,7 +327,11 @@ func (s *Store) apply(ctx context.Context, changes []journal.Change) error {
 // invalidate applies the user's pending changes right after a committed
 // write, so the write is invisible to no instance once it returns. On failure
 // the changes stay in the outbox and the cache is distrusted until replayed.
-func (s *Store) invalidate(ctx context.Context, userID string) {
+// own is the write's own change: when the outbox cannot be read (the
+// database went away after the commit), it is applied from memory, so that
+// no instance keeps serving what the write replaced while the replayer
+// waits for the database.
+func (s *Store) invalidate(ctx context.Context, userID string, own ...journal.Change) {
 	if !s.opts.Healthy() {
 		// Redis is known to be down or hung: do not wait on it (a write would
 		// otherwise spend its Redis budget here). The change stays in the
@@ -350,6 +354,14 @@ func (s *Store) invalidate(ctx context.Context, userID string) {
 	for {
 		n, err := s.db.ApplyChanges(ctx, userID, invalidateBatch, s.apply)
 		if err != nil {
+			if len(own) > 0 {
+				// Its own deadline: reaching the database may have spent ctx's.
+				actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.OpTimeout)
+				if aerr := s.apply(actx, own); aerr != nil {
+					err = errors.Join(err, aerr)
+				}
+				cancel()
+			}
 			s.distrust("invalidation after write failed: " + err.Error())
 			return
 		}
@@ -513,7 +525,7 @@ func pageKeyPart(req journal.PageRequest) string {
 func (s *Store) CreateEntry(ctx context.Context, e journal.Entry) (journal.Entry, error) {
 	out, err := s.db.CreateEntry(ctx, e)
 	if err == nil {
-		s.invalidate(ctx, e.UserID)
+		s.invalidate(ctx, e.UserID, journal.Change{UserID: e.UserID, EntryID: out.ID})
 	}
 	return out, err
 }
@@ -522,7 +534,7 @@ func (s *Store) CreateEntry(ctx context.Context, e journal.Entry) (journal.Entry
 func (s *Store) UpdateEntry(ctx context.Context, userID, id string, p journal.EntryPatch, ifVersion int64, now time.Time) (journal.Entry, error) {
 	out, err := s.db.UpdateEntry(ctx, userID, id, p, ifVersion, now)
 	if err == nil {
-		s.invalidate(ctx, userID)
+		s.invalidate(ctx, userID, journal.Change{UserID: userID, EntryID: id})
 	}
 	return out, err
 }
@@ -531,7 +543,7 @@ func (s *Store) UpdateEntry(ctx context.Context, userID, id string, p journal.En
 func (s *Store) DeleteEntry(ctx context.Context, userID, id string, ifVersion int64) error {
 	err := s.db.DeleteEntry(ctx, userID, id, ifVersion)
 	if err == nil {
-		s.invalidate(ctx, userID)
+		s.invalidate(ctx, userID, journal.Change{UserID: userID, EntryID: id})
 	}
 	return err
 }
@@ -563,7 +575,7 @@ func (s *Store) RevokeToken(ctx context.Context, hash string) error {
 func (s *Store) CreateEntryIdempotent(ctx context.Context, e journal.Entry, done journal.IdempotencyRecord) (journal.Entry, error) {
 	out, err := s.db.CreateEntryIdempotent(ctx, e, done)
 	if err == nil {
-		s.invalidate(ctx, e.UserID)
+		s.invalidate(ctx, e.UserID, journal.Change{UserID: e.UserID, EntryID: out.ID})
 	}
 	return out, err
 }

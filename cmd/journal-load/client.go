@@ -29,10 +29,21 @@ type api struct {
 
 // newAPI returns an api whose transport keeps up to conns idle connections
 // per host, so a flood reuses connections instead of exhausting ports.
-func newAPI(conns int, timeout time.Duration) *api {
+func newAPI(conns int, timeout time.Duration) *api { return newAPIFrom(conns, timeout, nil) }
+
+// newAPIFrom is [newAPI] whose connections leave from the local address
+// from (nil: the system's choice). On loopback any 127.0.0.0/8 address
+// works, and a balancer that puts the address it saw in X-Forwarded-For
+// (cluster.sh's nginx) then tells the instances apart clients that share
+// one machine.
+func newAPIFrom(conns int, timeout time.Duration, from *net.TCPAddr) *api {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	if from != nil {
+		d.LocalAddr = from
+	}
 	tr := &http.Transport{
 		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         d.DialContext,
 		MaxIdleConns:        conns * 4,
 		MaxIdleConnsPerHost: conns,
 		IdleConnTimeout:     30 * time.Second,

@@ -74,6 +74,8 @@ type config struct {
 	FakeClients bool          // -fake-clients, default true
 	Policy      string        // -policy, ratelimit: the policy whose limit is checked, default ip
 	Check       bool          // -check: exit 1 when the scenario's checks fail
+	Seed        int64         // -seed, chaos: the workload's and the faults' randomness
+	Faults      string        // -faults, chaos: the fault controller's URL, "" for none
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -82,7 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("journal-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Target, "target", "http://127.0.0.1:8080", "base URL of the service or the load balancer")
-	fs.StringVar(&c.Scenario, "scenario", "mixed", "ratelimit, coherence, mixed or outage")
+	fs.StringVar(&c.Scenario, "scenario", "mixed", "ratelimit, coherence, mixed, outage or chaos")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long to run (coherence: upper bound)")
 	fs.Float64Var(&c.Rate, "rate", 100, "target requests per second (mixed, outage)")
 	fs.IntVar(&c.Concurrency, "concurrency", 32, "concurrent requests at most")
@@ -95,6 +97,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Second, "timeout of one request")
 	fs.BoolVar(&c.FakeClients, "fake-clients", true, "send X-Forwarded-For with made-up client addresses (198.18.0.0/15) so each run and user is its own rate-limit subject behind a trusted proxy; off for the run when the target ignores them")
 	fs.StringVar(&c.Policy, "policy", "ip", "ratelimit: the RateLimit-Policy member whose limit the admitted count is checked against")
+	fs.Int64Var(&c.Seed, "seed", 1, "chaos: seed of the workload and the fault schedule")
+	fs.StringVar(&c.Faults, "faults", "", "chaos: URL of the fault controller that owns Redis, PostgreSQL and the instances (see deploy/chaos_test.go); none: no faults")
 	fs.BoolVar(&c.Check, "check", false, "exit 1 when the scenario's checks fail (failed requests, inexact limit, stale reads)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHead)
@@ -115,9 +119,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return bad("unexpected argument %q", fs.Arg(0))
 	}
 	switch c.Scenario {
-	case "ratelimit", "coherence", "mixed", "outage":
+	case "ratelimit", "coherence", "mixed", "outage", "chaos":
 	default:
-		return bad("-scenario %q: want ratelimit, coherence, mixed or outage", c.Scenario)
+		return bad("-scenario %q: want ratelimit, coherence, mixed, outage or chaos", c.Scenario)
 	}
 	if !strings.HasPrefix(c.Target, "http://") && !strings.HasPrefix(c.Target, "https://") {
 		return bad("-target %q: want an http:// URL", c.Target)
@@ -141,6 +145,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return bad("-pairs must be at least 1")
 	case c.Requests < 0:
 		return bad("-requests must not be negative")
+	case c.Scenario == "chaos" && len(c.Instances) == 0:
+		return bad("-scenario chaos needs -instances, the instances behind -target, to check each of them at the end")
 	}
 	return c, nil
 }
@@ -183,6 +189,19 @@ Scenarios (-scenario) and what the target must allow:
              its own made-up address when the instances believe
              -fake-clients; when they do not, the tool runs as many -pairs
              as the ip limit leaves this tool's address.
+  chaos      A read/write mix through -target (the balancer) at -rate, one
+             user per -concurrency worker, each worker connecting from its
+             own 127/8 address, while the fault controller at -faults
+             pauses Redis, restarts it empty, restarts PostgreSQL and kills
+             an instance (a seeded schedule, -seed), and one simulated
+             client per policy floods -instances. A ledger of every
+             acknowledged write is checked by a read after each write and
+             at the end on every instance: no lost write, no resurrected
+             delete, no stale read, every flood within its policy's bound,
+             5xx only of the kinds docs/design.md states, every instance
+             ready within 5 s of each fault. Needs: -instances that believe
+             X-Forwarded-For from this tool, a balancer that passes on the
+             address it saw, limits that the workers' rate stays under.
 
 Before the run the tool sends three requests to GET /v1/users/me to learn
 whether the target believes its made-up addresses. When the set-up is
@@ -201,7 +220,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	a := newAPI(cfg.Concurrency+8, cfg.Timeout)
 	probeBase := cfg.Target
-	if cfg.Scenario == "coherence" && len(cfg.Instances) > 0 {
+	if (cfg.Scenario == "coherence" || cfg.Scenario == "chaos") && len(cfg.Instances) > 0 {
 		probeBase = cfg.Instances[0]
 	}
 	adr, err := probe(ctx, a, probeBase, newClientPool(cfg.FakeClients))
@@ -231,6 +250,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		s.Coherence, runErr = runCoherence(ctx, cfg, a, rec, prog)
 	case "mixed", "outage":
 		s.Paced, runErr = runMixed(ctx, cfg, a, rec, prog)
+	case "chaos":
+		s.Chaos, runErr = runChaos(ctx, cfg, a, rec, prog)
 	}
 	prog.Stop()
 	s.fill(rec, time.Since(rec.Start()))
@@ -278,6 +299,10 @@ func params(c config) []param {
 	case "coherence":
 		ps = append(ps, param{"instances", strings.Join(c.Instances, ", ")}, param{"pairs", fmt.Sprint(c.Pairs)},
 			param{"duration (bound)", c.Duration.String()})
+	case "chaos":
+		ps = append(ps, param{"instances", strings.Join(c.Instances, ", ")}, param{"seed", fmt.Sprint(c.Seed)},
+			param{"faults", c.Faults}, param{"duration", c.Duration.String()}, param{"rate", fmt.Sprintf("%g/s", c.Rate)},
+			param{"workers", fmt.Sprint(c.Concurrency)})
 	default:
 		ps = append(ps, param{"duration", c.Duration.String()}, param{"rate", fmt.Sprintf("%g/s", c.Rate)},
 			param{"concurrency", fmt.Sprint(c.Concurrency)}, param{"users", fmt.Sprint(c.Users)})

@@ -315,6 +315,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"-target", "ftp://x"}, errUsage},
 		{[]string{"-concurrency", "0"}, errUsage},
 		{[]string{"extra"}, errUsage},
+		{[]string{"-scenario", "chaos"}, errUsage}, // no -instances to check at the end
 		{[]string{"-h"}, flag.ErrHelp},
 	}
 	for _, tt := range tests {

@@ -25,15 +25,19 @@ var mixedOps = []op{
 	{"delete", 2},
 }
 
-// pickOp maps x in [0, 100) to an operation by weight.
-func pickOp(x int) string {
-	for _, o := range mixedOps {
+// pickOp maps x in [0, 100) to an operation of the mixed workload by
+// weight.
+func pickOp(x int) string { return pickFrom(mixedOps, x) }
+
+// pickFrom maps x in [0, 100) to an operation of ops by weight.
+func pickFrom(ops []op, x int) string {
+	for _, o := range ops {
 		if x < o.Weight {
 			return o.Name
 		}
 		x -= o.Weight
 	}
-	return mixedOps[0].Name
+	return ops[0].Name
 }
 
 // poolUser is a user of the mixed workload and the entries it owns.

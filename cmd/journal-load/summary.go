@@ -34,6 +34,7 @@ type summary struct {
 	Ratelimit *rlSummary    `json:"ratelimit,omitempty"`
 	Coherence *cohSummary   `json:"coherence,omitempty"`
 	Paced     *pacedSummary `json:"paced,omitempty"`
+	Chaos     *chaosSummary `json:"chaos,omitempty"`
 	Notes     []string      `json:"notes,omitempty"`
 	OK        bool          `json:"ok"`
 	Problems  []string      `json:"problems,omitempty"`
@@ -136,7 +137,8 @@ func (s *summary) fill(rec *recorder, elapsed time.Duration) {
 // check decides OK and lists the problems.
 func (s *summary) check() {
 	var p []string
-	if s.Failed > 0 && s.Scenario != "ratelimit" {
+	// ratelimit and chaos judge their failed requests themselves.
+	if s.Failed > 0 && s.Scenario != "ratelimit" && s.Scenario != "chaos" {
 		p = append(p, fmt.Sprintf("%d failed requests", s.Failed))
 	}
 	if r := s.Ratelimit; r != nil {
@@ -161,6 +163,9 @@ func (s *summary) check() {
 		if c.RevokedStill > 0 {
 			p = append(p, fmt.Sprintf("%d revoked tokens still accepted", c.RevokedStill))
 		}
+	}
+	if c := s.Chaos; c != nil {
+		p = append(p, c.problems()...)
 	}
 	if s.Requests == 0 {
 		p = append(p, "no requests completed")
@@ -212,6 +217,9 @@ func (s *summary) WriteTable(w io.Writer) {
 		for _, f := range p.Faults {
 			row("fault seen", "%s", f)
 		}
+	}
+	if c := s.Chaos; c != nil {
+		c.rows(row)
 	}
 	for _, n := range s.Notes {
 		row("note", "%s", n)

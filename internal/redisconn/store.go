@@ -34,10 +34,13 @@ func (s cacheStore) get(ctx context.Context) (*rediscache.Store, context.Context
 	return st, bctx, done, nil
 }
 
-// cleanup is get for Fill and Release, which end a fill lease: they run even
-// with the budget spent (bounded by the store's own timeout and charged), or
-// the lease would stay until it expires and every other reader of the key
-// would wait for a fill that never comes.
+// cleanup is get for Fill and Release, which end a fill lease, and for
+// Delete, which invalidates after a committed write: they run even with the
+// budget spent (bounded by the store's own timeout and charged). Otherwise
+// a lease would stay until it expires and every other reader of the key
+// would wait for a fill that never comes; and a write would return while
+// the other instances still serve the old value until a replayer applies
+// its invalidation.
 func (s cacheStore) cleanup(ctx context.Context) (*rediscache.Store, context.Context, func(), error) {
 	st, bctx, done, err := s.get(ctx)
 	if errors.Is(err, ErrBudgetSpent) {
@@ -92,13 +95,15 @@ func (s cacheStore) Set(ctx context.Context, key string, e cache.Entry, ttl time
 }
 
 // Delete invalidates keys after a write, within the request's Redis budget
-// and the store's timeout (rediscache returns at the deadline even while its
-// client reconnects). Invalidations run inside the outbox transaction,
-// holding its row locks: the background replayer, which has no request
-// budget, must not hold them longer than one Redis deadline either, or a
-// write of the same user waits behind it.
+// while some is left, else within the store's timeout (see cleanup;
+// rediscache returns at the deadline even while its client reconnects, and
+// entrycache does not call it while the store is known unhealthy).
+// Invalidations run inside the outbox transaction, holding its row locks:
+// the background replayer, which has no request budget, must not hold them
+// longer than one Redis deadline either, or a write of the same user waits
+// behind it.
 func (s cacheStore) Delete(ctx context.Context, keys ...string) error {
-	st, ctx, done, err := s.get(ctx)
+	st, ctx, done, err := s.cleanup(ctx)
 	if err != nil {
 		return err
 	}
