@@ -56,21 +56,42 @@ func TestJudgeList(t *testing.T) {
 		maybeTitles: map[string]bool{"M": true},
 	}
 	all := []entry{{ID: "a", Title: "A", Body: "a1"}, {ID: "b", Title: "B", Body: "b2"}, {ID: "d", Title: "D", Body: "d1"}, {ID: "m", Title: "M"}}
-	if lost, res := judgeList(w, all); len(lost)+len(res) != 0 {
+	if lost, res, _ := judgeList(w, all, nil); len(lost)+len(res) != 0 {
 		t.Errorf("a consistent listing: lost %q, resurrected %q", lost, res)
 	}
-	if lost, _ := judgeList(w, all[1:]); len(lost) != 1 {
+	if lost, _, _ := judgeList(w, all[1:], nil); len(lost) != 1 {
 		t.Errorf("an acknowledged create missing: lost %q, want 1", lost)
 	}
 	old := append([]entry{{ID: "a", Title: "A", Body: "a0"}}, all[1:]...)
-	if lost, _ := judgeList(w, old); len(lost) != 1 {
+	if lost, _, _ := judgeList(w, old, nil); len(lost) != 1 {
 		t.Errorf("an acknowledged update undone: lost %q, want 1", lost)
 	}
-	if _, res := judgeList(w, append(all, entry{ID: "g", Title: "G", Body: "g1"})); len(res) != 1 {
+	if _, res, _ := judgeList(w, append(all, entry{ID: "g", Title: "G", Body: "g1"}), nil); len(res) != 1 {
 		t.Errorf("a deleted entry listed: resurrected %q, want 1", res)
 	}
-	if _, res := judgeList(w, append(all, entry{ID: "x", Title: "X"})); len(res) != 1 {
+	if _, res, _ := judgeList(w, append(all, entry{ID: "x", Title: "X"}), nil); len(res) != 1 {
 		t.Errorf("an entry nobody wrote: resurrected %q, want 1", res)
+	}
+}
+
+// TestOutageLagExcuse: a wrong read within outageLag of a write acknowledged
+// during a Redis outage is excused (the design allows it); a later one, or
+// one about a write acknowledged outside an outage, is not.
+func TestOutageLagExcuse(t *testing.T) {
+	at := time.Now()
+	during := &ledgerEntry{ID: "g", Title: "G", Body: "g1", Gone: true, OutageAck: at}
+	outside := &ledgerEntry{ID: "h", Title: "H", Body: "h1", Gone: true}
+	if !during.excused(at.Add(outageLag / 2)) {
+		t.Error("a read half the lag after a write during an outage is not excused")
+	}
+	if during.excused(at.Add(outageLag)) || outside.excused(at) {
+		t.Error("a read after the lag, or about a write outside an outage, is excused")
+	}
+	w := &chaosWorker{gone: []*ledgerEntry{during, outside}}
+	listing := []entry{{ID: "g", Title: "G", Body: "g1"}, {ID: "h", Title: "H", Body: "h1"}}
+	_, res, excused := judgeList(w, listing, func(e *ledgerEntry) bool { return e.excused(at) })
+	if len(res) != 1 || excused != 1 {
+		t.Errorf("resurrected %q and %d excused, want h resurrected and g excused", res, excused)
 	}
 }
 
