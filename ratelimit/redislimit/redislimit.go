@@ -441,10 +441,6 @@ func (l *Limiter) run(ctx context.Context, d *ratelimit.Decision, subject string
 	return nil
 }
 
-// answering reports whether Redis is believed up: the breaker is closed and
-// Redis answered within the last FlightTimeout. A call that fails then is
-// slow, not a sign that Redis is down.
-
 // timedOut reports whether err is a deadline (the caller's, or a
 // connection's read or write deadline) rather than Redis refusing or
 // dropping the connection.
