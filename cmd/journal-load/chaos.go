@@ -739,26 +739,34 @@ func judgeList(w *chaosWorker, entries []entry, excuse func(*ledgerEntry) bool) 
 			byID[e.ID] = e
 		}
 	}
+	// excusing counts what is wrong about e as excused when excuse says so.
+	excusing := func(e *ledgerEntry) bool {
+		if excuse != nil && excuse(e) {
+			excused++
+			return true
+		}
+		return false
+	}
 	seen := map[string]bool{}
 	for _, got := range entries {
 		seen[got.ID] = true
 		e, known := byID[got.ID]
 		switch {
-		case known && excuse != nil && excuse(e) && (e.Gone || got.Title != e.Title || !e.fresh(got.Body, -1)):
-			excused++
 		case !known && w.maybeTitles[got.Title]:
 		case !known:
 			resurrected = append(resurrected, fmt.Sprintf("%s (%q): nobody wrote it", got.ID, got.Title))
 		case e.Gone:
-			resurrected = append(resurrected, fmt.Sprintf("%s (%q): its delete was acknowledged", got.ID, got.Title))
+			if !excusing(e) {
+				resurrected = append(resurrected, fmt.Sprintf("%s (%q): its delete was acknowledged", got.ID, got.Title))
+			}
 		case got.Title != e.Title || !e.fresh(got.Body, -1):
-			lost = append(lost, fmt.Sprintf("%s: body %q, acknowledged %q", got.ID, got.Body, e.Body))
+			if !excusing(e) {
+				lost = append(lost, fmt.Sprintf("%s: body %q, acknowledged %q", got.ID, got.Body, e.Body))
+			}
 		}
 	}
 	for _, e := range w.live {
-		if !seen[e.ID] && excuse != nil && excuse(e) {
-			excused++
-		} else if !seen[e.ID] {
+		if !seen[e.ID] && !excusing(e) {
 			lost = append(lost, fmt.Sprintf("%s (%q): acknowledged, missing from the list", e.ID, e.Title))
 		}
 	}
