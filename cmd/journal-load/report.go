@@ -68,7 +68,9 @@ func perSecond(vals []float64, tl timeline, elapsed float64) []float64 {
 }
 
 // trimPartial drops the last bucket when the run covered under a quarter of
-// it; scale also scales a partial last bucket up to a full one.
+// it, unless it is the only one (a run shorter than a quarter of a bucket
+// still draws its point); scale also scales a partial last bucket up to a
+// full one.
 func trimPartial(vals []float64, tl timeline, elapsed float64, scale bool) []float64 {
 	if len(vals) == 0 {
 		return vals
@@ -76,7 +78,7 @@ func trimPartial(vals []float64, tl timeline, elapsed float64, scale bool) []flo
 	frac := (elapsed - float64(len(vals)-1)*tl.Width.Seconds()) / tl.Width.Seconds()
 	switch {
 	case frac >= 1 || frac <= 0:
-	case frac < 0.25:
+	case frac < 0.25 && len(vals) > 1:
 		vals = vals[:len(vals)-1]
 	case scale:
 		vals[len(vals)-1] /= frac
