@@ -43,13 +43,13 @@ func (s *stack) close() {
 	}
 }
 
-// newHandler builds the HTTP handler stack on db: the rate limiter and the
-// entry cache (Redis-backed when JOURNAL_REDIS_URL is set, in-process
-// otherwise), the background purge, and the API (httpapi) with a fresh
-// Prometheus registry and /readyz checking the database (and Redis when
+// newHandler builds the HTTP handler stack on db: the rate limiter deciding
+// policies and the entry cache (Redis-backed when JOURNAL_REDIS_URL is set,
+// in-process otherwise), the background purge, and the API (httpapi) with a
+// fresh Prometheus registry and /readyz checking the database (and Redis when
 // configured) and answering "draining" once draining is set. On error,
 // whatever was built is closed.
-func newHandler(cfg config.Config, logger *slog.Logger, instance string, db journal.Database, draining *atomic.Bool, tr *tracing.Tracing) (_ *stack, err error) {
+func newHandler(cfg config.Config, policies httpapi.Policies, logger *slog.Logger, instance string, db journal.Database, draining *atomic.Bool, tr *tracing.Tracing) (_ *stack, err error) {
 	st := &stack{}
 	defer func() {
 		if err != nil {
@@ -62,10 +62,6 @@ func newHandler(cfg config.Config, logger *slog.Logger, instance string, db jour
 		return nil, err
 	}
 	if err := metrics.RegisterOutbox(reg, db.PendingChanges); err != nil {
-		return nil, err
-	}
-	policies, err := cfg.Policies()
-	if err != nil {
 		return nil, err
 	}
 	trusted, err := httplimit.NewTrustedProxies(cfg.TrustedProxies...)

@@ -30,8 +30,8 @@ import (
 // stderr; the first is {"msg":"listening","addr":"HOST:PORT",...} with the
 // actual address (and "ops_addr" with the operations listener's, when
 // JOURNAL_OPS_ADDR is set). Errors: a *config.Error or *config.UsageError for
-// bad configuration, any other error when the service cannot start or stop
-// cleanly.
+// bad configuration, the policy file's included, returned before anything is
+// opened; any other error when the service cannot start or stop cleanly.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	return runWith(ctx, args, getenv, stdout, stderr, hooks{})
 }
@@ -55,8 +55,14 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	// The policy file is configuration: an invalid one stops start-up before
+	// anything is opened, like any other invalid setting.
+	policies, err := cfg.Policies()
+	if err != nil {
+		return err
+	}
 
-	// The listener first: a bind error surfaces before anything else starts,
+	// The listener next: a bind error surfaces before anything else starts,
 	// and the instance ID can name the actual port.
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -112,7 +118,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	}()
 
 	var draining atomic.Bool
-	st, err := newHandler(cfg, logger, instance, store, &draining, tr)
+	st, err := newHandler(cfg, policies, logger, instance, store, &draining, tr)
 	if err != nil {
 		return err
 	}
