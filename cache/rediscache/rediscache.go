@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/journalsvc/journal/cache"
+	"github.com/journalsvc/journal/internal/tick"
 	"github.com/redis/rueidis"
 )
 
@@ -166,19 +167,13 @@ func (s *Store) Healthy() bool { return s.healthy.Load() }
 
 func (s *Store) liveness() {
 	defer close(s.done)
-	t := time.NewTicker(s.opts.LivenessInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-		}
+	tick.Every(s.stop, s.opts.LivenessInterval, func() bool {
 		ok := s.ping()
 		if s.healthy.Swap(ok) != ok && s.opts.OnHealth != nil {
 			s.opts.OnHealth(ok)
 		}
-	}
+		return true
+	})
 }
 
 // ping PINGs every node; it reports whether all answered within

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/journalsvc/journal/internal/tick"
 )
 
 // progress prints a status line to stderr: every second on one line (\r)
@@ -44,16 +46,7 @@ func newProgress(w io.Writer, rec *recorder, cfg config, notes []string) *progre
 	p.done.Add(1)
 	go func() {
 		defer p.done.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.stop:
-				return
-			case <-t.C:
-				p.print(time.Now())
-			}
-		}
+		tick.Every(p.stop, every, func() bool { p.print(time.Now()); return true })
 	}()
 	return p
 }

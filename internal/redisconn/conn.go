@@ -23,6 +23,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/internal/tick"
 	"github.com/journalsvc/journal/ratelimit/redislimit"
 )
 
@@ -97,18 +98,7 @@ func Start(opts Options) *Conn {
 		c.done.Add(1)
 		go func() {
 			defer c.done.Done()
-			t := time.NewTicker(opts.Retry)
-			defer t.Stop()
-			for {
-				select {
-				case <-c.stop:
-					return
-				case <-t.C:
-					if err := c.connect(); err == nil {
-						return
-					}
-				}
-			}
+			tick.Every(c.stop, opts.Retry, func() bool { return c.connect() != nil })
 		}()
 	}
 	return c

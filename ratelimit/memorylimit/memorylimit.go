@@ -28,6 +28,7 @@ package memorylimit
 import (
 	"cmp"
 	"context"
+	"github.com/journalsvc/journal/internal/tick"
 	"hash/maphash"
 	"slices"
 	"sync"
@@ -153,16 +154,7 @@ func (l *Limiter) Close() error {
 
 func (l *Limiter) sweeper(interval time.Duration) {
 	defer close(l.done)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-			l.Sweep()
-		}
-	}
+	tick.Every(l.stop, interval, func() bool { l.Sweep(); return true })
 }
 
 // nowMicros returns the time in Unix µs (see [Limiter]).

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync/atomic"
 	"time"
+
+	"github.com/journalsvc/journal/internal/tick"
 )
 
 // breaker is the limiter's circuit breaker. Script calls report their
@@ -52,7 +54,7 @@ func (b *breaker) probe() {
 	l := b.l
 	defer l.wg.Done()
 	defer b.probing.Store(false)
-	l.every(l.opts.ProbeInterval, func() bool {
+	tick.Every(l.ctx.Done(), l.opts.ProbeInterval, func() bool {
 		ctx, cancel := context.WithTimeout(l.ctx, max(l.opts.Timeout, 100*time.Millisecond))
 		err := l.client.Do(ctx, l.client.B().Ping().Build()).Error()
 		cancel()

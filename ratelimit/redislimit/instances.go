@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/journalsvc/journal/internal/tick"
 )
 
 //go:embed heartbeat.lua
@@ -57,7 +59,7 @@ func (in *instances) heartbeats() {
 		return true
 	}
 	beat()
-	l.every(l.opts.HeartbeatInterval, beat)
+	tick.Every(l.ctx.Done(), l.opts.HeartbeatInterval, beat)
 }
 
 // leave removes this instance from the live set (best effort).

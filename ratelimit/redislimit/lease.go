@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/journalsvc/journal/internal/tick"
 	"github.com/journalsvc/journal/ratelimit"
 	"github.com/journalsvc/journal/ratelimit/internal/backend"
 	"github.com/journalsvc/journal/ratelimit/internal/shardmap"
@@ -447,7 +448,7 @@ func (ls *leases) sendWait(back []give) {
 func (ls *leases) sweeper() {
 	l := ls.l
 	defer l.wg.Done()
-	l.every(min(time.Duration(ls.dur)*time.Microsecond/4, 250*time.Millisecond), func() bool {
+	tick.Every(l.ctx.Done(), min(time.Duration(ls.dur)*time.Microsecond/4, 250*time.Millisecond), func() bool {
 		ls.send(ls.lapsed(l.localNow().UnixMicro()))
 		return true
 	})

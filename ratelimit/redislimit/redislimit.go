@@ -255,23 +255,6 @@ func newLimiter(client rueidis.Client, opts Options, scriptNow func() time.Time)
 	return l, nil
 }
 
-// every calls fn every interval, the first time one interval from now, until
-// the limiter closes or fn returns false: the loop of a background goroutine.
-func (l *Limiter) every(interval time.Duration, fn func() bool) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.ctx.Done():
-			return
-		case <-t.C:
-			if !fn() {
-				return
-			}
-		}
-	}
-}
-
 // Close stops the background goroutines and removes this instance from the
 // live set (best effort). It does not close the client.
 // Close is idempotent and safe to call concurrently.
