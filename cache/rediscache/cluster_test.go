@@ -157,42 +157,10 @@ func testClusterDeleteAcrossSlots(t *testing.T, cl *testenv.Cluster) {
 	}
 }
 
-// testClusterCoherence writes on A and reads on B, a few hundred times for a
-// key on each master: a read may precede the invalidation's arrival by the
-// invalidation lag, never longer (converge), and A always reads its own
-// write.
+// testClusterCoherence runs testCoherence for a key on each master.
 func testClusterCoherence(t *testing.T, cl *testenv.Cluster) {
 	a, b := newClusterInstance(t, cl), newClusterInstance(t, cl)
-	const rounds = 300
 	for _, k := range keysOnEveryMaster(t, cl, "coherent") {
-		set(t, a.store, k, "init")
-		cachetest.Get(t, b.store, k)
-		stale, staleOwn, near := 0, 0, 0
-		var maxLag time.Duration
-		old := "init"
-		for i := range rounds {
-			want := strconv.Itoa(i)
-			set(t, a.store, k, want)
-			if e := cachetest.Get(t, a.store, k); string(e.Value) != want {
-				staleOwn++
-			}
-			if e := cachetest.Get(t, b.store, k); string(e.Value) != want {
-				stale++
-				maxLag = max(maxLag, converge(t, b.store, k, old, want))
-			}
-			if e := cachetest.Get(t, b.store, k); e.Tier == "near" {
-				near++
-			}
-			old = want
-		}
-		master := cl.MasterFor(t, k).Addr()
-		t.Logf("master %s: %d write-on-A/read-on-B pairs, %d immediate reads still old, longest lag %v, %d near hits on B",
-			master, rounds, stale, maxLag, near)
-		if staleOwn != 0 {
-			t.Errorf("master %s: %d of %d reads on A right after its own write were stale", master, staleOwn, rounds)
-		}
-		if near == 0 {
-			t.Errorf("master %s: B served no read from its near cache", master)
-		}
+		testCoherence(t, a, b, k, "master "+cl.MasterFor(t, k).Addr(), 300)
 	}
 }
