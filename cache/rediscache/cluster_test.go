@@ -2,8 +2,6 @@ package rediscache_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"strconv"
 	"testing"
 	"time"
@@ -62,12 +60,6 @@ func (s taggedStore) Release(ctx context.Context, key, token string) error {
 	return s.Store.Release(ctx, s.k(key), token)
 }
 
-func randomTag() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return "t:" + hex.EncodeToString(b[:])
-}
-
 // TestCluster runs the cache.Store conformance suite and the cross-slot and
 // coherence tests below on one 3-master Redis Cluster. The conformance suite
 // runs twice: with plain random keys (every key in its own slot, so the
@@ -83,7 +75,7 @@ func TestCluster(t *testing.T) {
 	})
 	t.Run("ConformanceHashTagged", func(t *testing.T) {
 		cachetest.Run(t, func(tb testing.TB) cache.Store {
-			return taggedStore{Store: newClusterInstance(tb, cl).store, tag: randomTag()}
+			return taggedStore{Store: newClusterInstance(tb, cl).store, tag: testenv.RandomName("t:")}
 		})
 	})
 	t.Run("DeleteAcrossSlots", func(t *testing.T) { t.Parallel(); testClusterDeleteAcrossSlots(t, cl) })
