@@ -72,8 +72,7 @@ func testClusterCoherence(t *testing.T, cl *testenv.Cluster) {
 	}
 	for _, u := range []journal.User{alice, bob} {
 		e := create(t, a, u.ID, "v0")
-		staleItems, stalePages := 0, 0
-		var maxLag time.Duration
+		var items, pages testenv.StaleReads
 		for i := range pairs {
 			upd := warmThenUpdate(t, ctx, a, b, u.ID, e.ID, i)
 			if got, err := a.Entry(ctx, u.ID, e.ID); err != nil || got.Version != upd.Version {
@@ -93,24 +92,11 @@ func testClusterCoherence(t *testing.T, cl *testenv.Cluster) {
 				}
 				return len(p.Entries) == 1 && p.Entries[0].Version == upd.Version
 			}
-			for _, c := range []struct {
-				what  string
-				fresh func() bool
-				stale *int
-			}{{"item", itemFresh, &staleItems}, {"page", pageFresh, &stalePages}} {
-				if c.fresh() {
-					continue
-				}
-				*c.stale++
-				lag, ok := testenv.Poll(lagBound, time.Millisecond, c.fresh)
-				if !ok {
-					t.Fatalf("%s pair %d: B still reads the old %s %v after the update on A", u.Username, i, c.what, lagBound)
-				}
-				maxLag = max(maxLag, lag)
-			}
+			items.Check(t, lagBound, time.Millisecond, itemFresh, "%s pair %d: B reads the old item", u.Username, i)
+			pages.Check(t, lagBound, time.Millisecond, pageFresh, "%s pair %d: B reads the old page", u.Username, i)
 		}
 		t.Logf("%s (master %s): %d write-on-A/read-on-B pairs, %d stale item reads, %d stale page reads, longest lag %v",
-			u.Username, userMaster(t, cl, u), pairs, staleItems, stalePages, maxLag)
+			u.Username, userMaster(t, cl, u), pairs, items.Count, pages.Count, max(items.MaxLag, pages.MaxLag))
 		if err := a.DeleteEntry(ctx, u.ID, e.ID, journal.AnyVersion); err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/journalsvc/journal/cache/cachetest"
 	"github.com/journalsvc/journal/cache/memorycache"
 	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/cache/rediscache/rediscachetest"
 	"github.com/journalsvc/journal/internal/testenv"
 )
 
@@ -57,13 +58,8 @@ func BenchmarkGetHit(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer client.Close()
-		s, err := rediscache.New(client, rediscache.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer s.Close()
-		run(b, s, "redis")
+		b.Cleanup(client.Close)
+		run(b, rediscachetest.Store(b, client, rediscache.Options{}), "redis")
 	})
 	b.Run("memory", func(b *testing.B) {
 		s, err := memorycache.New(memorycache.Options{})

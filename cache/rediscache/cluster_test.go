@@ -2,8 +2,6 @@ package rediscache_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"strconv"
 	"testing"
 	"time"
@@ -62,12 +60,6 @@ func (s taggedStore) Release(ctx context.Context, key, token string) error {
 	return s.Store.Release(ctx, s.k(key), token)
 }
 
-func randomTag() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return "t:" + hex.EncodeToString(b[:])
-}
-
 // TestCluster runs the cache.Store conformance suite and the cross-slot and
 // coherence tests below on one 3-master Redis Cluster. The conformance suite
 // runs twice: with plain random keys (every key in its own slot, so the
@@ -83,7 +75,7 @@ func TestCluster(t *testing.T) {
 	})
 	t.Run("ConformanceHashTagged", func(t *testing.T) {
 		cachetest.Run(t, func(tb testing.TB) cache.Store {
-			return taggedStore{Store: newClusterInstance(tb, cl).store, tag: randomTag()}
+			return taggedStore{Store: newClusterInstance(tb, cl).store, tag: testenv.RandomName("t:")}
 		})
 	})
 	t.Run("DeleteAcrossSlots", func(t *testing.T) { t.Parallel(); testClusterDeleteAcrossSlots(t, cl) })
@@ -157,42 +149,10 @@ func testClusterDeleteAcrossSlots(t *testing.T, cl *testenv.Cluster) {
 	}
 }
 
-// testClusterCoherence writes on A and reads on B, a few hundred times for a
-// key on each master: a read may precede the invalidation's arrival by the
-// invalidation lag, never longer (converge), and A always reads its own
-// write.
+// testClusterCoherence runs testCoherence for a key on each master.
 func testClusterCoherence(t *testing.T, cl *testenv.Cluster) {
 	a, b := newClusterInstance(t, cl), newClusterInstance(t, cl)
-	const rounds = 300
 	for _, k := range keysOnEveryMaster(t, cl, "coherent") {
-		set(t, a.store, k, "init")
-		cachetest.Get(t, b.store, k)
-		stale, staleOwn, near := 0, 0, 0
-		var maxLag time.Duration
-		old := "init"
-		for i := range rounds {
-			want := strconv.Itoa(i)
-			set(t, a.store, k, want)
-			if e := cachetest.Get(t, a.store, k); string(e.Value) != want {
-				staleOwn++
-			}
-			if e := cachetest.Get(t, b.store, k); string(e.Value) != want {
-				stale++
-				maxLag = max(maxLag, converge(t, b.store, k, old, want))
-			}
-			if e := cachetest.Get(t, b.store, k); e.Tier == "near" {
-				near++
-			}
-			old = want
-		}
-		master := cl.MasterFor(t, k).Addr()
-		t.Logf("master %s: %d write-on-A/read-on-B pairs, %d immediate reads still old, longest lag %v, %d near hits on B",
-			master, rounds, stale, maxLag, near)
-		if staleOwn != 0 {
-			t.Errorf("master %s: %d of %d reads on A right after its own write were stale", master, staleOwn, rounds)
-		}
-		if near == 0 {
-			t.Errorf("master %s: B served no read from its near cache", master)
-		}
+		testCoherence(t, a, b, k, "master "+cl.MasterFor(t, k).Addr(), 300)
 	}
 }

@@ -123,35 +123,49 @@ func converge(tb testing.TB, s cache.Store, key, old, want string) time.Duration
 	}
 }
 
+// testCoherence writes rounds values of key on a, each read at once on a and
+// on b: a must read its own write, b may read the old value only until the
+// invalidation arrives (converge), and b must serve reads from its near
+// cache. where names key in the log and the errors.
+func testCoherence(t *testing.T, a, b *instance, key, where string, rounds int) {
+	t.Helper()
+	set(t, a.store, key, "init")
+	cachetest.Get(t, b.store, key)
+	stale, staleOwn, near := 0, 0, 0
+	var maxLag time.Duration
+	old := "init"
+	for i := range rounds {
+		want := strconv.Itoa(i)
+		set(t, a.store, key, want)
+		if e := cachetest.Get(t, a.store, key); string(e.Value) != want {
+			staleOwn++
+		}
+		if e := cachetest.Get(t, b.store, key); string(e.Value) != want {
+			stale++
+			maxLag = max(maxLag, converge(t, b.store, key, old, want))
+		}
+		if e := cachetest.Get(t, b.store, key); e.Tier == "near" {
+			near++
+		}
+		old = want
+	}
+	t.Logf("%s: %d write-on-A/read-on-B pairs, %d immediate reads still old, longest lag %v, %d near hits on B",
+		where, rounds, stale, maxLag, near)
+	if staleOwn != 0 {
+		t.Errorf("%s: %d of %d reads on A right after its own write were stale", where, staleOwn, rounds)
+	}
+	if near == 0 {
+		t.Errorf("%s: B served no read from its near cache", where)
+	}
+}
+
 func TestCoherenceAcrossInstances(t *testing.T) {
 	t.Parallel()
 	addr := testenv.RedisAddr(t)
 	a := newInstance(t, addr, rediscache.Options{}, rediscache.ClientConfig{})
 	b := newInstance(t, addr, rediscache.Options{}, rediscache.ClientConfig{})
 	k := cachetest.Key(t, "coherent")
-	set(t, a.store, k, "init")
-	cachetest.Get(t, b.store, k)
-	stale, near := 0, 0
-	var maxLag time.Duration
-	old := "init"
-	for i := range 1000 {
-		want := strconv.Itoa(i)
-		set(t, a.store, k, want)
-		if e := cachetest.Get(t, b.store, k); string(e.Value) != want {
-			stale++
-			maxLag = max(maxLag, converge(t, b.store, k, old, want))
-		}
-		if e := cachetest.Get(t, b.store, k); e.Tier == "near" {
-			near++
-		}
-		old = want
-	}
-	// A read on B in the same instant as the write on A may precede the
-	// invalidation's arrival; it must never outlast lagBound (converge).
-	t.Logf("1000 write-on-A/read-on-B pairs: %d immediate reads still old, longest lag %v", stale, maxLag)
-	if near == 0 {
-		t.Errorf("B served no read from its near cache")
-	}
+	testCoherence(t, a, b, k, addr, 1000)
 	if err := a.cache.Delete(context.Background(), k); err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,17 @@ func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// policyFile writes content to a new file in a temporary directory of the
+// test and returns its path, for JOURNAL_RATE_LIMIT_POLICIES.
+func policyFile(tb testing.TB, content string) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "policies.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
 func TestParseDefaults(t *testing.T) {
 	got, err := Parse(nil, env(nil))
 	if err != nil {
@@ -88,11 +99,7 @@ func TestSettingsMatchREADME(t *testing.T) {
 }
 
 func TestParseValid(t *testing.T) {
-	dir := t.TempDir()
-	policies := filepath.Join(dir, "policies.yaml")
-	if err := os.WriteFile(policies, []byte("policies: []\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	policies := policyFile(t, "policies: []\n")
 	pfx := func(s string) []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix(s)} }
 	tests := []struct {
 		name  string
@@ -177,13 +184,7 @@ func TestParseValid(t *testing.T) {
 // TestParsePrecedence checks flag > env > default for every setting,
 // using two valid values per setting.
 func TestParsePrecedence(t *testing.T) {
-	dir := t.TempDir()
-	p1, p2 := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
-	for _, p := range []string{p1, p2} {
-		if err := os.WriteFile(p, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	p1, p2 := policyFile(t, ""), policyFile(t, "")
 	values := map[string][2]string{ // env value, flag value
 		"ADDR":                     {"127.0.0.1:1", "127.0.0.1:2"},
 		"OPS_ADDR":                 {"127.0.0.1:3", "127.0.0.1:4"},

@@ -2,8 +2,6 @@ package config
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,15 +15,11 @@ import (
 // TestPolicies checks the built-in policies of the rates, with their fail
 // modes and leases, and the policy file's policies added under their keys.
 func TestPolicies(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "policies.yaml")
-	err := os.WriteFile(file, []byte(`policies:
+	file := policyFile(t, `policies:
   - {name: ip-hour, key: ip, rate: 2000/1h, shadow: true}
   - {name: user-day, key: user, rate: 10000/24h, algorithm: gcra, fail: open}
   - {name: login-day, key: login, rate: 50/24h}
-`), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	c, err := Parse(nil, env(map[string]string{
 		"JOURNAL_RATE_LIMIT_ALGORITHM": "sliding",
 		"JOURNAL_RATE_LIMIT_SIGNUP":    "off",
@@ -70,10 +64,7 @@ func TestPolicies(t *testing.T) {
 // exists and can be read) but whose content is invalid is an *Error for
 // JOURNAL_RATE_LIMIT_POLICIES naming the problem.
 func TestPoliciesInvalidFile(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "policies.yaml")
-	if err := os.WriteFile(file, []byte("policies:\n  - {name: ip, key: ip, rate: 1/1s}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := policyFile(t, "policies:\n  - {name: ip, key: ip, rate: 1/1s}\n")
 	c, err := Parse([]string{"-rate-limit-policies", file}, env(nil))
 	if err != nil {
 		t.Fatal(err)

@@ -83,10 +83,8 @@ var settings = []setting{
 		if v == "" || len(v) > 64 {
 			return errors.New("want 1-64 characters")
 		}
-		for i := 0; i < len(v); i++ {
-			if b := v[i]; b <= ' ' || b >= 0x7f || b == '{' || b == '}' {
-				return errors.New("want printable ASCII without spaces or braces")
-			}
+		if !printableASCII(v, "{}") {
+			return errors.New("want printable ASCII without spaces or braces")
 		}
 		c.RedisPrefix = v
 		return nil
@@ -141,10 +139,8 @@ var settings = []setting{
 		if len(v) > 128 {
 			return errors.New("want at most 128 characters")
 		}
-		for i := 0; i < len(v); i++ {
-			if b := v[i]; b <= ' ' || b >= 0x7f {
-				return errors.New("want printable ASCII without spaces")
-			}
+		if !printableASCII(v, "") {
+			return errors.New("want printable ASCII without spaces")
 		}
 		c.InstanceID = v
 		return nil
@@ -164,6 +160,17 @@ var settings = []setting{
 		}
 		return nil
 	}},
+}
+
+// printableASCII reports whether v holds only printable ASCII characters
+// other than the space and the bytes of banned.
+func printableASCII(v, banned string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b <= ' ' || b >= 0x7f || strings.IndexByte(banned, b) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // checkListenAddr accepts host:port with a port of 0-65535.

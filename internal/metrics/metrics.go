@@ -50,34 +50,20 @@ type Service struct {
 // holds collectors of the same names.
 func New(reg prometheus.Registerer) (*Service, error) {
 	m := &Service{
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "journal_ratelimit_decisions_total",
-			Help: "Rate-limit results by policy, result (allowed, denied, unavailable) and mode (enforced, shadow, degraded).",
-		}, []string{"policy", "result", "mode"}),
-		cacheResults: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "journal_cache_results_total",
-			Help: "Cache lookups by tier (memory, near, redis) and result (hit, negative, miss, error).",
-		}, []string{"tier", "result"}),
-		invalidations: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "journal_cache_near_invalidations_total",
-			Help: "Near-cache keys invalidated by Redis (server-assisted client-side caching).",
-		}),
-		flushes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "journal_cache_near_flushes_total",
-			Help: "Whole near caches dropped (connection lost or FLUSHALL).",
-		}),
-		applied: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "journal_cache_outbox_applied_total",
-			Help: "Outbox changes applied to the cache (after writes and by the replayer).",
-		}),
+		decisions: counterVec("journal_ratelimit_decisions_total",
+			"Rate-limit results by policy, result (allowed, denied, unavailable) and mode (enforced, shadow, degraded).",
+			"policy", "result", "mode"),
+		cacheResults: counterVec("journal_cache_results_total",
+			"Cache lookups by tier (memory, near, redis) and result (hit, negative, miss, error).",
+			"tier", "result"),
+		invalidations: counter("journal_cache_near_invalidations_total", "Near-cache keys invalidated by Redis (server-assisted client-side caching)."),
+		flushes:       counter("journal_cache_near_flushes_total", "Whole near caches dropped (connection lost or FLUSHALL)."),
+		applied:       counter("journal_cache_outbox_applied_total", "Outbox changes applied to the cache (after writes and by the replayer)."),
+		purged:        counter("journal_purged_rows_total", "Expired or revoked tokens and expired idempotency records deleted by the background purge."),
 		invalidationLag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "journal_cache_invalidation_lag_seconds",
 			Help:    "Time from a write on one instance until an instance's near cache is invalidated (a canary written every 2s by every instance; across hosts it includes their clock offset).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
-		}),
-		purged: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "journal_purged_rows_total",
-			Help: "Expired or revoked tokens and expired idempotency records deleted by the background purge.",
 		}),
 		cacheTrusted: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "journal_cache_trusted",
@@ -90,6 +76,16 @@ func New(reg prometheus.Registerer) (*Service, error) {
 		}
 	}
 	return m, nil
+}
+
+// counter and counterVec spell out the options of the Service's counters,
+// which are only a name, a help text and, for a vector, its label names.
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 }
 
 // OnDecision counts each policy's result of a rate-limit decision, or one

@@ -3,6 +3,7 @@ package testenv
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -45,4 +46,29 @@ func WaitFor(tb testing.TB, limit time.Duration, what string, cond func() bool) 
 		tb.Fatalf("%s: not within %v", what, limit)
 	}
 	return took
+}
+
+// StaleReads tallies the reads on one instance of what another instance has
+// just written: how many were stale when first made, and the longest one
+// stayed stale.
+type StaleReads struct {
+	Count  int
+	MaxLag time.Duration
+}
+
+// Check calls fresh, which reports whether a read sees the latest write. If
+// it does not, Check counts a stale read and calls fresh every interval until
+// it does, failing the test with the message of format and args if it still
+// does not after limit. fresh may call tb.Fatal.
+func (s *StaleReads) Check(tb testing.TB, limit, interval time.Duration, fresh func() bool, format string, args ...any) {
+	tb.Helper()
+	if fresh() {
+		return
+	}
+	s.Count++
+	lag, ok := Poll(limit, interval, fresh)
+	if !ok {
+		tb.Fatalf("%s: still stale %v after the write", fmt.Sprintf(format, args...), limit)
+	}
+	s.MaxLag = max(s.MaxLag, lag)
 }

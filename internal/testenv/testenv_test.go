@@ -332,3 +332,16 @@ func TestRedisCluster(t *testing.T) {
 		t.Errorf("cluster after the old master restarted: %v", err)
 	}
 }
+
+func TestStaleReads(t *testing.T) {
+	var s StaleReads
+	s.Check(t, time.Second, time.Millisecond, func() bool { return true }, "fresh at once")
+	if s.Count != 0 || s.MaxLag != 0 {
+		t.Fatalf("after a fresh read: %+v, want nothing counted", s)
+	}
+	calls := 0
+	s.Check(t, time.Second, time.Millisecond, func() bool { calls++; return calls > 3 }, "fresh at the fourth read")
+	if s.Count != 1 || s.MaxLag < 2*time.Millisecond {
+		t.Fatalf("after a read stale for three calls 1ms apart: %+v, want Count 1 and MaxLag of 2ms or more", s)
+	}
+}
