@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/journalsvc/journal"
 )
 
@@ -114,23 +116,11 @@ func TestParsePageRequest(t *testing.T) {
 		{"x", "garbage", 0, []string{"limit", "cursor"}},
 	} {
 		req, err := journal.ParsePageRequest(tc.limit, tc.cursor, "", "", "")
-		if tc.wantFields == nil {
-			if err != nil || req.Limit != tc.wantLimit {
-				t.Errorf("ParsePageRequest(%q, %q) = %+v, %v; want limit %d", tc.limit, tc.cursor, req, err, tc.wantLimit)
-			}
-			continue
+		if diff := cmp.Diff(tc.wantFields, fields(t, err)); diff != "" {
+			t.Errorf("ParsePageRequest(%q, %q) bad fields (-want +got):\n%s", tc.limit, tc.cursor, diff)
 		}
-		var v *journal.ValidationError
-		if !errors.As(err, &v) {
-			t.Errorf("ParsePageRequest(%q, %q) error = %v, want *ValidationError", tc.limit, tc.cursor, err)
-			continue
-		}
-		var fields []string
-		for _, f := range v.Errors {
-			fields = append(fields, f.Field)
-		}
-		if strings.Join(fields, ",") != strings.Join(tc.wantFields, ",") {
-			t.Errorf("ParsePageRequest(%q, %q) fields = %v, want %v", tc.limit, tc.cursor, fields, tc.wantFields)
+		if err == nil && req.Limit != tc.wantLimit {
+			t.Errorf("ParsePageRequest(%q, %q) = %+v; want limit %d", tc.limit, tc.cursor, req, tc.wantLimit)
 		}
 	}
 }
@@ -153,17 +143,8 @@ func TestValidateCredentials(t *testing.T) {
 		{"", "", []string{"username", "password"}},
 	} {
 		err := journal.ValidateCredentials(tc.user, tc.pass)
-		var got []string
-		var v *journal.ValidationError
-		if errors.As(err, &v) {
-			for _, f := range v.Errors {
-				got = append(got, f.Field)
-			}
-		} else if err != nil {
-			t.Fatalf("ValidateCredentials error %T, want *ValidationError", err)
-		}
-		if strings.Join(got, ",") != strings.Join(tc.bad, ",") {
-			t.Errorf("ValidateCredentials(%q, %d bytes) bad fields = %v, want %v", tc.user, len(tc.pass), got, tc.bad)
+		if diff := cmp.Diff(tc.bad, fields(t, err)); diff != "" {
+			t.Errorf("ValidateCredentials(%q, %d bytes) bad fields (-want +got):\n%s", tc.user, len(tc.pass), diff)
 		}
 	}
 }
@@ -253,20 +234,16 @@ func TestValidateEntryNamesTheField(t *testing.T) {
 		{"tab\there", "CRLF\r\n", nil},
 	} {
 		err := journal.ValidateEntry(tc.title, tc.body)
-		var got []string
+		if diff := cmp.Diff(tc.fields, fields(t, err)); diff != "" {
+			t.Errorf("ValidateEntry(%q, %q) refused fields (-want +got):\n%s", tc.title, tc.body, diff)
+		}
 		var ve *journal.ValidationError
 		if errors.As(err, &ve) {
 			for _, f := range ve.Errors {
-				got = append(got, f.Field)
 				if !strings.Contains(f.Message, "control character U+") {
 					t.Errorf("ValidateEntry(%q, %q): message %q does not name the character", tc.title, tc.body, f.Message)
 				}
 			}
-		} else if err != nil {
-			t.Errorf("ValidateEntry(%q, %q) = %v, want a *ValidationError", tc.title, tc.body, err)
-		}
-		if strings.Join(got, ",") != strings.Join(tc.fields, ",") {
-			t.Errorf("ValidateEntry(%q, %q) refused %v, want %v", tc.title, tc.body, got, tc.fields)
 		}
 	}
 }
