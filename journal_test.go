@@ -3,11 +3,10 @@ package journal_test
 import (
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/journalsvc/journal"
 )
@@ -116,8 +115,8 @@ func TestParsePageRequest(t *testing.T) {
 		{"x", "garbage", 0, []string{"limit", "cursor"}},
 	} {
 		req, err := journal.ParsePageRequest(tc.limit, tc.cursor, "", "", "")
-		if diff := cmp.Diff(tc.wantFields, fields(t, err)); diff != "" {
-			t.Errorf("ParsePageRequest(%q, %q) bad fields (-want +got):\n%s", tc.limit, tc.cursor, diff)
+		if got := fields(t, err); !slices.Equal(got, tc.wantFields) {
+			t.Errorf("ParsePageRequest(%q, %q) bad fields = %v, want %v", tc.limit, tc.cursor, got, tc.wantFields)
 		}
 		if err == nil && req.Limit != tc.wantLimit {
 			t.Errorf("ParsePageRequest(%q, %q) = %+v; want limit %d", tc.limit, tc.cursor, req, tc.wantLimit)
@@ -143,8 +142,8 @@ func TestValidateCredentials(t *testing.T) {
 		{"", "", []string{"username", "password"}},
 	} {
 		err := journal.ValidateCredentials(tc.user, tc.pass)
-		if diff := cmp.Diff(tc.bad, fields(t, err)); diff != "" {
-			t.Errorf("ValidateCredentials(%q, %d bytes) bad fields (-want +got):\n%s", tc.user, len(tc.pass), diff)
+		if got := fields(t, err); !slices.Equal(got, tc.bad) {
+			t.Errorf("ValidateCredentials(%q, %d bytes) bad fields = %v, want %v", tc.user, len(tc.pass), got, tc.bad)
 		}
 	}
 }
@@ -234,8 +233,8 @@ func TestValidateEntryNamesTheField(t *testing.T) {
 		{"tab\there", "CRLF\r\n", nil},
 	} {
 		err := journal.ValidateEntry(tc.title, tc.body)
-		if diff := cmp.Diff(tc.fields, fields(t, err)); diff != "" {
-			t.Errorf("ValidateEntry(%q, %q) refused fields (-want +got):\n%s", tc.title, tc.body, diff)
+		if got := fields(t, err); !slices.Equal(got, tc.fields) {
+			t.Errorf("ValidateEntry(%q, %q) refused %v, want %v", tc.title, tc.body, got, tc.fields)
 		}
 		var ve *journal.ValidationError
 		if errors.As(err, &ve) {
