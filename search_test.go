@@ -108,12 +108,16 @@ func TestParseFilter(t *testing.T) {
 	}
 }
 
-// fields returns the fields a *ValidationError names.
+// fields returns the fields a *ValidationError names, in order, and nil for
+// a nil error. Any other error, and one that names no field, fails the test.
 func fields(tb testing.TB, err error) []string {
 	tb.Helper()
+	if err == nil {
+		return nil
+	}
 	var v *journal.ValidationError
-	if !errors.As(err, &v) {
-		tb.Fatalf("error %v is not a *ValidationError", err)
+	if !errors.As(err, &v) || len(v.Errors) == 0 {
+		tb.Fatalf("error %v is not a *ValidationError naming a field", err)
 	}
 	var out []string
 	for _, f := range v.Errors {

@@ -59,12 +59,22 @@ type tokenListJSON struct {
 	Tokens []tokenInfoJSON `json:"tokens"`
 }
 
+// decodeSecret decodes the body of a request that carries a password into
+// dst and marks the answer no-store, a problem too: such answers may carry a
+// token secret. False means the problem of a bad body has been answered.
+func decodeSecret(w http.ResponseWriter, r *http.Request, logger *slog.Logger, dst any) bool {
+	w.Header().Set("Cache-Control", "no-store")
+	if err := decodeJSON(w, r, dst); err != nil {
+		writeError(w, r, logger, err)
+		return false
+	}
+	return true
+}
+
 func handleUserCreate(logger *slog.Logger, users journal.UserStore, pw *password.Hasher, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
 		var in credentialsRequest
-		if err := decodeJSON(w, r, &in); err != nil {
-			writeError(w, r, logger, err)
+		if !decodeSecret(w, r, logger, &in) {
 			return
 		}
 		if err := journal.ValidateCredentials(in.Username, in.Password); err != nil {
@@ -106,10 +116,8 @@ func handleUserMe(logger *slog.Logger, users journal.UserStore) http.Handler {
 // tell which usernames exist.
 func handleTokenCreate(logger *slog.Logger, users journal.UserStore, tokens journal.TokenStore, pw *password.Hasher, lim *logins, ttl time.Duration, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
 		var in loginRequest
-		if err := decodeJSON(w, r, &in); err != nil {
-			writeError(w, r, logger, err)
+		if !decodeSecret(w, r, logger, &in) {
 			return
 		}
 		if err := journal.ValidateTokenName(in.Name); err != nil {
@@ -172,15 +180,13 @@ func handleTokenCreate(logger *slog.Logger, users journal.UserStore, tokens jour
 
 func handleTokenRevoke(logger *slog.Logger, tokens journal.TokenStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := tokens.RevokeToken(r.Context(), tokenHashFrom(r.Context()))
-		if isNotFound(err) {
-			err = errBadToken // revoked concurrently
-		}
-		if err != nil {
-			writeError(w, r, logger, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		noContent(w, r, logger, func() error {
+			err := tokens.RevokeToken(r.Context(), tokenHashFrom(r.Context()))
+			if isNotFound(err) {
+				return errBadToken // revoked concurrently
+			}
+			return err
+		})
 	})
 }
 
@@ -196,10 +202,8 @@ type passwordChangeRequest struct {
 // the request stays valid.
 func handlePasswordChange(logger *slog.Logger, users journal.UserStore, pw *password.Hasher, lim *logins, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
 		var in passwordChangeRequest
-		if err := decodeJSON(w, r, &in); err != nil {
-			writeError(w, r, logger, err)
+		if !decodeSecret(w, r, logger, &in) {
 			return
 		}
 		var v journal.ValidationError

@@ -142,15 +142,10 @@ func TestApplyChangesSkipsLockedRows(t *testing.T) {
 	s := testdb.Postgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	u := storetest.NewUser(t, s, "alice")
 	now := journal.StoredTime(time.Now())
-	u := journal.User{ID: journal.NewID(now), Username: "alice", PasswordHash: "h", CreatedAt: now}
-	if err := s.CreateUser(ctx, u); err != nil {
-		t.Fatal(err)
-	}
 	for range 6 {
-		if _, err := s.CreateEntry(ctx, journal.Entry{ID: journal.NewID(now), UserID: u.ID, Title: "t", CreatedAt: now, UpdatedAt: now}); err != nil {
-			t.Fatal(err)
-		}
+		storetest.NewEntry(t, s, u.ID, "t", now)
 	}
 	claimed, release := make(chan []journal.Change, 1), make(chan struct{})
 	firstDone := make(chan error, 1)
@@ -227,10 +222,7 @@ func BenchmarkSearch(b *testing.B) {
 	url := testenv.PostgresURL(b)
 	s := testdb.PostgresAt(b, url)
 	start := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
-	u := journal.User{ID: journal.NewID(start), Username: "bench", PasswordHash: "h", CreatedAt: start}
-	if err := s.CreateUser(ctx, u); err != nil {
-		b.Fatal(err)
-	}
+	u := storetest.NewUser(b, s, "bench")
 	conn := connect(b, ctx, url)
 	defer conn.Close(ctx)
 	corpus := storetest.BenchCorpus(u.ID, benchEntries, start)

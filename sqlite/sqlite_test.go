@@ -85,15 +85,8 @@ func TestReindexOnOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	u := journal.User{ID: journal.NewID(now), Username: "alice", PasswordHash: "h", CreatedAt: now}
-	if err := s.CreateUser(ctx, u); err != nil {
-		t.Fatal(err)
-	}
-	e, err := s.CreateEntry(ctx, journal.Entry{ID: journal.NewID(now), UserID: u.ID, Title: "old words", CreatedAt: now, UpdatedAt: now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := storetest.NewUser(t, s, "alice")
+	e := storetest.NewEntry(t, s, u.ID, "old words", time.Now())
 	s.Close()
 	raw, err := sql.Open("sqlite", path)
 	if err != nil {
@@ -123,10 +116,7 @@ func BenchmarkSearch(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "journal.db")
 	s := testdb.SQLiteAt(b, path)
 	start := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
-	u := journal.User{ID: journal.NewID(start), Username: "bench", PasswordHash: "h", CreatedAt: start}
-	if err := s.CreateUser(ctx, u); err != nil {
-		b.Fatal(err)
-	}
+	u := storetest.NewUser(b, s, "bench")
 	testdb.SQLiteEntries(b, path, storetest.BenchCorpus(u.ID, benchEntries, start), false)
 	t0 := time.Now()
 	octx, cancel := context.WithTimeout(ctx, 10*time.Minute) // Open indexes them all

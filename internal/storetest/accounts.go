@@ -56,7 +56,7 @@ func tokenChanges(tb testing.TB, s journal.Database) []string {
 
 func testTokenSessions(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u, other := newUser(t, s, "alice"), newUser(t, s, "bob")
+	u, other := NewUser(t, s, "alice"), NewUser(t, s, "bob")
 	now := base.Add(time.Hour)
 	old := newToken(t, s, u.ID, "laptop", base, 24*time.Hour)
 	mid := newToken(t, s, u.ID, "", base.Add(time.Minute), 24*time.Hour)
@@ -124,7 +124,7 @@ func testTokenSessions(t *testing.T, s journal.Database) {
 // testManyTokens revokes more tokens at once than one statement inserts
 // changes for.
 func testManyTokens(t *testing.T, s journal.Database) {
-	u := newUser(t, s, "alice")
+	u := NewUser(t, s, "alice")
 	var want []string
 	for i := range 1203 {
 		want = append(want, newToken(t, s, u.ID, "", base.Add(time.Duration(i)*time.Millisecond), time.Hour).Hash)
@@ -141,7 +141,7 @@ func testManyTokens(t *testing.T, s journal.Database) {
 
 func testChangePassword(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u := newUser(t, s, "alice")
+	u := NewUser(t, s, "alice")
 	now := base.Add(time.Minute)
 	keep := newToken(t, s, u.ID, "", base, time.Hour)
 	other := newToken(t, s, u.ID, "", base, time.Hour)
@@ -177,13 +177,13 @@ func testChangePassword(t *testing.T, s journal.Database) {
 
 func testDeleteUser(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
+	u, bob := NewUser(t, s, "alice"), NewUser(t, s, "bob")
 	now := base.Add(time.Minute)
 	tok := newToken(t, s, u.ID, "", base, time.Hour)
 	newToken(t, s, u.ID, "", base, time.Second) // expired at now
 	bobTok := newToken(t, s, bob.ID, "", base, time.Hour)
-	e := newEntry(t, s, u.ID, "alice's words", base)
-	bobEntry := newEntry(t, s, bob.ID, "bob's words", base)
+	e := NewEntry(t, s, u.ID, "alice's words", base)
+	bobEntry := NewEntry(t, s, bob.ID, "bob's words", base)
 	claim(t, s, u.ID, "k1", now)
 	claim(t, s, bob.ID, "k1", now)
 	drain(t, s, "")
@@ -213,7 +213,7 @@ func testDeleteUser(t *testing.T, s journal.Database) {
 	}
 
 	// The name can be taken again; the new account has nothing of the old.
-	again := newUser(t, s, "alice")
+	again := NewUser(t, s, "alice")
 	if p := search(t, s, again.ID, "words"); len(p) != 0 {
 		t.Errorf("the new alice finds %d entries", len(p))
 	}
@@ -246,7 +246,7 @@ func claim(tb testing.TB, s journal.Database, userID, key string, now time.Time)
 
 func testIdempotency(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u := newUser(t, s, "alice")
+	u := NewUser(t, s, "alice")
 	now := journal.StoredTime(base)
 	first := journal.IdempotencyRecord{UserID: u.ID, Key: `k "1"`, Fingerprint: "fp1", Claim: "c1", ExpiresAt: now.Add(time.Minute)}
 	got, ok, err := s.ClaimIdempotencyKey(ctx, first, now)
@@ -261,7 +261,7 @@ func testIdempotency(t *testing.T, s journal.Database) {
 		t.Errorf("claim of a pending key = %+v, %v, %v; want the pending record, false", got, ok, err)
 	}
 	// Another user's key of the same name is theirs.
-	bob := newUser(t, s, "bob")
+	bob := NewUser(t, s, "bob")
 	if _, ok := claim(t, s, bob.ID, first.Key, now); !ok {
 		t.Errorf("bob cannot claim a key alice holds")
 	}
@@ -341,7 +341,7 @@ func testIdempotency(t *testing.T, s journal.Database) {
 // testIdempotencyConcurrent: of many concurrent claims of one key exactly
 // one wins, and the others see its record.
 func testIdempotencyConcurrent(t *testing.T, s journal.Database) {
-	u := newUser(t, s, "alice")
+	u := NewUser(t, s, "alice")
 	now := journal.StoredTime(base)
 	const n = 16
 	var mu sync.Mutex
@@ -374,7 +374,7 @@ func testIdempotencyConcurrent(t *testing.T, s journal.Database) {
 
 func testPurge(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u := newUser(t, s, "alice")
+	u := NewUser(t, s, "alice")
 	now := base.Add(time.Hour)
 	live := newToken(t, s, u.ID, "", base, 2*time.Hour)
 	var dead []journal.Token

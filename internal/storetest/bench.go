@@ -23,12 +23,12 @@ func Bench(b *testing.B, s journal.Database) {
 	const perUser = 200
 	var ids []string
 	for i := range perUser {
-		ids = append(ids, newEntry(b, s, u.ID, fmt.Sprint("bench ", i), base.Add(time.Duration(i)*time.Second)).ID)
+		ids = append(ids, NewEntry(b, s, u.ID, fmt.Sprint("bench ", i), base.Add(time.Duration(i)*time.Second)).ID)
 	}
 	for k := range 3 {
-		o := newUser(b, s, fmt.Sprint("other", k))
+		o := NewUser(b, s, fmt.Sprint("other", k))
 		for i := range perUser {
-			newEntry(b, s, o.ID, fmt.Sprint("other ", i), base.Add(time.Duration(i)*time.Second))
+			NewEntry(b, s, o.ID, fmt.Sprint("other ", i), base.Add(time.Duration(i)*time.Second))
 		}
 	}
 	drain(b, s, "")

@@ -114,7 +114,7 @@ func ids(es []journal.Entry) []string {
 // testSearch compares every query and time range of the corpus with the
 // reference semantics, through pages of 1, 2 and 100 entries.
 func testSearch(t *testing.T, s journal.Database) {
-	u, other := newUser(t, s, "alice"), newUser(t, s, "bob")
+	u, other := NewUser(t, s, "alice"), NewUser(t, s, "bob")
 	all := seedSearch(t, s, u.ID, base)
 	seedSearch(t, s, other.ID, base) // the same words, another user's
 	newestFirst(all)
@@ -160,8 +160,8 @@ func testSearch(t *testing.T, s journal.Database) {
 // testSearchAfterUpdate: the index follows updates and deletes.
 func testSearchAfterUpdate(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u := newUser(t, s, "alice")
-	e := newEntry(t, s, u.ID, "apple banana", base)
+	u := NewUser(t, s, "alice")
+	e := NewEntry(t, s, u.ID, "apple banana", base)
 	if got := search(t, s, u.ID, "apple"); len(got) != 1 {
 		t.Fatalf("search apple = %d entries, want 1", len(got))
 	}
@@ -185,7 +185,7 @@ func testSearchAfterUpdate(t *testing.T, s journal.Database) {
 // testSearchManyWords: an entry with more distinct words than one insert
 // statement holds is found by its last word.
 func testSearchManyWords(t *testing.T, s journal.Database) {
-	u := newUser(t, s, "alice")
+	u := NewUser(t, s, "alice")
 	var b strings.Builder
 	for i := range 1200 {
 		fmt.Fprintf(&b, "w%d ", i)
@@ -201,13 +201,13 @@ func testSearchManyWords(t *testing.T, s journal.Database) {
 
 func testExport(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u, other := newUser(t, s, "alice"), newUser(t, s, "bob")
+	u, other := NewUser(t, s, "alice"), NewUser(t, s, "bob")
 	var want []journal.Entry
 	for i := range 7 {
 		at := base.Add(time.Duration(i/2) * time.Second) // ties, broken by id
-		want = append(want, newEntry(t, s, u.ID, fmt.Sprint("e", i), at))
+		want = append(want, NewEntry(t, s, u.ID, fmt.Sprint("e", i), at))
 	}
-	newEntry(t, s, other.ID, "bob's", base)
+	NewEntry(t, s, other.ID, "bob's", base)
 	newestFirst(want)
 	slices.Reverse(want)
 	for _, limit := range []int{1, 3, 100} {

@@ -78,8 +78,9 @@ func ctxT(tb testing.TB) context.Context {
 	return ctx
 }
 
-// newUser creates and returns a user named name with a fresh id.
-func newUser(tb testing.TB, s journal.Database, name string) journal.User {
+// NewUser creates and returns a user named name with a fresh id, failing
+// the test if s cannot. Store packages use it in their own tests too.
+func NewUser(tb testing.TB, s journal.UserStore, name string) journal.User {
 	tb.Helper()
 	u := journal.User{ID: journal.NewID(base), Username: name, PasswordHash: "hash-of-" + name, CreatedAt: journal.StoredTime(base)}
 	if err := s.CreateUser(ctxT(tb), u); err != nil {
@@ -88,8 +89,9 @@ func newUser(tb testing.TB, s journal.Database, name string) journal.User {
 	return u
 }
 
-// newEntry creates an entry of userID created at at.
-func newEntry(tb testing.TB, s journal.Database, userID, title string, at time.Time) journal.Entry {
+// NewEntry creates an entry of userID titled title, with the body "body of"
+// title, created at at, failing the test if s cannot.
+func NewEntry(tb testing.TB, s journal.EntryStore, userID, title string, at time.Time) journal.Entry {
 	tb.Helper()
 	e, err := s.CreateEntry(ctxT(tb), journal.Entry{
 		ID: journal.NewID(at), UserID: userID, Title: title, Body: "body of " + title, CreatedAt: at, UpdatedAt: at,
@@ -159,7 +161,7 @@ func testPing(t *testing.T, s journal.Database) {
 
 func testUsers(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u := newUser(t, s, "alice")
+	u := NewUser(t, s, "alice")
 
 	got, err := s.UserByUsername(ctx, "alice")
 	if err != nil {
@@ -198,7 +200,7 @@ func testUsers(t *testing.T, s journal.Database) {
 
 func testTokens(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u := newUser(t, s, "alice")
+	u := NewUser(t, s, "alice")
 	_, hash := journal.NewTokenSecret()
 	tok := journal.Token{Hash: hash, ID: journal.NewID(base), UserID: u.ID, Name: "laptop", CreatedAt: base, ExpiresAt: base.Add(time.Hour)}
 	if err := s.CreateToken(ctx, tok); err != nil {
@@ -263,7 +265,7 @@ func testTokens(t *testing.T, s journal.Database) {
 
 func testEntryCRUD(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u := newUser(t, s, "alice")
+	u := NewUser(t, s, "alice")
 	in := journal.Entry{ID: journal.NewID(base), UserID: u.ID, Title: "Hello", Body: "World ✓", CreatedAt: base, UpdatedAt: base, Version: 42}
 	created, err := s.CreateEntry(ctx, in)
 	if err != nil {
@@ -321,7 +323,7 @@ func testEntryCRUD(t *testing.T, s journal.Database) {
 	}
 
 	// A duplicate id is an error and writes nothing.
-	e2 := newEntry(t, s, u.ID, "second", base)
+	e2 := NewEntry(t, s, u.ID, "second", base)
 	before := pending(t, s)
 	dup := e2
 	dup.Title = "dup"
@@ -343,7 +345,7 @@ func testEntryCRUD(t *testing.T, s journal.Database) {
 // in text, other C0, DEL, C1), invalid UTF-8 and sizes over the limits.
 func testEntryText(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u := newUser(t, s, "alice")
+	u := NewUser(t, s, "alice")
 	const emoji = "\U0001F600" // 4 bytes in UTF-8
 	maxTitle := strings.Repeat(emoji, journal.MaxTitleChars)
 	maxBody := strings.Repeat(emoji, journal.MaxBodyBytes/4)
@@ -372,7 +374,7 @@ func testEntryText(t *testing.T, s journal.Database) {
 		}
 	}
 
-	existing := newEntry(t, s, u.ID, "unchanged", base)
+	existing := NewEntry(t, s, u.ID, "unchanged", base)
 	type bad struct {
 		name, text string
 	}
@@ -432,8 +434,8 @@ func testEntryText(t *testing.T, s journal.Database) {
 
 func testEntryMalformedIDs(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u := newUser(t, s, "alice")
-	e := newEntry(t, s, u.ID, "one", base)
+	u := NewUser(t, s, "alice")
+	e := NewEntry(t, s, u.ID, "one", base)
 	for _, id := range []string{"", "x", strings.ToUpper(e.ID), e.ID[:35], e.ID + "a", strings.Replace(e.ID, "-", "_", 1), "' OR 1=1 --"} {
 		if _, err := s.Entry(ctx, u.ID, id); !errors.Is(err, journal.ErrNotFound) {
 			t.Errorf("Entry(%q) = %v, want ErrNotFound", id, err)
@@ -460,10 +462,10 @@ func testEntryMalformedIDs(t *testing.T, s journal.Database) {
 
 func testIsolation(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	alice := newUser(t, s, "alice")
-	bob := newUser(t, s, "bob")
-	ea := newEntry(t, s, alice.ID, "alice's", base)
-	eb := newEntry(t, s, bob.ID, "bob's", base.Add(time.Second))
+	alice := NewUser(t, s, "alice")
+	bob := NewUser(t, s, "bob")
+	ea := NewEntry(t, s, alice.ID, "alice's", base)
+	eb := NewEntry(t, s, bob.ID, "bob's", base.Add(time.Second))
 	drain(t, s, "")
 
 	if _, err := s.Entry(ctx, bob.ID, ea.ID); !errors.Is(err, journal.ErrNotFound) {
@@ -502,8 +504,8 @@ func testIsolation(t *testing.T, s journal.Database) {
 
 func testConditionalWrites(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u := newUser(t, s, "alice")
-	e := newEntry(t, s, u.ID, "v1", base)
+	u := NewUser(t, s, "alice")
+	e := NewEntry(t, s, u.ID, "v1", base)
 	up, err := s.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: ptr("v2")}, 1, base.Add(time.Second))
 	if err != nil {
 		t.Fatalf("UpdateEntry(ifVersion 1) = %v", err)
@@ -539,7 +541,7 @@ func testConditionalWrites(t *testing.T, s journal.Database) {
 	}
 
 	// Concurrent conditional updates of one version: exactly one wins.
-	e = newEntry(t, s, u.ID, "race", base)
+	e = NewEntry(t, s, u.ID, "race", base)
 	const n = 8
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -570,7 +572,7 @@ func testConditionalWrites(t *testing.T, s journal.Database) {
 
 func testTimesRoundTrip(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u := newUser(t, s, "alice")
+	u := NewUser(t, s, "alice")
 	times := []time.Time{
 		base,
 		time.Date(2000, 1, 1, 0, 0, 0, 999, time.UTC),
@@ -657,15 +659,15 @@ func newestFirst(es []journal.Entry) {
 }
 
 func testPagination(t *testing.T, s journal.Database) {
-	u := newUser(t, s, "alice")
-	other := newUser(t, s, "bob")
+	u := NewUser(t, s, "alice")
+	other := NewUser(t, s, "bob")
 	var want []journal.Entry
 	for i := range 25 {
 		// Creation order differs from time order, so the store must sort.
 		at := base.Add(time.Duration((i*7)%25) * time.Second)
-		want = append(want, newEntry(t, s, u.ID, fmt.Sprint("e", i), at))
+		want = append(want, NewEntry(t, s, u.ID, fmt.Sprint("e", i), at))
 		if i%5 == 0 {
-			newEntry(t, s, other.ID, fmt.Sprint("other", i), at)
+			NewEntry(t, s, other.ID, fmt.Sprint("other", i), at)
 		}
 	}
 	newestFirst(want)
@@ -709,13 +711,13 @@ func testPagination(t *testing.T, s journal.Database) {
 }
 
 func testPaginationTies(t *testing.T, s journal.Database) {
-	u := newUser(t, s, "alice")
+	u := NewUser(t, s, "alice")
 	var want []journal.Entry
 	for i := range 7 {
-		want = append(want, newEntry(t, s, u.ID, fmt.Sprint("tie", i), base))
+		want = append(want, NewEntry(t, s, u.ID, fmt.Sprint("tie", i), base))
 	}
-	want = append(want, newEntry(t, s, u.ID, "older", base.Add(-time.Microsecond)))
-	want = append(want, newEntry(t, s, u.ID, "newer", base.Add(time.Microsecond)))
+	want = append(want, NewEntry(t, s, u.ID, "older", base.Add(-time.Microsecond)))
+	want = append(want, NewEntry(t, s, u.ID, "newer", base.Add(time.Microsecond)))
 	newestFirst(want)
 	for _, limit := range []int{1, 2, 3, 9} {
 		if diff := cmp.Diff(want, flatten(listAll(t, s, u.ID, limit))); diff != "" {
@@ -733,8 +735,8 @@ func testPaginationTies(t *testing.T, s journal.Database) {
 }
 
 func testPaginationLimits(t *testing.T, s journal.Database) {
-	u := newUser(t, s, "alice")
-	newEntry(t, s, u.ID, "one", base)
+	u := NewUser(t, s, "alice")
+	NewEntry(t, s, u.ID, "one", base)
 	for _, limit := range []int{0, -1, journal.MaxPageLimit + 1} {
 		_, err := s.ListEntries(ctxT(t), u.ID, journal.PageRequest{Limit: limit})
 		var v *journal.ValidationError
@@ -750,12 +752,12 @@ func testPaginationLimits(t *testing.T, s journal.Database) {
 
 func testPaginationConcurrentInserts(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u := newUser(t, s, "alice")
+	u := NewUser(t, s, "alice")
 	const initial = 60
 	existing := map[string]bool{}
 	start := time.Now().Add(-time.Hour)
 	for i := range initial {
-		existing[newEntry(t, s, u.ID, fmt.Sprint("old", i), start.Add(time.Duration(i%20)*time.Millisecond)).ID] = true
+		existing[NewEntry(t, s, u.ID, fmt.Sprint("old", i), start.Add(time.Duration(i%20)*time.Millisecond)).ID] = true
 	}
 
 	stop := make(chan struct{})
@@ -823,7 +825,7 @@ func testConcurrentWriters(t *testing.T, s journal.Database) {
 	const writers, each = 8, 15
 	users := make([]journal.User, writers)
 	for i := range users {
-		users[i] = newUser(t, s, fmt.Sprint("user", i))
+		users[i] = NewUser(t, s, fmt.Sprint("user", i))
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
@@ -867,11 +869,11 @@ func testConcurrentWriters(t *testing.T, s journal.Database) {
 
 func testOutboxRecordsWrites(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u := newUser(t, s, "alice")
+	u := NewUser(t, s, "alice")
 	if got := pending(t, s); got != 0 {
 		t.Fatalf("PendingChanges on a new store = %d, want 0", got)
 	}
-	e := newEntry(t, s, u.ID, "one", base)
+	e := NewEntry(t, s, u.ID, "one", base)
 	if _, err := s.UpdateEntry(ctx, u.ID, e.ID, journal.EntryPatch{Title: ptr("two")}, 1, base); err != nil {
 		t.Fatal(err)
 	}
@@ -911,10 +913,10 @@ func testOutboxRecordsWrites(t *testing.T, s journal.Database) {
 
 func testApplyChanges(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	u := newUser(t, s, "alice")
+	u := NewUser(t, s, "alice")
 	var ids []string
 	for i := range 5 {
-		ids = append(ids, newEntry(t, s, u.ID, fmt.Sprint(i), base).ID)
+		ids = append(ids, NewEntry(t, s, u.ID, fmt.Sprint(i), base).ID)
 	}
 	boom := errors.New("redis down")
 	calls := 0
@@ -965,11 +967,11 @@ func testApplyChanges(t *testing.T, s journal.Database) {
 
 func testApplyChangesUserFilter(t *testing.T, s journal.Database) {
 	ctx := ctxT(t)
-	alice := newUser(t, s, "alice")
-	bob := newUser(t, s, "bob")
+	alice := NewUser(t, s, "alice")
+	bob := NewUser(t, s, "bob")
 	for i := range 3 {
-		newEntry(t, s, alice.ID, fmt.Sprint("a", i), base)
-		newEntry(t, s, bob.ID, fmt.Sprint("b", i), base)
+		NewEntry(t, s, alice.ID, fmt.Sprint("a", i), base)
+		NewEntry(t, s, bob.ID, fmt.Sprint("b", i), base)
 	}
 	boom := errors.New("boom")
 	if _, err := s.ApplyChanges(ctx, alice.ID, 10, func(context.Context, []journal.Change) error { return boom }); !errors.Is(err, boom) {
@@ -1008,9 +1010,9 @@ func testApplyChangesConcurrent(t *testing.T, s journal.Database) {
 	for _, mode := range []string{"any user", "one user"} {
 		t.Run(mode, func(t *testing.T) {
 			ctx := ctxT(t)
-			u := newUser(t, s, strings.ReplaceAll(mode, " ", "-"))
+			u := NewUser(t, s, strings.ReplaceAll(mode, " ", "-"))
 			for i := range 6 {
-				newEntry(t, s, u.ID, fmt.Sprint(i), base)
+				NewEntry(t, s, u.ID, fmt.Sprint(i), base)
 			}
 			filter := ""
 			if mode == "one user" {
