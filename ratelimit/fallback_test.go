@@ -59,14 +59,24 @@ func newFallbackFixture(t *testing.T, n int64) *fallbackFixture {
 	t.Helper()
 	c := ratelimittest.NewClock(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC))
 	shared := memorylimit.New(memorylimit.Options{Now: c.Now})
-	local := memorylimit.New(memorylimit.Options{Now: c.Now})
-	t.Cleanup(func() { shared.Close(); local.Close() })
-	s := &store{Limiter: shared}
-	f, err := ratelimit.NewFallback(s, local, ratelimit.FallbackOptions{Instances: func() int64 { return n }, Now: c.Now})
+	t.Cleanup(func() { shared.Close() })
+	x := &fallbackFixture{clock: c, store: &store{Limiter: shared}}
+	x.f = x.instance(t, n, x.store)
+	return x
+}
+
+// instance returns the Fallback of one of n live instances: primary (the
+// fixture's store, or a wrapper of it) with a local limiter of its own, on
+// the fixture's clock.
+func (x *fallbackFixture) instance(t *testing.T, n int64, primary ratelimit.Limiter) *ratelimit.Fallback {
+	t.Helper()
+	local := memorylimit.New(memorylimit.Options{Now: x.clock.Now})
+	t.Cleanup(func() { local.Close() })
+	f, err := ratelimit.NewFallback(primary, local, ratelimit.FallbackOptions{Instances: func() int64 { return n }, Now: x.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fallbackFixture{clock: c, store: s, f: f}
+	return f
 }
 
 // admit decides k requests of item for subject and returns how many were
@@ -203,31 +213,37 @@ func TestFallbackReseedsAfterTheStoreAnswers(t *testing.T) {
 	}
 }
 
-// TestFallbackOldReportsExpire: a report older than its policy's period no
-// longer constrains the share (the whole quota is back by then).
-func TestFallbackOldReportsExpire(t *testing.T) {
-	x := newFallbackFixture(t, 1)
-	item := ratelimit.Item{Policy: ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 10, Per: time.Minute}}}
-	x.admit(t, "s", 11, item)
-	x.clock.Advance(61 * time.Second)
-	x.store.down.Store(true)
-	if got := x.admit(t, "s", 20, item); got != 10 {
-		t.Fatalf("an hour after the report: %d admitted, want a fresh 10", got)
+// TestFallbackForgetsTheReport: a report older than its policy's period no
+// longer constrains the share (the whole quota is back by then), and Reset
+// forgets the report and the local state.
+func TestFallbackForgetsTheReport(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		forget func(x *fallbackFixture) error
+	}{
+		{"a period after the report", func(x *fallbackFixture) error { x.clock.Advance(61 * time.Second); return nil }},
+		{"after Reset", func(x *fallbackFixture) error { return x.f.Reset(context.Background(), "s", "ip") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := newFallbackFixture(t, 1)
+			item := ratelimit.Item{Policy: ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 10, Per: time.Minute}}}
+			x.admit(t, "s", 11, item) // the last report: denied, nothing left
+			if err := tc.forget(x); err != nil {
+				t.Fatal(err)
+			}
+			x.store.down.Store(true)
+			if got := x.admit(t, "s", 20, item); got != 10 {
+				t.Fatalf("%d admitted, want a fresh 10", got)
+			}
+		})
 	}
 }
 
-// TestFallbackReset forgets the report and the local state.
-func TestFallbackReset(t *testing.T) {
+// TestFallbackResetNeedsTheStore: Reset answers the store's error, since the
+// store keeps what the other instances share.
+func TestFallbackResetNeedsTheStore(t *testing.T) {
 	x := newFallbackFixture(t, 1)
-	item := ratelimit.Item{Policy: ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 10, Per: time.Hour}}}
-	x.admit(t, "s", 11, item)
-	if err := x.f.Reset(context.Background(), "s", "ip"); err != nil {
-		t.Fatal(err)
-	}
 	x.store.down.Store(true)
-	if got := x.admit(t, "s", 20, item); got != 10 {
-		t.Fatalf("after Reset: %d admitted, want a fresh 10", got)
-	}
 	if err := x.f.Reset(context.Background(), "s", "ip"); !errors.Is(err, ratelimit.ErrUnavailable) {
 		t.Fatalf("Reset with the store down: %v, want the store's error", err)
 	}
@@ -271,16 +287,9 @@ func (s *slowStore) Decide(ctx context.Context, d *ratelimit.Decision, subject s
 // and then what time returns, for a subject seen or not; once the store is
 // down, the share of the reported quota (or a fresh share) is granted.
 func TestFallbackGrantsNothingNewWhileSlow(t *testing.T) {
-	c := ratelimittest.NewClock(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC))
-	shared := memorylimit.New(memorylimit.Options{Now: c.Now})
-	local := memorylimit.New(memorylimit.Options{Now: c.Now})
-	t.Cleanup(func() { shared.Close(); local.Close() })
-	s := &slowStore{store: &store{Limiter: shared}}
-	f, err := ratelimit.NewFallback(s, local, ratelimit.FallbackOptions{Now: c.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := &fallbackFixture{clock: c, f: f}
+	x := newFallbackFixture(t, 1)
+	s := &slowStore{store: x.store}
+	x.f = x.instance(t, 1, s)
 	item := ratelimit.Item{Policy: ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 10, Per: time.Minute}}} // 1 per 6s
 	x.admit(t, "seen", 4, item)
 	x.admit(t, "spent", 11, item)
@@ -294,7 +303,7 @@ func TestFallbackGrantsNothingNewWhileSlow(t *testing.T) {
 	if got := x.admit(t, "unseen", 10, item); got != 1 {
 		t.Errorf("slow store, a subject never seen: %d admitted, want 1", got)
 	}
-	c.Advance(6 * time.Second)
+	x.clock.Advance(6 * time.Second)
 	if got := x.admit(t, "seen", 10, item); got != 1 {
 		t.Errorf("slow store, 6s later: %d admitted, want the 1 the rate returned", got)
 	}
@@ -331,19 +340,10 @@ func (s *flakyStore) Decide(ctx context.Context, d *ratelimit.Decision, subject 
 // instance (and what the share's rate returns), however many reports come.
 func TestFallbackSlowReportsGrantOneUnitInAll(t *testing.T) {
 	for _, n := range []int64{1, 3} {
-		c := ratelimittest.NewClock(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC))
-		shared := memorylimit.New(memorylimit.Options{Now: c.Now})
-		t.Cleanup(func() { shared.Close() })
+		x := newFallbackFixture(t, n)
 		var fs []*ratelimit.Fallback
 		for range n {
-			local := memorylimit.New(memorylimit.Options{Now: c.Now})
-			t.Cleanup(func() { local.Close() })
-			f, err := ratelimit.NewFallback(&flakyStore{store: &store{Limiter: shared}}, local,
-				ratelimit.FallbackOptions{Instances: func() int64 { return n }, Now: c.Now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			fs = append(fs, f)
+			fs = append(fs, x.instance(t, n, &flakyStore{store: x.store}))
 		}
 		item := ratelimit.Item{Policy: ratelimit.Policy{Name: "user", Rate: ratelimit.Rate{N: 20, Per: time.Hour}}}
 		admitted := 0
@@ -355,7 +355,7 @@ func TestFallbackSlowReportsGrantOneUnitInAll(t *testing.T) {
 			if d.Allowed {
 				admitted++
 			}
-			c.Advance(time.Millisecond)
+			x.clock.Advance(time.Millisecond)
 		}
 		if want := 20 + int(n); admitted > want {
 			t.Errorf("%d instances: %d admitted, want at most %d (the limit and one unit per instance)", n, admitted, want)

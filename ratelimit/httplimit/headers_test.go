@@ -2,6 +2,7 @@ package httplimit
 
 import (
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -70,6 +71,32 @@ func rateHeaders(h http.Header) map[string]string {
 	return m
 }
 
+// fields returns the rate-limit fields SetHeaders writes, keyed as
+// rateHeaders reports them: the members of RateLimit-Policy and RateLimit
+// and, when the decision has an enforced policy, legacy: the values of
+// X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset.
+func fields(policy, limit string, legacy ...int64) map[string]string {
+	m := map[string]string{keyRateLimitPolicy: policy, keyRateLimit: limit}
+	if len(legacy) == 0 {
+		return m
+	}
+	if len(legacy) != 3 {
+		panic("fields: legacy is a limit, a remaining and a reset")
+	}
+	for i, k := range []string{keyLegacyLimit, keyLegacyRemaining, keyLegacyReset} {
+		m[k] = strconv.FormatInt(legacy[i], 10)
+	}
+	return m
+}
+
+// written returns the header SetHeaders writes for s alone, as an earlier
+// middleware leaves it.
+func written(s scripted) http.Header {
+	h := http.Header{}
+	SetHeaders(h, s.items, &s.d)
+	return h
+}
+
 func TestSetHeaders(t *testing.T) {
 	tests := []struct {
 		name string
@@ -80,54 +107,27 @@ func TestSetHeaders(t *testing.T) {
 		{
 			name: "one policy",
 			d:    decision(allowed(ipPolicy, 42, 600*time.Millisecond)),
-			want: map[string]string{
-				"RateLimit-Policy":      `"ip";q=100;w=60`,
-				"RateLimit":             `"ip";r=42;t=1`,
-				"X-Ratelimit-Limit":     "100",
-				"X-Ratelimit-Remaining": "42",
-				"X-Ratelimit-Reset":     "1",
-			},
+			want: fields(`"ip";q=100;w=60`, `"ip";r=42;t=1`, 100, 42, 1),
 		},
 		{
 			name: "several policies, legacy has the lowest remaining",
 			d:    decision(allowed(ipPolicy, 42, 600*time.Millisecond), allowed(signupPolicy, 3, 1800*time.Second+time.Millisecond)),
-			want: map[string]string{
-				"RateLimit-Policy":      `"ip";q=100;w=60, "signup";q=10;w=3600`,
-				"RateLimit":             `"ip";r=42;t=1, "signup";r=3;t=1801`,
-				"X-Ratelimit-Limit":     "10",
-				"X-Ratelimit-Remaining": "3",
-				"X-Ratelimit-Reset":     "1801",
-			},
+			want: fields(`"ip";q=100;w=60, "signup";q=10;w=3600`, `"ip";r=42;t=1, "signup";r=3;t=1801`, 10, 3, 1801),
 		},
 		{
 			name: "equal remaining, legacy has the later reset",
 			d:    decision(allowed(ipPolicy, 5, time.Second), allowed(signupPolicy, 5, 9*time.Second)),
-			want: map[string]string{
-				"RateLimit-Policy":      `"ip";q=100;w=60, "signup";q=10;w=3600`,
-				"RateLimit":             `"ip";r=5;t=1, "signup";r=5;t=9`,
-				"X-Ratelimit-Limit":     "10",
-				"X-Ratelimit-Remaining": "5",
-				"X-Ratelimit-Reset":     "9",
-			},
+			want: fields(`"ip";q=100;w=60, "signup";q=10;w=3600`, `"ip";r=5;t=1, "signup";r=5;t=9`, 10, 5, 9),
 		},
 		{
 			name: "shadow and degraded parameters; shadow not in legacy",
 			d:    decision(degraded(allowed(ipPolicy, 7, 0)), denied(hourPolicy, 90*time.Second, 90*time.Second)),
-			want: map[string]string{
-				"RateLimit-Policy":      `"ip";q=100;w=60;journal-degraded, "ip-hour";q=200;w=3600;journal-shadow`,
-				"RateLimit":             `"ip";r=7;t=0;journal-degraded, "ip-hour";r=0;t=90;journal-shadow`,
-				"X-Ratelimit-Limit":     "100",
-				"X-Ratelimit-Remaining": "7",
-				"X-Ratelimit-Reset":     "0",
-			},
+			want: fields(`"ip";q=100;w=60;journal-degraded, "ip-hour";q=200;w=3600;journal-shadow`, `"ip";r=7;t=0;journal-degraded, "ip-hour";r=0;t=90;journal-shadow`, 100, 7, 0),
 		},
 		{
 			name: "shadow and degraded together",
 			d:    decision(degraded(allowed(hourPolicy, 150, 18*time.Second))),
-			want: map[string]string{
-				"RateLimit-Policy": `"ip-hour";q=200;w=3600;journal-shadow;journal-degraded`,
-				"RateLimit":        `"ip-hour";r=150;t=18;journal-shadow;journal-degraded`,
-			},
+			want: fields(`"ip-hour";q=200;w=3600;journal-shadow;journal-degraded`, `"ip-hour";r=150;t=18;journal-shadow;journal-degraded`),
 		},
 		{
 			name: "rounding of t: 0.2s is 1, exact seconds stay",
@@ -137,53 +137,23 @@ func TestSetHeaders(t *testing.T) {
 				allowed(ratelimit.Policy{Name: "c", Rate: ratelimit.Rate{N: 5, Per: 2 * time.Second}}, 4, time.Second+time.Nanosecond),
 				allowed(ratelimit.Policy{Name: "d", Rate: ratelimit.Rate{N: 5, Per: 2 * time.Second}}, 4, 0),
 			),
-			want: map[string]string{
-				"RateLimit-Policy":      `"a";q=5;w=1, "b";q=5;w=2, "c";q=5;w=2, "d";q=5;w=2`,
-				"RateLimit":             `"a";r=4;t=1, "b";r=4;t=1, "c";r=4;t=2, "d";r=4;t=0`,
-				"X-Ratelimit-Limit":     "5",
-				"X-Ratelimit-Remaining": "4",
-				"X-Ratelimit-Reset":     "2",
-			},
+			want: fields(`"a";q=5;w=1, "b";q=5;w=2, "c";q=5;w=2, "d";q=5;w=2`, `"a";r=4;t=1, "b";r=4;t=1, "c";r=4;t=2, "d";r=4;t=0`, 5, 4, 2),
 		},
 		{
 			name: "denied: r=0, t at least the retry, legacy is the violated policy",
 			d:    decision(denied(ipPolicy, 1200*time.Millisecond, 600*time.Millisecond), allowed(signupPolicy, 1, time.Hour)),
-			want: map[string]string{
-				"RateLimit-Policy":      `"ip";q=100;w=60, "signup";q=10;w=3600`,
-				"RateLimit":             `"ip";r=0;t=2, "signup";r=1;t=3600`,
-				"X-Ratelimit-Limit":     "100",
-				"X-Ratelimit-Remaining": "0",
-				"X-Ratelimit-Reset":     "2",
-			},
+			want: fields(`"ip";q=100;w=60, "signup";q=10;w=3600`, `"ip";r=0;t=2, "signup";r=1;t=3600`, 100, 0, 2),
 		},
 		{
 			name: "denied by two: legacy is the violated policy with the latest retry",
 			d:    decision(denied(ipPolicy, 2*time.Second, time.Second), denied(signupPolicy, 1700*time.Second, 1700*time.Second)),
-			want: map[string]string{
-				"RateLimit-Policy":      `"ip";q=100;w=60, "signup";q=10;w=3600`,
-				"RateLimit":             `"ip";r=0;t=2, "signup";r=0;t=1700`,
-				"X-Ratelimit-Limit":     "10",
-				"X-Ratelimit-Remaining": "0",
-				"X-Ratelimit-Reset":     "1700",
-			},
+			want: fields(`"ip";q=100;w=60, "signup";q=10;w=3600`, `"ip";r=0;t=2, "signup";r=0;t=1700`, 10, 0, 1700),
 		},
 		{
 			name: "appended to an earlier middleware's members; lower legacy kept",
-			pre: http.Header{
-				"Ratelimit-Policy":      {`"ip";q=100;w=60`},
-				"Ratelimit":             {`"ip";r=42;t=1`},
-				"X-Ratelimit-Limit":     {"100"},
-				"X-Ratelimit-Remaining": {"42"},
-				"X-Ratelimit-Reset":     {"1"},
-			},
-			d: decision(allowed(userPolicy, 999, 4*time.Second)),
-			want: map[string]string{
-				"RateLimit-Policy":      `"ip";q=100;w=60, "user";q=1000;w=3600`,
-				"RateLimit":             `"ip";r=42;t=1, "user";r=999;t=4`,
-				"X-Ratelimit-Limit":     "100",
-				"X-Ratelimit-Remaining": "42",
-				"X-Ratelimit-Reset":     "1",
-			},
+			pre:  written(decision(allowed(ipPolicy, 42, 600*time.Millisecond))),
+			d:    decision(allowed(userPolicy, 999, 4*time.Second)),
+			want: fields(`"ip";q=100;w=60, "user";q=1000;w=3600`, `"ip";r=42;t=1, "user";r=999;t=4`, 100, 42, 1),
 		},
 		{
 			name: "appended; lower remaining replaces legacy; several earlier lines joined",
@@ -194,32 +164,14 @@ func TestSetHeaders(t *testing.T) {
 				"X-Ratelimit-Remaining": {"42"},
 				"X-Ratelimit-Reset":     {"1"},
 			},
-			d: decision(allowed(userPolicy, 2, 4*time.Second)),
-			want: map[string]string{
-				"RateLimit-Policy":      `"ip";q=100;w=60, "x";q=1;w=1, "user";q=1000;w=3600`,
-				"RateLimit":             `"ip";r=42;t=1, "x";r=1;t=0, "user";r=2;t=4`,
-				"X-Ratelimit-Limit":     "1000",
-				"X-Ratelimit-Remaining": "2",
-				"X-Ratelimit-Reset":     "4",
-			},
+			d:    decision(allowed(userPolicy, 2, 4*time.Second)),
+			want: fields(`"ip";q=100;w=60, "x";q=1;w=1, "user";q=1000;w=3600`, `"ip";r=42;t=1, "x";r=1;t=0, "user";r=2;t=4`, 1000, 2, 4),
 		},
 		{
 			name: "appended denial replaces a lower legacy remaining",
-			pre: http.Header{
-				"Ratelimit-Policy":      {`"ip";q=100;w=60`},
-				"Ratelimit":             {`"ip";r=0;t=1`},
-				"X-Ratelimit-Limit":     {"100"},
-				"X-Ratelimit-Remaining": {"0"},
-				"X-Ratelimit-Reset":     {"1"},
-			},
-			d: decision(denied(userPolicy, 3*time.Second+time.Millisecond, 0)),
-			want: map[string]string{
-				"RateLimit-Policy":      `"ip";q=100;w=60, "user";q=1000;w=3600`,
-				"RateLimit":             `"ip";r=0;t=1, "user";r=0;t=4`,
-				"X-Ratelimit-Limit":     "1000",
-				"X-Ratelimit-Remaining": "0",
-				"X-Ratelimit-Reset":     "4",
-			},
+			pre:  written(decision(denied(ipPolicy, time.Second, time.Second))),
+			d:    decision(denied(userPolicy, 3*time.Second+time.Millisecond, 0)),
+			want: fields(`"ip";q=100;w=60, "user";q=1000;w=3600`, `"ip";r=0;t=1, "user";r=0;t=4`, 1000, 0, 4),
 		},
 		{
 			name: "no results: nothing",
@@ -234,11 +186,7 @@ func TestSetHeaders(t *testing.T) {
 				h = http.Header{}
 			}
 			SetHeaders(h, tt.d.items, &tt.d.d)
-			want := map[string]string{}
-			for k, v := range tt.want {
-				want[http.CanonicalHeaderKey(k)] = v
-			}
-			if diff := cmp.Diff(want, rateHeaders(h)); diff != "" {
+			if diff := cmp.Diff(tt.want, rateHeaders(h)); diff != "" {
 				t.Errorf("SetHeaders headers mismatch (-want +got):\n%s", diff)
 			}
 		})

@@ -189,14 +189,7 @@ func TestMiddlewareAllowed(t *testing.T) {
 	if w.Code != http.StatusOK || next.Calls() != 1 {
 		t.Fatalf("status %d, next called %d times; want 200 and 1", w.Code, next.Calls())
 	}
-	want := map[string]string{
-		"Ratelimit-Policy":      `"ip";q=100;w=60`,
-		"Ratelimit":             `"ip";r=99;t=1`,
-		"X-Ratelimit-Limit":     "100",
-		"X-Ratelimit-Remaining": "99",
-		"X-Ratelimit-Reset":     "1",
-	}
-	wantRateHeaders(t, w.Header(), want)
+	wantRateHeaders(t, w.Header(), fields(`"ip";q=100;w=60`, `"ip";r=99;t=1`, 100, 99, 1))
 	if o != OutcomeAllowed {
 		t.Errorf("outcome = %v, want allowed", o)
 	}
@@ -222,14 +215,8 @@ func TestMiddlewareDenied(t *testing.T) {
 	if next.Calls() != 0 {
 		t.Errorf("next handler called on a denial")
 	}
-	want := map[string]string{
-		"Ratelimit-Policy":      `"ip";q=100;w=60, "signup";q=10;w=3600`,
-		"Ratelimit":             `"ip";r=0;t=18, "signup";r=9;t=3600`,
-		"X-Ratelimit-Limit":     "100",
-		"X-Ratelimit-Remaining": "0",
-		"X-Ratelimit-Reset":     "18",
-		"Retry-After":           "18",
-	}
+	want := fields(`"ip";q=100;w=60, "signup";q=10;w=3600`, `"ip";r=0;t=18, "signup";r=9;t=3600`, 100, 0, 18)
+	want[HeaderRetryAfter] = "18"
 	wantRateHeaders(t, w.Header(), want)
 	gotBody := decodeProblem(t, w)
 	wantBody := map[string]any{
@@ -511,14 +498,8 @@ func TestMiddlewareChainFake(t *testing.T) {
 	if w.Code != http.StatusTooManyRequests || o != OutcomeDenied {
 		t.Fatalf("user over limit: status %d, outcome %v; want 429, denied", w.Code, o)
 	}
-	want := map[string]string{
-		"Ratelimit-Policy":      `"ip";q=100;w=60, "user";q=1000;w=3600`,
-		"Ratelimit":             `"ip";r=42;t=1, "user";r=0;t=3`,
-		"X-Ratelimit-Limit":     "1000",
-		"X-Ratelimit-Remaining": "0",
-		"X-Ratelimit-Reset":     "3",
-		"Retry-After":           "3",
-	}
+	want := fields(`"ip";q=100;w=60, "user";q=1000;w=3600`, `"ip";r=42;t=1, "user";r=0;t=3`, 1000, 0, 3)
+	want[HeaderRetryAfter] = "3"
 	wantRateHeaders(t, w.Header(), want)
 	wantViolated(t, w, "user")
 	if next.Calls() != 1 {
@@ -551,14 +532,7 @@ func TestMiddlewareChainMemory(t *testing.T) {
 	if w.Code != http.StatusOK || o != OutcomeAllowed {
 		t.Fatalf("status %d, outcome %v; want 200, allowed", w.Code, o)
 	}
-	want := map[string]string{
-		"Ratelimit-Policy":      `"ip";q=100;w=60, "user";q=1000;w=3600`,
-		"Ratelimit":             `"ip";r=99;t=1, "user";r=999;t=4`,
-		"X-Ratelimit-Limit":     "100",
-		"X-Ratelimit-Remaining": "99",
-		"X-Ratelimit-Reset":     "1",
-	}
-	wantRateHeaders(t, w.Header(), want)
+	wantRateHeaders(t, w.Header(), fields(`"ip";q=100;w=60, "user";q=1000;w=3600`, `"ip";r=99;t=1, "user";r=999;t=4`, 100, 99, 1))
 
 	// Signup route: ip and signup in one decision, then user is absent.
 	r := httptest.NewRequest(http.MethodPost, "/v1/users", nil)
@@ -683,14 +657,8 @@ func TestEndToEnd(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("request 101: status %d, want 429", resp.StatusCode)
 	}
-	want := map[string]string{
-		"Ratelimit-Policy":      `"ip";q=100;w=60`,
-		"Ratelimit":             `"ip";r=0;t=1`,
-		"X-Ratelimit-Limit":     "100",
-		"X-Ratelimit-Remaining": "0",
-		"X-Ratelimit-Reset":     "1",
-		"Retry-After":           "1", // GCRA 100/1m: one emission interval, 0.6s, rounded up
-	}
+	want := fields(`"ip";q=100;w=60`, `"ip";r=0;t=1`, 100, 0, 1)
+	want[HeaderRetryAfter] = "1" // GCRA 100/1m: one emission interval, 0.6s, rounded up
 	wantRateHeaders(t, resp.Header, want)
 	var p map[string]any
 	if err := json.Unmarshal(body, &p); err != nil {
@@ -741,14 +709,8 @@ func TestLimitFromHandler(t *testing.T) {
 	if served != 2 || w.Code != http.StatusTooManyRequests || o != OutcomeDenied {
 		t.Fatalf("served %d, last status %d, outcome %v; want 2, 429, denied", served, w.Code, o)
 	}
-	want := map[string]string{
-		"Ratelimit-Policy":      `"ip";q=100;w=60, "login";q=2;w=60`,
-		"Ratelimit":             `"ip";r=97;t=1, "login";r=0;t=30`,
-		"X-Ratelimit-Limit":     "2",
-		"X-Ratelimit-Remaining": "0",
-		"X-Ratelimit-Reset":     "30",
-		"Retry-After":           "30",
-	}
+	want := fields(`"ip";q=100;w=60, "login";q=2;w=60`, `"ip";r=97;t=1, "login";r=0;t=30`, 2, 0, 30)
+	want[HeaderRetryAfter] = "30"
 	wantRateHeaders(t, w.Header(), want)
 	wantViolated(t, w, "login")
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/journalsvc/journal/ratelimit"
 	"github.com/journalsvc/journal/ratelimit/memorylimit"
-	"github.com/journalsvc/journal/ratelimit/ratelimittest"
 )
 
 // TestConcurrentDecisionsStayExact: goroutines decide one- and two-policy
@@ -33,9 +32,7 @@ func TestConcurrentDecisionsStayExact(t *testing.T) {
 	}
 	for _, alg := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
 		t.Run(alg.String(), func(t *testing.T) {
-			clock := ratelimittest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-			l := memorylimit.New(memorylimit.Options{Now: clock.Now, SweepInterval: -1})
-			defer l.Close()
+			l, _ := newTestLimiter(t, memorylimit.Options{})
 			narrow := ratelimit.Policy{Name: "n", Rate: ratelimit.Rate{N: limit, Per: time.Hour}, Algorithm: alg}
 			wide := ratelimit.Policy{Name: "w", Rate: ratelimit.Rate{N: 1 << 20, Per: time.Hour}, Algorithm: alg}
 			churn := ratelimit.Policy{Name: "c", Rate: ratelimit.Rate{N: 5, Per: time.Hour}, Algorithm: alg}
@@ -103,9 +100,7 @@ func TestConcurrentDecisionsStayExact(t *testing.T) {
 // key is evicted, and the limiter stays within its bound.
 func TestConcurrentFloodCannotClearBlocks(t *testing.T) {
 	const maxKeys = 64 * 8
-	clock := ratelimittest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	l := memorylimit.New(memorylimit.Options{Now: clock.Now, MaxKeys: maxKeys, SweepInterval: -1})
-	defer l.Close()
+	l, _ := newTestLimiter(t, memorylimit.Options{MaxKeys: maxKeys})
 	ctx := context.Background()
 	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 2, Per: time.Hour}}
 	victims := make([]string, 32)

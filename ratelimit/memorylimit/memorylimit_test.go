@@ -20,6 +20,17 @@ func newLimiter(t *testing.T, clock *ratelimittest.Clock) ratelimit.Limiter {
 	return l
 }
 
+// newTestLimiter returns a limiter with opts on a fake clock that moves only
+// when the test advances it, and without the background sweeper (a test
+// sweeps when it means to), closed when the test ends.
+func newTestLimiter(t *testing.T, opts memorylimit.Options) (*memorylimit.Limiter, *ratelimittest.Clock) {
+	clock := ratelimittest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	opts.Now, opts.SweepInterval = clock.Now, -1
+	l := memorylimit.New(opts)
+	t.Cleanup(func() { l.Close() })
+	return l, clock
+}
+
 func TestConformance(t *testing.T) {
 	ratelimittest.Run(t, newLimiter)
 }
@@ -27,8 +38,7 @@ func TestConformance(t *testing.T) {
 var hourly = ratelimit.Policy{Name: "h", Rate: ratelimit.Rate{N: 2, Per: time.Hour}}
 
 func TestFloodOfNewKeysCannotClearABlock(t *testing.T) {
-	clock := ratelimittest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	l := memorylimit.New(memorylimit.Options{Now: clock.Now, MaxKeys: 64 * 16, SweepInterval: -1})
+	l, _ := newTestLimiter(t, memorylimit.Options{MaxKeys: 64 * 16})
 	ctx := context.Background()
 	// Block a victim's attacker key: 2 of 2 used.
 	for i := 0; i < 2; i++ {
@@ -49,8 +59,7 @@ func TestFloodOfNewKeysCannotClearABlock(t *testing.T) {
 }
 
 func TestEvictsBlockedNearestExpiryWhenAllBlocked(t *testing.T) {
-	clock := ratelimittest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	l := memorylimit.New(memorylimit.Options{Now: clock.Now, MaxKeys: 2 * 64, SweepInterval: -1}) // 2 keys per shard
+	l, _ := newTestLimiter(t, memorylimit.Options{MaxKeys: 2 * 64}) // 2 keys per shard
 	ctx := context.Background()
 	pol := func(name string, per time.Duration) ratelimit.Item {
 		return ratelimit.Item{Policy: ratelimit.Policy{Name: name, Rate: ratelimit.Rate{N: 1, Per: per}}}
@@ -75,8 +84,7 @@ func TestEvictsBlockedNearestExpiryWhenAllBlocked(t *testing.T) {
 }
 
 func TestExpiredKeysAreReclaimed(t *testing.T) {
-	clock := ratelimittest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	l := memorylimit.New(memorylimit.Options{Now: clock.Now, SweepInterval: -1})
+	l, clock := newTestLimiter(t, memorylimit.Options{})
 	ctx := context.Background()
 	for _, a := range []ratelimit.Algorithm{ratelimit.GCRA, ratelimit.Sliding, ratelimit.Fixed} {
 		p := ratelimit.Policy{Name: a.String(), Rate: ratelimit.Rate{N: 10, Per: time.Minute}, Algorithm: a}
@@ -104,7 +112,6 @@ func TestMillionKeysMemory(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("allocates ~50 MB; slow and unrepresentative under -race")
 	}
-	clock := ratelimittest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	heap := func() uint64 {
 		runtime.GC()
 		var m runtime.MemStats
@@ -112,7 +119,7 @@ func TestMillionKeysMemory(t *testing.T) {
 		return m.HeapInuse
 	}
 	before := heap()
-	l := memorylimit.New(memorylimit.Options{Now: clock.Now, MaxKeys: 2_000_000, SweepInterval: -1})
+	l, clock := newTestLimiter(t, memorylimit.Options{MaxKeys: 2_000_000})
 	ctx := context.Background()
 	p := ratelimit.Policy{Name: "ip", Rate: ratelimit.Rate{N: 100, Per: time.Minute}}
 	var d ratelimit.Decision

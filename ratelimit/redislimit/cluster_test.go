@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/journalsvc/journal/internal/testenv"
 	"github.com/journalsvc/journal/ratelimit"
 	"github.com/journalsvc/journal/ratelimit/ratelimittest"
@@ -21,15 +19,7 @@ import (
 // lease (0: exact).
 func clusterLimiter(tb testing.TB, cl *testenv.Cluster, lease time.Duration) *redislimit.Limiter {
 	tb.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{
-		InitAddress: cl.Addrs(), DisableRetry: true, DisableCache: true,
-		ConnWriteTimeout: 500 * time.Millisecond,
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(c.Close)
-	return newLimiter(tb, c, redislimit.Options{Timeout: time.Second, HeartbeatInterval: -1, Lease: lease})
+	return newLimiter(tb, newClient(tb, cl.Addrs()...), redislimit.Options{Timeout: time.Second, HeartbeatInterval: -1, Lease: lease})
 }
 
 // TestCluster runs multi-policy decisions on a 3-master Redis Cluster: the
