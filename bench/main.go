@@ -151,10 +151,7 @@ func run(addr string, goroutines, nkeys int, duration time.Duration, only string
 		return !c.Reached, err
 	}
 
-	keys := make([]string, nkeys)
-	for i := range keys {
-		keys[i] = "ip:10." + strconv.Itoa(i>>16) + "." + strconv.Itoa(i>>8&255) + "." + strconv.Itoa(i&255)
-	}
+	keys := ipKeys(nkeys)
 	fmt.Printf("# %d goroutines, %d keys, %v per run, Redis %s\n", goroutines, nkeys, duration, addr)
 	fmt.Printf("%-11s %-6s %14s %10s %10s %8s\n", "limiter", "load", "decisions/s", "p50", "p99", "errors")
 	for _, l := range []struct {
@@ -170,6 +167,26 @@ func run(addr string, goroutines, nkeys int, duration time.Duration, only string
 		measure(ctx, l.fn, []string{"ip:flood"}, goroutines, duration, 0, false).print(l.name, "flood")
 	}
 	return nil
+}
+
+// appendIPKey appends the rate-limit key of the i-th client, an IP address
+// in 10.0.0.0/8, to buf: without allocating, for the heap measurement.
+func appendIPKey(buf []byte, i int) []byte {
+	buf = append(buf, "ip:10."...)
+	buf = strconv.AppendInt(buf, int64(i>>16), 10)
+	buf = append(buf, '.')
+	buf = strconv.AppendInt(buf, int64(i>>8&255), 10)
+	buf = append(buf, '.')
+	return strconv.AppendInt(buf, int64(i&255), 10)
+}
+
+// ipKeys returns the keys of n distinct clients (see appendIPKey).
+func ipKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = string(appendIPKey(nil, i))
+	}
+	return keys
 }
 
 type stats struct {

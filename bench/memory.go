@@ -255,12 +255,7 @@ func measureHeap(lim inProcess, n int) uint64 {
 	decide := perGoroutine()
 	var buf []byte
 	for i := range n {
-		buf = append(buf[:0], "ip:10."...)
-		buf = strconv.AppendInt(buf, int64(i>>16), 10)
-		buf = append(buf, '.')
-		buf = strconv.AppendInt(buf, int64(i>>8&255), 10)
-		buf = append(buf, '.')
-		buf = strconv.AppendInt(buf, int64(i&255), 10)
+		buf = appendIPKey(buf[:0], i)
 		decide(string(buf))
 	}
 	after := heapInUse()
@@ -278,10 +273,7 @@ type row struct {
 // runMemory measures every in-process limiter (those whose name contains
 // cfg.only) and writes the tables and the goals to w.
 func runMemory(w io.Writer, cfg memoryConfig) error {
-	keys := make([]string, cfg.keys)
-	for i := range keys {
-		keys[i] = "ip:10.0." + strconv.Itoa(i>>8) + "." + strconv.Itoa(i&255)
-	}
+	keys := ipKeys(cfg.keys)
 	var rows []*row
 	for _, lim := range inProcessLimiters() {
 		if strings.Contains(strings.ToLower(lim.name), strings.ToLower(cfg.only)) {

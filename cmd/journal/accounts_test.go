@@ -57,14 +57,13 @@ func login(tb testing.TB, base, username, password string) *apiClient {
 // of the same name.
 func TestAccountsAcrossInstances(t *testing.T) {
 	t.Parallel()
-	env := sharedEnv(t, "redis://"+testenv.RedisAddr(t), map[string]string{"JOURNAL_RATE_LIMIT_IP": "off", "JOURNAL_RATE_LIMIT_LOGIN": "off"})
+	env := sharedEnv(t, "", map[string]string{"JOURNAL_RATE_LIMIT_IP": "off", "JOURNAL_RATE_LIMIT_LOGIN": "off"})
 	a, b := startJournal(t, env), startJournal(t, env)
 	const pw = "correct horse battery"
 
 	alice := signup(t, a.URL, "alice")
 	onB := login(t, b.URL, "alice", pw)
-	aliceOnB := newAPIClient(t, b.URL)
-	aliceOnB.token = alice.token
+	aliceOnB := alice.on(b.URL)
 	for _, c := range []*apiClient{onB, aliceOnB} { // B caches both tokens
 		expect(t, "GET /v1/users/me on B", c.do("GET", "/v1/users/me", nil), http.StatusOK)
 	}
@@ -104,10 +103,10 @@ func TestAccountsAcrossInstances(t *testing.T) {
 // either instance replays it.
 func TestIdempotencyKeyAcrossInstances(t *testing.T) {
 	t.Parallel()
-	env := sharedEnv(t, "redis://"+testenv.RedisAddr(t), map[string]string{"JOURNAL_RATE_LIMIT_IP": "off", "JOURNAL_RATE_LIMIT_USER": "off"})
+	env := sharedEnv(t, "", map[string]string{"JOURNAL_RATE_LIMIT_IP": "off", "JOURNAL_RATE_LIMIT_USER": "off"})
 	a, b := startJournal(t, env), startJournal(t, env)
 	alice := signup(t, a.URL, "alice")
-	clients := []*apiClient{alice, {tb: t, base: b.URL, token: alice.token, hc: alice.hc}}
+	clients := []*apiClient{alice, alice.on(b.URL)}
 	body := map[string]string{"title": "exactly once"}
 	for round := range 10 {
 		key := "key-" + testenv.RandomName("")
@@ -164,7 +163,7 @@ func TestIdempotencyKeyAcrossInstances(t *testing.T) {
 // username logs in as before.
 func TestPasswordSprayAcrossInstances(t *testing.T) {
 	t.Parallel()
-	env := sharedEnv(t, "redis://"+testenv.RedisAddr(t), map[string]string{
+	env := sharedEnv(t, "", map[string]string{
 		"JOURNAL_TRUSTED_PROXIES":          "127.0.0.1/32",
 		"JOURNAL_RATE_LIMIT_LOGIN_ACCOUNT": "4/1h",
 	})

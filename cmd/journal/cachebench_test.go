@@ -17,6 +17,7 @@ import (
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/cache"
 	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/cache/rediscache/rediscachetest"
 	"github.com/journalsvc/journal/entrycache"
 	"github.com/journalsvc/journal/httpapi"
 	"github.com/journalsvc/journal/internal/config"
@@ -260,12 +261,8 @@ func BenchmarkEntryTiers(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					defer client.Close()
-					rs, err := rediscache.New(client, rediscache.Options{})
-					if err != nil {
-						b.Fatal(err)
-					}
-					defer rs.Close()
+					b.Cleanup(client.Close) // after the store's
+					rs := rediscachetest.Store(b, client, rediscache.Options{})
 					var tiers [2]atomic.Int64 // near, redis hits
 					ec, err := entrycache.New(noClose{db}, rs, entrycache.Options{
 						Prefix:  testenv.RandomPrefix(),

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -97,19 +94,13 @@ func TestClusterExactLimits(t *testing.T) {
 				"JOURNAL_RATE_LIMIT_IP":        fmt.Sprintf("%d/1h", limit),
 				"JOURNAL_RATE_LIMIT_ALGORITHM": algo,
 			})
-			var insts []*journalInstance
-			for range 3 {
-				insts = append(insts, startJournal(t, env))
-			}
-			f := floodIP(t, insts, flood, func(h http.Header) string {
+			insts := startJournals(t, 3, env)
+			f := floodIP(t, insts, flood, "", func(h http.Header) string {
 				if got, want := h.Get("RateLimit-Policy"), fmt.Sprintf(`"ip";q=%d;w=3600`, limit); got != want {
 					return "RateLimit-Policy " + got
 				}
 				return ""
 			})
-			if f.bad != "" {
-				t.Errorf("bad response: %v", f.bad)
-			}
 			if f.degraded != 0 {
 				t.Errorf("%d decisions were degraded: the cluster did not decide them", f.degraded)
 			}
@@ -118,12 +109,8 @@ func TestClusterExactLimits(t *testing.T) {
 					algo, got, flood, limit, f.denied)
 			}
 			// Which instance admits depends on arrival order; what matters is
-			// that all three took part in one shared limit.
-			for i, n := range f.answered {
-				if n == 0 {
-					t.Errorf("instance %d answered nothing: the flood did not reach every instance", i)
-				}
-			}
+			// that all three took part in one shared limit (floodIP checks
+			// that each answered).
 			t.Logf("%s: %d of %d admitted (per instance %v), %d denied; key on master %s", algo, f.admitted(), flood,
 				f.admittedBy, f.denied, cl.MasterFor(t, ratelimit.Key(env["JOURNAL_REDIS_PREFIX"], "ip:127.0.0.1", "ip")).Addr())
 		})
@@ -165,7 +152,7 @@ func TestClusterCoherentCaching(t *testing.T) {
 		name, master string
 		onA          *apiClient
 	}{{"alice", aliceMaster, alice}, {"bob", bobMaster, bob}} {
-		onB := &apiClient{tb: t, base: b.URL, token: u.onA.token, hc: u.onA.hc}
+		onB := u.onA.on(b.URL)
 		r := u.onA.do("POST", "/v1/entries", map[string]string{"title": "v0", "body": "b"})
 		expect(t, "POST /v1/entries on A", r, http.StatusCreated)
 		id := decodeJSON[entryJSON](t, r).ID
@@ -215,8 +202,7 @@ func TestClusterCoherentCaching(t *testing.T) {
 	}
 	// Each user sees only their own entries on either instance.
 	for _, u := range []*apiClient{alice, bob} {
-		onB := &apiClient{tb: t, base: b.URL, token: u.token, hc: u.hc}
-		if p := decodeJSON[pageJSON](t, onB.do("GET", "/v1/entries", nil)); len(p.Entries) != 1 {
+		if p := decodeJSON[pageJSON](t, u.on(b.URL).do("GET", "/v1/entries", nil)); len(p.Entries) != 1 {
 			t.Errorf("a user's page on B has %d entries, want 1", len(p.Entries))
 		}
 	}
@@ -275,30 +261,6 @@ func (l *loadResult) record(phase int32, what string, code int, h http.Header, e
 	if len(l.samples) < 10 {
 		l.samples = append(l.samples, fmt.Sprintf("%s %s: %d %v", phaseNames[phase], what, code, err))
 	}
-}
-
-// rawDo sends one request without failing the test, for load goroutines.
-func rawDo(hc *http.Client, method, url, token string, body any) (int, http.Header, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		data, _ := json.Marshal(body)
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, data, err
 }
 
 // metricValue returns the value of the unlabelled metric name on inst's
@@ -363,9 +325,8 @@ func testMasterFailover(t *testing.T, faultName string, fault func(*testenv.Redi
 	expect(t, "POST /v1/entries", r, http.StatusCreated)
 	entryID := decodeJSON[entryJSON](t, r).ID
 	for _, in := range insts { // warm both near caches
-		onIn := &apiClient{tb: t, base: in.URL, token: c.token, hc: c.hc}
-		expect(t, "GET item", onIn.do("GET", "/v1/entries/"+entryID, nil), http.StatusOK)
-		expect(t, "GET list", onIn.do("GET", "/v1/entries", nil), http.StatusOK)
+		expect(t, "GET item", c.on(in.URL).do("GET", "/v1/entries/"+entryID, nil), http.StatusOK)
+		expect(t, "GET list", c.on(in.URL).do("GET", "/v1/entries", nil), http.StatusOK)
 	}
 
 	var res loadResult
@@ -373,6 +334,7 @@ func testMasterFailover(t *testing.T, faultName string, fault func(*testenv.Redi
 	var wg sync.WaitGroup
 	hc := &http.Client{Timeout: 10 * time.Second}
 	defer hc.CloseIdleConnections()
+	load := &apiClient{token: c.token, hc: hc} // c's user with the load's timeout
 	for w := range 4 {
 		wg.Go(func() {
 			for i := 0; ; i++ {
@@ -393,8 +355,8 @@ func testMasterFailover(t *testing.T, faultName string, fault func(*testenv.Redi
 					method, path, body = "POST", "/v1/entries", map[string]string{"title": fmt.Sprintf("w%d-%d", w, i), "body": "b"}
 				}
 				phase, start := res.phase.Load(), time.Now()
-				code, h, _, err := rawDo(hc, method, in.URL+path, c.token, body)
-				res.record(phase, method+" "+path+" on "+in.Addr, code, h, err, time.Since(start))
+				r, err := load.on(in.URL).send(method, path, body)
+				res.record(phase, method+" "+path+" on "+in.Addr, r.Code, r.Header, err, time.Since(start))
 				time.Sleep(5 * time.Millisecond)
 			}
 		})
@@ -417,7 +379,7 @@ func testMasterFailover(t *testing.T, faultName string, fault func(*testenv.Redi
 
 	// The limiter decides on the cluster again, on both instances.
 	for _, in := range insts {
-		onIn := &apiClient{tb: t, base: in.URL, token: c.token, hc: c.hc}
+		onIn := c.on(in.URL)
 		lag, ok := testenv.Poll(10*time.Second, 2*time.Millisecond, func() bool {
 			r := onIn.do("GET", "/v1/entries/"+entryID, nil)
 			return r.Code == http.StatusOK && r.Header.Get("RateLimit") != "" &&
@@ -439,8 +401,7 @@ func testMasterFailover(t *testing.T, faultName string, fault func(*testenv.Redi
 	stopLoad()
 
 	// A write on A is visible on B.
-	onA := &apiClient{tb: t, base: a.URL, token: c.token, hc: c.hc}
-	onB := &apiClient{tb: t, base: b.URL, token: c.token, hc: c.hc}
+	onA, onB := c.on(a.URL), c.on(b.URL)
 	expect(t, "GET item on B", onB.do("GET", "/v1/entries/"+entryID, nil), http.StatusOK)
 	patched := onA.do("PATCH", "/v1/entries/"+entryID, map[string]string{"title": "after"})
 	expect(t, "PATCH on A after the failover", patched, http.StatusOK)

@@ -19,7 +19,7 @@ import (
 // requests across instances.
 func TestCoherenceThroughService(t *testing.T) {
 	t.Parallel()
-	env := sharedEnv(t, "redis://"+testenv.RedisAddr(t), map[string]string{"JOURNAL_RATE_LIMIT_IP": "off", "JOURNAL_RATE_LIMIT_USER": "1000000/1h"})
+	env := sharedEnv(t, "", map[string]string{"JOURNAL_RATE_LIMIT_IP": "off", "JOURNAL_RATE_LIMIT_USER": "1000000/1h"})
 	a, b := startJournal(t, env), startJournal(t, env)
 	alice := signup(t, a.URL, "alice")
 	onB := newAPIClient(t, b.URL)
@@ -90,7 +90,7 @@ func TestCoherenceThroughService(t *testing.T) {
 // reports the invalidation lag the canary measures.
 func TestInvalidationLagMetric(t *testing.T) {
 	t.Parallel()
-	env := sharedEnv(t, "redis://"+testenv.RedisAddr(t), nil)
+	env := sharedEnv(t, "", nil)
 	a, _ := startJournal(t, env), startJournal(t, env)
 	c := newAPIClient(t, a.URL)
 	_, ok := testenv.Poll(15*time.Second, 200*time.Millisecond, func() bool {

@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -54,10 +52,11 @@ func TestDatabaseOutage(t *testing.T) {
 		"JOURNAL_RATE_LIMIT_USER":    "off",
 		"JOURNAL_RATE_LIMIT_SIGNUP":  "off",
 	})
-	token := signup(t, j.URL, "olga").token
+	c := signup(t, j.URL, "olga")
+	c.hc = &http.Client{Timeout: outageRequest} // a request hung past it counts as failed
 
 	ready := watchReadiness(t, j.URL)
-	l := startOutageLoad(t, j.URL, token, 6)
+	l := startOutageLoad(t, c, 6)
 	time.Sleep(time.Second)
 	if n := l.count(200, 201); n == 0 {
 		t.Fatalf("no request succeeded before the outage: %v", l.statuses())
@@ -98,7 +97,7 @@ func TestDatabaseOutage(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s: /readyz not ready within %v of the database's return", fault.name, outageRecovery)
 		}
-		w := waitWrite(t, j.URL, token, back, outageRecovery)
+		w := waitWrite(t, c, back, outageRecovery)
 		t.Logf("%s: ready %v and a write served %v after the database returned", fault.name, d.Round(time.Millisecond), w.Round(time.Millisecond))
 		// Past recovery, the load runs clean again.
 		mark := l.statuses()
@@ -120,7 +119,7 @@ func TestDatabaseOutage(t *testing.T) {
 	if bad := l.bad503.Load(); bad > 0 {
 		t.Errorf("%d 503 answers without Retry-After or without the temporary-reduced-capacity type (first: %s)", bad, l.first(-503))
 	}
-	l.checkLedger(t, j.URL, token)
+	l.checkLedger(t, c)
 }
 
 // readiness polls /readyz and keeps every status it saw, with its time.
@@ -184,10 +183,10 @@ func (r *readiness) waitFor(status string, since time.Time, limit time.Duration)
 
 // waitWrite creates entries until one is created, and returns how long
 // after since that was; it fails the test after limit.
-func waitWrite(tb testing.TB, base, token string, since time.Time, limit time.Duration) time.Duration {
+func waitWrite(tb testing.TB, c *apiClient, since time.Time, limit time.Duration) time.Duration {
 	tb.Helper()
 	for {
-		code, _, _ := outageCall(base, token, "POST", "/v1/entries", `{"title":"probe","body":"after the outage"}`)
+		code := outageCall(c, "POST", "/v1/entries", map[string]string{"title": "probe", "body": "after the outage"}).Code
 		if code == http.StatusCreated {
 			return time.Since(since)
 		}
@@ -198,34 +197,15 @@ func waitWrite(tb testing.TB, base, token string, since time.Time, limit time.Du
 	}
 }
 
-// outageCall sends one request and returns its status (0 for a transport
-// error, the request having hung past outageRequest included), headers and
-// body.
-func outageCall(base, token, method, path, body string, header ...string) (int, http.Header, []byte) {
-	ctx, cancel := context.WithTimeout(context.Background(), outageRequest)
-	defer cancel()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+// outageCall sends one request of c without failing the test: a transport
+// error (the request having hung past c's timeout included) is status 0,
+// with the error as the body.
+func outageCall(c *apiClient, method, path string, body any) apiResponse {
+	r, err := c.send(method, path, body)
 	if err != nil {
-		return 0, nil, []byte(err.Error())
+		return apiResponse{Body: []byte(err.Error())}
 	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, []byte(err.Error())
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b
+	return r
 }
 
 // outageLoad is a steady load of one user's creates, updates and reads, by
@@ -255,7 +235,7 @@ type ledger struct {
 	refused []string            // titles of refused creates
 }
 
-func startOutageLoad(tb testing.TB, base, token string, workers int) *outageLoad {
+func startOutageLoad(tb testing.TB, c *apiClient, workers int) *outageLoad {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &outageLoad{cancel: cancel, byStatus: map[int]int{}, firsts: map[int]string{}, answered: make([]atomic.Int64, workers)}
 	tb.Cleanup(l.stop)
@@ -266,7 +246,7 @@ func startOutageLoad(tb testing.TB, base, token string, workers int) *outageLoad
 		l.wg.Go(func() {
 			for n := 0; ctx.Err() == nil; n++ {
 				start := time.Now()
-				if l.step(base, token, w, n, rng, lg) != 0 {
+				if l.step(c, w, n, rng, lg) != 0 {
 					l.answered[w].Store(start.UnixNano())
 				}
 				time.Sleep(10 * time.Millisecond)
@@ -277,45 +257,41 @@ func startOutageLoad(tb testing.TB, base, token string, workers int) *outageLoad
 }
 
 // step sends one request of worker w and returns its status.
-func (l *outageLoad) step(base, token string, w, n int, rng *rand.Rand, lg *ledger) int {
+func (l *outageLoad) step(c *apiClient, w, n int, rng *rand.Rand, lg *ledger) int {
 	var ids []string
 	for id := range lg.acked {
 		ids = append(ids, id)
 	}
-	var code int
-	var h http.Header
-	var body []byte
+	var r apiResponse
 	switch op := rng.IntN(4); {
 	case op == 0 || len(ids) == 0:
 		title := fmt.Sprintf("w%d-n%d", w, n)
-		code, h, body = outageCall(base, token, "POST", "/v1/entries", fmt.Sprintf(`{"title":%q,"body":%q}`, title, "body of "+title))
-		var e struct {
-			ID string `json:"id"`
-		}
+		r = outageCall(c, "POST", "/v1/entries", map[string]string{"title": title, "body": "body of " + title})
+		var e entryJSON
 		switch {
-		case code == http.StatusCreated && json.Unmarshal(body, &e) == nil:
+		case r.Code == http.StatusCreated && json.Unmarshal(r.Body, &e) == nil:
 			lg.acked[e.ID] = "body of " + title
-		case code == http.StatusCreated:
+		case r.Code == http.StatusCreated:
 		default:
 			lg.refused = append(lg.refused, title)
 		}
 	case op == 1:
 		id := ids[rng.IntN(len(ids))]
 		newBody := fmt.Sprintf("w%d-n%d edited", w, n)
-		code, h, body = outageCall(base, token, "PATCH", "/v1/entries/"+id, fmt.Sprintf(`{"body":%q}`, newBody))
-		if code == http.StatusOK {
+		r = outageCall(c, "PATCH", "/v1/entries/"+id, map[string]string{"body": newBody})
+		if r.Code == http.StatusOK {
 			lg.acked[id] = newBody
 			delete(lg.unsure, id)
 		} else {
 			lg.unsure[id] = append(lg.unsure[id], newBody)
 		}
 	case op == 2:
-		code, h, body = outageCall(base, token, "GET", "/v1/entries/"+ids[rng.IntN(len(ids))], "")
+		r = outageCall(c, "GET", "/v1/entries/"+ids[rng.IntN(len(ids))], nil)
 	default:
-		code, h, body = outageCall(base, token, "GET", "/v1/entries?limit=5", "")
+		r = outageCall(c, "GET", "/v1/entries?limit=5", nil)
 	}
-	l.record(code, h, body)
-	return code
+	l.record(r)
+	return r.Code
 }
 
 // allAnsweredSince reports whether every worker has an answer to a request
@@ -329,18 +305,18 @@ func (l *outageLoad) allAnsweredSince(t time.Time) bool {
 	return true
 }
 
-func (l *outageLoad) record(code int, h http.Header, body []byte) {
+func (l *outageLoad) record(r apiResponse) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.byStatus[code]++
-	if _, ok := l.firsts[code]; !ok {
-		l.firsts[code] = string(body)
+	l.byStatus[r.Code]++
+	if _, ok := l.firsts[r.Code]; !ok {
+		l.firsts[r.Code] = string(r.Body)
 	}
-	if code == http.StatusServiceUnavailable &&
-		(h.Get("Retry-After") == "" || !bytes.Contains(body, []byte("temporary-reduced-capacity"))) {
+	if r.Code == http.StatusServiceUnavailable &&
+		(r.Header.Get("Retry-After") == "" || !bytes.Contains(r.Body, []byte("temporary-reduced-capacity"))) {
 		l.bad503.Add(1)
 		if _, ok := l.firsts[-503]; !ok {
-			l.firsts[-503] = fmt.Sprintf("Retry-After %q, %s", h.Get("Retry-After"), body)
+			l.firsts[-503] = fmt.Sprintf("Retry-After %q, %s", r.Header.Get("Retry-After"), r.Body)
 		}
 	}
 }
@@ -391,7 +367,7 @@ func (l *outageLoad) first(status int) string {
 // acknowledged create is there with its last acknowledged body (or the body
 // of a refused update since, applied whole); every refused create is absent
 // or whole.
-func (l *outageLoad) checkLedger(t *testing.T, base, token string) {
+func (l *outageLoad) checkLedger(t *testing.T, c *apiClient) {
 	t.Helper()
 	type stored struct{ Title, Body string }
 	all := map[string]stored{}
@@ -402,29 +378,17 @@ func (l *outageLoad) checkLedger(t *testing.T, base, token string) {
 		if cursor != "" {
 			path += "&cursor=" + cursor
 		}
-		code, _, body := outageCall(base, token, "GET", path, "")
-		if code != http.StatusOK {
-			t.Fatalf("GET %s = %d %s", path, code, body)
-		}
-		var page struct {
-			Entries []struct {
-				ID    string `json:"id"`
-				Title string `json:"title"`
-				Body  string `json:"body"`
-			} `json:"entries"`
-			Next *string `json:"next_cursor"`
-		}
-		if err := json.Unmarshal(body, &page); err != nil {
-			t.Fatal(err)
-		}
+		r := c.do("GET", path, nil)
+		expect(t, "GET "+path, r, http.StatusOK)
+		page := decodeJSON[pageJSON](t, r)
 		for _, e := range page.Entries {
 			all[e.ID] = stored{e.Title, e.Body}
 			byTitle[e.Title] = append(byTitle[e.Title], stored{e.Title, e.Body})
 		}
-		if page.Next == nil {
+		if page.NextCursor == nil {
 			break
 		}
-		cursor = *page.Next
+		cursor = *page.NextCursor
 	}
 	acked, refused := 0, 0
 	for _, lg := range l.ledgers {

@@ -223,26 +223,53 @@ func TestRunInvalidConfig(t *testing.T) {
 	}
 }
 
-// TestRunBindError checks that a busy address fails at once with exit 1.
-func TestRunBindError(t *testing.T) {
-	t.Parallel()
+// busyAddr returns the address of a listener held open until the test ends.
+func busyAddr(tb testing.TB) string {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer ln.Close()
-	dbPath := filepath.Join(t.TempDir(), "journal.db")
-	err = run(context.Background(), []string{"-addr", ln.Addr().String()}, env(map[string]string{
-		"JOURNAL_DATABASE_URL": "sqlite:" + dbPath,
-	}), io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "address already in use") {
-		t.Fatalf("run on a busy address = %v, want 'address already in use'", err)
-	}
-	if got := exitCode(err); got != 1 {
-		t.Errorf("exitCode = %d, want 1", got)
-	}
-	if _, err := os.Stat(dbPath); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the database was opened although the listener failed (stat: %v)", err)
+	tb.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
+}
+
+// TestRunBusyAddress checks that a busy address, public or operations, fails
+// at once with exit 1 and an error naming it, before the database is opened.
+func TestRunBusyAddress(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		args []string
+		vars map[string]string
+		want []string // in the error
+	}{
+		{"public", []string{"-addr", busyAddr(t)}, nil, []string{"address already in use"}},
+		{"operations", []string{"-addr", "127.0.0.1:0"}, map[string]string{"JOURNAL_OPS_ADDR": busyAddr(t)},
+			[]string{"JOURNAL_OPS_ADDR", "address already in use"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dbPath := filepath.Join(t.TempDir(), "journal.db")
+			vars := map[string]string{"JOURNAL_DATABASE_URL": "sqlite:" + dbPath}
+			for k, v := range tt.vars {
+				vars[k] = v
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // bounds run, should it serve
+			defer cancel()
+			err := run(ctx, tt.args, env(vars), io.Discard, io.Discard)
+			for _, want := range tt.want {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("run = %v, want an error with %q", err, want)
+				}
+			}
+			if got := exitCode(err); got != 1 {
+				t.Errorf("exitCode = %d, want 1", got)
+			}
+			if _, err := os.Stat(dbPath); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the database was opened although the listener failed (stat: %v)", err)
+			}
+		})
 	}
 }
 
@@ -254,25 +281,8 @@ func TestRunBindError(t *testing.T) {
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	const drain = 500 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := newLogSink()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-shutdown-drain", drain.String()}, env(map[string]string{
-			"JOURNAL_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "journal.db"),
-		}), io.Discard, logs)
-	}()
-	var addr string
-	select {
-	case addr = <-logs.addr:
-	case err := <-done:
-		t.Fatalf("run = %v before listening", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("no listening line")
-	}
-	base := "http://" + addr
-	testenv.WaitFor(t, 60*time.Second, "/readyz 200", func() bool { code, _, _ := get(base + "/readyz"); return code == 200 })
+	j := startJournal(t, nil, "-shutdown-drain", drain.String()) // the flag beats the harness's JOURNAL_SHUTDOWN_DRAIN
+	addr, base := j.Addr, j.URL
 	c := signup(t, base, "carol")
 
 	// Send the headers of POST /v1/entries with Expect: 100-continue and wait
@@ -292,7 +302,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("want 100 Continue, got %v, %v", cont, err)
 	}
 
-	cancel()
+	j.stop()
 	testenv.WaitFor(t, 3*drain, "/readyz 503", func() bool { code, _, _ := get(base + "/readyz"); return code == http.StatusServiceUnavailable })
 	code, readyBody, err := get(base + "/readyz")
 	if err == nil && (code != http.StatusServiceUnavailable || !strings.Contains(readyBody, `"draining"`)) {
@@ -303,7 +313,8 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	testenv.WaitFor(t, 10*drain+10*time.Second, "new connections to be refused", func() bool { return refused(addr) })
 	select {
-	case err := <-done:
+	case err := <-j.done:
+		j.stopped = true
 		t.Fatalf("run returned %v while a request was in flight", err)
 	default:
 	}
@@ -317,20 +328,16 @@ func TestGracefulShutdown(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Errorf("in-flight request = %d %s, want 201", resp.StatusCode, respBody)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("run = %v, want nil", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not return after the in-flight request completed")
+	if err := j.result(); err != nil {
+		j.stopped = true
+		t.Fatalf("after the in-flight request completed, run = %v, want nil", err)
 	}
-	for _, line := range strings.Split(logs.String(), "\n") {
+	for _, line := range strings.Split(j.logs.String(), "\n") {
 		if n := strings.Count(line, `"instance":`); n > 1 {
 			t.Errorf("log line has %d instance keys: %s", n, line)
 		}
 	}
-	if !strings.Contains(logs.String(), "single instance only") {
+	if !strings.Contains(j.logs.String(), "single instance only") {
 		t.Errorf("no 'single instance only' log line without JOURNAL_REDIS_URL")
 	}
 }
@@ -378,11 +385,6 @@ func TestMain(m *testing.M) {
 func TestBinaryExitCodes(t *testing.T) {
 	t.Parallel()
 	bin := journalBinary(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	db := "JOURNAL_DATABASE_URL=sqlite:" + filepath.Join(t.TempDir(), "journal.db")
 	tests := []struct {
 		name       string
@@ -402,7 +404,7 @@ func TestBinaryExitCodes(t *testing.T) {
 			"journal: invalid OTEL_EXPORTER_OTLP_PROTOCOL \"grpc\": want http/protobuf (OTLP over gRPC is not built in)\n"},
 		{"unknown flag", []string{"-verbose"}, nil, 2, "",
 			"journal: flag provided but not defined: -verbose (run journal -h for the settings)\n"},
-		{"busy address", []string{"-addr", ln.Addr().String()}, []string{db}, 1, "", ""},
+		{"busy address", []string{"-addr", busyAddr(t)}, []string{db}, 1, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

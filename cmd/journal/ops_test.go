@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
 	"io"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -63,25 +60,5 @@ func TestOpsAddr(t *testing.T) {
 	}
 	if opsAddr := strings.TrimPrefix(j.OpsURL, "http://"); !refused(opsAddr) {
 		t.Errorf("the operations listener %s still accepts after run returned", opsAddr)
-	}
-}
-
-// TestOpsAddrBusy: a busy JOURNAL_OPS_ADDR stops start-up at once with an
-// error naming it.
-func TestOpsAddrBusy(t *testing.T) {
-	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err = run(ctx, []string{"-addr", "127.0.0.1:0"}, env(map[string]string{
-		"JOURNAL_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "journal.db"),
-		"JOURNAL_OPS_ADDR":     ln.Addr().String(),
-	}), io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "JOURNAL_OPS_ADDR") || exitCode(err) != 1 {
-		t.Errorf("run with a busy JOURNAL_OPS_ADDR = %v (exit %d), want an error naming it, exit 1", err, exitCode(err))
 	}
 }

@@ -38,6 +38,36 @@ func refused(addr string) bool {
 	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
+// startServe runs serve with h on a new loopback listener until cancel, and
+// returns the listener's address and serve's result, which serveResult
+// waits for.
+func startServe(tb testing.TB, h http.Handler, draining *atomic.Bool, drain, timeout time.Duration) (addr string, cancel context.CancelFunc, done <-chan error) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	tb.Cleanup(cancel)
+	result := make(chan error, 1)
+	go func() { result <- serve(ctx, logger, newHTTPServer(h, logger), ln, draining, drain, timeout) }()
+	return ln.Addr().String(), cancel, result
+}
+
+// serveResult returns serve's result from done, failing the test if serve
+// does not return within 10 seconds.
+func serveResult(tb testing.TB, done <-chan error) error {
+	tb.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		tb.Fatal("serve did not return within 10s")
+		return nil
+	}
+}
+
 // TestServeGracefulShutdown drives serve with a minimal handler: it checks the
 // shutdown order (see serve) independently of httpapi (the end-to-end test checks
 // it again through run and the real handler).
@@ -59,19 +89,8 @@ func TestServeGracefulShutdown(t *testing.T) {
 		<-release
 		io.WriteString(w, "done")
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	const drain = 300 * time.Millisecond
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, logger, newHTTPServer(mux, logger), ln, &draining, drain, 10*time.Second)
-	}()
+	addr, cancel, done := startServe(t, mux, &draining, drain, 10*time.Second)
 
 	if code, _, err := get("http://" + addr + "/readyz"); err != nil || code != 200 {
 		t.Fatalf("GET /readyz before shutdown = %d, %v; want 200", code, err)
@@ -106,13 +125,8 @@ func TestServeGracefulShutdown(t *testing.T) {
 	if r := <-slow; r.err != nil || r.code != 200 || r.body != "done" {
 		t.Errorf("in-flight request = %d %q, %v; want 200 done", r.code, r.body, r.err)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve = %v, want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not return after the last request finished")
+	if err := serveResult(t, done); err != nil {
+		t.Errorf("serve = %v, want nil", err)
 	}
 }
 
@@ -126,27 +140,15 @@ func TestServeShutdownTimeout(t *testing.T) {
 		close(started)
 		<-r.Context().Done() // the connection is closed by srv.Close
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, logger, newHTTPServer(h, logger), ln, &draining, 0, 100*time.Millisecond) }()
-	go get("http://" + ln.Addr().String() + "/")
+	addr, cancel, done := startServe(t, h, &draining, 0, 100*time.Millisecond)
+	go get("http://" + addr + "/")
 	<-started
 	start := time.Now()
 	cancel()
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "JOURNAL_SHUTDOWN_TIMEOUT") {
-			t.Errorf("serve = %v, want an error naming JOURNAL_SHUTDOWN_TIMEOUT", err)
-		}
-		if got := time.Since(start); got > 3*time.Second {
-			t.Errorf("serve took %s to give up, want about 100ms", got)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not return after the shutdown timeout")
+	if err := serveResult(t, done); err == nil || !strings.Contains(err.Error(), "JOURNAL_SHUTDOWN_TIMEOUT") {
+		t.Errorf("serve = %v, want an error naming JOURNAL_SHUTDOWN_TIMEOUT", err)
+	}
+	if got := time.Since(start); got > 3*time.Second {
+		t.Errorf("serve took %s to give up, want about 100ms", got)
 	}
 }
