@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/internal/storetest"
 	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/internal/testenv"
 )
@@ -66,7 +67,7 @@ func TestAccountRevocationsVisibleElsewhere(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := ctxT(t)
-			u := newUser(t, db, "u"+testenv.RandomName(""))
+			u := storetest.NewUser(t, db, "u"+testenv.RandomName(""))
 			keep, other := newToken(t, db, u.ID), newToken(t, db, u.ID)
 			for _, in := range []*instance{a, b} { // both cache both
 				for _, tok := range []journal.Token{keep, other} {
@@ -103,7 +104,7 @@ func TestFilteredPagesCoherent(t *testing.T) {
 	t.Parallel()
 	db, a, b := twoInstances(t)
 	ctx := ctxT(t)
-	u := newUser(t, db, "alice")
+	u := storetest.NewUser(t, db, "alice")
 	create(t, a, u.ID, "rain in spain")
 	f, _ := journal.ParseFilter("rain", "", "")
 	req := journal.PageRequest{Limit: 10, Filter: f}

@@ -11,6 +11,7 @@ import (
 	"github.com/journalsvc/journal/cache"
 	"github.com/journalsvc/journal/cache/rediscache"
 	"github.com/journalsvc/journal/cache/rediscache/rediscachetest"
+	"github.com/journalsvc/journal/internal/storetest"
 	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/internal/testenv"
 )
@@ -55,13 +56,13 @@ func testClusterCoherence(t *testing.T, cl *testenv.Cluster) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	alice := newUser(t, db, "alice")
+	alice := storetest.NewUser(t, db, "alice")
 	var bob journal.User
 	for i := 0; ; i++ {
 		if i == 20 {
 			t.Fatalf("20 users all on alice's master %s", userMaster(t, cl, alice))
 		}
-		bob = newUser(t, db, fmt.Sprintf("bob%d", i))
+		bob = storetest.NewUser(t, db, fmt.Sprintf("bob%d", i))
 		if userMaster(t, cl, bob) != userMaster(t, cl, alice) {
 			break
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/internal/storetest"
 	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/internal/testenv"
 )
@@ -52,7 +53,7 @@ func TestDatabaseLostAfterCommit(t *testing.T) {
 			a := newInstance(t, crashAfterWrite{Database: db, crash: func() { pg.Kill(t) }}, redisStore(t, addr), prefix)
 			b := newInstance(t, db, redisStore(t, addr), prefix)
 			ctx := ctxT(t)
-			u := newUser(t, db, "alice")
+			u := storetest.NewUser(t, db, "alice")
 			e := create(t, a, u.ID, "before")
 			if got, err := b.Entry(ctx, u.ID, e.ID); err != nil || got.Title != "before" {
 				t.Fatalf("B: Entry = %+v, %v", got, err) // now cached, in Redis and B's near cache

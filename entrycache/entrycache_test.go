@@ -15,6 +15,7 @@ import (
 	"github.com/journalsvc/journal/cache/rediscache"
 	"github.com/journalsvc/journal/cache/rediscache/rediscachetest"
 	"github.com/journalsvc/journal/entrycache"
+	"github.com/journalsvc/journal/internal/storetest"
 	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/internal/testenv"
 )
@@ -112,16 +113,6 @@ func redisStoreOpts(tb testing.TB, addr string, opts rediscache.Options) *redisc
 	return rediscachetest.Store(tb, client, opts)
 }
 
-func newUser(tb testing.TB, s journal.Database, name string) journal.User {
-	tb.Helper()
-	now := journal.StoredTime(time.Now())
-	u := journal.User{ID: journal.NewID(now), Username: name, PasswordHash: "x", CreatedAt: now}
-	if err := s.CreateUser(ctxT(tb), u); err != nil {
-		tb.Fatal(err)
-	}
-	return u
-}
-
 func create(tb testing.TB, s journal.EntryStore, userID, title string) journal.Entry {
 	tb.Helper()
 	now := journal.StoredTime(time.Now())
@@ -149,7 +140,7 @@ func TestSingleInstanceReadThrough(t *testing.T) {
 	db, ms := openSingle(t)
 	a := newInstance(t, db, ms, "journal:")
 	ctx := ctxT(t)
-	u := newUser(t, db, "alice")
+	u := storetest.NewUser(t, db, "alice")
 	e := create(t, a, u.ID, "first")
 
 	for range 3 {
@@ -204,7 +195,7 @@ func TestUnhealthyStore(t *testing.T) {
 	t.Cleanup(func() { _ = s.Close() })
 	testenv.WaitFor(t, 5*time.Second, "cache trusted", s.Trusted)
 	ctx := ctxT(t)
-	u := newUser(t, db, "alice")
+	u := storetest.NewUser(t, db, "alice")
 	e := create(t, s, u.ID, "first")
 
 	healthy.Store(false)
@@ -265,7 +256,7 @@ func TestCoherenceAcrossInstances(t *testing.T) {
 	// 2-core machine under -race that can take well over ctxT's 30 s.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	u := newUser(t, db, "alice")
+	u := storetest.NewUser(t, db, "alice")
 	e := create(t, a, u.ID, "v0")
 	pairs := 1000
 	if testing.Short() {
@@ -337,7 +328,7 @@ func TestUsersIsolated(t *testing.T) {
 	db := testdb.Postgres(t)
 	a := newInstance(t, db, redisStore(t, testenv.RedisAddr(t)), testenv.RandomPrefix())
 	ctx := ctxT(t)
-	alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
+	alice, bob := storetest.NewUser(t, db, "alice"), storetest.NewUser(t, db, "bob")
 	e := create(t, a, alice.ID, "secret")
 	if _, err := a.Entry(ctx, alice.ID, e.ID); err != nil { // cached for alice now
 		t.Fatal(err)
@@ -388,7 +379,7 @@ func testStampede(t *testing.T, newStore func(testing.TB) cache.Store) {
 		newInstance(t, db, newStore(t), prefix),
 		newInstance(t, db, newStore(t), prefix),
 	}
-	u := newUser(t, db, "alice")
+	u := storetest.NewUser(t, db, "alice")
 	e := create(t, insts[0], u.ID, "hot")
 	for _, in := range insts {
 		in.db.entryLoads.Store(0)
@@ -433,7 +424,7 @@ func testRevocation(t *testing.T, newStore func(testing.TB) cache.Store) {
 	a := newInstance(t, db, newStore(t), prefix)
 	b := newInstance(t, db, newStore(t), prefix)
 	ctx := ctxT(t)
-	u := newUser(t, db, "alice")
+	u := storetest.NewUser(t, db, "alice")
 	_, hash := journal.NewTokenSecret()
 	now := journal.StoredTime(time.Now())
 	if err := db.CreateToken(ctx, journal.Token{Hash: hash, ID: journal.NewID(now), UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {

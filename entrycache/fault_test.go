@@ -6,6 +6,7 @@ import (
 
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/cache/rediscache"
+	"github.com/journalsvc/journal/internal/storetest"
 	"github.com/journalsvc/journal/internal/testdb"
 	"github.com/journalsvc/journal/internal/testenv"
 )
@@ -26,7 +27,7 @@ func TestRedisOutage(t *testing.T) {
 			a := newInstance(t, db, redisStoreOpts(t, r.Addr(), opts), prefix)
 			b := newInstance(t, db, redisStoreOpts(t, r.Addr(), opts), prefix)
 			ctx := ctxT(t)
-			u := newUser(t, db, "alice")
+			u := storetest.NewUser(t, db, "alice")
 			e := create(t, a, u.ID, "before")
 			for _, in := range []*instance{a, b} { // both hold "before" in Redis and near cache
 				if got, err := in.Entry(ctx, u.ID, e.ID); err != nil || got.Title != "before" {

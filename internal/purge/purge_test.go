@@ -9,6 +9,7 @@ import (
 
 	"github.com/journalsvc/journal"
 	"github.com/journalsvc/journal/internal/purge"
+	"github.com/journalsvc/journal/internal/storetest"
 	"github.com/journalsvc/journal/internal/testdb"
 )
 
@@ -19,10 +20,7 @@ func TestRunPurgesInBatches(t *testing.T) {
 	db := testdb.SQLite(t)
 	ctx := context.Background()
 	now := journal.StoredTime(time.Now())
-	u := journal.User{ID: journal.NewID(now), Username: "alice", PasswordHash: "h", CreatedAt: now}
-	if err := db.CreateUser(ctx, u); err != nil {
-		t.Fatal(err)
-	}
+	u := storetest.NewUser(t, db, "alice")
 	live := journal.Token{Hash: journal.HashToken("live"), ID: journal.NewID(now), UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 	if err := db.CreateToken(ctx, live); err != nil {
 		t.Fatal(err)
