@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/journalsvc/journal/ratelimit/httplimit"
 )
 
 func TestLivez(t *testing.T) {
@@ -146,5 +150,57 @@ func TestSplitServer(t *testing.T) {
 	// The two share one registry: requests on either are counted there.
 	if w := call(ops, "GET", "/metrics"); !strings.Contains(w.Body.String(), `route="GET /v1/entries"`) {
 		t.Errorf("ops /metrics does not count the API's requests:\n%.2000s", w.Body)
+	}
+}
+
+// TestStarting checks every answer of the start-up handlers, with and
+// without an operations listener.
+func TestStarting(t *testing.T) {
+	t.Parallel()
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	api, ops := NewStarting(logger, "test", false)
+	if ops != nil {
+		t.Fatal("NewStarting without split returned an ops handler")
+	}
+	splitAPI, splitOps := NewStarting(logger, "test", true)
+	for _, tc := range []struct {
+		name string
+		h    http.Handler
+		want map[string]int // "METHOD /path": status
+	}{
+		{"one listener", api, map[string]int{"GET /livez": 200, "GET /readyz": 503, "GET /openapi.json": 200,
+			"POST /v1/users": 503, "GET /v1/entries/x": 503, "GET /metrics": 503}},
+		{"operations listener", splitOps, map[string]int{"GET /livez": 200, "GET /readyz": 503, "GET /v1/users/me": 404}},
+		{"public listener beside it", splitAPI, map[string]int{"GET /livez": 404, "GET /readyz": 404, "GET /v1/entries": 503}},
+	} {
+		for req, status := range tc.want {
+			method, path, _ := strings.Cut(req, " ")
+			w := httptest.NewRecorder()
+			tc.h.ServeHTTP(w, httptest.NewRequest(method, path, nil))
+			body := strings.TrimSpace(w.Body.String())
+			if w.Code != status {
+				t.Errorf("%s: %s = %d %s, want %d", tc.name, req, w.Code, body, status)
+				continue
+			}
+			if w.Header().Get("X-Request-ID") == "" || w.Header().Get("X-Instance") != "test" {
+				t.Errorf("%s: %s: X-Request-ID %q, X-Instance %q; want an ID and %q", tc.name, req, w.Header().Get("X-Request-ID"), w.Header().Get("X-Instance"), "test")
+			}
+			var p problem
+			switch {
+			case path == "/livez" && status == 200:
+				if body != `{"status":"up"}` {
+					t.Errorf("%s: %s body %s", tc.name, req, body)
+				}
+			case path == "/readyz" && status == 503:
+				if want := `{"status":"unready","checks":{"database":{"status":"starting","latency_ms":0}}}`; body != want {
+					t.Errorf("%s: %s body %s, want %s", tc.name, req, body, want)
+				}
+			case status == 503:
+				if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil || p.Type != httplimit.ProblemTemporaryReducedCapacity ||
+					w.Header().Get("Retry-After") == "" || w.Header().Get("Content-Type") != "application/problem+json" {
+					t.Errorf("%s: %s = %v %s (%v); want a %s problem with Retry-After", tc.name, req, w.Header(), body, err, httplimit.ProblemTemporaryReducedCapacity)
+				}
+			}
+		}
 	}
 }

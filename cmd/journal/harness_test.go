@@ -107,6 +107,15 @@ func startJournal(tb testing.TB, vars map[string]string, args ...string) *journa
 func startJournalWith(tb testing.TB, h hooks, vars map[string]string, args ...string) *journalInstance {
 	tb.Helper()
 	j := launch(tb, h, vars, append([]string{"-addr", "127.0.0.1:0"}, args...))
+	j.waitListening(tb)
+	j.waitReady(tb, j.OpsURL)
+	return j
+}
+
+// waitListening waits for the listening line and sets Addr, URL and
+// OpsURL. It fails the test if run returns first or after 30 seconds.
+func (j *journalInstance) waitListening(tb testing.TB) {
+	tb.Helper()
 	select {
 	case j.Addr = <-j.logs.addr:
 	case err := <-j.done:
@@ -121,8 +130,6 @@ func startJournalWith(tb testing.TB, h hooks, vars map[string]string, args ...st
 		j.OpsURL = "http://" + j.logs.opsAddr
 	}
 	j.logs.mu.Unlock()
-	j.waitReady(tb, j.OpsURL)
-	return j
 }
 
 // launch calls runWith with h in a goroutine, with the environment vars (on

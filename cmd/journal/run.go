@@ -11,12 +11,14 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/journalsvc/journal"
+	"github.com/journalsvc/journal/httpapi"
 	"github.com/journalsvc/journal/internal/config"
 	"github.com/journalsvc/journal/internal/tracing"
 	"github.com/journalsvc/journal/postgres"
@@ -24,8 +26,10 @@ import (
 )
 
 // run is the whole program: it parses the configuration from args and getenv,
-// opens the listener, the database and the handler stack, and serves until ctx
-// is cancelled, then shuts down gracefully (see serve) and returns nil.
+// opens the listener and serves from then on (the start-up handlers of
+// httpapi.NewStarting while the database opens, then the handler stack)
+// until ctx is cancelled, then shuts down gracefully (see serve) and returns
+// nil. Cancelled while the database opens, it closes the listener at once.
 // -h writes the settings to stdout and returns nil. Logs are JSON lines on
 // stderr; the first is {"msg":"listening","addr":"HOST:PORT",...} with the
 // actual address (and "ops_addr" with the operations listener's, when
@@ -103,8 +107,50 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		}
 	}()
 
+	// Both listeners answer from here on: while the database opens (its
+	// migrations or a reindex may take minutes) /livez answers 200, /readyz
+	// 503 "unready" with the database "starting", and the API 503 with
+	// Retry-After (httpapi.NewStarting); the full handlers replace them once
+	// it is open.
+	var draining atomic.Bool
+	api, ops := &handoff{}, &handoff{}
+	startAPI, startOps := httpapi.NewStarting(logger, instance, opsLn != nil)
+	api.set(startAPI)
+	srv := newHTTPServer(api, runLog)
+	served := make(chan error, 1)
+	go func() { served <- serve(ctx, runLog, srv, ln, &draining, cfg.ShutdownDrain, cfg.ShutdownTimeout) }()
+	stopOps := func() {}
+	if opsLn != nil {
+		// The operations listener outlives the API's shutdown, so that
+		// /readyz reports "draining" throughout it.
+		ops.set(startOps)
+		opsSrv := newHTTPServer(ops, runLog)
+		opsDone := make(chan error, 1)
+		go func() { opsDone <- opsSrv.Serve(opsLn) }()
+		stopOps = sync.OnceFunc(func() {
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			if err := opsSrv.Shutdown(sctx); err != nil {
+				_ = opsSrv.Close()
+			}
+			if err := <-opsDone; !errors.Is(err, http.ErrServerClosed) {
+				runLog.Error("operations listener failed", "err", err)
+			}
+		})
+		defer stopOps()
+	}
+	// abort stops serving at once, for a start-up that cannot finish.
+	abort := func() {
+		_ = srv.Close()
+		<-served
+		stopOps()
+	}
+
+	runLog.Info("opening database: migrations, then the search index")
+	opened := time.Now()
 	store, err := openStore(ctx, cfg, tr)
 	if err != nil {
+		abort()
 		if ctx.Err() != nil {
 			runLog.Info("stopped during start-up")
 			return nil
@@ -116,33 +162,30 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 			runLog.Error("close database", "err", err)
 		}
 	}()
+	runLog.Info("database open", "took", time.Since(opened).Round(time.Millisecond).String())
 
-	var draining atomic.Bool
 	st, err := newHandler(cfg, policies, logger, instance, store, &draining, tr)
 	if err != nil {
+		abort()
 		return err
 	}
 	defer st.close() // Redis, the limiter and the cache, before the database
 	if opsLn != nil {
-		// The operations listener outlives the API's shutdown, so that
-		// /readyz reports "draining" throughout it.
-		ops := newHTTPServer(st.ops, runLog)
-		opsDone := make(chan error, 1)
-		go func() { opsDone <- ops.Serve(opsLn) }()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-			defer cancel()
-			if err := ops.Shutdown(sctx); err != nil {
-				_ = ops.Close()
-			}
-			if err := <-opsDone; !errors.Is(err, http.ErrServerClosed) {
-				runLog.Error("operations listener failed", "err", err)
-			}
-		}()
+		ops.set(st.ops)
 	}
-	srv := newHTTPServer(st.handler, runLog)
-	return serve(ctx, runLog, srv, ln, &draining, cfg.ShutdownDrain, cfg.ShutdownTimeout)
+	api.set(st.handler)
+	err = <-served
+	stopOps()
+	return err
 }
+
+// handoff is the handler a server starts with: it serves the start-up
+// handlers until set replaces them with the full ones.
+type handoff struct{ h atomic.Pointer[http.Handler] }
+
+func (s *handoff) set(h http.Handler) { s.h.Store(&h) }
+
+func (s *handoff) ServeHTTP(w http.ResponseWriter, r *http.Request) { (*s.h.Load()).ServeHTTP(w, r) }
 
 // defaultInstanceID returns hostname:port of the listener.
 func defaultInstanceID(addr net.Addr) string {
@@ -157,8 +200,14 @@ func defaultInstanceID(addr net.Addr) string {
 	return host + ":" + port
 }
 
-// storeOpenTimeout bounds opening the database and running its migrations.
-const storeOpenTimeout = time.Minute
+// storeOpenTimeout bounds opening the database: connecting, the migrations
+// and the reindex of the search index. Connecting is bounded on its own (a
+// database that is down fails start-up at once), and every reindex batch by
+// the query timeout, so this only stops a start-up that makes no end; it is
+// long because the instance answers /livez meanwhile, and a reindex of a
+// large database takes minutes. A reindex cut short resumes where its last
+// committed batch ended.
+const storeOpenTimeout = 15 * time.Minute
 
 // tracingFlushTimeout bounds the export of the last spans at exit.
 const tracingFlushTimeout = 5 * time.Second
