@@ -55,9 +55,6 @@ type Options struct {
 	Prefix string
 	// TTL of cached entries, pages and tokens. Default 5m (JOURNAL_CACHE_TTL).
 	TTL time.Duration
-	// NegativeTTL caps how long a missing entry is remembered (a negative
-	// entry). Default 10s.
-	NegativeTTL time.Duration
 	// ReplayInterval is the pause of the outbox replayer while the cache is
 	// not trusted. Default 200ms. While trusted it sweeps every 25 intervals.
 	ReplayInterval time.Duration
@@ -68,8 +65,9 @@ type Options struct {
 	// bound on database reads: DegradedLoads bounds the reads made while the
 	// cache is not trusted, LoadTimeout bounds each load (default 5s, the
 	// stores' statement timeout: a slow database must not fail more reads
-	// because the cache is down). Its OnResult is called after this package's
-	// own bookkeeping.
+	// because the cache is down), NegativeTTL how long a missing entry is
+	// remembered (default 10s; negative: not at all). Its OnResult is called
+	// after this package's own bookkeeping.
 	Cache cache.Options
 	// Healthy reports whether the cache store can be used now, for a store
 	// that knows its liveness (rediscache.Store.Healthy). While it reports
@@ -141,9 +139,6 @@ func New(d journal.Database, cs cache.Store, opts Options) (*Store, error) {
 	if opts.TTL <= 0 {
 		opts.TTL = 5 * time.Minute
 	}
-	if opts.NegativeTTL <= 0 {
-		opts.NegativeTTL = 10 * time.Second
-	}
 	if opts.ReplayInterval <= 0 {
 		opts.ReplayInterval = 200 * time.Millisecond
 	}
@@ -166,7 +161,6 @@ func New(d journal.Database, cs cache.Store, opts Options) (*Store, error) {
 		pages:   newMemo[cachedPage](memoSlots/8, 64<<10),
 	}
 	copts := opts.Cache
-	copts.NegativeTTL = opts.NegativeTTL
 	userOnResult := copts.OnResult
 	copts.OnResult = func(tier, result string) {
 		if result == cache.ResultError {
