@@ -2,16 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/journalsvc/journal/internal/testenv"
 )
@@ -150,5 +155,112 @@ func TestServeShutdownTimeout(t *testing.T) {
 	}
 	if got := time.Since(start); got > 3*time.Second {
 		t.Errorf("serve took %s to give up, want about 100ms", got)
+	}
+}
+
+// migrationLockKey is the advisory lock postgres.Open holds while it
+// migrates; a test that holds it keeps every instance of that database in
+// start-up.
+const migrationLockKey int64 = 0x6a6f75726e616c
+
+// holdMigrationLock takes the migration lock of the PostgreSQL database at
+// url on a connection of its own, and returns the function that releases it
+// (also called at Cleanup).
+func holdMigrationLock(tb testing.TB, url string) (release func()) {
+	tb.Helper()
+	conn, err := pgx.Connect(tb.Context(), url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := conn.Exec(tb.Context(), "SELECT pg_advisory_lock($1)", migrationLockKey); err != nil {
+		tb.Fatal(err)
+	}
+	release = sync.OnceFunc(func() { _ = conn.Close(context.Background()) })
+	tb.Cleanup(release)
+	return release
+}
+
+// TestServesWhileDatabaseOpens: while the database is still opening (here,
+// another instance holds the migration lock), the instance answers at once:
+// /livez 200, /readyz 503 with the database "starting", the API 503
+// problem+json with Retry-After. Once it opens, the same listener serves the
+// API.
+func TestServesWhileDatabaseOpens(t *testing.T) {
+	for _, split := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ops_listener=%t", split), func(t *testing.T) {
+			t.Parallel()
+			url := testenv.PostgresURL(t)
+			release := holdMigrationLock(t, url)
+			vars := map[string]string{"JOURNAL_DATABASE_URL": url}
+			if split {
+				vars["JOURNAL_OPS_ADDR"] = "127.0.0.1:0"
+			}
+			j := launch(t, hooks{}, vars, []string{"-addr", "127.0.0.1:0"})
+			j.waitListening(t)
+
+			if code, body, err := get(j.OpsURL + "/livez"); err != nil || code != http.StatusOK {
+				t.Fatalf("GET /livez while the database opens = %d %q, %v; want 200", code, body, err)
+			}
+			code, body, err := get(j.OpsURL + "/readyz")
+			if err != nil || code != http.StatusServiceUnavailable {
+				t.Fatalf("GET /readyz while the database opens = %d %q, %v; want 503", code, body, err)
+			}
+			var ready struct {
+				Status string
+				Checks map[string]struct{ Status string }
+			}
+			if err := json.Unmarshal([]byte(body), &ready); err != nil || ready.Status != "unready" || ready.Checks["database"].Status != "starting" {
+				t.Errorf("GET /readyz while the database opens = %s (%v); want unready with the database starting", body, err)
+			}
+			if split {
+				if code, body, err := get(j.URL + "/livez"); err != nil || code != http.StatusNotFound {
+					t.Errorf("GET /livez on the public listener = %d %q, %v; want 404", code, body, err)
+				}
+			}
+			c := newAPIClient(t, j.URL)
+			creds := map[string]string{"username": "early", "password": "correct horse battery"}
+			r := c.do("POST", "/v1/users", creds)
+			expect(t, "POST /v1/users while the database opens", r, http.StatusServiceUnavailable)
+			if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" || r.Header.Get("Retry-After") == "" {
+				t.Errorf("503 while the database opens: Content-Type %q, Retry-After %q; want a problem with Retry-After", ct, r.Header.Get("Retry-After"))
+			}
+			if code, _, err := get(j.URL + "/openapi.json"); err != nil || code != http.StatusOK {
+				t.Errorf("GET /openapi.json while the database opens = %d, %v; want 200", code, err)
+			}
+
+			release()
+			j.waitReady(t, j.OpsURL)
+			expect(t, "POST /v1/users once open", c.do("POST", "/v1/users", creds), http.StatusCreated)
+		})
+	}
+}
+
+// TestStopDuringStartUp: a signal while the database opens stops the
+// instance promptly, without the shutdown drain, and run returns nil.
+func TestStopDuringStartUp(t *testing.T) {
+	t.Parallel()
+	url := testenv.PostgresURL(t)
+	holdMigrationLock(t, url)
+	j := launch(t, hooks{}, map[string]string{
+		"JOURNAL_DATABASE_URL":   url,
+		"JOURNAL_SHUTDOWN_DRAIN": "30s",
+	}, []string{"-addr", "127.0.0.1:0"})
+	j.waitListening(t)
+	if code, _, err := get(j.URL + "/livez"); err != nil || code != http.StatusOK {
+		t.Fatalf("GET /livez while the database opens = %d, %v; want 200", code, err)
+	}
+	start := time.Now()
+	if err := j.result(); err != nil {
+		t.Fatalf("run = %v, want nil", err)
+	}
+	j.stopped = true
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("run took %s to stop during start-up; want well under the 30s drain", took)
+	}
+	if !strings.Contains(j.logs.String(), "stopped during start-up") {
+		t.Errorf("no \"stopped during start-up\" line in the logs:\n%s", tail(j.logs.String(), 10))
+	}
+	if !refused(j.Addr) {
+		t.Errorf("the listener at %s still accepts connections after run returned", j.Addr)
 	}
 }
