@@ -46,20 +46,36 @@ func Spent(ctx context.Context) bool {
 }
 
 // call bounds ctx by the remaining budget. ok is false when the budget is
-// spent; otherwise done must be called when the call returns, to charge it.
-func call(ctx context.Context) (_ context.Context, done func(), ok bool) {
+// spent; otherwise the charge's done must be called when the call returns,
+// to charge it.
+func call(ctx context.Context) (_ context.Context, _ charge, ok bool) {
 	b := budgetFrom(ctx)
 	if b == nil {
-		return ctx, func() {}, true
+		return ctx, charge{}, true
 	}
 	left := b.left.Load()
 	if left <= 0 {
-		return ctx, nil, false
+		return ctx, charge{}, false
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(left))
-	return ctx, func() {
-		cancel()
-		b.left.Add(-int64(time.Since(start)))
-	}, true
+	return ctx, charge{b: b, start: start, cancel: cancel}, true
+}
+
+// charge is what a call owes its budget: a value, not a closure, so that a
+// call allocates nothing for it. The zero charge owes nothing.
+type charge struct {
+	b      *redisBudget
+	start  time.Time
+	cancel context.CancelFunc
+}
+
+// done releases the call's context and charges the time it took.
+func (c charge) done() {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	if c.b != nil {
+		c.b.left.Add(-int64(time.Since(c.start)))
+	}
 }

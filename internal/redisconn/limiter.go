@@ -33,11 +33,11 @@ func (l limiter) decide(ctx context.Context, d *ratelimit.Decision, subject stri
 	if r == nil {
 		return unavailable(d, ErrConnecting)
 	}
-	bctx, done, ok := call(ctx)
+	bctx, ch, ok := call(ctx)
 	if !ok {
 		return unavailable(d, fmt.Errorf("%w: %w", ratelimit.ErrSlow, ErrBudgetSpent))
 	}
-	defer done()
+	defer ch.done()
 	if peek {
 		return r.Peek(bctx, d, subject, items...)
 	}
