@@ -1,7 +1,9 @@
 package journal_test
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"slices"
 	"strings"
@@ -186,6 +188,12 @@ func TestTokenSecret(t *testing.T) {
 	}
 	if got := journal.HashToken(secret); got != hash || len(hash) != 64 {
 		t.Errorf("HashToken(secret) = %q, want %q (64 hex chars)", got, hash)
+	}
+	for _, s := range []string{"", secret, strings.Repeat("x", 64), strings.Repeat("y", 65), strings.Repeat("z", 1000)} {
+		sum := sha256.Sum256([]byte(s))
+		if got, want := journal.HashToken(s), hex.EncodeToString(sum[:]); got != want {
+			t.Errorf("HashToken(%d bytes) = %q, want %q", len(s), got, want)
+		}
 	}
 	for _, bad := range []string{"", "short", secret + "x", strings.Repeat("!", len(secret))} {
 		if journal.WellFormedTokenSecret(bad) {

@@ -373,17 +373,17 @@ func (c *Cache) maybeRefresh(ctx context.Context, key string, e Entry, ttl time.
 		if err != nil {
 			return nil, err
 		}
-		ne := Entry{Status: Hit, Value: l.value, Delta: c.opts.Now().Sub(start)}
+		ne, fillTTL := Entry{Status: Hit, Value: l.value, Delta: c.opts.Now().Sub(start)}, ttl
 		if l.notFound {
 			ne = Entry{Status: Negative, Delta: ne.Delta}
 			if c.opts.NegativeTTL < 0 {
 				return nil, nil
 			}
-			ttl = min(ttl, c.opts.NegativeTTL)
+			fillTTL = min(ttl, c.opts.NegativeTTL)
 		}
 		// Stored only if the key still holds the entry we read: a Delete or
 		// Set since then wins.
-		_, err = c.store.Fill(fctx, key, e.Token, ne, c.jitter(ttl))
+		_, err = c.store.Fill(fctx, key, e.Token, ne, c.jitter(fillTTL))
 		return nil, err
 	})
 }

@@ -369,10 +369,15 @@ func (s *Store) invalidate(ctx context.Context, userID string, own ...journal.Ch
 // write.
 const invalidateBatch = 1000
 
-func (s *Store) userPrefix(userID string) string  { return s.opts.Prefix + "e:{u:" + userID + "}:" }
-func (s *Store) itemKey(userID, id string) string { return s.userPrefix(userID) + "i:" + id }
-func (s *Store) genKey(userID string) string      { return s.userPrefix(userID) + "gen" }
-func (s *Store) tokenKey(hash string) string      { return s.opts.Prefix + "t:{" + hash + "}" }
+// userPrefix is the start of every key of userID's entries and pages.
+// itemKey and genKey spell it out in one concatenation, which allocates the
+// key once: every read of an entry builds one.
+func (s *Store) userPrefix(userID string) string { return s.opts.Prefix + "e:{u:" + userID + "}:" }
+func (s *Store) itemKey(userID, id string) string {
+	return s.opts.Prefix + "e:{u:" + userID + "}:i:" + id
+}
+func (s *Store) genKey(userID string) string { return s.opts.Prefix + "e:{u:" + userID + "}:gen" }
+func (s *Store) tokenKey(hash string) string { return s.opts.Prefix + "t:{" + hash + "}" }
 
 // memoSlots bounds the decoded tokens and entries each Store remembers (and
 // an eighth of it the pages): with the byte limits given in New, at most

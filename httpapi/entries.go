@@ -481,7 +481,7 @@ func parseEntryETag(t etag) (int64, bool) {
 // matches it, answers 304 and reports true: the handler then writes nothing
 // more.
 func notModified(w http.ResponseWriter, r *http.Request, tag string) bool {
-	w.Header().Set("ETag", tag)
+	w.Header()[keyETag] = []string{tag}
 	if !noneMatch(r, tag) {
 		return false
 	}

@@ -186,7 +186,7 @@ func writeJSON(w http.ResponseWriter, r *http.Request, logger *slog.Logger, stat
 		return
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h[keyContentType] = valJSON
 	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())

@@ -1,7 +1,10 @@
 package httpapi
 
 import (
+	"maps"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +16,23 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// byRoute holds the children of requests and duration by route and
+	// status, so that a request costs a lookup in an immutable map rather
+	// than two WithLabelValues (which check and hash the values and take
+	// the vector's lock) and the formatting of its status. Routes and
+	// statuses are few: the map is copied when one is added, under mu.
+	byRoute atomic.Pointer[map[routeStatus]routeMetrics]
+	mu      sync.Mutex
+}
+
+type routeStatus struct {
+	route  string
+	status int
+}
+
+type routeMetrics struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,6 +56,33 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) observe(route string, status int, d time.Duration) {
-	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(route).Observe(d.Seconds())
+	rm := m.forRoute(routeStatus{route, status})
+	rm.requests.Inc()
+	rm.duration.Observe(d.Seconds())
+}
+
+// forRoute returns the children of k's labels, adding them to byRoute the
+// first time.
+func (m *metrics) forRoute(k routeStatus) routeMetrics {
+	if byRoute := m.byRoute.Load(); byRoute != nil {
+		if rm, ok := (*byRoute)[k]; ok {
+			return rm
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next := map[routeStatus]routeMetrics{}
+	if old := m.byRoute.Load(); old != nil {
+		if rm, ok := (*old)[k]; ok {
+			return rm
+		}
+		next = maps.Clone(*old)
+	}
+	rm := routeMetrics{
+		requests: m.requests.WithLabelValues(k.route, strconv.Itoa(k.status)),
+		duration: m.duration.WithLabelValues(k.route),
+	}
+	next[k] = rm
+	m.byRoute.Store(&next)
+	return rm
 }

@@ -23,6 +23,9 @@ type reqState struct {
 	rec     *recorder
 	pattern string // route pattern the mux matched; "" if none
 	userID  string // authenticated user, if any
+	// requestID backs the X-Request-ID field of the response, so that
+	// setting it allocates no slice.
+	requestID [1]string
 }
 
 type stateKey struct{}
@@ -97,14 +100,23 @@ func recoverer(logger *slog.Logger) func(http.Handler) http.Handler {
 // response and the request ID in the context (journal.WithRequestID).
 func requestID(instance string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
+		instanceVal := []string{instance}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			id := r.Header.Get("X-Request-ID")
+			var id string
+			if v := r.Header[keyRequestID]; len(v) > 0 {
+				id = v[0]
+			}
 			if !validRequestID(id) {
 				id = newRequestID()
 			}
 			h := w.Header()
-			h.Set("X-Request-ID", id)
-			h.Set("X-Instance", instance)
+			if st := stateFrom(r.Context()); st != nil {
+				st.requestID[0] = id
+				h[keyRequestID] = st.requestID[:]
+			} else {
+				h[keyRequestID] = []string{id}
+			}
+			h[keyInstance] = instanceVal
 			next.ServeHTTP(w, r.WithContext(journal.WithRequestID(r.Context(), id)))
 		})
 	}
@@ -221,7 +233,7 @@ func tokenHashFrom(ctx context.Context) string {
 func authenticate(tokens journal.TokenStore, logger *slog.Logger, now func() time.Time) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Add("Vary", "Authorization")
+			addVaryAuthorization(w.Header())
 			secret, ok := bearerToken(r)
 			if !ok {
 				writeError(w, r, logger, errNoToken)
@@ -243,7 +255,7 @@ func authenticate(tokens journal.TokenStore, logger *slog.Logger, now func() tim
 			if st := stateFrom(r.Context()); st != nil {
 				st.userID = tok.UserID
 			}
-			w.Header().Set("Cache-Control", "private, no-cache")
+			w.Header()[keyCacheControl] = valPrivateNoCache
 			ctx := journal.WithUser(r.Context(), journal.User{ID: tok.UserID})
 			ctx = context.WithValue(ctx, tokenHashKey{}, hash)
 			next.ServeHTTP(w, r.WithContext(ctx))

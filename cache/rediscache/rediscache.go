@@ -252,14 +252,15 @@ func (s *Store) Get(ctx context.Context, key string) (cache.Entry, error) {
 	if resp.IsCacheHit() {
 		tier = "near"
 	}
-	b, err := resp.AsBytes()
+	v, err := resp.ToString()
 	if rueidis.IsRedisNil(err) {
 		return cache.Entry{Status: cache.Miss, Tier: tier}, nil
 	}
 	if err != nil {
 		return cache.Entry{}, fmt.Errorf("rediscache: get: %w", err)
 	}
-	e, err := decode(b)
+	b, _ := resp.AsBytes() // v's bytes, not copied; no error where v had none
+	e, err := decode(v, b)
 	e.Tier = tier
 	return e, err
 }
@@ -302,16 +303,20 @@ func (s *Store) encode(e cache.Entry, ttl time.Duration) (string, error) {
 	return string(b), nil
 }
 
-func decode(b []byte) (cache.Entry, error) {
-	if len(b) == len(leasePrefix)+idLen && string(b[:len(leasePrefix)]) == leasePrefix {
-		return cache.Entry{Status: cache.Miss, Leased: true, Token: string(b)}, nil
+// decode parses a value as stored, given both as the string rueidis holds
+// (v) and as the same bytes, not copied (b, from RedisResult.AsBytes): the
+// token is a substring of v and the value a subslice of b, so a near-cache
+// hit copies nothing.
+func decode(v string, b []byte) (cache.Entry, error) {
+	if len(v) == len(leasePrefix)+idLen && v[:len(leasePrefix)] == leasePrefix {
+		return cache.Entry{Status: cache.Miss, Leased: true, Token: v}, nil
 	}
 	if len(b) < headerLen || (b[0] != 'v' && b[0] != 'n') {
 		return cache.Entry{}, ErrMalformed
 	}
 	e := cache.Entry{
 		Status: cache.Hit,
-		Token:  string(b[:tokenLen]),
+		Token:  v[:tokenLen],
 		Expiry: time.UnixMilli(int64(binary.BigEndian.Uint64(b[tokenLen:]))),
 		Delta:  time.Duration(binary.BigEndian.Uint64(b[tokenLen+8:])) * time.Microsecond,
 	}
@@ -470,14 +475,15 @@ func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (strin
 	if n, err := res.AsInt64(); err == nil && n == 1 {
 		return token, cache.Entry{}, nil
 	}
-	b, err := res.AsBytes()
+	v, err := res.ToString()
 	if rueidis.IsRedisNil(err) {
 		return "", cache.Entry{Status: cache.Miss, Tier: "redis"}, nil
 	}
 	if err != nil {
 		return "", cache.Entry{}, fmt.Errorf("rediscache: lease: %w", err)
 	}
-	held, err := decode(b)
+	b, _ := res.AsBytes() // v's bytes, not copied; no error where v had none
+	held, err := decode(v, b)
 	held.Tier = "redis"
 	return "", held, err
 }

@@ -166,3 +166,24 @@ func TestRegisterRedisLimiter(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRequestHooks counts what one authenticated request of the service
+// reports: the decisions of its ip and user stages and its two cache reads.
+func BenchmarkRequestHooks(b *testing.B) {
+	m, err := New(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ip := []ratelimit.Item{{Policy: ratelimit.Policy{Name: "ip"}}}
+	user := []ratelimit.Item{{Policy: ratelimit.Policy{Name: "user"}}}
+	d := &ratelimit.Decision{Allowed: true, Results: []ratelimit.Result{{Allowed: true}}}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.OnDecision(nil, httplimit.OutcomeAllowed, ip, d, nil)
+			m.OnCacheResult("near", "hit")
+			m.OnDecision(nil, httplimit.OutcomeAllowed, user, d, nil)
+			m.OnCacheResult("near", "hit")
+		}
+	})
+}

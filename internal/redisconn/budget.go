@@ -45,21 +45,48 @@ func Spent(ctx context.Context) bool {
 	return b != nil && b.left.Load() <= 0
 }
 
-// call bounds ctx by the remaining budget. ok is false when the budget is
-// spent; otherwise done must be called when the call returns, to charge it.
-func call(ctx context.Context) (_ context.Context, done func(), ok bool) {
+// reserve starts a call within the request's remaining budget without
+// deriving a context: deadline is when what is left runs out (zero outside a
+// request: no budget bounds the call). ok is false when the budget is spent;
+// otherwise the charge's done must be called when the call returns, to
+// charge it.
+func reserve(ctx context.Context) (deadline time.Time, _ charge, ok bool) {
 	b := budgetFrom(ctx)
 	if b == nil {
-		return ctx, func() {}, true
+		return time.Time{}, charge{}, true
 	}
 	left := b.left.Load()
 	if left <= 0 {
-		return ctx, nil, false
+		return time.Time{}, charge{}, false
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(left))
-	return ctx, func() {
-		cancel()
-		b.left.Add(-int64(time.Since(start)))
-	}, true
+	return start.Add(time.Duration(left)), charge{b: b, start: start}, true
+}
+
+// call is reserve with ctx bounded by the remaining budget.
+func call(ctx context.Context) (_ context.Context, _ charge, ok bool) {
+	deadline, ch, ok := reserve(ctx)
+	if !ok || deadline.IsZero() {
+		return ctx, ch, ok
+	}
+	ctx, ch.cancel = context.WithDeadline(ctx, deadline)
+	return ctx, ch, true
+}
+
+// charge is what a call owes its budget: a value, not a closure, so that a
+// call allocates nothing for it. The zero charge owes nothing.
+type charge struct {
+	b      *redisBudget
+	start  time.Time
+	cancel context.CancelFunc
+}
+
+// done releases the call's context and charges the time it took.
+func (c charge) done() {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	if c.b != nil {
+		c.b.left.Add(-int64(time.Since(c.start)))
+	}
 }

@@ -17,7 +17,7 @@ func TestRedisBudgetAccounting(t *testing.T) {
 	if Spent(ctx) {
 		t.Fatal("fresh budget reported spent")
 	}
-	cctx, done, ok := call(ctx)
+	cctx, ch, ok := call(ctx)
 	if !ok {
 		t.Fatal("redisCall refused a fresh budget")
 	}
@@ -26,7 +26,7 @@ func TestRedisBudgetAccounting(t *testing.T) {
 		t.Errorf("call deadline %v from now, want at most the 30ms budget", time.Until(dl))
 	}
 	<-cctx.Done() // a call that waits out the whole budget
-	done()
+	ch.done()
 	if !Spent(ctx) {
 		t.Error("budget not spent after a call used all of it")
 	}
@@ -35,9 +35,9 @@ func TestRedisBudgetAccounting(t *testing.T) {
 	}
 	// Outside a request there is no budget: calls are bounded by their own
 	// timeouts only.
-	if _, done, ok := call(context.Background()); !ok || Spent(context.Background()) {
+	if _, ch, ok := call(context.Background()); !ok || Spent(context.Background()) {
 		t.Error("no budget outside a request should allow calls")
 	} else {
-		done()
+		ch.done()
 	}
 }

@@ -33,15 +33,18 @@ func (l limiter) decide(ctx context.Context, d *ratelimit.Decision, subject stri
 	if r == nil {
 		return unavailable(d, ErrConnecting)
 	}
-	bctx, done, ok := call(ctx)
+	// The budget bounds the decision through DecideBy, which derives a
+	// context only for a round trip: most decisions are answered from
+	// leases.
+	deadline, ch, ok := reserve(ctx)
 	if !ok {
 		return unavailable(d, fmt.Errorf("%w: %w", ratelimit.ErrSlow, ErrBudgetSpent))
 	}
-	defer done()
+	defer ch.done()
 	if peek {
-		return r.Peek(bctx, d, subject, items...)
+		return r.PeekBy(ctx, deadline, d, subject, items...)
 	}
-	return r.Decide(bctx, d, subject, items...)
+	return r.DecideBy(ctx, deadline, d, subject, items...)
 }
 
 // unavailable leaves d without results, as a failed decision must, and

@@ -21,17 +21,17 @@ type cacheStore struct{ c *Conn }
 var _ cache.Store = cacheStore{}
 
 // get returns the connected store and ctx bounded by the request's Redis
-// budget; done charges the call.
-func (s cacheStore) get(ctx context.Context) (*rediscache.Store, context.Context, func(), error) {
+// budget; the charge's done charges the call.
+func (s cacheStore) get(ctx context.Context) (*rediscache.Store, context.Context, charge, error) {
 	st := s.c.store.Load()
 	if st == nil {
-		return nil, ctx, nil, ErrConnecting
+		return nil, ctx, charge{}, ErrConnecting
 	}
-	bctx, done, ok := call(ctx)
+	bctx, ch, ok := call(ctx)
 	if !ok {
-		return st, ctx, nil, ErrBudgetSpent
+		return st, ctx, charge{}, ErrBudgetSpent
 	}
-	return st, bctx, done, nil
+	return st, bctx, ch, nil
 }
 
 // cleanup is get for Fill and Release, which end a fill lease, and for
@@ -41,12 +41,12 @@ func (s cacheStore) get(ctx context.Context) (*rediscache.Store, context.Context
 // would wait for a fill that never comes; and a write would return while
 // the other instances still serve the old value until a replayer applies
 // its invalidation.
-func (s cacheStore) cleanup(ctx context.Context) (*rediscache.Store, context.Context, func(), error) {
-	st, bctx, done, err := s.get(ctx)
+func (s cacheStore) cleanup(ctx context.Context) (*rediscache.Store, context.Context, charge, error) {
+	st, bctx, ch, err := s.get(ctx)
 	if errors.Is(err, ErrBudgetSpent) {
-		return st, ctx, func() {}, nil
+		return st, ctx, charge{}, nil
 	}
-	return st, bctx, done, err
+	return st, bctx, ch, err
 }
 
 func (s cacheStore) Name() string { return "redis" }
@@ -66,11 +66,11 @@ func (c *Conn) CacheHealthy() bool {
 // that made no other Redis call (its limiter decisions answered from leases)
 // has nothing else to order its reads after the invalidations.
 func (s cacheStore) Get(ctx context.Context, key string) (cache.Entry, error) {
-	st, bctx, done, err := s.get(ctx)
+	st, bctx, ch, err := s.get(ctx)
 	if err != nil {
 		return cache.Entry{}, err
 	}
-	defer done()
+	defer ch.done()
 	if s.c.near.Load() {
 		b := budgetFrom(ctx)
 		if b == nil || !b.ordered.Load() {
@@ -86,11 +86,11 @@ func (s cacheStore) Get(ctx context.Context, key string) (cache.Entry, error) {
 }
 
 func (s cacheStore) Set(ctx context.Context, key string, e cache.Entry, ttl time.Duration) error {
-	st, ctx, done, err := s.get(ctx)
+	st, ctx, ch, err := s.get(ctx)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer ch.done()
 	return st.Set(ctx, key, e, ttl)
 }
 
@@ -103,37 +103,37 @@ func (s cacheStore) Set(ctx context.Context, key string, e cache.Entry, ttl time
 // longer than one Redis deadline either, or a write of the same user waits
 // behind it.
 func (s cacheStore) Delete(ctx context.Context, keys ...string) error {
-	st, ctx, done, err := s.cleanup(ctx)
+	st, ctx, ch, err := s.cleanup(ctx)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer ch.done()
 	return st.Delete(ctx, keys...)
 }
 
 func (s cacheStore) Lease(ctx context.Context, key string, ttl time.Duration) (string, cache.Entry, error) {
-	st, ctx, done, err := s.get(ctx)
+	st, ctx, ch, err := s.get(ctx)
 	if err != nil {
 		return "", cache.Entry{}, err
 	}
-	defer done()
+	defer ch.done()
 	return st.Lease(ctx, key, ttl)
 }
 
 func (s cacheStore) Fill(ctx context.Context, key, token string, e cache.Entry, ttl time.Duration) (bool, error) {
-	st, ctx, done, err := s.cleanup(ctx)
+	st, ctx, ch, err := s.cleanup(ctx)
 	if err != nil {
 		return false, err
 	}
-	defer done()
+	defer ch.done()
 	return st.Fill(ctx, key, token, e, ttl)
 }
 
 func (s cacheStore) Release(ctx context.Context, key, token string) error {
-	st, ctx, done, err := s.cleanup(ctx)
+	st, ctx, ch, err := s.cleanup(ctx)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer ch.done()
 	return st.Release(ctx, key, token)
 }

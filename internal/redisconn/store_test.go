@@ -37,9 +37,9 @@ func TestDeleteWithBudgetSpent(t *testing.T) {
 	var ctx context.Context
 	WithBudget(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { ctx = r.Context() }), time.Millisecond).
 		ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("PATCH", "/", nil))
-	cctx, done, _ := call(ctx)
+	cctx, ch, _ := call(ctx)
 	<-cctx.Done() // the request's earlier calls took the whole budget
-	done()
+	ch.done()
 	if !Spent(ctx) {
 		t.Fatal("budget not spent")
 	}

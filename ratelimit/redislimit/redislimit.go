@@ -321,14 +321,28 @@ func (l *Limiter) checkEviction() {
 // cancelled by the caller returns ctx.Err(). A caller's deadline counts as
 // Redis not answering in time.
 func (l *Limiter) Decide(ctx context.Context, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
-	return l.run(ctx, d, subject, items, false)
+	return l.run(ctx, time.Time{}, d, subject, items, false)
 }
 
 // Peek implements [ratelimit.Limiter]: it writes the Decision Decide would
 // write, consuming nothing (one round trip, or none on a deny-cache hit).
 // Errors are those of Decide.
 func (l *Limiter) Peek(ctx context.Context, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
-	return l.run(ctx, d, subject, items, true)
+	return l.run(ctx, time.Time{}, d, subject, items, true)
+}
+
+// DecideBy is Decide with ctx bounded by deadline: it decides as
+// Decide(context.WithDeadline(ctx, deadline), ...) would, but derives that
+// context only for a decision that goes to Redis. A decision answered in
+// process (from a lease or the deny cache) then costs no context and no
+// timer. The zero deadline adds no bound.
+func (l *Limiter) DecideBy(ctx context.Context, deadline time.Time, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
+	return l.run(ctx, deadline, d, subject, items, false)
+}
+
+// PeekBy is Peek with ctx bounded by deadline, as DecideBy is Decide.
+func (l *Limiter) PeekBy(ctx context.Context, deadline time.Time, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
+	return l.run(ctx, deadline, d, subject, items, true)
 }
 
 // Reset implements [ratelimit.Limiter]: it deletes the key in Redis, clears
@@ -358,7 +372,9 @@ func (l *Limiter) Reset(ctx context.Context, subject, policy string) error {
 
 var errBreakerOpen = errors.New("redislimit: circuit breaker open")
 
-func (l *Limiter) run(ctx context.Context, d *ratelimit.Decision, subject string, items []ratelimit.Item, peek bool) error {
+// run decides (or peeks); a non-zero deadline bounds ctx for the round trip
+// (see DecideBy).
+func (l *Limiter) run(ctx context.Context, deadline time.Time, d *ratelimit.Decision, subject string, items []ratelimit.Item, peek bool) error {
 	if err := backend.ValidateItems(items); err != nil {
 		backend.Fail(d)
 		return err
@@ -390,6 +406,11 @@ func (l *Limiter) run(ctx context.Context, d *ratelimit.Decision, subject string
 		if a, ok := l.leases.prepare(subject, items, sent); ok {
 			lease = &a
 		}
+	}
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
 	}
 	denied, grants, err := l.eval(ctx, d, subject, items, peek, lease)
 	if err != nil {

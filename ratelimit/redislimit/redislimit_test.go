@@ -596,6 +596,40 @@ func TestCallerCancellationIsNotAFailure(t *testing.T) {
 	}
 }
 
+// TestDecideByBoundsTheRoundTrip: DecideBy and PeekBy decide as Decide and
+// Peek do on a context bounded by the deadline: in time they decide, and a
+// deadline that has passed fails a decision that needs Redis as a slow
+// Redis would, without counting against it.
+func TestDecideByBoundsTheRoundTrip(t *testing.T) {
+	c := newClient(t, testenv.RedisAddr(t))
+	l := newLimiter(t, c, redislimit.Options{Prefix: testenv.RandomPrefix(), HeartbeatInterval: -1, Timeout: 5 * time.Second, BreakerFailures: 1})
+	p := ratelimit.Policy{Name: "p", Rate: ratelimit.Rate{N: 3, Per: time.Hour}}
+	by := func(deadline time.Time, peek bool) func(context.Context, *ratelimit.Decision, string, ...ratelimit.Item) error {
+		return func(ctx context.Context, d *ratelimit.Decision, subject string, items ...ratelimit.Item) error {
+			if peek {
+				return l.PeekBy(ctx, deadline, d, subject, items...)
+			}
+			return l.DecideBy(ctx, deadline, d, subject, items...)
+		}
+	}
+	ctx, subject, item := context.Background(), "ip:192.0.2.201", ratelimit.Item{Policy: p}
+	if d, err := ratelimittest.Call(by(time.Now().Add(5*time.Second), false), ctx, subject, item); err != nil || !d.Allowed || d.Results[0].Remaining != 2 {
+		t.Fatalf("DecideBy in time = %+v, %v; want admitted with 2 left", d, err)
+	}
+	if d, err := ratelimittest.Call(by(time.Time{}, true), ctx, subject, item); err != nil || !d.Allowed || d.Results[0].Remaining != 1 {
+		t.Fatalf("PeekBy without a deadline = %+v, %v; want admitted with 1 left after it", d, err)
+	}
+	for _, peek := range []bool{false, true} {
+		d, err := ratelimittest.Call(by(time.Now(), peek), ctx, subject, item)
+		if !errors.Is(err, ratelimit.ErrUnavailable) || !errors.Is(err, ratelimit.ErrSlow) || len(d.Results) != 0 {
+			t.Errorf("peek %v past the deadline = %+v, %v; want no results and an error wrapping ErrUnavailable and ErrSlow", peek, d, err)
+		}
+	}
+	if l.Stats().BreakerOpen {
+		t.Error("decisions past their deadline opened the breaker")
+	}
+}
+
 // TestDenyCacheIsBounded floods many denied subjects through a small deny
 // cache.
 func TestDenyCacheIsBounded(t *testing.T) {
