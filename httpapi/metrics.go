@@ -1,13 +1,12 @@
 package httpapi
 
 import (
-	"maps"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/journalsvc/journal/internal/metrics/childcache"
 )
 
 // metrics are the HTTP collectors. The route label is the pattern the mux
@@ -17,12 +16,9 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	// byRoute holds the children of requests and duration by route and
-	// status, so that a request costs a lookup in an immutable map rather
-	// than two WithLabelValues (which check and hash the values and take
-	// the vector's lock) and the formatting of its status. Routes and
-	// statuses are few: the map is copied when one is added, under mu.
-	byRoute atomic.Pointer[map[routeStatus]routeMetrics]
-	mu      sync.Mutex
+	// status, so that a request costs one lookup rather than two
+	// WithLabelValues and the formatting of its status.
+	byRoute childcache.Cache[routeStatus, routeMetrics]
 }
 
 type routeStatus struct {
@@ -56,33 +52,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) observe(route string, status int, d time.Duration) {
-	rm := m.forRoute(routeStatus{route, status})
+	rm := m.byRoute.Get(routeStatus{route, status}, m.routeChildren)
 	rm.requests.Inc()
 	rm.duration.Observe(d.Seconds())
 }
 
-// forRoute returns the children of k's labels, adding them to byRoute the
-// first time.
-func (m *metrics) forRoute(k routeStatus) routeMetrics {
-	if byRoute := m.byRoute.Load(); byRoute != nil {
-		if rm, ok := (*byRoute)[k]; ok {
-			return rm
-		}
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	next := map[routeStatus]routeMetrics{}
-	if old := m.byRoute.Load(); old != nil {
-		if rm, ok := (*old)[k]; ok {
-			return rm
-		}
-		next = maps.Clone(*old)
-	}
-	rm := routeMetrics{
+// routeChildren returns the children of k's labels.
+func (m *metrics) routeChildren(k routeStatus) routeMetrics {
+	return routeMetrics{
 		requests: m.requests.WithLabelValues(k.route, strconv.Itoa(k.status)),
 		duration: m.duration.WithLabelValues(k.route),
 	}
-	next[k] = rm
-	m.byRoute.Store(&next)
-	return rm
 }

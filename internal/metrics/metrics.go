@@ -9,15 +9,13 @@ package metrics
 
 import (
 	"context"
-	"maps"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/journalsvc/journal/internal/metrics/childcache"
 	"github.com/journalsvc/journal/ratelimit"
 	"github.com/journalsvc/journal/ratelimit/httplimit"
 	"github.com/journalsvc/journal/ratelimit/redislimit"
@@ -49,8 +47,8 @@ type Service struct {
 	invalidationLag prometheus.Histogram
 	// The children of decisions and cacheResults by their label values:
 	// every request counts two decisions and two cache reads.
-	decisionCounters children[[3]string]
-	cacheCounters    children[[2]string]
+	decisionCounters childcache.Cache[[3]string, prometheus.Counter]
+	cacheCounters    childcache.Cache[[2]string, prometheus.Counter]
 }
 
 // New registers the collectors of a Service in reg. It fails if reg already
@@ -114,7 +112,7 @@ func (m *Service) OnDecision(_ *http.Request, _ httplimit.Outcome, items []ratel
 		case r.Degraded:
 			mode = "degraded"
 		}
-		m.decisionCounters.get([3]string{items[i].Policy.Name, result, mode}, m.decisionCounter).Inc()
+		m.decisionCounters.Get([3]string{items[i].Policy.Name, result, mode}, m.decisionCounter).Inc()
 	}
 }
 
@@ -125,46 +123,11 @@ func (m *Service) decisionCounter(l [3]string) prometheus.Counter {
 // OnCacheResult counts a cache lookup by tier and result
 // (cache.Options.OnResult).
 func (m *Service) OnCacheResult(tier, result string) {
-	m.cacheCounters.get([2]string{tier, result}, m.cacheCounter).Inc()
+	m.cacheCounters.Get([2]string{tier, result}, m.cacheCounter).Inc()
 }
 
 func (m *Service) cacheCounter(l [2]string) prometheus.Counter {
 	return m.cacheResults.WithLabelValues(l[0], l[1])
-}
-
-// children caches the children of a counter vector by their label values
-// (K, an array of them): a hit is a lookup in an immutable map, where
-// WithLabelValues checks and hashes the values and takes the vector's lock
-// on every call. The label sets are few (policies, results, modes, tiers),
-// so the map is copied whenever one is added. The zero value is empty.
-type children[K comparable] struct {
-	m  atomic.Pointer[map[K]prometheus.Counter]
-	mu sync.Mutex // held while adding
-}
-
-// get returns the child of labels, made by child the first time.
-func (c *children[K]) get(labels K, child func(K) prometheus.Counter) prometheus.Counter {
-	if m := c.m.Load(); m != nil {
-		if ctr, ok := (*m)[labels]; ok {
-			return ctr
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	old := c.m.Load()
-	if old != nil {
-		if ctr, ok := (*old)[labels]; ok {
-			return ctr
-		}
-	}
-	next := map[K]prometheus.Counter{}
-	if old != nil {
-		next = maps.Clone(*old)
-	}
-	ctr := child(labels)
-	next[labels] = ctr
-	c.m.Store(&next)
-	return ctr
 }
 
 // OnInvalidations counts the near-cache keys Redis invalidated; 0 keys means
